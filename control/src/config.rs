@@ -1,0 +1,170 @@
+//! Configuration of `cascade serve`: command-line flags, `CASCADE_*` environment
+//! variables and an optional TOML file, in that order of precedence, over embedded
+//! defaults that run a complete server on loopback with nothing set.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MEDIA_LISTEN: &str = "127.0.0.1:8443";
+
+/// Data-plane I/O backend, as chosen on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneArg {
+    #[default]
+    Auto,
+    Userspace,
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (snake_case keys).
+    #[arg(long, env = "CASCADE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// HTTP API address [default: 127.0.0.1:8080].
+    #[arg(long, env = "CASCADE_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// The one UDP media port for every peer [default: 127.0.0.1:8443].
+    #[arg(long, env = "CASCADE_MEDIA_LISTEN")]
+    pub media_listen: Option<SocketAddr>,
+    /// IP put in ICE candidates (needed when the media port binds 0.0.0.0 / ::).
+    #[arg(long, env = "CASCADE_PUBLIC_IP")]
+    pub public_ip: Option<IpAddr>,
+    /// Base of resource URLs, e.g. https://m1.example.com [default: http://<http-listen>].
+    #[arg(long, env = "CASCADE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Token secret, `SECRET` or `KID:SECRET`; repeat (or comma-separate) for rotation.
+    /// The first is used for tokens without a key id. Generated when absent.
+    #[arg(long = "token-secret", env = "CASCADE_TOKEN_SECRET", value_delimiter = ',')]
+    pub token_secrets: Vec<String>,
+    /// Data-plane I/O backend.
+    #[arg(long, env = "CASCADE_DATAPLANE", value_enum)]
+    pub dataplane: Option<DataplaneArg>,
+    /// Data-plane worker threads [default: one per core].
+    #[arg(long, env = "CASCADE_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http_listen: Option<SocketAddr>,
+    media_listen: Option<SocketAddr>,
+    public_ip: Option<IpAddr>,
+    public_url: Option<String>,
+    #[serde(default)]
+    token_secrets: Vec<String>,
+    dataplane: Option<DataplaneArg>,
+    workers: Option<usize>,
+}
+
+/// Settings after merging flags, environment, file and defaults.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub http_listen: SocketAddr,
+    pub media_listen: SocketAddr,
+    pub public_ip: Option<IpAddr>,
+    pub public_url: Option<String>,
+    /// Empty means: generate a dev secret.
+    pub token_secrets: Vec<String>,
+    pub dataplane: DataplaneArg,
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let default_addr = |s: &str| -> SocketAddr {
+            // The defaults are literal, valid socket addresses.
+            s.parse().expect("valid default address")
+        };
+        Ok(ServeConfig {
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_HTTP_LISTEN)),
+            media_listen: self
+                .media_listen
+                .or(file.media_listen)
+                .unwrap_or_else(|| default_addr(DEFAULT_MEDIA_LISTEN)),
+            public_ip: self.public_ip.or(file.public_ip),
+            public_url: self.public_url.or(file.public_url),
+            token_secrets: if self.token_secrets.is_empty() {
+                file.token_secrets
+            } else {
+                self.token_secrets
+            },
+            dataplane: self.dataplane.or(file.dataplane).unwrap_or_default(),
+            workers: self.workers.or(file.workers).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(c.media_listen.to_string(), DEFAULT_MEDIA_LISTEN);
+        assert!(c.token_secrets.is_empty());
+
+        let dir = std::env::temp_dir().join(format!("cascade-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"127.0.0.1:9000\"\ntoken_secrets = [\"k1:abc\"]\nworkers = 3\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            workers: Some(5),
+            ..Default::default()
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.http_listen.port(), 9000);
+        assert_eq!(c.token_secrets, vec!["k1:abc".to_owned()]);
+        assert_eq!(c.workers, 5);
+
+        std::fs::write(&path, "bogus_key = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics for `GET /metrics`. Gauges are read from the SFU core and
+//! counters from the data plane's per-worker counters when the endpoint is scraped,
+//! so nothing on the packet path touches the registry.
+
+use std::sync::Mutex;
+
+use cascade_dataplane::stats::{DropReason, LocalStats};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    sessions: IntGauge,
+    publications: IntGauge,
+    subscriptions: IntGauge,
+    packets_in: IntCounter,
+    bytes_in: IntCounter,
+    packets_out: IntCounter,
+    bytes_out: IntCounter,
+    drops: IntCounterVec,
+    /// Data-plane totals at the previous scrape (counters only move by the delta).
+    last: Mutex<LocalStats>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Values sampled from the SFU core at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CoreGauges {
+    pub sessions: usize,
+    pub publications: usize,
+    pub subscriptions: usize,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let drops = IntCounterVec::new(
+            Opts::new("cascade_drops_total", "Datagrams dropped by the data plane"),
+            &["reason"],
+        )?;
+        registry.register(Box::new(drops.clone()))?;
+        for r in DropReason::ALL {
+            drops.with_label_values(&[r.label()]);
+        }
+        Ok(Self {
+            sessions: gauge("cascade_sessions", "Live WebRTC sessions")?,
+            publications: gauge("cascade_publications", "Live publications")?,
+            subscriptions: gauge("cascade_subscriptions", "Live subscriptions")?,
+            packets_in: counter("cascade_packets_in_total", "Datagrams received on the media port")?,
+            bytes_in: counter("cascade_bytes_in_total", "Bytes received on the media port")?,
+            packets_out: counter("cascade_packets_out_total", "Media datagrams sent by the data plane")?,
+            bytes_out: counter("cascade_bytes_out_total", "Media bytes sent by the data plane")?,
+            drops,
+            registry,
+            last: Mutex::new(LocalStats::default()),
+        })
+    }
+
+    /// Renders the text exposition format from fresh samples.
+    pub fn render(&self, core: CoreGauges, dataplane: LocalStats) -> String {
+        self.sessions.set(core.sessions as i64);
+        self.publications.set(core.publications as i64);
+        self.subscriptions.set(core.subscriptions as i64);
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            self.packets_in
+                .inc_by(dataplane.packets_in.saturating_sub(last.packets_in));
+            self.bytes_in
+                .inc_by(dataplane.bytes_in.saturating_sub(last.bytes_in));
+            self.packets_out
+                .inc_by(dataplane.packets_out.saturating_sub(last.packets_out));
+            self.bytes_out
+                .inc_by(dataplane.bytes_out.saturating_sub(last.bytes_out));
+            for r in DropReason::ALL {
+                let i = r as usize;
+                self.drops
+                    .with_label_values(&[r.label()])
+                    .inc_by(dataplane.drops[i].saturating_sub(last.drops[i]));
+            }
+            *last = dataplane;
+        }
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_gauges_and_counter_deltas() {
+        let m = Metrics::new().unwrap();
+        let mut dp = LocalStats {
+            packets_in: 10,
+            ..Default::default()
+        };
+        dp.drops[DropReason::UnknownSource as usize] = 4;
+        let text = m.render(
+            CoreGauges {
+                sessions: 2,
+                publications: 1,
+                subscriptions: 1,
+            },
+            dp,
+        );
+        assert!(text.contains("cascade_sessions 2"), "{text}");
+        assert!(text.contains("cascade_packets_in_total 10"), "{text}");
+        assert!(text.contains("cascade_drops_total{reason=\"unknown_source\"} 4"), "{text}");
+        dp.packets_in = 15;
+        let text = m.render(CoreGauges::default(), dp);
+        assert!(text.contains("cascade_packets_in_total 15"), "{text}");
+        assert!(text.contains("cascade_sessions 0"), "{text}");
+    }
+}

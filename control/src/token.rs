@@ -1,0 +1,286 @@
+//! Access tokens: JWTs (RFC 7519, HS256) carrying user, room, grants and expiry.
+//! Owns minting (for `cascade token` and the dev token) and verification, which is
+//! pure computation over the configured secrets: no I/O, no clock reads (callers
+//! pass the time in), no shared state.
+
+use std::collections::HashMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// What a token allows its bearer to do in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Grant {
+    Publish,
+    Subscribe,
+}
+
+/// The claims Cascade puts in and reads from a token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user the token was issued to.
+    pub sub: String,
+    /// The one room the token is valid for.
+    pub room: String,
+    pub grants: Vec<Grant>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issue time, seconds since the Unix epoch.
+    pub iat: u64,
+}
+
+/// Why a token was refused. The first group maps to 401, the second to 403.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("token is not a well-formed JWT: {0}")]
+    Malformed(String),
+    #[error("token key id {0:?} is unknown")]
+    UnknownKey(String),
+    #[error("token signature does not verify")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token is for room {token_room:?}, not {room:?}")]
+    WrongRoom { token_room: String, room: String },
+    #[error("token does not grant {0:?}")]
+    MissingGrant(Grant),
+}
+
+impl TokenError {
+    /// True for errors that mean "who are you?" (401) rather than "not allowed" (403).
+    pub fn is_unauthenticated(&self) -> bool {
+        !matches!(
+            self,
+            TokenError::WrongRoom { .. } | TokenError::MissingGrant(_)
+        )
+    }
+
+    /// Stable machine-readable code for the HTTP error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "token_missing",
+            TokenError::Malformed(_) => "token_malformed",
+            TokenError::UnknownKey(_) => "token_unknown_key",
+            TokenError::BadSignature => "token_bad_signature",
+            TokenError::Expired => "token_expired",
+            TokenError::WrongRoom { .. } => "token_wrong_room",
+            TokenError::MissingGrant(_) => "token_missing_grant",
+        }
+    }
+}
+
+/// A token secret with its key id (the JWT `kid` header).
+#[derive(Clone)]
+pub struct TokenSecret {
+    pub kid: Option<String>,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSecret")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSecret {
+    /// Parses `SECRET` or `KID:SECRET` (the form of `--token-secret`).
+    pub fn parse(spec: &str) -> Self {
+        match spec.split_once(':') {
+            Some((kid, secret)) if !kid.is_empty() && !secret.is_empty() => Self {
+                kid: Some(kid.to_owned()),
+                secret: secret.as_bytes().to_vec(),
+            },
+            _ => Self {
+                kid: None,
+                secret: spec.as_bytes().to_vec(),
+            },
+        }
+    }
+}
+
+/// Verifies tokens against one or more secrets. The first secret is used for
+/// tokens without a `kid`; others are selected by `kid` (key rotation).
+#[derive(Clone)]
+pub struct TokenVerifier {
+    default: DecodingKey,
+    by_kid: HashMap<String, DecodingKey>,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("kids", &self.by_kid.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// `secrets` must not be empty; the first is the default key.
+    pub fn new(secrets: &[TokenSecret]) -> Option<Self> {
+        let first = secrets.first()?;
+        let by_kid = secrets
+            .iter()
+            .filter_map(|s| {
+                s.kid
+                    .clone()
+                    .map(|kid| (kid, DecodingKey::from_secret(&s.secret)))
+            })
+            .collect();
+        Some(Self {
+            default: DecodingKey::from_secret(&first.secret),
+            by_kid,
+        })
+    }
+
+    /// Verifies signature and expiry at `now_unix` (seconds), then room and grant.
+    pub fn verify(
+        &self,
+        token: &str,
+        room: &str,
+        grant: Grant,
+        now_unix: u64,
+    ) -> Result<Claims, TokenError> {
+        let claims = self.verify_signature(token, now_unix)?;
+        if claims.room != room {
+            return Err(TokenError::WrongRoom {
+                token_room: claims.room,
+                room: room.to_owned(),
+            });
+        }
+        if !claims.grants.contains(&grant) {
+            return Err(TokenError::MissingGrant(grant));
+        }
+        Ok(claims)
+    }
+
+    /// Verifies signature and expiry only (for operations on an existing resource,
+    /// where the room is checked by the caller).
+    pub fn verify_signature(&self, token: &str, now_unix: u64) -> Result<Claims, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::Malformed(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let key = match &header.kid {
+            Some(kid) => self
+                .by_kid
+                .get(kid)
+                .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?,
+            None => &self.default,
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the caller's clock, so verification stays pure.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                _ => TokenError::Malformed(e.to_string()),
+            }
+        })?;
+        if data.claims.exp <= now_unix {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+/// Mints a token. Used by `cascade token`, the dev token and tests.
+pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, TokenError> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = secret.kid.clone();
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(&secret.secret))
+        .map_err(|e| TokenError::Malformed(e.to_string()))
+}
+
+/// Seconds since the Unix epoch, for callers that need "now" for [`TokenVerifier::verify`].
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(room: &str, grants: &[Grant], exp: u64) -> Claims {
+        Claims {
+            sub: "alice".into(),
+            room: room.into(),
+            grants: grants.to_vec(),
+            exp,
+            iat: 1_000,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_grants() {
+        let s = TokenSecret::parse("s3cret");
+        let v = TokenVerifier::new(std::slice::from_ref(&s)).unwrap();
+        let t = mint(&s, &claims("r1", &[Grant::Publish], 2_000)).unwrap();
+        assert_eq!(v.verify(&t, "r1", Grant::Publish, 1_500).unwrap().sub, "alice");
+        assert_eq!(
+            v.verify(&t, "r1", Grant::Subscribe, 1_500),
+            Err(TokenError::MissingGrant(Grant::Subscribe))
+        );
+        assert!(matches!(
+            v.verify(&t, "r2", Grant::Publish, 1_500),
+            Err(TokenError::WrongRoom { .. })
+        ));
+        assert_eq!(v.verify(&t, "r1", Grant::Publish, 2_000), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn forged_and_malformed() {
+        let good = TokenSecret::parse("good");
+        let evil = TokenSecret::parse("evil");
+        let v = TokenVerifier::new(std::slice::from_ref(&good)).unwrap();
+        let forged = mint(&evil, &claims("r", &[Grant::Publish], u64::MAX / 2)).unwrap();
+        assert_eq!(
+            v.verify(&forged, "r", Grant::Publish, 0),
+            Err(TokenError::BadSignature)
+        );
+        for junk in ["", "a.b.c", "not a token", "eyJ.eyJ.x"] {
+            let err = v.verify(junk, "r", Grant::Publish, 0).unwrap_err();
+            assert!(err.is_unauthenticated(), "{junk}: {err:?}");
+        }
+        // A token whose payload was edited after signing.
+        let t = mint(&good, &claims("r", &[Grant::Subscribe], u64::MAX / 2)).unwrap();
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        let other = mint(&good, &claims("r", &[Grant::Publish], u64::MAX / 2)).unwrap();
+        parts[1] = other.split('.').nth(1).unwrap().to_owned();
+        parts[2] = t.split('.').nth(2).unwrap().to_owned();
+        assert_eq!(
+            v.verify(&parts.join("."), "r", Grant::Publish, 0),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn key_rotation_by_kid() {
+        let old = TokenSecret::parse("k1:old-secret");
+        let new = TokenSecret::parse("k2:new-secret");
+        let v = TokenVerifier::new(&[new.clone(), old.clone()]).unwrap();
+        for s in [&old, &new] {
+            let t = mint(s, &claims("r", &[Grant::Publish], 10)).unwrap();
+            assert!(v.verify(&t, "r", Grant::Publish, 5).is_ok());
+        }
+        let unknown = TokenSecret::parse("k9:whatever");
+        let t = mint(&unknown, &claims("r", &[Grant::Publish], 10)).unwrap();
+        assert_eq!(
+            v.verify(&t, "r", Grant::Publish, 5),
+            Err(TokenError::UnknownKey("k9".into()))
+        );
+    }
+}

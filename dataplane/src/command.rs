@@ -1,0 +1,90 @@
+//! The one type where control meets the data plane. Control decides, the data plane
+//! executes: every change to forwarding state is a [`Command`], applied by each worker
+//! to its own replica of the forwarding table. Nothing here does I/O.
+
+use std::net::SocketAddr;
+
+use crate::srtp::SrtpKeyingMaterial;
+
+/// Identifies one WebRTC session (one peer connection) on this server.
+pub type SessionId = u64;
+
+/// What kind of media a forwarded stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+}
+
+/// Maximum payload-type rewrites carried by one route (codec + RTX + red/ulpfec).
+pub const MAX_PT_MAP: usize = 4;
+
+/// One publisher stream (an SSRC) delivered to one subscriber as one of its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub publisher: SessionId,
+    /// SSRC the publisher sends this stream with.
+    pub publisher_ssrc: u32,
+    pub subscriber: SessionId,
+    /// Stable SSRC the subscriber sees (announced in its SDP answer).
+    pub subscriber_ssrc: u32,
+    pub kind: MediaKind,
+    /// Publisher payload type → subscriber payload type. Unlisted types are dropped.
+    pub pt_map: [(u8, u8); MAX_PT_MAP],
+    pub pt_map_len: u8,
+    /// True for an RTX (RFC 4588) stream: retransmissions, never keyframe-requested.
+    pub is_rtx: bool,
+}
+
+impl Route {
+    /// Looks up the subscriber payload type for a publisher payload type.
+    pub fn map_pt(&self, pt: u8) -> Option<u8> {
+        self.pt_map[..usize::from(self.pt_map_len)]
+            .iter()
+            .find(|(from, _)| *from == pt)
+            .map(|(_, to)| *to)
+    }
+}
+
+/// A change to forwarding state, from control to every data-plane worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// A session whose ICE check passed from `peer` and whose DTLS handshake exported
+    /// keys. Media is accepted from and sent to `peer` only.
+    InstallSession {
+        id: SessionId,
+        peer: SocketAddr,
+        /// Keys to unprotect what the peer sends.
+        rx: SrtpKeyingMaterial,
+        /// Keys to protect what we send to the peer.
+        tx: SrtpKeyingMaterial,
+        /// SSRC the server uses as sender of its own RTCP (receiver reports, PLI, NACK).
+        rtcp_ssrc: u32,
+    },
+    /// The peer's nominated address changed (ICE restart, NAT rebinding after a check).
+    UpdatePeer { id: SessionId, peer: SocketAddr },
+    /// Forget a session and every route to or from it.
+    RemoveSession { id: SessionId },
+    /// Start forwarding a publisher stream to a subscriber.
+    Route(Route),
+    /// Stop forwarding one publisher stream to one subscriber.
+    Unroute {
+        publisher: SessionId,
+        publisher_ssrc: u32,
+        subscriber: SessionId,
+    },
+    /// Ask the publisher of `media_ssrc` for a keyframe (PLI), subject to rate limiting.
+    RequestKeyframe {
+        publisher: SessionId,
+        media_ssrc: u32,
+    },
+    /// Stop the worker (shutdown).
+    Shutdown,
+}
+
+/// A datagram the data plane hands up to control: STUN or DTLS from any source.
+#[derive(Debug, Clone)]
+pub struct Upcall {
+    pub from: SocketAddr,
+    pub data: Vec<u8>,
+}
