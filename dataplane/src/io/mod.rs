@@ -1,0 +1,34 @@
+//! Socket I/O backends. Every socket trick (reuseport groups, batched receive and
+//! send, timeouts) lives here, behind the same two operations the worker needs:
+//! receive a batch into fixed buffers, send a batch from fixed buffers.
+
+pub mod userspace;
+
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams moved per batched receive or send call.
+pub const BATCH: usize = 32;
+
+/// Opens `count` UDP sockets bound to the same address in one SO_REUSEPORT group.
+/// Port 0 picks a free port for the first and binds the others to it.
+pub fn bind_reuseport_group(listen: SocketAddr, count: usize) -> std::io::Result<Vec<Socket>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut addr = listen;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        socket.set_recv_buffer_size(8 << 20)?;
+        socket.set_send_buffer_size(8 << 20)?;
+        socket.bind(&addr.into())?;
+        if addr.port() == 0 {
+            addr = socket
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("socket has no IP address"))?;
+        }
+        sockets.push(socket);
+    }
+    Ok(sockets)
+}

@@ -1,0 +1,678 @@
+//! The forwarding table and the per-packet forwarding logic, without sockets.
+//!
+//! Each worker owns one [`ForwardingTable`] (a replica: control broadcasts every
+//! [`Command`] to every worker), so reads need no lock. A datagram goes in through
+//! [`ForwardingTable::handle_datagram`]; protected copies for subscribers come out
+//! through a [`TransmitSink`] the I/O backend supplies. After warm-up (sessions
+//! installed, each SSRC seen once) forwarding allocates nothing.
+//!
+//! It owns: which peer address is which session, SRTP contexts, routes from publisher
+//! streams to subscribers, SSRC/payload-type rewriting, keyframe-request translation
+//! and rate limiting, forwarding of sender reports, generation of receiver reports.
+//! It must not: decide policy (control does), block, or touch a socket.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
+use crate::demux::{self, PacketClass};
+use crate::rtcp::{self, ReportBlock, RtcpKind};
+use crate::rtp::{self, SeqTracker};
+
+use crate::srtp::{SrtpContext, SrtpError};
+use crate::stats::{DropReason, LocalStats};
+
+/// Size of every receive and send buffer; larger datagrams are truncated by the
+/// kernel and then fail authentication.
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// Minimum time between two keyframe requests sent to one publisher stream.
+pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often receiver reports are sent to publishers.
+pub const RR_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most inbound streams (SSRCs) one session may create; more are dropped.
+const MAX_INBOUND_STREAMS: usize = 32;
+
+/// Where forwarded datagrams go: the I/O backend's batch of send buffers.
+pub trait TransmitSink {
+    /// The next free send buffer (at least [`MAX_DATAGRAM`] bytes). The backend
+    /// flushes its batch first when it is full.
+    fn next_buffer(&mut self) -> &mut [u8];
+    /// Queues the first `len` bytes of the buffer last returned by `next_buffer`.
+    fn commit(&mut self, len: usize, dest: SocketAddr);
+}
+
+/// What happened to a received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Media or RTCP handled here (forwarded, consumed, or simply had no subscriber).
+    Handled,
+    /// STUN or DTLS: control must see it.
+    ToControl,
+    Dropped(DropReason),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RouteOut {
+    subscriber: usize,
+    subscriber_ssrc: u32,
+    pt_map: [(u8, u8); MAX_PT_MAP],
+    pt_map_len: u8,
+}
+
+impl RouteOut {
+    fn map_pt(&self, pt: u8) -> Option<u8> {
+        self.pt_map[..usize::from(self.pt_map_len)]
+            .iter()
+            .find(|(from, _)| *from == pt)
+            .map(|(_, to)| *to)
+    }
+}
+
+struct InboundStream {
+    ssrc: u32,
+    routes: Vec<RouteOut>,
+    seq: SeqTracker,
+    kind: Option<MediaKind>,
+    is_rtx: bool,
+    last_pli: Option<Instant>,
+    /// Middle 32 bits of the last sender report's NTP time, and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    last_packet: Option<Instant>,
+}
+
+impl InboundStream {
+    fn new(ssrc: u32) -> Self {
+        Self {
+            ssrc,
+            routes: Vec::new(),
+            seq: SeqTracker::default(),
+            kind: None,
+            is_rtx: false,
+            last_pli: None,
+            last_sr: None,
+            last_packet: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct OutboundStream {
+    subscriber_ssrc: u32,
+    publisher: usize,
+    publisher_ssrc: u32,
+}
+
+struct Session {
+    peer: SocketAddr,
+    rx: SrtpContext,
+    tx: SrtpContext,
+    /// Sender SSRC of RTCP this worker generates for the session.
+    rtcp_ssrc: u32,
+    inbound: Vec<InboundStream>,
+    outbound: Vec<OutboundStream>,
+}
+
+impl Session {
+    fn inbound_mut(&mut self, ssrc: u32) -> Option<&mut InboundStream> {
+        self.inbound.iter_mut().find(|s| s.ssrc == ssrc)
+    }
+}
+
+/// One worker's replica of the forwarding state.
+pub struct ForwardingTable {
+    /// Distinguishes the RTCP sender SSRC of each worker, so two workers never share
+    /// an SRTCP stream (and so never reuse an SRTCP index under the same key).
+    worker_index: u32,
+    sessions: Vec<Option<Session>>,
+    free: Vec<usize>,
+    by_addr: HashMap<SocketAddr, usize>,
+    by_id: HashMap<SessionId, usize>,
+    next_rr: Option<Instant>,
+    /// Origin of the arrival clock used for jitter.
+    epoch: Instant,
+    /// Scratch buffer for RTCP we build before protecting it into a send buffer.
+    scratch: Box<[u8; MAX_DATAGRAM]>,
+    /// Lost sequence numbers of a NACK being translated.
+    nack_scratch: Vec<u16>,
+    report_scratch: Vec<ReportBlock>,
+    pub stats: LocalStats,
+}
+
+impl std::fmt::Debug for ForwardingTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForwardingTable")
+            .field("worker_index", &self.worker_index)
+            .field("sessions", &self.by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ForwardingTable {
+    pub fn new(worker_index: u32) -> Self {
+        Self {
+            worker_index,
+            sessions: Vec::new(),
+            free: Vec::new(),
+            by_addr: HashMap::new(),
+            by_id: HashMap::new(),
+            next_rr: None,
+            epoch: Instant::now(),
+            scratch: Box::new([0; MAX_DATAGRAM]),
+            nack_scratch: Vec::with_capacity(64),
+            report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
+            stats: LocalStats::default(),
+        }
+    }
+
+    /// Number of installed sessions.
+    pub fn session_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when `addr` is the peer of an installed session.
+    pub fn knows_peer(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr)
+    }
+
+    /// Applies one command from control. Returns false for `Shutdown`.
+    pub fn apply(&mut self, now: Instant, cmd: Command, out: &mut impl TransmitSink) -> bool {
+        match cmd {
+            Command::InstallSession {
+                id,
+                peer,
+                rx,
+                tx,
+                rtcp_ssrc,
+            } => {
+                self.remove_session(id);
+                let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
+                    (Ok(rx), Ok(tx)) => (rx, tx),
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::error!(session = id, error = %e, "cannot key SRTP");
+                        return true;
+                    }
+                };
+                let session = Session {
+                    peer,
+                    rx,
+                    tx,
+                    rtcp_ssrc: rtcp_ssrc.wrapping_add(self.worker_index),
+                    inbound: Vec::new(),
+                    outbound: Vec::new(),
+                };
+                let idx = match self.free.pop() {
+                    Some(i) => {
+                        self.sessions[i] = Some(session);
+                        i
+                    }
+                    None => {
+                        self.sessions.push(Some(session));
+                        self.sessions.len() - 1
+                    }
+                };
+                self.by_id.insert(id, idx);
+                self.by_addr.insert(peer, idx);
+                if self.next_rr.is_none() {
+                    self.next_rr = Some(now + RR_INTERVAL);
+                }
+            }
+            Command::UpdatePeer { id, peer } => {
+                if let Some(&idx) = self.by_id.get(&id)
+                    && let Some(s) = self.sessions[idx].as_mut()
+                {
+                    self.by_addr.remove(&s.peer);
+                    s.peer = peer;
+                    self.by_addr.insert(peer, idx);
+                }
+            }
+            Command::RemoveSession { id } => self.remove_session(id),
+            Command::Route(route) => self.route(route),
+            Command::Unroute {
+                publisher,
+                publisher_ssrc,
+                subscriber,
+            } => self.unroute(publisher, publisher_ssrc, subscriber),
+            Command::RequestKeyframe {
+                publisher,
+                media_ssrc,
+            } => {
+                if let Some(&idx) = self.by_id.get(&publisher) {
+                    // Only the worker that receives the stream asks for it, so a
+                    // broadcast command yields one request, not one per worker.
+                    let seen = self.sessions[idx]
+                        .as_ref()
+                        .and_then(|s| s.inbound.iter().find(|i| i.ssrc == media_ssrc))
+                        .is_some_and(|i| i.last_packet.is_some());
+                    if seen {
+                        self.send_pli(now, idx, media_ssrc, out);
+                    }
+                }
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    fn remove_session(&mut self, id: SessionId) {
+        let Some(idx) = self.by_id.remove(&id) else {
+            return;
+        };
+        if let Some(s) = self.sessions[idx].take()
+            && self.by_addr.get(&s.peer) == Some(&idx)
+        {
+            self.by_addr.remove(&s.peer);
+        }
+        for s in self.sessions.iter_mut().flatten() {
+            for i in &mut s.inbound {
+                i.routes.retain(|r| r.subscriber != idx);
+            }
+            s.outbound.retain(|o| o.publisher != idx);
+        }
+        self.free.push(idx);
+    }
+
+    fn route(&mut self, route: Route) {
+        let (Some(&p), Some(&s)) = (
+            self.by_id.get(&route.publisher),
+            self.by_id.get(&route.subscriber),
+        ) else {
+            tracing::debug!(?route, "route for an unknown session ignored");
+            return;
+        };
+        self.unroute(route.publisher, route.publisher_ssrc, route.subscriber);
+        if let Some(publisher) = self.sessions[p].as_mut() {
+            if publisher.inbound_mut(route.publisher_ssrc).is_none() {
+                publisher
+                    .inbound
+                    .push(InboundStream::new(route.publisher_ssrc));
+            }
+            if let Some(stream) = publisher.inbound_mut(route.publisher_ssrc) {
+                stream.kind = Some(route.kind);
+                stream.is_rtx = route.is_rtx;
+                stream.routes.push(RouteOut {
+                    subscriber: s,
+                    subscriber_ssrc: route.subscriber_ssrc,
+                    pt_map: route.pt_map,
+                    pt_map_len: route.pt_map_len,
+                });
+            }
+        }
+        if let Some(subscriber) = self.sessions[s].as_mut() {
+            subscriber.outbound.push(OutboundStream {
+                subscriber_ssrc: route.subscriber_ssrc,
+                publisher: p,
+                publisher_ssrc: route.publisher_ssrc,
+            });
+        }
+    }
+
+    fn unroute(&mut self, publisher: SessionId, publisher_ssrc: u32, subscriber: SessionId) {
+        let (Some(&p), Some(&s)) = (self.by_id.get(&publisher), self.by_id.get(&subscriber)) else {
+            return;
+        };
+        if let Some(stream) = self.sessions[p]
+            .as_mut()
+            .and_then(|x| x.inbound_mut(publisher_ssrc))
+        {
+            stream.routes.retain(|r| r.subscriber != s);
+        }
+        if let Some(sub) = self.sessions[s].as_mut() {
+            sub.outbound
+                .retain(|o| !(o.publisher == p && o.publisher_ssrc == publisher_ssrc));
+        }
+    }
+
+    /// Handles one received datagram in place in `buf`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        out: &mut impl TransmitSink,
+    ) -> Disposition {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += buf.len() as u64;
+        let disposition = match demux::classify(buf) {
+            PacketClass::Stun | PacketClass::Dtls => Disposition::ToControl,
+            PacketClass::Other => Disposition::Dropped(DropReason::Malformed),
+            class @ (PacketClass::Rtp | PacketClass::Rtcp) => match self.by_addr.get(&from) {
+                None => Disposition::Dropped(DropReason::UnknownSource),
+                Some(&idx) if class == PacketClass::Rtp => self.handle_rtp(now, idx, buf, out),
+                Some(&idx) => self.handle_rtcp(now, idx, buf, out),
+            },
+        };
+        if let Disposition::Dropped(reason) = disposition {
+            self.stats.drop(reason);
+        }
+        disposition
+    }
+
+    fn handle_rtp(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        buf: &mut [u8],
+        out: &mut impl TransmitSink,
+    ) -> Disposition {
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return Disposition::Dropped(DropReason::UnknownSource);
+        };
+        let len = match publisher.rx.unprotect_rtp(buf) {
+            Ok(len) => len,
+            Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
+        };
+        let plain = &buf[..len];
+        let Ok(header) = rtp::parse(plain) else {
+            return Disposition::Dropped(DropReason::Malformed);
+        };
+        let stream = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
+            Some(i) => &mut publisher.inbound[i],
+            None if publisher.inbound.len() < MAX_INBOUND_STREAMS => {
+                publisher.inbound.push(InboundStream::new(header.ssrc));
+                let last = publisher.inbound.len() - 1;
+                &mut publisher.inbound[last]
+            }
+            None => return Disposition::Dropped(DropReason::NoRoute),
+        };
+        stream.last_packet = Some(now);
+        if !stream.is_rtx {
+            let clock = match stream.kind {
+                Some(MediaKind::Audio) => 48_000,
+                _ => 90_000,
+            };
+            let arrival =
+                now.saturating_duration_since(self.epoch).as_micros() as u64 * clock / 1_000_000;
+            stream
+                .seq
+                .record(header.sequence, header.timestamp, arrival as u32);
+        }
+        let n_routes = stream.routes.len();
+        for r in 0..n_routes {
+            // Routes are plain data: copy one out so the subscriber can be borrowed.
+            let Some(route) = self.sessions[idx]
+                .as_ref()
+                .and_then(|p| p.inbound.iter().find(|s| s.ssrc == header.ssrc))
+                .and_then(|s| s.routes.get(r).copied())
+            else {
+                break;
+            };
+            let Some(pt) = route.map_pt(header.payload_type) else {
+                self.stats.drop(DropReason::NoRoute);
+                continue;
+            };
+            let Some(sub) = self.sessions[route.subscriber].as_mut() else {
+                continue;
+            };
+            let slot = out.next_buffer();
+            let overhead = sub.tx.profile().rtp_overhead();
+            if slot.len() < len + overhead {
+                continue;
+            }
+            slot[..len].copy_from_slice(&buf[..len]);
+            // The packet parsed above, so its fixed header is there to rewrite.
+            let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
+            let _ = rtp::set_payload_type(&mut slot[..len], pt);
+            match sub.tx.protect_rtp(slot, len) {
+                Ok(n) => {
+                    let dest = sub.peer;
+                    out.commit(n, dest);
+                    self.stats.packets_out += 1;
+                    self.stats.bytes_out += n as u64;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "SRTP protect failed");
+                    self.stats.drop(DropReason::Malformed);
+                }
+            }
+        }
+        Disposition::Handled
+    }
+
+    fn handle_rtcp(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        buf: &mut [u8],
+        out: &mut impl TransmitSink,
+    ) -> Disposition {
+        let Some(session) = self.sessions[idx].as_mut() else {
+            return Disposition::Dropped(DropReason::UnknownSource);
+        };
+        let len = match session.rx.unprotect_rtcp(buf) {
+            Ok(len) => len,
+            Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
+        };
+        // The packet is copied to the scratch buffer only when something in it needs
+        // an answer; iterate over the plaintext in `buf`.
+        for pkt in rtcp::packets(&buf[..len]) {
+            let Ok(pkt) = pkt else {
+                return Disposition::Dropped(DropReason::Malformed);
+            };
+            let Ok(kind) = pkt.kind() else {
+                continue;
+            };
+            match kind {
+                RtcpKind::SenderReport(sr) => {
+                    self.forward_sender_report(now, idx, &sr, out);
+                }
+                RtcpKind::Pli(pli) => self.keyframe_from_subscriber(now, idx, pli.media_ssrc, out),
+                RtcpKind::Fir(fir) => {
+                    for (ssrc, _) in fir.entries.clone() {
+                        self.keyframe_from_subscriber(now, idx, ssrc, out);
+                    }
+                }
+                RtcpKind::Nack(nack) => {
+                    self.nack_scratch.clear();
+                    self.nack_scratch.extend(nack.lost_sequences());
+                    self.nack_from_subscriber(idx, nack.media_ssrc, out);
+                }
+                _ => {}
+            }
+        }
+        Disposition::Handled
+    }
+
+    fn forward_sender_report(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        sr: &rtcp::SenderReport<'_>,
+        out: &mut impl TransmitSink,
+    ) {
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let Some(stream) = publisher.inbound_mut(sr.ssrc) else {
+            return;
+        };
+        stream.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
+        for r in 0..stream.routes.len() {
+            let Some(route) = self.sessions[idx]
+                .as_ref()
+                .and_then(|p| p.inbound.iter().find(|s| s.ssrc == sr.ssrc))
+                .and_then(|s| s.routes.get(r).copied())
+            else {
+                break;
+            };
+            let Ok(n) = rtcp::write_sender_report(
+                &mut self.scratch[..],
+                route.subscriber_ssrc,
+                sr.ntp_time,
+                sr.rtp_time,
+                sr.packet_count,
+                sr.octet_count,
+                &[],
+            ) else {
+                continue;
+            };
+            self.send_rtcp(route.subscriber, n, out);
+        }
+    }
+
+    /// Protects `scratch[..len]` for session `idx` and queues it.
+    fn send_rtcp(&mut self, idx: usize, len: usize, out: &mut impl TransmitSink) {
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let slot = out.next_buffer();
+        if slot.len() < len + s.tx.profile().rtcp_overhead() {
+            return;
+        }
+        slot[..len].copy_from_slice(&self.scratch[..len]);
+        match s.tx.protect_rtcp(slot, len) {
+            Ok(n) => {
+                out.commit(n, s.peer);
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += n as u64;
+            }
+            Err(e) => tracing::debug!(error = %e, "SRTCP protect failed"),
+        }
+    }
+
+    fn keyframe_from_subscriber(
+        &mut self,
+        now: Instant,
+        sub_idx: usize,
+        subscriber_ssrc: u32,
+        out: &mut impl TransmitSink,
+    ) {
+        let Some(o) = self.sessions[sub_idx]
+            .as_ref()
+            .and_then(|s| {
+                s.outbound
+                    .iter()
+                    .find(|o| o.subscriber_ssrc == subscriber_ssrc)
+            })
+            .copied()
+        else {
+            return;
+        };
+        self.send_pli(now, o.publisher, o.publisher_ssrc, out);
+    }
+
+    /// Sends a PLI for `media_ssrc` to the publisher at `idx`, at most once per
+    /// [`PLI_INTERVAL`].
+    fn send_pli(&mut self, now: Instant, idx: usize, media_ssrc: u32, out: &mut impl TransmitSink) {
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let sender = publisher.rtcp_ssrc;
+        let Some(stream) = publisher.inbound_mut(media_ssrc) else {
+            return;
+        };
+        if stream
+            .last_pli
+            .is_some_and(|t| now.saturating_duration_since(t) < PLI_INTERVAL)
+        {
+            return;
+        }
+        stream.last_pli = Some(now);
+        if let Ok(n) = rtcp::write_pli(&mut self.scratch[..], sender, media_ssrc) {
+            self.send_rtcp(idx, n, out);
+        }
+    }
+
+    fn nack_from_subscriber(
+        &mut self,
+        sub_idx: usize,
+        subscriber_ssrc: u32,
+        out: &mut impl TransmitSink,
+    ) {
+        let Some(o) = self.sessions[sub_idx]
+            .as_ref()
+            .and_then(|s| {
+                s.outbound
+                    .iter()
+                    .find(|o| o.subscriber_ssrc == subscriber_ssrc)
+            })
+            .copied()
+        else {
+            return;
+        };
+        let Some(sender) = self.sessions[o.publisher].as_ref().map(|p| p.rtcp_ssrc) else {
+            return;
+        };
+        if let Ok(n) = rtcp::write_nack(
+            &mut self.scratch[..],
+            sender,
+            o.publisher_ssrc,
+            &self.nack_scratch,
+        ) {
+            self.send_rtcp(o.publisher, n, out);
+        }
+    }
+
+    /// When [`ForwardingTable::handle_timeout`] wants to run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_rr
+    }
+
+    /// Runs timers: receiver reports to publishers.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut impl TransmitSink) {
+        let Some(due) = self.next_rr else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.next_rr = if self.by_id.is_empty() {
+            None
+        } else {
+            Some(now + RR_INTERVAL)
+        };
+        for idx in 0..self.sessions.len() {
+            let Some(s) = self.sessions[idx].as_mut() else {
+                continue;
+            };
+            self.report_scratch.clear();
+            for stream in s.inbound.iter_mut().filter(|i| !i.is_rtx) {
+                // Report only streams this worker received recently.
+                if stream
+                    .last_packet
+                    .is_none_or(|t| now.saturating_duration_since(t) > 5 * RR_INTERVAL)
+                {
+                    continue;
+                }
+                let (lsr, dlsr) = match stream.last_sr {
+                    Some((lsr, at)) => {
+                        let d = now.saturating_duration_since(at);
+                        // DLSR is in units of 1/65536 s.
+                        (lsr, (d.as_secs_f64() * 65536.0) as u32)
+                    }
+                    None => (0, 0),
+                };
+                let r = stream.seq.report();
+                self.report_scratch.push(ReportBlock {
+                    ssrc: stream.ssrc,
+                    fraction_lost: r.fraction_lost,
+                    cumulative_lost: r.cumulative_lost,
+                    extended_highest_seq: r.extended_highest_seq,
+                    jitter: r.jitter,
+                    last_sr: lsr,
+                    delay_since_last_sr: dlsr,
+                });
+            }
+            if self.report_scratch.is_empty() {
+                continue;
+            }
+            let sender = s.rtcp_ssrc;
+            if let Ok(n) =
+                rtcp::write_receiver_report(&mut self.scratch[..], sender, &self.report_scratch)
+            {
+                self.send_rtcp(idx, n, out);
+            }
+        }
+    }
+}
+
+fn srtp_drop_reason(e: &SrtpError) -> DropReason {
+    match e {
+        SrtpError::Replayed => DropReason::Replayed,
+        SrtpError::AuthenticationFailed => DropReason::AuthFailed,
+        _ => DropReason::Malformed,
+    }
+}

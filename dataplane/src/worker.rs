@@ -1,0 +1,226 @@
+//! Data-plane workers and the handle control holds to drive them.
+//!
+//! One worker thread per socket of a SO_REUSEPORT group on the media port. Each
+//! worker loops: apply pending commands to its table replica, receive a batch,
+//! forward it, run timers, send the batch, publish its counters. STUN and DTLS go up
+//! to control through a bounded channel (dropped and counted when control lags).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use socket2::Socket;
+
+use crate::command::{Command, Upcall};
+use crate::io::{self, userspace};
+use crate::stats::{self, DropReason, LocalStats, WorkerStats};
+use crate::table::{Disposition, ForwardingTable};
+
+/// How long a worker waits for packets before it looks at commands and timers.
+const IDLE_WAKE: Duration = Duration::from_millis(10);
+
+/// Depth of the STUN/DTLS channel to control.
+const UPCALL_QUEUE: usize = 4096;
+
+/// Which I/O backend the workers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The best the kernel allows.
+    #[default]
+    Auto,
+    /// recvmmsg/sendmmsg.
+    Userspace,
+}
+
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    pub listen: SocketAddr,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    pub backend: BackendChoice,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("cannot bind media port {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("media socket setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Control's handle on the running data plane.
+pub struct Dataplane {
+    commands: Vec<Sender<Command>>,
+    stats: Vec<Arc<WorkerStats>>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    control_socket: Socket,
+    local_addr: SocketAddr,
+    backend: &'static str,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("local_addr", &self.local_addr)
+            .field("workers", &self.commands.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Dataplane {
+    /// Binds the media port and starts the workers. Returns the handle and the
+    /// channel on which STUN/DTLS datagrams arrive for control.
+    pub fn start(config: &DataplaneConfig) -> Result<(Self, Receiver<Upcall>), DataplaneError> {
+        let workers = if config.workers == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            config.workers
+        };
+        let sockets = io::bind_reuseport_group(config.listen, workers).map_err(|source| {
+            DataplaneError::Bind {
+                addr: config.listen,
+                source,
+            }
+        })?;
+        let local_addr = sockets[0]
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| std::io::Error::other("media socket has no IP address"))?;
+        let control_socket = sockets[0].try_clone()?;
+        let backend = "userspace";
+        let (upcall_tx, upcall_rx) = crossbeam_channel::bounded(UPCALL_QUEUE);
+        let mut commands = Vec::new();
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        for (i, socket) in sockets.into_iter().enumerate() {
+            userspace::set_recv_timeout(&socket, IDLE_WAKE)?;
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let shared = Arc::new(WorkerStats::default());
+            let worker = Worker {
+                table: ForwardingTable::new(i as u32),
+                socket,
+                commands: rx,
+                upcalls: upcall_tx.clone(),
+                stats: shared.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("cascade-dp{i}"))
+                .spawn(move || worker.run())?;
+            commands.push(tx);
+            stats.push(shared);
+            threads.push(thread);
+        }
+        tracing::info!(%local_addr, workers, backend, "data plane started");
+        Ok((
+            Self {
+                commands,
+                stats,
+                threads: std::sync::Mutex::new(threads),
+                control_socket,
+                local_addr,
+                backend,
+            },
+            upcall_rx,
+        ))
+    }
+
+    /// The media port's address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Name of the I/O backend the workers run.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Sends a command to every worker.
+    pub fn command(&self, cmd: Command) {
+        for tx in &self.commands {
+            // A worker only goes away at shutdown; nothing to do then.
+            let _ = tx.send(cmd.clone());
+        }
+    }
+
+    /// Sends a control datagram (STUN response, DTLS record) from the media port.
+    pub fn send_control(&self, data: &[u8], dest: SocketAddr) {
+        if let Err(e) = self.control_socket.send_to(data, &dest.into()) {
+            tracing::debug!(%dest, error = %e, "control datagram not sent");
+        }
+    }
+
+    /// Counters summed over all workers.
+    pub fn stats(&self) -> LocalStats {
+        stats::sum(self.stats.iter().map(|s| &**s))
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&self) {
+        self.command(Command::Shutdown);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Worker {
+    table: ForwardingTable,
+    socket: Socket,
+    commands: Receiver<Command>,
+    upcalls: Sender<Upcall>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut recv = userspace::RecvBatch::new();
+        let mut send = userspace::SendBatch::new(&self.socket);
+        loop {
+            let now = Instant::now();
+            let mut running = true;
+            while let Ok(cmd) = self.commands.try_recv() {
+                running &= self.table.apply(now, cmd, &mut send);
+            }
+            if !running {
+                break;
+            }
+            let n = match recv.recv(&self.socket) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "media socket receive failed");
+                    std::thread::sleep(IDLE_WAKE);
+                    0
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                let Some((from, buf)) = recv.get_mut(i) else {
+                    continue;
+                };
+                if self.table.handle_datagram(now, from, buf, &mut send) == Disposition::ToControl {
+                    let up = Upcall {
+                        from,
+                        data: buf.to_vec(),
+                    };
+                    if let Err(TrySendError::Full(_)) = self.upcalls.try_send(up) {
+                        self.table.stats.drop(DropReason::ControlBusy);
+                    }
+                }
+            }
+            if self.table.poll_timeout().is_some_and(|t| t <= now) {
+                self.table.handle_timeout(now, &mut send);
+            }
+            send.flush();
+            let failed = send.take_failed();
+            self.table.stats.drops[DropReason::SendFailed as usize] += failed;
+            self.stats.publish(&mut self.table.stats);
+        }
+    }
+}
