@@ -1,0 +1,405 @@
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! `cargo xtask test` is what CI runs (through `.ci/run`): it installs the system
+//! packages the test suites need (as root), installs the browser driver's npm
+//! packages, checks formatting, runs clippy, builds the server, runs the workspace's
+//! tests, then the end-to-end suites once per data-plane backend asked for.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Cascade project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: system packages, npm packages, fmt, clippy, build, tests.
+    Test(TestArgs),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// Run the end-to-end suites once per data-plane backend given
+    /// (auto, uring, userspace); repeat for several. Default: the server's default.
+    #[arg(long = "dataplane", value_name = "BACKEND")]
+    dataplanes: Vec<String>,
+    /// Do not check or install system packages.
+    #[arg(long)]
+    no_system: bool,
+    /// Do not run `npm ci` in tests/browser.
+    #[arg(long)]
+    no_npm: bool,
+    /// Skip both `cargo fmt --check` and clippy.
+    #[arg(long)]
+    no_lint: bool,
+    /// Skip `cargo fmt --check`.
+    #[arg(long)]
+    no_fmt: bool,
+    /// Skip clippy.
+    #[arg(long)]
+    no_clippy: bool,
+    /// Skip the workspace tests other than the end-to-end suites.
+    #[arg(long)]
+    no_unit: bool,
+    /// Skip the end-to-end suites (package cascade-tests).
+    #[arg(long)]
+    no_e2e: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Test(args) => test(&args),
+    }
+}
+
+/// The workspace root: xtask lives in `<root>/xtask`.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+#[derive(Debug)]
+struct StepResult {
+    name: String,
+    outcome: Outcome,
+    note: String,
+    took: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Steps {
+    results: Vec<StepResult>,
+}
+
+impl Steps {
+    /// Runs one step, printing a banner before it and recording how it went.
+    fn run(&mut self, name: &str, f: impl FnOnce() -> anyhow::Result<String>) -> bool {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let (outcome, note) = match f() {
+            Ok(note) => (Outcome::Ok, note),
+            Err(e) => {
+                eprintln!("xtask: step `{name}` failed: {e:#}");
+                (Outcome::Failed, format!("{e:#}"))
+            }
+        };
+        self.results.push(StepResult {
+            name: name.into(),
+            outcome,
+            note,
+            took: start.elapsed(),
+        });
+        outcome == Outcome::Ok
+    }
+
+    fn skip(&mut self, name: &str, why: &str) {
+        self.results.push(StepResult {
+            name: name.into(),
+            outcome: Outcome::Skipped,
+            note: why.into(),
+            took: Duration::ZERO,
+        });
+    }
+
+    fn failed(&self) -> usize {
+        self.results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Failed)
+            .count()
+    }
+
+    fn print_summary(&self) {
+        println!("\n==> summary");
+        let width = self.results.iter().map(|r| r.name.len()).max().unwrap_or(0);
+        for r in &self.results {
+            let label = match r.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Failed => "FAILED",
+                Outcome::Skipped => "skipped",
+            };
+            let note = r.note.lines().next().unwrap_or_default();
+            let note = if note.is_empty() {
+                String::new()
+            } else {
+                format!("  {note}")
+            };
+            println!(
+                "  {label:<8} {:<width$}  {:>7.1}s{note}",
+                r.name,
+                r.took.as_secs_f64()
+            );
+        }
+        let failed = self.failed();
+        if failed == 0 {
+            println!("xtask test: every step succeeded");
+        } else {
+            println!("xtask test: {failed} step(s) FAILED");
+        }
+    }
+}
+
+fn test(args: &TestArgs) -> ExitCode {
+    let root = root();
+    let mut steps = Steps::default();
+
+    if args.no_system {
+        steps.skip("system packages", "--no-system");
+    } else {
+        steps.run("system packages", ensure_system_packages);
+    }
+
+    if args.no_npm {
+        steps.skip("npm ci (tests/browser)", "--no-npm");
+    } else {
+        steps.run("npm ci (tests/browser)", || {
+            npm_ci_if_needed(&root.join("tests").join("browser"))
+        });
+    }
+
+    if args.no_lint || args.no_fmt {
+        steps.skip("cargo fmt --check", "--no-lint/--no-fmt");
+    } else {
+        steps.run("cargo fmt --check", || {
+            run(Command::new(cargo())
+                .args(["fmt", "--all", "--", "--check"])
+                .current_dir(&root))
+        });
+    }
+
+    if args.no_lint || args.no_clippy {
+        steps.skip("cargo clippy", "--no-lint/--no-clippy");
+    } else {
+        steps.run("cargo clippy", || {
+            run(Command::new(cargo())
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .current_dir(&root))
+        });
+    }
+
+    let built = steps.run("cargo build -p cascade", || {
+        run(Command::new(cargo())
+            .args(["build", "-p", "cascade"])
+            .current_dir(&root))
+    });
+    let bin = target_dir().join("debug").join("cascade");
+
+    if args.no_unit {
+        steps.skip("cargo test (workspace)", "--no-unit");
+    } else if !built {
+        steps.skip("cargo test (workspace)", "the build failed");
+    } else {
+        steps.run("cargo test (workspace)", || {
+            run(Command::new(cargo())
+                .args(["test", "--workspace", "--exclude", "cascade-tests"])
+                .env("CASCADE_BIN", &bin)
+                .current_dir(&root))
+        });
+    }
+
+    // The end-to-end suites, once per backend (or once with the server's default).
+    let backends: Vec<Option<&str>> = if args.dataplanes.is_empty() {
+        vec![None]
+    } else {
+        args.dataplanes.iter().map(|d| Some(d.as_str())).collect()
+    };
+    for backend in backends {
+        let name = match backend {
+            Some(b) => format!("cargo test -p cascade-tests (dataplane {b})"),
+            None => "cargo test -p cascade-tests".to_string(),
+        };
+        if args.no_e2e {
+            steps.skip(&name, "--no-e2e");
+            continue;
+        }
+        if !built {
+            steps.skip(&name, "the build failed");
+            continue;
+        }
+        steps.run(&name, || {
+            let mut cmd = Command::new(cargo());
+            cmd.args(["test", "-p", "cascade-tests"])
+                .env("CASCADE_BIN", &bin)
+                .current_dir(&root);
+            match backend {
+                Some(b) => cmd.env("CASCADE_DATAPLANE", b),
+                None => cmd.env_remove("CASCADE_DATAPLANE"),
+            };
+            run(&mut cmd)
+        });
+    }
+
+    steps.print_summary();
+    if steps.failed() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs a command with inherited stdio; fails unless it exits 0.
+fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} exited with {status}");
+    }
+    Ok(String::new())
+}
+
+/// Commands the test suites use, and the Debian package that provides each.
+const SYSTEM_COMMANDS: &[(&str, &str)] = &[
+    ("chromium", "chromium"),
+    ("ip", "iproute2"),
+    ("tc", "iproute2"),
+    ("nft", "nftables"),
+    ("dig", "bind9-dnsutils"),
+    ("clang-19", "clang-19"),
+    ("node", "nodejs"),
+    ("npm", "npm"),
+];
+
+/// Looks `name` up in `PATH` and in the sbin directories (which a non-root `PATH` may lack).
+fn find_command(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from);
+    std::env::split_paths(&path)
+        .chain(extra)
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            p.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+}
+
+fn is_root() -> bool {
+    // The effective uid is the third field of the `Uid:` line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn ensure_system_packages() -> anyhow::Result<String> {
+    let mut missing_cmds = Vec::new();
+    let mut packages: Vec<&str> = Vec::new();
+    for &(cmd, pkg) in SYSTEM_COMMANDS {
+        if find_command(cmd).is_none() {
+            missing_cmds.push(cmd);
+            if !packages.contains(&pkg) {
+                packages.push(pkg);
+            }
+        }
+    }
+    if packages.is_empty() {
+        println!(
+            "all present: {}",
+            SYSTEM_COMMANDS
+                .iter()
+                .map(|c| c.0)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok("all present".into());
+    }
+    println!(
+        "missing commands: {} (packages: {})",
+        missing_cmds.join(", "),
+        packages.join(" ")
+    );
+    if !is_root() {
+        let msg = format!(
+            "not root: install them with `sudo apt-get install -y --no-install-recommends {}`; \
+             tests that need them are skipped here (and fail in CI)",
+            packages.join(" ")
+        );
+        println!("{msg}");
+        return Ok(format!(
+            "missing, not installed (not root): {}",
+            packages.join(" ")
+        ));
+    }
+    run(Command::new("apt-get")
+        .args(["update", "-q"])
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    let still: Vec<&str> = missing_cmds
+        .iter()
+        .copied()
+        .filter(|c| find_command(c).is_none())
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after apt-get install: {}", still.join(", "));
+    }
+    Ok(format!("installed {}", packages.join(" ")))
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    path.metadata().and_then(|m| m.modified()).ok()
+}
+
+/// `npm ci` in `dir` when its `node_modules` is missing or older than `package-lock.json`.
+fn npm_ci_if_needed(dir: &Path) -> anyhow::Result<String> {
+    let lock = dir.join("package-lock.json");
+    let lock_time = modified(&lock).with_context(|| format!("no {}", lock.display()))?;
+    // npm writes node_modules/.package-lock.json on every install.
+    let installed = modified(&dir.join("node_modules").join(".package-lock.json"))
+        .or_else(|| modified(&dir.join("node_modules")));
+    if installed.is_some_and(|t| t >= lock_time) {
+        println!("{}/node_modules is up to date", dir.display());
+        return Ok("up to date".into());
+    }
+    if find_command("npm").is_none() {
+        bail!("npm is not installed");
+    }
+    run(Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir))?;
+    Ok("installed".into())
+}
