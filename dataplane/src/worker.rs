@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use socket2::Socket;
 
 use crate::command::{Command, Upcall};
-use crate::io::{self, userspace};
+use crate::io::{self, BatchRecv, BatchSend, uring, userspace};
 use crate::stats::{self, DropReason, LocalStats, WorkerStats};
 use crate::table::{Disposition, ForwardingTable};
 
@@ -24,14 +24,49 @@ const IDLE_WAKE: Duration = Duration::from_millis(10);
 /// Depth of the STUN/DTLS channel to control.
 const UPCALL_QUEUE: usize = 4096;
 
-/// Which I/O backend the workers use.
+/// Which I/O backend the workers should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
-    /// The best the kernel allows.
+    /// io_uring when the kernel permits it, else recvmmsg/sendmmsg.
     #[default]
     Auto,
     /// recvmmsg/sendmmsg.
     Userspace,
+    /// io_uring; fails to start when the kernel refuses it.
+    IoUring,
+}
+
+/// The backend the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Userspace,
+    IoUring,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Userspace => "userspace",
+            Backend::IoUring => "io_uring",
+        }
+    }
+
+    /// Resolves a choice against what this kernel permits.
+    pub fn resolve(choice: BackendChoice) -> Result<Self, DataplaneError> {
+        match choice {
+            BackendChoice::Userspace => Ok(Backend::Userspace),
+            BackendChoice::IoUring => uring::probe()
+                .map(|()| Backend::IoUring)
+                .map_err(DataplaneError::IoUringUnavailable),
+            BackendChoice::Auto => match uring::probe() {
+                Ok(()) => Ok(Backend::IoUring),
+                Err(e) => {
+                    tracing::info!(reason = %e, "io_uring not available: using recvmmsg/sendmmsg");
+                    Ok(Backend::Userspace)
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +84,8 @@ pub enum DataplaneError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("io_uring is not available: {0}")]
+    IoUringUnavailable(std::io::Error),
     #[error("media socket setup failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -60,7 +97,7 @@ pub struct Dataplane {
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     control_socket: Socket,
     local_addr: SocketAddr,
-    backend: &'static str,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -93,30 +130,30 @@ impl Dataplane {
             .as_socket()
             .ok_or_else(|| std::io::Error::other("media socket has no IP address"))?;
         let control_socket = sockets[0].try_clone()?;
-        let backend = "userspace";
+        let backend = Backend::resolve(config.backend)?;
         let (upcall_tx, upcall_rx) = crossbeam_channel::bounded(UPCALL_QUEUE);
         let mut commands = Vec::new();
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         for (i, socket) in sockets.into_iter().enumerate() {
+            // Bounds the recvmmsg wait (also of a worker whose ring setup fails).
             userspace::set_recv_timeout(&socket, IDLE_WAKE)?;
             let (tx, rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(WorkerStats::default());
             let worker = Worker {
                 table: ForwardingTable::new(i as u32),
-                socket,
                 commands: rx,
                 upcalls: upcall_tx.clone(),
                 stats: shared.clone(),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("cascade-dp{i}"))
-                .spawn(move || worker.run())?;
+                .spawn(move || worker.run(socket, backend))?;
             commands.push(tx);
             stats.push(shared);
             threads.push(thread);
         }
-        tracing::info!(%local_addr, workers, backend, "data plane started");
+        tracing::info!(%local_addr, workers, backend = backend.name(), "data plane started");
         Ok((
             Self {
                 commands,
@@ -135,8 +172,8 @@ impl Dataplane {
         self.local_addr
     }
 
-    /// Name of the I/O backend the workers run.
-    pub fn backend(&self) -> &'static str {
+    /// The I/O backend the workers run.
+    pub fn backend(&self) -> Backend {
         self.backend
     }
 
@@ -172,26 +209,42 @@ impl Dataplane {
 
 struct Worker {
     table: ForwardingTable,
-    socket: Socket,
     commands: Receiver<Command>,
     upcalls: Sender<Upcall>,
     stats: Arc<WorkerStats>,
 }
 
 impl Worker {
-    fn run(mut self) {
-        let mut recv = userspace::RecvBatch::new();
-        let mut send = userspace::SendBatch::new(&self.socket);
+    fn run(mut self, socket: Socket, backend: Backend) {
+        if backend == Backend::IoUring {
+            match uring::UringIo::new(&socket) {
+                Ok(mut io) => {
+                    let (rx, tx) = io.split();
+                    self.forward(rx, tx);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "io_uring setup failed on this worker; using recvmmsg/sendmmsg");
+                }
+            }
+        }
+        let mut rx = userspace::RecvBatch::new(&socket);
+        let mut tx = userspace::SendBatch::new(&socket);
+        self.forward(&mut rx, &mut tx);
+    }
+
+    /// The worker loop, the same for every backend.
+    fn forward(&mut self, rx: &mut impl BatchRecv, tx: &mut impl BatchSend) {
         loop {
             let now = Instant::now();
             let mut running = true;
             while let Ok(cmd) = self.commands.try_recv() {
-                running &= self.table.apply(now, cmd, &mut send);
+                running &= self.table.apply(now, cmd, tx);
             }
             if !running {
                 break;
             }
-            let n = match recv.recv(&self.socket) {
+            let n = match rx.recv_batch(IDLE_WAKE) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "media socket receive failed");
@@ -201,10 +254,10 @@ impl Worker {
             };
             let now = Instant::now();
             for i in 0..n {
-                let Some((from, buf)) = recv.get_mut(i) else {
+                let Some((from, buf)) = rx.datagram(i) else {
                     continue;
                 };
-                if self.table.handle_datagram(now, from, buf, &mut send) == Disposition::ToControl {
+                if self.table.handle_datagram(now, from, buf, tx) == Disposition::ToControl {
                     let up = Upcall {
                         from,
                         data: buf.to_vec(),
@@ -214,12 +267,13 @@ impl Worker {
                     }
                 }
             }
+            rx.recycle();
             if self.table.poll_timeout().is_some_and(|t| t <= now) {
-                self.table.handle_timeout(now, &mut send);
+                self.table.handle_timeout(now, tx);
             }
-            send.flush();
-            let failed = send.take_failed();
-            self.table.stats.drops[DropReason::SendFailed as usize] += failed;
+            tx.flush();
+            self.table.stats.drops[DropReason::SendFailed as usize] += tx.take_failed();
+            self.table.stats.drops[DropReason::Malformed as usize] += rx.take_dropped();
             self.stats.publish(&mut self.table.stats);
         }
     }

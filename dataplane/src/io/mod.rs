@@ -2,14 +2,38 @@
 //! send, timeouts) lives here, behind the same two operations the worker needs:
 //! receive a batch into fixed buffers, send a batch from fixed buffers.
 
+pub mod uring;
 pub mod userspace;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Datagrams moved per batched receive or send call.
 pub const BATCH: usize = 32;
+
+/// The receive half of a backend: a batch of datagrams received into buffers it owns.
+pub trait BatchRecv {
+    /// Waits up to `timeout` for datagrams; returns how many are ready (0 on timeout).
+    fn recv_batch(&mut self, timeout: Duration) -> std::io::Result<usize>;
+    /// The `i`-th ready datagram, mutable in place, and its source.
+    fn datagram(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])>;
+    /// Gives the batch's buffers back for the next receive.
+    fn recycle(&mut self) {}
+    /// Datagrams discarded by the backend itself since the last call.
+    fn take_dropped(&mut self) -> u64 {
+        0
+    }
+}
+
+/// The send half of a backend: forwarded datagrams queue in its buffers and leave
+/// in one batch per flush.
+pub trait BatchSend: crate::table::TransmitSink {
+    fn flush(&mut self);
+    /// Datagrams the kernel refused since the last call.
+    fn take_failed(&mut self) -> u64;
+}
 
 /// Opens `count` UDP sockets bound to the same address in one SO_REUSEPORT group.
 /// Port 0 picks a free port for the first and binds the others to it.

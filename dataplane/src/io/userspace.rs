@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
-use super::BATCH;
+use super::{BATCH, BatchRecv, BatchSend};
 use crate::table::{MAX_DATAGRAM, TransmitSink};
 
 /// Fixed receive buffers and the headers `recvmmsg` fills.
-pub struct RecvBatch {
+pub struct RecvBatch<'s> {
+    socket: &'s Socket,
     bufs: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
     addrs: Box<[libc::sockaddr_storage; BATCH]>,
     iovecs: Box<[libc::iovec; BATCH]>,
@@ -21,7 +22,7 @@ pub struct RecvBatch {
     count: usize,
 }
 
-impl std::fmt::Debug for RecvBatch {
+impl std::fmt::Debug for RecvBatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RecvBatch")
             .field("count", &self.count)
@@ -29,15 +30,11 @@ impl std::fmt::Debug for RecvBatch {
     }
 }
 
-impl Default for RecvBatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RecvBatch {
-    pub fn new() -> Self {
+impl<'s> RecvBatch<'s> {
+    /// Receive buffers for `socket`, whose receive timeout (SO_RCVTIMEO) bounds a wait.
+    pub fn new(socket: &'s Socket) -> Self {
         Self {
+            socket,
             bufs: Box::new([[0; MAX_DATAGRAM]; BATCH]),
             addrs: Box::new(std::array::from_fn(zeroed)),
             iovecs: Box::new(std::array::from_fn(zeroed)),
@@ -48,7 +45,7 @@ impl RecvBatch {
 
     /// Receives up to [`BATCH`] datagrams, waiting at most the socket's receive
     /// timeout for the first. Returns how many arrived (0 on timeout).
-    pub fn recv(&mut self, socket: &Socket) -> std::io::Result<usize> {
+    pub fn recv(&mut self) -> std::io::Result<usize> {
         for i in 0..BATCH {
             self.iovecs[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
@@ -67,7 +64,7 @@ impl RecvBatch {
         // SAFETY: every header points at buffers owned by self that outlive the call.
         let n = unsafe {
             libc::recvmmsg(
-                socket.as_raw_fd(),
+                self.socket.as_raw_fd(),
                 self.hdrs.as_mut_ptr(),
                 BATCH as libc::c_uint,
                 libc::MSG_WAITFORONE,
@@ -219,6 +216,27 @@ impl<'s> SendBatch<'s> {
     /// Datagrams the kernel refused since the last call.
     pub fn take_failed(&mut self) -> u64 {
         std::mem::take(&mut self.failed)
+    }
+}
+
+impl BatchRecv for RecvBatch<'_> {
+    /// The wait is bounded by the socket's receive timeout, set once at start.
+    fn recv_batch(&mut self, _timeout: Duration) -> std::io::Result<usize> {
+        self.recv()
+    }
+
+    fn datagram(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
+        self.get_mut(i)
+    }
+}
+
+impl BatchSend for SendBatch<'_> {
+    fn flush(&mut self) {
+        SendBatch::flush(self);
+    }
+
+    fn take_failed(&mut self) -> u64 {
+        SendBatch::take_failed(self)
     }
 }
 
