@@ -17,6 +17,7 @@ pub enum DataplaneArg {
     #[default]
     Auto,
     Userspace,
+    Uring,
 }
 
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -2,7 +2,10 @@
 //! binary, minting tokens, reading metrics, and deciding whether a suite whose tools
 //! are missing is skipped (on a developer's machine) or fails (in CI).
 
+pub mod media;
+
 use std::collections::VecDeque;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -113,6 +116,8 @@ pub fn browser_node_modules_available() -> bool {
 struct Output {
     stdout: Vec<String>,
     stderr_tail: VecDeque<String>,
+    /// Every stderr line ever written, to check that the server does not log per packet.
+    stderr_lines: u64,
 }
 
 /// A running `cascade serve`, stopped (SIGTERM, then SIGKILL) when dropped.
@@ -190,6 +195,7 @@ impl ServerProcess {
             let output = output.clone();
             drain(stderr, "cascade-stderr", move |line| {
                 let mut out = lock(&output);
+                out.stderr_lines += 1;
                 if out.stderr_tail.len() == STDERR_TAIL_LINES {
                     out.stderr_tail.pop_front();
                 }
@@ -256,6 +262,11 @@ impl ServerProcess {
     /// Everything the server printed on stdout so far.
     pub fn stdout_lines(&self) -> Vec<String> {
         lock(&self.output).stdout.clone()
+    }
+
+    /// How many lines the server has logged on stderr so far.
+    pub fn stderr_line_count(&self) -> u64 {
+        lock(&self.output).stderr_lines
     }
 
     /// The last lines the server logged on stderr.

@@ -28,7 +28,7 @@ enum Task {
 #[derive(Debug, Args)]
 struct TestArgs {
     /// Run the end-to-end suites once per data-plane backend given
-    /// (auto, uring, userspace); repeat for several. Default: the server's default.
+    /// (auto, uring, userspace); repeat for several. Default: uring, then userspace.
     #[arg(long = "dataplane", value_name = "BACKEND")]
     dataplanes: Vec<String>,
     /// Do not check or install system packages.
@@ -232,9 +232,10 @@ fn test(args: &TestArgs) -> ExitCode {
         });
     }
 
-    // The end-to-end suites, once per backend (or once with the server's default).
+    // The end-to-end suites, once per data-plane backend: both by default, so every
+    // forwarding path passes the whole suite.
     let backends: Vec<Option<&str>> = if args.dataplanes.is_empty() {
-        vec![None]
+        vec![Some("uring"), Some("userspace")]
     } else {
         args.dataplanes.iter().map(|d| Some(d.as_str())).collect()
     };

@@ -1,0 +1,252 @@
+//! The one HTTP interface: publish (WHIP), subscribe (WHEP), room listing, resource
+//! DELETE/PATCH, metrics, health and the demo page. Handlers check tokens, then call
+//! the SFU core under its lock and hand what it outputs to the data plane.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use crate::sfu::Patched;
+use crate::token::{Claims, Grant, unix_now};
+
+/// Largest request body accepted (an SDP offer with many m-lines fits easily).
+const MAX_BODY: usize = 64 * 1024;
+
+const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, header::LINK]);
+    Router::new()
+        .route("/", get(|| async { Html(DEMO_PAGE) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/rtc/v1/rooms/{room}", get(room_info))
+        .route("/rtc/v1/rooms/{room}/publish", post(publish))
+        .route("/rtc/v1/rooms/{room}/subscribe", post(subscribe))
+        .route(
+            "/rtc/v1/resources/{id}",
+            axum::routing::delete(delete_resource).patch(patch_resource),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(cors)
+        .with_state(state)
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(crate::token::TokenError::Missing)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(crate::token::TokenError::Missing)?;
+    Ok(token.trim())
+}
+
+fn check_room(room: &str) -> Result<(), ApiError> {
+    let ok = !room.is_empty()
+        && room.len() <= 128
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_room",
+            "room names are 1-128 characters of A-Z a-z 0-9 - _ .",
+        ))
+    }
+}
+
+fn sdp_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    content_type: &str,
+) -> Result<String, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(content_type))
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type: {content_type}"),
+        ));
+    }
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_sdp("the body is not UTF-8"))
+}
+
+fn authorize(headers: &HeaderMap, state: &AppState, room: &str, grant: Grant) -> Result<Claims, ApiError> {
+    let token = bearer(headers)?;
+    Ok(state.verifier.verify(token, room, grant, unix_now())?)
+}
+
+fn created(location: String, answer: String) -> Response {
+    let mut resp = (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/sdp")],
+        answer,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+async fn publish(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_room(&room)?;
+    let claims = authorize(&headers, &state, &room, Grant::Publish)?;
+    let offer = sdp_body(&headers, body, "application/sdp")?;
+    let (url, answer) = state.with_sfu(|sfu| {
+        let c = sfu.publish(Instant::now(), &room, &claims.sub, &offer)?;
+        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    })?;
+    Ok(created(url, answer))
+}
+
+async fn subscribe(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_room(&room)?;
+    authorize(&headers, &state, &room, Grant::Subscribe)?;
+    let offer = sdp_body(&headers, body, "application/sdp")?;
+    let urls: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "resource")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    let (url, answer) = state.with_sfu(|sfu| {
+        let mut ids = Vec::with_capacity(urls.len());
+        for u in &urls {
+            ids.push(sfu.resource_id_of(u).ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_resource",
+                    format!("{u} is not a resource of this server"),
+                )
+            })?);
+        }
+        let c = sfu.subscribe(Instant::now(), &room, &ids, &offer)?;
+        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    })?;
+    Ok(created(url, answer))
+}
+
+async fn room_info(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_room(&room)?;
+    let token = bearer(&headers)?;
+    let claims = state.verifier.verify_signature(token, unix_now())?;
+    if claims.room != room {
+        return Err(crate::token::TokenError::WrongRoom {
+            token_room: claims.room,
+            room,
+        }
+        .into());
+    }
+    let info = state.with_sfu(|sfu| sfu.room_info(&room));
+    Ok(axum::Json(info).into_response())
+}
+
+/// Checks the token of a request on an existing resource: valid, and for its room.
+fn authorize_resource(headers: &HeaderMap, state: &AppState, id: &str) -> Result<(), ApiError> {
+    let token = bearer(headers)?;
+    let claims = state.verifier.verify_signature(token, unix_now())?;
+    let room = state
+        .with_sfu(|sfu| sfu.resource_room(id).map(str::to_owned))
+        .ok_or_else(|| ApiError::unknown_resource(id))?;
+    if claims.room != room {
+        return Err(crate::token::TokenError::WrongRoom {
+            token_room: claims.room,
+            room,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+async fn delete_resource(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize_resource(&headers, &state, &id)?;
+    state.with_sfu(|sfu| sfu.delete(&id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn patch_resource(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize_resource(&headers, &state, &id)?;
+    let frag = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
+    match state.with_sfu(|sfu| sfu.patch(Instant::now(), &id, &frag))? {
+        Patched::NoContent => Ok(StatusCode::NO_CONTENT.into_response()),
+        Patched::Restarted(frag) => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
+            frag,
+        )
+            .into_response()),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.render_metrics();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,80 @@
+//! The `cascade` binary: `serve` runs a media server, `token` mints an access token.
+
+use clap::{Parser, Subcommand};
+
+use cascade::config::ServeArgs;
+use cascade::token::{Claims, Grant, TokenSecret, mint, unix_now};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "cascade", version, about = "Decentralized WebRTC media server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a media server (zero configuration: HTTP on 127.0.0.1:8080, media on 127.0.0.1:8443/udp).
+    Serve(ServeArgs),
+    /// Mint an access token (JWT, HS256) and print it.
+    Token {
+        /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).
+        #[arg(long, env = "CASCADE_TOKEN_SECRET")]
+        secret: String,
+        #[arg(long)]
+        room: String,
+        #[arg(long)]
+        user: String,
+        /// What the token allows; repeat for several.
+        #[arg(long = "grant", value_enum, required = true)]
+        grants: Vec<Grant>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .init();
+            let config = args.resolve()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .worker_threads(2)
+                .build()?
+                .block_on(cascade::server::serve(config))
+        }
+        Command::Token {
+            secret,
+            room,
+            user,
+            grants,
+            ttl,
+        } => {
+            let now = unix_now();
+            let token = mint(
+                &TokenSecret::parse(&secret),
+                &Claims {
+                    sub: user,
+                    room,
+                    grants,
+                    exp: now + ttl,
+                    iat: now,
+                },
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

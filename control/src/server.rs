@@ -1,0 +1,179 @@
+//! `cascade serve`: the I/O shell around the sans-IO SFU core. It binds the HTTP
+//! listener and the media port, runs the thread that feeds STUN/DTLS datagrams and
+//! timeouts into the core, and hands the core's outputs to the data plane. All
+//! decisions live in [`crate::sfu`]; all per-packet work lives in the data plane.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
+use rand::Rng;
+
+use crate::cert::DtlsCertificate;
+use crate::config::{DataplaneArg, ServeConfig};
+use crate::metrics::{CoreGauges, Metrics};
+use crate::sfu::{Sfu, SfuOutput};
+use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
+
+/// Longest the media thread sleeps when no datagram arrives and no timer is due.
+const MAX_IDLE: Duration = Duration::from_millis(100);
+
+/// Shared by HTTP handlers and the media thread.
+pub struct AppState {
+    sfu: Mutex<Sfu>,
+    dataplane: Dataplane,
+    pub verifier: TokenVerifier,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("dataplane", &self.dataplane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Runs `f` on the SFU core, then carries out what it asked for.
+    pub fn with_sfu<R>(&self, f: impl FnOnce(&mut Sfu) -> R) -> R {
+        let mut sfu = self.sfu.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(&mut sfu);
+        self.pump(&mut sfu);
+        r
+    }
+
+    fn pump(&self, sfu: &mut Sfu) {
+        while let Some(o) = sfu.poll_output() {
+            match o {
+                SfuOutput::Command(c) => self.dataplane.command(c),
+                SfuOutput::Transmit { dest, data } => self.dataplane.send_control(&data, dest),
+            }
+        }
+    }
+
+    pub fn render_metrics(&self) -> String {
+        let core = self.with_sfu(|s| CoreGauges {
+            sessions: s.session_count(),
+            publications: s.publication_count(),
+            subscriptions: s.subscription_count(),
+        });
+        self.metrics.render(core, self.dataplane.stats())
+    }
+}
+
+/// What `serve` prints once it is ready.
+fn announce(http: SocketAddr, media: SocketAddr, public_url: &str, dev_token: &str) {
+    println!("cascade listening: http=http://{http} media=udp://{media}");
+    println!("demo page: {public_url}/?room=demo&token={dev_token}");
+    println!("dev token: {dev_token}");
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let secrets: Vec<TokenSecret> = if config.token_secrets.is_empty() {
+        let bytes: [u8; 24] = rand::rng().random();
+        let secret = hex::encode(bytes);
+        tracing::warn!("no --token-secret given: generated a dev secret for this run only");
+        vec![TokenSecret::parse(&secret)]
+    } else {
+        config.token_secrets.iter().map(|s| TokenSecret::parse(s)).collect()
+    };
+    // `secrets` is non-empty by construction just above.
+    let verifier = TokenVerifier::new(&secrets).context("no token secret")?;
+
+    let cert = DtlsCertificate::generate().context("generating the DTLS certificate")?;
+    let backend = match config.dataplane {
+        DataplaneArg::Auto => BackendChoice::Auto,
+        DataplaneArg::Userspace => BackendChoice::Userspace,
+        DataplaneArg::Uring => BackendChoice::IoUring,
+    };
+    let (dataplane, upcalls) = Dataplane::start(&DataplaneConfig {
+        listen: config.media_listen,
+        workers: config.workers,
+        backend,
+    })?;
+    let media = dataplane.local_addr();
+    let candidate_ip = config.public_ip.unwrap_or(media.ip());
+    anyhow::ensure!(
+        !candidate_ip.is_unspecified(),
+        "--media-listen {} binds every address: give --public-ip for the ICE candidate",
+        config.media_listen
+    );
+    let candidate = SocketAddr::new(candidate_ip, media.port());
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", config.http_listen))?;
+    let http = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"));
+
+    let state = Arc::new(AppState {
+        sfu: Mutex::new(Sfu::new(cert, candidate, public_url.clone())),
+        dataplane,
+        verifier,
+        metrics: Metrics::new()?,
+    });
+
+    let media_state = state.clone();
+    let media_thread = std::thread::Builder::new()
+        .name("cascade-control".into())
+        .spawn(move || {
+            loop {
+                let wait = media_state
+                    .with_sfu(|s| s.poll_timeout())
+                    .map_or(MAX_IDLE, |t| t.saturating_duration_since(Instant::now()))
+                    .min(MAX_IDLE);
+                match upcalls.recv_timeout(wait) {
+                    Ok(up) => media_state
+                        .with_sfu(|s| s.handle_datagram(Instant::now(), up.from, &up.data)),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+                }
+                media_state.with_sfu(|s| s.handle_timeout(Instant::now()));
+            }
+        })?;
+
+    let now = unix_now();
+    let dev_token = mint(
+        &secrets[0],
+        &Claims {
+            sub: "dev".into(),
+            room: "demo".into(),
+            grants: vec![Grant::Publish, Grant::Subscribe],
+            exp: now + 24 * 3600,
+            iat: now,
+        },
+    )?;
+    announce(http, media, &public_url, &dev_token);
+
+    axum::serve(listener, crate::api::router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down");
+    state.dataplane.shutdown();
+    let _ = media_thread.join();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

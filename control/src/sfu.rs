@@ -1,0 +1,761 @@
+//! The rooms of this server and everything in them, sans-IO: publications,
+//! subscriptions, their peer sessions and the forwarding routes between them.
+//!
+//! HTTP handlers call [`Sfu::publish`], [`Sfu::subscribe`], [`Sfu::delete`]...; the
+//! media shell feeds STUN/DTLS datagrams and timeouts. Everything the outside must do
+//! comes out of [`Sfu::poll_output`]: data-plane [`Command`]s and control datagrams.
+//! It owns no socket, no clock and no thread.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
+use cascade_dataplane::demux::{self, PacketClass};
+use rand::Rng;
+use serde::Serialize;
+
+use crate::cert::{DtlsCertificate, Fingerprint};
+use crate::error::ApiError;
+use crate::ice::IceCredentials;
+use crate::sdp::{self, Codec, Direction, MediaAnswer, MediaType, SendStream, SessionAnswer};
+use crate::session::{PeerSession, SessionInput, SessionOutput};
+use crate::stun;
+
+/// Identifies a publication or a subscription; the last segment of its resource URL.
+pub type ResourceId = String;
+
+/// What the outside world must do for the SFU.
+#[derive(Debug, Clone)]
+pub enum SfuOutput {
+    Command(Command),
+    Transmit { dest: SocketAddr, data: Vec<u8> },
+}
+
+/// One published track.
+#[derive(Debug, Clone)]
+pub struct PublishedTrack {
+    pub mid: String,
+    pub kind: MediaKind,
+    pub codec: Codec,
+    pub rtx_pt: Option<u8>,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+}
+
+#[derive(Debug)]
+struct Publication {
+    room: String,
+    user: String,
+    session: SessionId,
+    tracks: Vec<PublishedTrack>,
+}
+
+/// One publisher track delivered on one subscriber m-line.
+#[derive(Debug, Clone)]
+struct DeliveredTrack {
+    publication: ResourceId,
+    track: usize,
+    ssrc: u32,
+    rtx_ssrc: Option<u32>,
+    pt: u8,
+    rtx_pt: Option<u8>,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    room: String,
+    session: SessionId,
+    tracks: Vec<DeliveredTrack>,
+}
+
+#[derive(Debug)]
+enum Resource {
+    Publication(Publication),
+    Subscription(Subscription),
+}
+
+impl Resource {
+    fn room(&self) -> &str {
+        match self {
+            Resource::Publication(p) => &p.room,
+            Resource::Subscription(s) => &s.room,
+        }
+    }
+
+    fn session(&self) -> SessionId {
+        match self {
+            Resource::Publication(p) => p.session,
+            Resource::Subscription(s) => s.session,
+        }
+    }
+}
+
+/// `GET /rtc/v1/rooms/{room}` body.
+#[derive(Debug, Serialize)]
+pub struct RoomInfo {
+    pub room: String,
+    pub publications: Vec<PublicationInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PublicationInfo {
+    pub resource: String,
+    pub user: String,
+    pub tracks: Vec<TrackInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrackInfo {
+    pub kind: &'static str,
+    pub mid: String,
+}
+
+/// Result of a successful publish or subscribe.
+#[derive(Debug)]
+pub struct Created {
+    pub resource: ResourceId,
+    pub answer: String,
+}
+
+/// Result of a trickle/restart PATCH.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Patched {
+    /// Candidates noted (an ICE-lite server learns addresses from checks): 204.
+    NoContent,
+    /// ICE restarted: our new credentials, as an sdpfrag body.
+    Restarted(String),
+}
+
+/// The SFU core of one media server.
+pub struct Sfu {
+    cert: DtlsCertificate,
+    /// Address put in answers as the host candidate.
+    candidate: SocketAddr,
+    /// `scheme://host[:port]` this server's resource URLs start with.
+    public_url: String,
+    next_session: SessionId,
+    sessions: HashMap<SessionId, PeerSession>,
+    session_resource: HashMap<SessionId, ResourceId>,
+    by_ufrag: HashMap<String, SessionId>,
+    by_addr: HashMap<SocketAddr, SessionId>,
+    resources: HashMap<ResourceId, Resource>,
+    /// Room → publications in publish order.
+    rooms: BTreeMap<String, Vec<ResourceId>>,
+    out: VecDeque<SfuOutput>,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu")
+            .field("sessions", &self.sessions.len())
+            .field("resources", &self.resources.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    pub fn new(cert: DtlsCertificate, candidate: SocketAddr, public_url: String) -> Self {
+        Self {
+            cert,
+            candidate,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            next_session: 1,
+            sessions: HashMap::new(),
+            session_resource: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            resources: HashMap::new(),
+            rooms: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Number of live peer sessions (connecting or connected).
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of live publications.
+    pub fn publication_count(&self) -> usize {
+        self.rooms.values().map(Vec::len).sum()
+    }
+
+    /// Number of live subscriptions.
+    pub fn subscription_count(&self) -> usize {
+        self.resources.len() - self.publication_count()
+    }
+
+    /// The absolute URL of a resource.
+    pub fn resource_url(&self, id: &str) -> String {
+        format!("{}/rtc/v1/resources/{id}", self.public_url)
+    }
+
+    /// The resource id named by an absolute or relative resource URL of this server.
+    pub fn resource_id_of(&self, url: &str) -> Option<ResourceId> {
+        let path = match url.strip_prefix(&self.public_url) {
+            Some(p) => p,
+            None if url.starts_with('/') => url,
+            None => return None,
+        };
+        let id = path.strip_prefix("/rtc/v1/resources/")?;
+        (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+    }
+
+    /// The room a resource belongs to.
+    pub fn resource_room(&self, id: &str) -> Option<&str> {
+        self.resources.get(id).map(Resource::room)
+    }
+
+    /// Handles a WHIP publish: answers the offer and creates a publication.
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        room: &str,
+        user: &str,
+        offer: &str,
+    ) -> Result<Created, ApiError> {
+        let offer = parse_offer(offer)?;
+        let mut tracks = Vec::new();
+        let mut media = Vec::new();
+        for m in &offer.media {
+            let Some(kind) = media_kind(&m.media_type) else {
+                media.push(rejected(m));
+                continue;
+            };
+            let sends = matches!(m.direction, Direction::SendOnly | Direction::SendRecv);
+            let codec = sdp::choose_codec(m);
+            match (sends, m.port != 0, codec, m.sender_ssrcs().first().copied()) {
+                (true, true, Some(codec), Some((ssrc, rtx_ssrc))) => {
+                    let mid = m.mid.clone().unwrap_or_default();
+                    let rtx_pt = m.rtx_payload_for(codec.payload_type);
+                    tracks.push(PublishedTrack {
+                        mid: mid.clone(),
+                        kind,
+                        codec: codec.clone(),
+                        rtx_pt,
+                        ssrc,
+                        rtx_ssrc: rtx_ssrc.filter(|_| rtx_pt.is_some()),
+                    });
+                    media.push(answer_media(m, codec, rtx_pt, Direction::RecvOnly, None));
+                }
+                (true, true, Some(_), None) => {
+                    return Err(ApiError::bad_sdp(format!(
+                        "m-line {:?} sends media without declaring its SSRC (a=ssrc)",
+                        m.mid.as_deref().unwrap_or("")
+                    )));
+                }
+                _ => media.push(rejected(m)),
+            }
+        }
+        if tracks.is_empty() {
+            return Err(ApiError::no_common_codec(
+                "the offer sends no audio or video in a codec this server forwards (opus, VP8, H264, VP9, AV1)",
+            ));
+        }
+        let (session, answer) = self.new_session(now, &offer, media)?;
+        let id = new_resource_id();
+        self.session_resource.insert(session, id.clone());
+        self.resources.insert(
+            id.clone(),
+            Resource::Publication(Publication {
+                room: room.to_owned(),
+                user: user.to_owned(),
+                session,
+                tracks,
+            }),
+        );
+        self.rooms.entry(room.to_owned()).or_default().push(id.clone());
+        tracing::info!(room, user, resource = %id, "publication created");
+        Ok(Created {
+            resource: id,
+            answer,
+        })
+    }
+
+    /// Handles a WHEP subscribe: delivers the given publications (all of the room's
+    /// when `resources` is empty) on the offer's m-lines.
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        room: &str,
+        resources: &[ResourceId],
+        offer: &str,
+    ) -> Result<Created, ApiError> {
+        let offer = parse_offer(offer)?;
+        let wanted: Vec<ResourceId> = if resources.is_empty() {
+            self.rooms.get(room).cloned().unwrap_or_default()
+        } else {
+            for r in resources {
+                match self.resources.get(r) {
+                    Some(Resource::Publication(p)) if p.room == room => {}
+                    Some(Resource::Publication(_)) => {
+                        return Err(ApiError::forbidden(
+                            "resource_wrong_room",
+                            format!("publication {r} is not in room {room}"),
+                        ));
+                    }
+                    _ => return Err(ApiError::unknown_resource(r)),
+                }
+            }
+            resources.to_vec()
+        };
+        // The tracks to deliver, in publication order.
+        let mut pending: Vec<(ResourceId, usize, &PublishedTrack)> = Vec::new();
+        for r in &wanted {
+            if let Some(Resource::Publication(p)) = self.resources.get(r) {
+                for (i, t) in p.tracks.iter().enumerate() {
+                    pending.push((r.clone(), i, t));
+                }
+            }
+        }
+        let total = pending.len();
+        let mut delivered = Vec::new();
+        let mut media = Vec::new();
+        let cname = format!("cascade-{}", &new_resource_id()[..8]);
+        for m in &offer.media {
+            let receives = matches!(m.direction, Direction::RecvOnly | Direction::SendRecv);
+            let kind = media_kind(&m.media_type);
+            let (Some(kind), true, true) = (kind, receives, m.port != 0) else {
+                media.push(rejected(m));
+                continue;
+            };
+            let pick = pending.iter().position(|(_, _, t)| {
+                t.kind == kind && sdp::find_compatible_codec(m, &t.codec).is_some()
+            });
+            let Some(pos) = pick else {
+                // Nothing (more) to send on this m-line: keep it, inactive.
+                match sdp::choose_codec(m) {
+                    Some(c) => media.push(answer_media(m, c, None, Direction::Inactive, None)),
+                    None => media.push(rejected(m)),
+                }
+                continue;
+            };
+            let (publication, track, t) = pending.remove(pos);
+            // Checked by the position() predicate above.
+            let Some(codec) = sdp::find_compatible_codec(m, &t.codec) else {
+                continue;
+            };
+            let rtx_pt = t.rtx_ssrc.and(m.rtx_payload_for(codec.payload_type));
+            let mut rng = rand::rng();
+            let ssrc = rng.random::<u32>() | 1;
+            let rtx_ssrc = rtx_pt.map(|_| rng.random::<u32>() | 1);
+            let send = SendStream {
+                ssrc,
+                rtx_ssrc,
+                cname: cname.clone(),
+                stream_id: publication.clone(),
+                track_id: format!("{}-{}", publication, t.mid),
+            };
+            media.push(answer_media(m, codec, rtx_pt, Direction::SendOnly, Some(send)));
+            delivered.push(DeliveredTrack {
+                publication,
+                track,
+                ssrc,
+                rtx_ssrc,
+                pt: codec.payload_type,
+                rtx_pt,
+            });
+        }
+        if total > 0 && delivered.is_empty() {
+            return Err(ApiError::no_common_codec(
+                "the offer has no m-line that can receive any published track (kind or codec mismatch)",
+            ));
+        }
+        let (session, answer) = self.new_session(now, &offer, media)?;
+        let id = new_resource_id();
+        self.session_resource.insert(session, id.clone());
+        self.resources.insert(
+            id.clone(),
+            Resource::Subscription(Subscription {
+                room: room.to_owned(),
+                session,
+                tracks: delivered,
+            }),
+        );
+        tracing::info!(room, resource = %id, tracks = total, "subscription created");
+        Ok(Created {
+            resource: id,
+            answer,
+        })
+    }
+
+    fn new_session(
+        &mut self,
+        now: Instant,
+        offer: &sdp::SessionDescription,
+        media: Vec<MediaAnswer>,
+    ) -> Result<(SessionId, String), ApiError> {
+        let (ufrag, pwd) = offer
+            .ice_credentials()
+            .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
+        let fingerprint = offer
+            .fingerprint()
+            .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
+        let fingerprint = Fingerprint::parse_sdp(&fingerprint)
+            .map_err(|e| ApiError::bad_sdp(format!("a=fingerprint: {e}")))?;
+        if matches!(offer.setup(), Some(sdp::Setup::Passive)) {
+            return Err(ApiError::bad_sdp(
+                "a=setup:passive is not supported: this server is the DTLS server (use actpass or active)",
+            ));
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        let local = IceCredentials::random();
+        let remote = IceCredentials { ufrag, pwd };
+        let session =
+            PeerSession::new(id, local.clone(), remote, &self.cert, fingerprint, now)
+                .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
+        let answer = SessionAnswer {
+            session_id: rand::rng().random::<u32>().into(),
+            ice_ufrag: local.ufrag.clone(),
+            ice_pwd: local.pwd.clone(),
+            fingerprint: self.cert.fingerprint().to_sdp(),
+            candidate: self.candidate,
+            media,
+        };
+        self.by_ufrag.insert(local.ufrag, id);
+        self.sessions.insert(id, session);
+        Ok((id, sdp::write_answer(&answer)))
+    }
+
+    /// Ends a publication or subscription and frees everything it held.
+    pub fn delete(&mut self, id: &str) -> Result<(), ApiError> {
+        let resource = self
+            .resources
+            .remove(id)
+            .ok_or_else(|| ApiError::unknown_resource(id))?;
+        let session = resource.session();
+        if let Resource::Publication(p) = &resource
+            && let Some(list) = self.rooms.get_mut(&p.room)
+        {
+            list.retain(|r| r != id);
+            if list.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+        }
+        self.session_resource.remove(&session);
+        if let Some(mut s) = self.sessions.remove(&session) {
+            s.shutdown();
+            self.drain_session_transmits(&mut s);
+            self.forget_session(&s);
+        }
+        self.out
+            .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
+        tracing::info!(resource = %id, "resource deleted");
+        Ok(())
+    }
+
+    fn forget_session(&mut self, s: &PeerSession) {
+        let id = s.id();
+        self.by_ufrag.retain(|_, v| *v != id);
+        self.by_addr.retain(|_, v| *v != id);
+    }
+
+    fn drain_session_transmits(&mut self, s: &mut PeerSession) {
+        while let Some(o) = s.poll_output() {
+            if let SessionOutput::Transmit { dest, data } = o {
+                self.out.push_back(SfuOutput::Transmit { dest, data });
+            }
+        }
+    }
+
+    /// `GET /rtc/v1/rooms/{room}`.
+    pub fn room_info(&self, room: &str) -> RoomInfo {
+        let publications = self
+            .rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| match self.resources.get(id) {
+                Some(Resource::Publication(p)) => Some(PublicationInfo {
+                    resource: self.resource_url(id),
+                    user: p.user.clone(),
+                    tracks: p
+                        .tracks
+                        .iter()
+                        .map(|t| TrackInfo {
+                            kind: match t.kind {
+                                MediaKind::Audio => "audio",
+                                MediaKind::Video => "video",
+                            },
+                            mid: t.mid.clone(),
+                        })
+                        .collect(),
+                }),
+                _ => None,
+            })
+            .collect();
+        RoomInfo {
+            room: room.to_owned(),
+            publications,
+        }
+    }
+
+    /// `PATCH {resource}` with an `application/trickle-ice-sdpfrag` body.
+    pub fn patch(&mut self, now: Instant, id: &str, frag: &str) -> Result<Patched, ApiError> {
+        let session_id = self
+            .resources
+            .get(id)
+            .map(Resource::session)
+            .ok_or_else(|| ApiError::unknown_resource(id))?;
+        let frag = sdp::parse_sdpfrag(frag).map_err(|e| ApiError::bad_sdp(e.to_string()))?;
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return Err(ApiError::unknown_resource(id));
+        };
+        match (frag.ice_ufrag, frag.ice_pwd) {
+            (Some(ufrag), Some(pwd)) => {
+                let local = session.restart_ice(IceCredentials { ufrag, pwd }, now);
+                self.by_ufrag.retain(|_, v| *v != session_id);
+                self.by_ufrag.insert(local.ufrag.clone(), session_id);
+                let mids: String = frag.mids.iter().map(|m| format!("a=mid:{m}\r\n")).collect();
+                Ok(Patched::Restarted(format!(
+                    "a=ice-lite\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n{mids}a=candidate:1 1 udp 2130706431 {} {} typ host\r\na=end-of-candidates\r\n",
+                    local.ufrag,
+                    local.pwd,
+                    self.candidate.ip(),
+                    self.candidate.port()
+                )))
+            }
+            // Remote candidates need no action on an ICE-lite server: their
+            // connectivity checks reach us and validate their addresses.
+            _ => Ok(Patched::NoContent),
+        }
+    }
+
+    /// A STUN or DTLS datagram that arrived on the media port.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        let session = match demux::classify(data) {
+            PacketClass::Stun => stun::username(data)
+                .and_then(|u| u.split(':').next())
+                .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                .copied(),
+            PacketClass::Dtls => self.by_addr.get(&from).copied(),
+            _ => None,
+        };
+        let Some(id) = session else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let input = match demux::classify(data) {
+            PacketClass::Stun => SessionInput::Stun { from, data },
+            _ => SessionInput::Dtls { from, data },
+        };
+        s.handle_input(now, input);
+        self.drain(id, now);
+    }
+
+    /// Runs timers of every session due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.handle_input(now, SessionInput::Timeout);
+                self.drain(id, now);
+            }
+        }
+    }
+
+    /// When [`Sfu::handle_timeout`] should run next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sessions.values().filter_map(PeerSession::poll_timeout).min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.out.pop_front()
+    }
+
+    fn drain(&mut self, id: SessionId, _now: Instant) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&id) else {
+                return;
+            };
+            let Some(o) = s.poll_output() else {
+                return;
+            };
+            match o {
+                SessionOutput::Transmit { dest, data } => {
+                    self.out.push_back(SfuOutput::Transmit { dest, data });
+                }
+                SessionOutput::AddressValidated(addr) => {
+                    self.by_addr.insert(addr, id);
+                }
+                SessionOutput::Connected { peer, rx, tx } => {
+                    self.out.push_back(SfuOutput::Command(Command::InstallSession {
+                        id,
+                        peer,
+                        rx,
+                        tx,
+                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                    }));
+                    self.install_routes_for(id);
+                }
+                SessionOutput::PeerChanged(peer) => {
+                    self.out
+                        .push_back(SfuOutput::Command(Command::UpdatePeer { id, peer }));
+                }
+                SessionOutput::Closed(reason) => {
+                    tracing::info!(session = id, %reason, "session closed");
+                    if let Some(resource) = self.session_resource.get(&id).cloned() {
+                        // delete() frees the session, its routes and its resource.
+                        let _ = self.delete(&resource);
+                    } else if let Some(s) = self.sessions.remove(&id) {
+                        self.forget_session(&s);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Installs every route that involves `session` and whose other end is connected.
+    fn install_routes_for(&mut self, session: SessionId) {
+        let connected = |sfu: &Sfu, s: SessionId| sfu.sessions.get(&s).is_some_and(|x| x.is_connected());
+        let mut commands = Vec::new();
+        for sub in self.resources.values() {
+            let Resource::Subscription(sub) = sub else {
+                continue;
+            };
+            for d in &sub.tracks {
+                let Some(Resource::Publication(p)) = self.resources.get(&d.publication) else {
+                    continue;
+                };
+                if p.session != session && sub.session != session {
+                    continue;
+                }
+                if !connected(self, p.session) || !connected(self, sub.session) {
+                    continue;
+                }
+                let Some(t) = p.tracks.get(d.track) else {
+                    continue;
+                };
+                commands.push(Command::Route(route(
+                    p.session,
+                    t.ssrc,
+                    sub.session,
+                    d.ssrc,
+                    t.kind,
+                    &[(t.codec.payload_type, d.pt)],
+                    false,
+                )));
+                if let (Some(prtx), Some(pt_from), Some(srtx), Some(pt_to)) =
+                    (t.rtx_ssrc, t.rtx_pt, d.rtx_ssrc, d.rtx_pt)
+                {
+                    commands.push(Command::Route(route(
+                        p.session,
+                        prtx,
+                        sub.session,
+                        srtx,
+                        t.kind,
+                        &[(pt_from, pt_to)],
+                        true,
+                    )));
+                }
+                if t.kind == MediaKind::Video {
+                    commands.push(Command::RequestKeyframe {
+                        publisher: p.session,
+                        media_ssrc: t.ssrc,
+                    });
+                }
+            }
+        }
+        self.out.extend(commands.into_iter().map(SfuOutput::Command));
+    }
+}
+
+fn route(
+    publisher: SessionId,
+    publisher_ssrc: u32,
+    subscriber: SessionId,
+    subscriber_ssrc: u32,
+    kind: MediaKind,
+    pts: &[(u8, u8)],
+    is_rtx: bool,
+) -> Route {
+    let mut pt_map = [(0u8, 0u8); MAX_PT_MAP];
+    let n = pts.len().min(MAX_PT_MAP);
+    pt_map[..n].copy_from_slice(&pts[..n]);
+    Route {
+        publisher,
+        publisher_ssrc,
+        subscriber,
+        subscriber_ssrc,
+        kind,
+        pt_map,
+        pt_map_len: n as u8,
+        is_rtx,
+    }
+}
+
+fn parse_offer(offer: &str) -> Result<sdp::SessionDescription, ApiError> {
+    let offer = sdp::parse(offer).map_err(|e| ApiError::bad_sdp(e.to_string()))?;
+    offer
+        .validate_webrtc()
+        .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
+    Ok(offer)
+}
+
+fn media_kind(t: &MediaType) -> Option<MediaKind> {
+    match t {
+        MediaType::Audio => Some(MediaKind::Audio),
+        MediaType::Video => Some(MediaKind::Video),
+        _ => None,
+    }
+}
+
+/// RTCP feedback the server understands; the rest is not answered.
+fn supported_feedback(fb: &str) -> bool {
+    matches!(fb, "nack" | "nack pli" | "ccm fir")
+}
+
+fn answer_media(
+    m: &sdp::MediaDescription,
+    codec: &Codec,
+    rtx_pt: Option<u8>,
+    direction: Direction,
+    send: Option<SendStream>,
+) -> MediaAnswer {
+    let mut chosen = codec.clone();
+    chosen.rtcp_fb.retain(|fb| supported_feedback(fb));
+    let mut codecs = vec![chosen];
+    if let Some(rtx) = rtx_pt.and_then(|pt| m.codecs.iter().find(|c| c.payload_type == pt)) {
+        codecs.push(rtx.clone());
+    }
+    MediaAnswer {
+        mid: m.mid.clone().unwrap_or_default(),
+        media_type: m.media_type.clone(),
+        protocol: m.protocol.clone(),
+        direction,
+        rejected: false,
+        codecs,
+        extmaps: Vec::new(),
+        send,
+        rtcp_rsize: m.rtcp_rsize,
+    }
+}
+
+fn rejected(m: &sdp::MediaDescription) -> MediaAnswer {
+    MediaAnswer {
+        mid: m.mid.clone().unwrap_or_default(),
+        media_type: m.media_type.clone(),
+        protocol: m.protocol.clone(),
+        direction: Direction::Inactive,
+        rejected: true,
+        codecs: Vec::new(),
+        extmaps: Vec::new(),
+        send: None,
+        rtcp_rsize: false,
+    }
+}
+
+fn new_resource_id() -> ResourceId {
+    let bytes: [u8; 16] = rand::rng().random();
+    hex::encode(bytes)
+}

@@ -1,0 +1,109 @@
+//! Real peers over UDP for end-to-end tests: a [`ClientPeer`] driven through the HTTP
+//! interface and a loopback socket until ICE and DTLS are done, then SRTP contexts to
+//! send and receive media like a browser would.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cascade::peer::{ClientPeer, PeerRole};
+use cascade_dataplane::srtp::SrtpContext;
+
+use crate::{ServerProcess, http_client};
+
+/// A connected peer: its socket, SRTP contexts and resource URL.
+pub struct UdpPeer {
+    pub socket: UdpSocket,
+    pub server: std::net::SocketAddr,
+    /// Protects what this peer sends.
+    pub tx: SrtpContext,
+    /// Unprotects what the server sends.
+    pub rx: SrtpContext,
+    pub resource: String,
+    pub answer: String,
+}
+
+impl std::fmt::Debug for UdpPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpPeer")
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+/// POSTs the peer's offer to `path` (e.g. `/rtc/v1/rooms/r/publish`) and runs ICE and
+/// DTLS over a loopback socket until keys exist (10 s at most).
+pub async fn connect(
+    server: &ServerProcess,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+) -> anyhow::Result<UdpPeer> {
+    let mut peer = ClientPeer::new(role, &[])?;
+    let resp = http_client()
+        .post(server.url(path))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(peer.offer())
+        .send()
+        .await?;
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let answer = resp.text().await?;
+    if status != 201 {
+        bail!("{path}: {status}: {answer}");
+    }
+    let resource = location.context("201 without Location")?;
+    let now = Instant::now();
+    peer.accept_answer(&answer, now)?;
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let deadline = now + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while peer.keys().is_none() {
+        if Instant::now() > deadline {
+            bail!("{path}: ICE/DTLS did not complete in 10 s");
+        }
+        while let Some((dest, data)) = peer.poll_transmit(Instant::now()) {
+            socket.send_to(&data, dest)?;
+        }
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            peer.handle_receive(Instant::now(), &buf[..n])?;
+        }
+    }
+    let keys = peer.keys().context("keys")?;
+    Ok(UdpPeer {
+        socket,
+        server: keys.server,
+        tx: SrtpContext::new(&keys.tx)?,
+        rx: SrtpContext::new(&keys.rx)?,
+        resource,
+        answer,
+    })
+}
+
+/// A plaintext RTP packet: VP8-ish payload type 96, `len` payload bytes.
+pub fn rtp_packet(ssrc: u32, seq: u16, ts: u32, pt: u8, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + len + 16);
+    p.extend_from_slice(&[0x80, pt]);
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend((0..len).map(|i| (i as u8).wrapping_add(seq as u8)));
+    p
+}
+
+impl UdpPeer {
+    /// Protects and sends one RTP packet to the server.
+    pub fn send_rtp(&mut self, plain: &[u8]) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; plain.len() + 32];
+        buf[..plain.len()].copy_from_slice(plain);
+        let n = self.tx.protect_rtp(&mut buf, plain.len())?;
+        self.socket.send_to(&buf[..n], self.server)?;
+        Ok(())
+    }
+}

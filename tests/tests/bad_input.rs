@@ -1,0 +1,243 @@
+//! Bad input against a real server: refused tokens, malformed and unsupported SDP, and
+//! 10,000 random datagrams sprayed at the media port while a session forwards media.
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use cascade::peer::PeerRole;
+use cascade::token::{Claims, Grant, TokenSecret, mint, unix_now};
+use cascade_tests::media::{connect, rtp_packet};
+use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+fn server() -> Option<ServerProcess> {
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return None;
+    }
+    let args: Vec<String> = match std::env::var("CASCADE_DATAPLANE") {
+        Ok(d) if !d.is_empty() => vec!["--dataplane".into(), d],
+        _ => Vec::new(),
+    };
+    Some(ServerProcess::start(&args).expect("server starts"))
+}
+
+async fn post_offer(
+    server: &ServerProcess,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut req = http_client()
+        .post(server.url(path))
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body = resp.text().await.unwrap_or_default();
+    if status >= 400 {
+        assert!(ct.starts_with("application/json"), "{status}: {ct}: {body}");
+        let v: Value = serde_json::from_str(&body).expect("JSON error body");
+        return (status, v["code"].as_str().unwrap_or_default().to_owned());
+    }
+    (status, body)
+}
+
+fn valid_offer() -> String {
+    cascade::peer::ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 1,
+            video_ssrc: 2,
+        },
+        &[],
+    )
+    .unwrap()
+    .offer()
+}
+
+#[tokio::test]
+async fn tokens_are_checked() {
+    let Some(server) = server() else { return };
+    let room = random_room("tok");
+    let path = format!("/rtc/v1/rooms/{room}/publish");
+    let offer = valid_offer();
+    let now = unix_now();
+    let claims = |room: &str, grants: Vec<Grant>, exp: u64| Claims {
+        sub: "mallory".into(),
+        room: room.into(),
+        grants,
+        exp,
+        iat: now,
+    };
+    let ours = TokenSecret::parse(&server.secret);
+    let forged = mint(
+        &TokenSecret::parse("not-the-secret"),
+        &claims(&room, vec![Grant::Publish], now + 600),
+    )
+    .unwrap();
+    let expired = mint(&ours, &claims(&room, vec![Grant::Publish], now - 10)).unwrap();
+    let wrong_room = mint(&ours, &claims("elsewhere", vec![Grant::Publish], now + 600)).unwrap();
+    let no_grant = mint(&ours, &claims(&room, vec![Grant::Subscribe], now + 600)).unwrap();
+    let cases: [(Option<&str>, u16, &str); 6] = [
+        (None, 401, "token_missing"),
+        (Some("garbage"), 401, "token_malformed"),
+        (Some(&forged), 401, "token_bad_signature"),
+        (Some(&expired), 401, "token_expired"),
+        (Some(&wrong_room), 403, "token_wrong_room"),
+        (Some(&no_grant), 403, "token_missing_grant"),
+    ];
+    for (token, status, code) in cases {
+        let got = post_offer(&server, &path, token, "application/sdp", &offer).await;
+        assert_eq!(got, (status, code.to_owned()), "token case {code}");
+    }
+    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(0.0));
+}
+
+#[tokio::test]
+async fn bad_sdp_is_refused_with_a_reason() {
+    let Some(server) = server() else { return };
+    let room = random_room("sdp");
+    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
+    let path = format!("/rtc/v1/rooms/{room}/publish");
+    let good = valid_offer();
+    let no_codec = good
+        .replace("opus/48000/2", "PCMU/8000")
+        .replace("VP8/90000", "H263/90000");
+    let cases = [
+        ("application/sdp", "v=0\r\nthis is not sdp".to_owned(), 400, "bad_sdp"),
+        ("application/sdp", good.replace("a=ice-ufrag", "a=x"), 400, "bad_sdp"),
+        ("application/sdp", good[..good.len() / 2].to_owned(), 400, "bad_sdp"),
+        ("application/sdp", no_codec, 400, "no_common_codec"),
+        ("text/plain", good.clone(), 415, "unsupported_media_type"),
+    ];
+    for (ct, body, status, code) in cases {
+        let got = post_offer(&server, &path, Some(&token), ct, &body).await;
+        assert_eq!(got, (status, code.to_owned()), "{code}");
+    }
+    // Subscribing to an unknown resource.
+    let sub = format!(
+        "/rtc/v1/rooms/{room}/subscribe?resource={}",
+        server.url("/rtc/v1/resources/nope")
+    );
+    let got = post_offer(&server, &sub, Some(&token), "application/sdp", &good).await;
+    assert_eq!(got, (404, "unknown_resource".to_owned()));
+    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_datagrams_do_not_disturb_a_running_session() {
+    let Some(server) = server() else { return };
+    let room = random_room("spray");
+    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
+    let mut publisher = connect(
+        &server,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x1111,
+            video_ssrc: 0x2222,
+        },
+    )
+    .await
+    .expect("publisher connects");
+    let mut subscriber = connect(
+        &server,
+        &format!("/rtc/v1/rooms/{room}/subscribe"),
+        &token,
+        PeerRole::Subscriber,
+    )
+    .await
+    .expect("subscriber connects");
+    // Give the route a moment to reach the workers, then check media flows at all.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log_lines_before = server.stderr_line_count();
+
+    // The spray: 10,000 random datagrams from another socket, with first bytes in
+    // every RFC 7983 range so each demux path sees garbage.
+    let media = server.media_addr;
+    let spray = std::thread::spawn(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7983);
+        for i in 0..10_000u32 {
+            let len = rng.random_range(1..1400);
+            let mut d: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            d[0] = match i % 5 {
+                0 => rng.random_range(0..4),
+                1 => rng.random_range(20..64),
+                2 => rng.random_range(128..192),
+                _ => d[0],
+            };
+            let _ = sock.send_to(&d, media);
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+
+    // Meanwhile the publisher sends 1,000 video packets, paced, and the subscriber
+    // counts what it can decrypt.
+    let sent = 1_000u16;
+    let receiver = std::thread::spawn(move || {
+        let mut got = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        subscriber
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        while Instant::now() < deadline && got.len() < usize::from(sent) {
+            let Ok((n, _)) = subscriber.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if !(128..192).contains(&buf[0]) || (192..224).contains(&buf[1]) {
+                continue; // STUN/DTLS/RTCP
+            }
+            if let Ok(len) = subscriber.rx.unprotect_rtp(&mut buf[..n]) {
+                let h = cascade_dataplane::rtp::parse(&buf[..len]).unwrap();
+                if h.payload_type == 96 {
+                    got.insert(h.sequence);
+                }
+            }
+        }
+        got.len()
+    });
+    for seq in 0..sent {
+        let pkt = rtp_packet(0x2222, seq, u32::from(seq) * 3000, 96, 1000);
+        publisher.send_rtp(&pkt).unwrap();
+        if seq % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    spray.join().unwrap();
+    let received = receiver.join().unwrap();
+    assert_eq!(received, usize::from(sent), "every packet reached the subscriber");
+
+    let drops = metric(&server.http_base, "cascade_drops_total").await.unwrap_or(0.0);
+    // About 3,600 of the 10,000 fall in the RTP/RTCP or unknown ranges (the rest are
+    // STUN/DTLS-looking and go to control, which ignores them).
+    assert!(drops >= 3_000.0, "the spray was dropped and counted: {drops}");
+    let new_lines = server.stderr_line_count() - log_lines_before;
+    assert!(new_lines < 50, "{new_lines} log lines during the spray:\n{}", server.stderr_tail());
+    // The server still answers and still has both sessions.
+    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(2.0));
+    for r in [&publisher.resource] {
+        let s = http_client()
+            .delete(r)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, 204);
+    }
+}
