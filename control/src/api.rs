@@ -108,11 +108,15 @@ fn sdp_body(
         ));
     }
     let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
-    String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::bad_sdp("the body is not UTF-8"))
+    String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_sdp("the body is not UTF-8"))
 }
 
-fn authorize(headers: &HeaderMap, state: &AppState, room: &str, grant: Grant) -> Result<Claims, ApiError> {
+fn authorize(
+    headers: &HeaderMap,
+    state: &AppState,
+    room: &str,
+    grant: Grant,
+) -> Result<Claims, ApiError> {
     let token = bearer(headers)?;
     Ok(state.verifier.verify(token, room, grant, unix_now())?)
 }
@@ -244,9 +248,5 @@ async fn patch_resource(
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.render_metrics();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

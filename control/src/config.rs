@@ -39,7 +39,11 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     /// Token secret, `SECRET` or `KID:SECRET`; repeat (or comma-separate) for rotation.
     /// The first is used for tokens without a key id. Generated when absent.
-    #[arg(long = "token-secret", env = "CASCADE_TOKEN_SECRET", value_delimiter = ',')]
+    #[arg(
+        long = "token-secret",
+        env = "CASCADE_TOKEN_SECRET",
+        value_delimiter = ','
+    )]
     pub token_secrets: Vec<String>,
     /// Data-plane I/O backend.
     #[arg(long, env = "CASCADE_DATAPLANE", value_enum)]

@@ -16,6 +16,7 @@ pub struct Metrics {
     bytes_in: IntCounter,
     packets_out: IntCounter,
     bytes_out: IntCounter,
+    retransmitted: IntCounter,
     drops: IntCounterVec,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
@@ -60,10 +61,23 @@ impl Metrics {
             sessions: gauge("cascade_sessions", "Live WebRTC sessions")?,
             publications: gauge("cascade_publications", "Live publications")?,
             subscriptions: gauge("cascade_subscriptions", "Live subscriptions")?,
-            packets_in: counter("cascade_packets_in_total", "Datagrams received on the media port")?,
+            packets_in: counter(
+                "cascade_packets_in_total",
+                "Datagrams received on the media port",
+            )?,
             bytes_in: counter("cascade_bytes_in_total", "Bytes received on the media port")?,
-            packets_out: counter("cascade_packets_out_total", "Media datagrams sent by the data plane")?,
-            bytes_out: counter("cascade_bytes_out_total", "Media bytes sent by the data plane")?,
+            packets_out: counter(
+                "cascade_packets_out_total",
+                "Media datagrams sent by the data plane",
+            )?,
+            bytes_out: counter(
+                "cascade_bytes_out_total",
+                "Media bytes sent by the data plane",
+            )?,
+            retransmitted: counter(
+                "cascade_retransmitted_total",
+                "Packets resent to subscribers from the NACK cache",
+            )?,
             drops,
             registry,
             last: Mutex::new(LocalStats::default()),
@@ -85,6 +99,8 @@ impl Metrics {
                 .inc_by(dataplane.packets_out.saturating_sub(last.packets_out));
             self.bytes_out
                 .inc_by(dataplane.bytes_out.saturating_sub(last.bytes_out));
+            self.retransmitted
+                .inc_by(dataplane.retransmitted.saturating_sub(last.retransmitted));
             for r in DropReason::ALL {
                 let i = r as usize;
                 self.drops
@@ -122,7 +138,10 @@ mod tests {
         );
         assert!(text.contains("cascade_sessions 2"), "{text}");
         assert!(text.contains("cascade_packets_in_total 10"), "{text}");
-        assert!(text.contains("cascade_drops_total{reason=\"unknown_source\"} 4"), "{text}");
+        assert!(
+            text.contains("cascade_drops_total{reason=\"unknown_source\"} 4"),
+            "{text}"
+        );
         dp.packets_in = 15;
         let text = m.render(CoreGauges::default(), dp);
         assert!(text.contains("cascade_packets_in_total 15"), "{text}");

@@ -1,46 +1,73 @@
-//! SDP (RFC 8866) as a WebRTC media server needs it: parsing offers (RFC 8839 ICE,
-//! RFC 8843 BUNDLE, RFC 5761 rtcp-mux, RFC 8285 extmap, RFC 4588 RTX, RFC 8851/8853
-//! rid and simulcast), choosing codecs, writing answers for a server that is ICE-lite,
-//! DTLS passive, BUNDLE + rtcp-mux only, and parsing trickle sdpfrags (RFC 8840).
-//! Every error is typed and says where; nothing here panics on input, does I/O or
-//! holds session state.
+//! SDP offer parsing, codec choice and answer writing for a server that is
+//! ICE-lite, the DTLS server (`a=setup:passive`) and speaks BUNDLE with rtcp-mux only.
+//!
+//! This module owns the text of session descriptions: parsing offers (RFC 8866 syntax
+//! with the attributes of RFC 8839 ICE, RFC 8843 BUNDLE, RFC 5761 rtcp-mux, RFC 8853
+//! simulcast, RFC 8851 rid, RFC 8285 extmap, RFC 4588 rtx and RFC 5576 ssrc), parsing
+//! trickle fragments (RFC 8840), checking that an offer is one this server can serve,
+//! choosing codecs, and writing answers. It must not do I/O, keep any session state or
+//! decide which track goes where (that is `crate::sfu`'s job), and it never panics on
+//! any input: everything malformed becomes a typed [`SdpError`] that names the line.
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::fmt::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
 
-/// Largest SDP accepted.
+/// Largest SDP (offer, answer or trickle fragment) accepted, in bytes.
 pub const MAX_SDP_LEN: usize = 64 * 1024;
-/// Most m-lines accepted.
+/// Most m-lines accepted in one SDP.
 pub const MAX_MEDIA: usize = 64;
+/// Most lines accepted in one SDP.
+pub const MAX_LINES: usize = 8192;
+/// Longest mid, rid, ICE ufrag or ICE password accepted.
+const MAX_TOKEN_LEN: usize = 256;
+/// Shortest ICE ufrag allowed by RFC 8839 §5.4.
+const MIN_UFRAG_LEN: usize = 4;
+/// Shortest ICE password allowed by RFC 8839 §5.4.
+const MIN_PWD_LEN: usize = 22;
+/// Priority of the answer's single host candidate (type preference 126, local
+/// preference 65535, component 1).
+const HOST_PRIORITY: u32 = 2_130_706_431;
 
+/// What is wrong with an SDP, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdpError {
-    #[error("SDP is empty")]
+    #[error("the SDP is {len} bytes long, more than the {max} accepted")]
+    TooLarge { len: usize, max: usize },
+    #[error("the SDP has more than {max} {what}")]
+    TooMany { what: &'static str, max: usize },
+    #[error("the SDP is empty")]
     Empty,
-    #[error("SDP is larger than {MAX_SDP_LEN} bytes")]
-    TooLarge,
-    #[error("more than {MAX_MEDIA} m-lines")]
-    TooManyMedia,
     #[error("line {line_no}: {reason}")]
     BadLine { line_no: usize, reason: String },
-    #[error("the SDP must start with v=0")]
-    NoVersion,
-    #[error("no m-line")]
+    #[error("the SDP has no {line} line")]
+    MissingLine { line: &'static str },
+    #[error("the SDP has no active audio or video m-line")]
     NoMedia,
-    #[error("m-line {mid:?}: missing a={attr}")]
-    MissingAttribute { attr: &'static str, mid: String },
-    #[error("no a=ice-ufrag / a=ice-pwd")]
-    MissingIceCredentials,
-    #[error("no a=fingerprint")]
-    MissingFingerprint,
-    #[error("m-line {mid:?}: protocol {protocol:?} is not UDP/TLS/RTP/SAVPF")]
+    #[error("m-line {m_line} (counting from 0) has no a={attr}")]
+    MissingAttribute { attr: &'static str, m_line: usize },
+    #[error("a=mid:{mid} is used by more than one m-line")]
+    DuplicateMid { mid: String },
+    #[error(
+        "m-line {mid} uses protocol {protocol}; WebRTC media needs UDP/TLS/RTP/SAVPF \
+         (or UDP/TLS/RTP/SAVP)"
+    )]
     UnsupportedProtocol { mid: String, protocol: String },
-    #[error("m-line {mid:?} is not in the BUNDLE group")]
+    #[error(
+        "m-line {mid} is not in the a=group:BUNDLE group \
+         (this server carries all media on one transport)"
+    )]
     NotBundled { mid: String },
-    #[error("m-line {mid:?} has no a=rtcp-mux")]
+    #[error("a=group:BUNDLE names mid {mid}, which no m-line has")]
+    UnknownBundleMid { mid: String },
+    #[error("m-line {mid} lacks a=rtcp-mux (RTP and RTCP must share one port)")]
     NoRtcpMux { mid: String },
+    #[error("the SDP has no a=ice-ufrag and a=ice-pwd")]
+    MissingIceCredentials,
+    #[error("the SDP has no a=fingerprint")]
+    MissingFingerprint,
 }
 
+/// `a=setup:` (RFC 4145, RFC 8842): which side of DTLS an endpoint takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setup {
     Active,
@@ -50,17 +77,24 @@ pub enum Setup {
 }
 
 impl Setup {
-    fn parse(v: &str) -> Option<Self> {
-        match v {
-            "active" => Some(Self::Active),
-            "passive" => Some(Self::Passive),
-            "actpass" => Some(Self::ActPass),
-            "holdconn" => Some(Self::HoldConn),
-            _ => None,
+    /// The attribute value (`active`, `passive`, `actpass`, `holdconn`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Setup::Active => "active",
+            Setup::Passive => "passive",
+            Setup::ActPass => "actpass",
+            Setup::HoldConn => "holdconn",
         }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Setup::Active, Setup::Passive, Setup::ActPass, Setup::HoldConn]
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
     }
 }
 
+/// The `<media>` field of an m-line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaType {
     Audio,
@@ -70,27 +104,30 @@ pub enum MediaType {
 }
 
 impl MediaType {
-    fn parse(v: &str) -> Self {
-        match v {
-            "audio" => Self::Audio,
-            "video" => Self::Video,
-            "application" => Self::Application,
-            o => Self::Other(o.to_owned()),
+    /// The m-line spelling (`audio`, `video`, `application`, ...).
+    pub fn as_str(&self) -> &str {
+        match self {
+            MediaType::Audio => "audio",
+            MediaType::Video => "video",
+            MediaType::Application => "application",
+            MediaType::Other(s) => s,
         }
     }
 
-    fn as_str(&self) -> &str {
-        match self {
-            Self::Audio => "audio",
-            Self::Video => "video",
-            Self::Application => "application",
-            Self::Other(o) => o,
+    fn parse(s: &str) -> Self {
+        match s {
+            "audio" => MediaType::Audio,
+            "video" => MediaType::Video,
+            "application" => MediaType::Application,
+            other => MediaType::Other(other.to_owned()),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The direction attribute of an m-line (RFC 8866 §6.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Direction {
+    #[default]
     SendRecv,
     SendOnly,
     RecvOnly,
@@ -98,66 +135,122 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn parse(v: &str) -> Option<Self> {
-        match v {
-            "sendrecv" => Some(Self::SendRecv),
-            "sendonly" => Some(Self::SendOnly),
-            "recvonly" => Some(Self::RecvOnly),
-            "inactive" => Some(Self::Inactive),
-            _ => None,
+    /// The direction an answer takes for this offered direction when it accepts
+    /// everything offered: `sendonly` becomes `recvonly` and the reverse.
+    pub const fn reverse(self) -> Self {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            other => other,
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    /// The attribute name (`sendrecv`, `sendonly`, `recvonly`, `inactive`).
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Self::SendRecv => "sendrecv",
-            Self::SendOnly => "sendonly",
-            Self::RecvOnly => "recvonly",
-            Self::Inactive => "inactive",
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
         }
     }
 
-    /// The direction an answer takes for this offered direction.
-    pub fn reverse(self) -> Self {
-        match self {
-            Self::SendOnly => Self::RecvOnly,
-            Self::RecvOnly => Self::SendOnly,
-            d => d,
-        }
+    /// Whether the side that wrote this direction sends media.
+    pub const fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
+    /// Whether the side that wrote this direction receives media.
+    pub const fn receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Direction::SendRecv,
+            Direction::SendOnly,
+            Direction::RecvOnly,
+            Direction::Inactive,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
     }
 }
 
+/// A parsed session description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDescription {
+    /// `<sess-id>` of the `o=` line.
+    pub session_id: u64,
+    /// Session-level `a=ice-lite`.
+    pub ice_lite: bool,
+    /// Session-level `a=ice-ufrag`.
+    pub ice_ufrag: Option<String>,
+    /// Session-level `a=ice-pwd`.
+    pub ice_pwd: Option<String>,
+    /// Session-level `a=fingerprint` value (`sha-256 AB:..`), sha-256 preferred.
+    pub fingerprint: Option<String>,
+    /// Session-level `a=setup`.
+    pub setup: Option<Setup>,
+    /// The mids of the first `a=group:BUNDLE`, the BUNDLE tag first.
+    pub bundle_mids: Vec<String>,
+    /// The m-lines, in order.
+    pub media: Vec<MediaDescription>,
+}
+
+/// One parsed m-line with its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaDescription {
+    pub media_type: MediaType,
+    /// 0 for a rejected (or disabled) m-line.
+    pub port: u16,
+    /// `UDP/TLS/RTP/SAVPF`, `UDP/DTLS/SCTP`, ...
+    pub protocol: String,
+    /// The `<fmt>` list as written (payload types for RTP protocols).
+    pub formats: Vec<String>,
+    pub mid: Option<String>,
+    /// The m-line's direction, else the session's, else `sendrecv`.
+    pub direction: Direction,
+    pub ice_ufrag: Option<String>,
+    pub ice_pwd: Option<String>,
+    /// `a=fingerprint` value (`sha-256 AB:..`), sha-256 preferred.
+    pub fingerprint: Option<String>,
+    pub setup: Option<Setup>,
+    pub rtcp_mux: bool,
+    pub rtcp_rsize: bool,
+    /// The formats that have an `a=rtpmap` (or a well-known static payload type), in
+    /// the m-line's order of preference.
+    pub codecs: Vec<Codec>,
+    /// The m-line's `a=extmap`s, then session-level ones with other ids.
+    pub extmaps: Vec<ExtMap>,
+    pub ssrcs: Vec<SsrcAttr>,
+    pub ssrc_groups: Vec<SsrcGroup>,
+    /// The first `a=msid` value (`<stream id> [<track id>]`).
+    pub msid: Option<String>,
+    pub rids: Vec<Rid>,
+    /// The `a=simulcast` value (`send q;h;f`).
+    pub simulcast: Option<String>,
+    /// `a=candidate` values, without the `candidate:` prefix.
+    pub candidates: Vec<String>,
+    pub end_of_candidates: bool,
+}
+
+/// One RTP payload format: `a=rtpmap` with its `a=fmtp` and `a=rtcp-fb`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Codec {
     pub payload_type: u8,
+    /// Encoding name as written (`opus`, `VP8`, `rtx`, ...).
     pub name: String,
     pub clock_rate: u32,
     pub channels: Option<u16>,
+    /// The `a=fmtp` parameters (`apt=96`, `minptime=10;useinbandfec=1`).
     pub fmtp: Option<String>,
+    /// Feedback types (`nack`, `nack pli`, `ccm fir`, `transport-cc`...), including
+    /// the ones given for `*`.
     pub rtcp_fb: Vec<String>,
 }
 
-impl Codec {
-    /// A parameter of the fmtp line (`apt`, `packetization-mode`, ...).
-    pub fn fmtp_param(&self, key: &str) -> Option<&str> {
-        self.fmtp.as_deref()?.split(';').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            k.trim().eq_ignore_ascii_case(key).then_some(v.trim())
-        })
-    }
-
-    fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name)
-    }
-
-    /// Not a media codec of its own: retransmission, redundancy, FEC, DTMF, comfort noise.
-    fn is_auxiliary(&self) -> bool {
-        ["rtx", "red", "ulpfec", "flexfec-03", "telephone-event", "CN"]
-            .iter()
-            .any(|n| self.is(n))
-    }
-}
-
+/// `a=extmap` (RFC 8285).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtMap {
     pub id: u8,
@@ -165,6 +258,7 @@ pub struct ExtMap {
     pub direction: Option<Direction>,
 }
 
+/// `a=ssrc:<ssrc> <attribute>[:<value>]` (RFC 5576).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsrcAttr {
     pub ssrc: u32,
@@ -172,576 +266,68 @@ pub struct SsrcAttr {
     pub value: Option<String>,
 }
 
+/// `a=ssrc-group:<semantics> <ssrc>...` (RFC 5576).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SsrcGroup {
+    /// `FID`, `FEC-FR`, `SIM`, ...
     pub semantics: String,
     pub ssrcs: Vec<u32>,
 }
 
+/// `a=rid:<id> <send|recv> [<params>]` (RFC 8851).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rid {
     pub id: String,
+    /// `send` or `recv`.
     pub direction: String,
     pub params: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaDescription {
-    pub media_type: MediaType,
-    pub port: u16,
-    pub protocol: String,
-    pub formats: Vec<String>,
-    pub mid: Option<String>,
-    pub direction: Direction,
-    pub ice_ufrag: Option<String>,
-    pub ice_pwd: Option<String>,
-    pub fingerprint: Option<String>,
-    pub setup: Option<Setup>,
-    pub rtcp_mux: bool,
-    pub rtcp_rsize: bool,
-    pub codecs: Vec<Codec>,
-    pub extmaps: Vec<ExtMap>,
-    pub ssrcs: Vec<SsrcAttr>,
-    pub ssrc_groups: Vec<SsrcGroup>,
-    pub msid: Option<String>,
-    pub rids: Vec<Rid>,
-    pub simulcast: Option<String>,
-    /// Values of `a=candidate:` lines, without the `candidate:` prefix.
-    pub candidates: Vec<String>,
-    pub end_of_candidates: bool,
-}
-
-impl MediaDescription {
-    fn new(media_type: MediaType, port: u16, protocol: String, formats: Vec<String>) -> Self {
-        Self {
-            media_type,
-            port,
-            protocol,
-            formats,
-            mid: None,
-            direction: Direction::SendRecv,
-            ice_ufrag: None,
-            ice_pwd: None,
-            fingerprint: None,
-            setup: None,
-            rtcp_mux: false,
-            rtcp_rsize: false,
-            codecs: Vec::new(),
-            extmaps: Vec::new(),
-            ssrcs: Vec::new(),
-            ssrc_groups: Vec::new(),
-            msid: None,
-            rids: Vec::new(),
-            simulcast: None,
-            candidates: Vec::new(),
-            end_of_candidates: false,
-        }
-    }
-
-    fn mid_or_empty(&self) -> String {
-        self.mid.clone().unwrap_or_default()
-    }
-
-    fn codec_mut(&mut self, pt: u8) -> Option<&mut Codec> {
-        self.codecs.iter_mut().find(|c| c.payload_type == pt)
-    }
-
-    /// The RTX payload type whose `apt` is `pt`.
-    pub fn rtx_payload_for(&self, pt: u8) -> Option<u8> {
-        self.codecs
-            .iter()
-            .find(|c| c.is("rtx") && c.fmtp_param("apt").and_then(|a| a.parse().ok()) == Some(pt))
-            .map(|c| c.payload_type)
-    }
-
-    /// Primary SSRCs with their RTX SSRC (from `a=ssrc-group:FID`), in order.
-    pub fn sender_ssrcs(&self) -> Vec<(u32, Option<u32>)> {
-        let mut secondary = Vec::new();
-        let mut out: Vec<(u32, Option<u32>)> = Vec::new();
-        for g in &self.ssrc_groups {
-            match (g.semantics.as_str(), g.ssrcs.as_slice()) {
-                ("FID", [primary, rtx, ..]) => {
-                    out.push((*primary, Some(*rtx)));
-                    secondary.push(*rtx);
-                }
-                ("FEC-FR", [_, fec, ..]) => secondary.push(*fec),
-                _ => {}
-            }
-        }
-        for s in &self.ssrcs {
-            if !secondary.contains(&s.ssrc) && !out.iter().any(|(p, _)| *p == s.ssrc) {
-                out.push((s.ssrc, None));
-            }
-        }
-        out
-    }
-
-    /// The `cname` of the first SSRC that has one.
-    pub fn cname(&self) -> Option<&str> {
-        self.ssrcs
-            .iter()
-            .find(|s| s.attribute == "cname")
-            .and_then(|s| s.value.as_deref())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionDescription {
-    pub session_id: u64,
-    pub ice_lite: bool,
-    pub ice_ufrag: Option<String>,
-    pub ice_pwd: Option<String>,
-    pub fingerprint: Option<String>,
-    pub setup: Option<Setup>,
-    pub bundle_mids: Vec<String>,
-    pub media: Vec<MediaDescription>,
-}
-
-impl SessionDescription {
-    /// The first m-line that carries media (BUNDLE tag) or else the first.
-    fn first_media(&self) -> Option<&MediaDescription> {
-        self.media
-            .iter()
-            .find(|m| m.port != 0)
-            .or(self.media.first())
-    }
-
-    /// ICE credentials: media level of the first active m-line, else session level.
-    pub fn ice_credentials(&self) -> Result<(String, String), SdpError> {
-        let m = self.first_media();
-        let ufrag = m.and_then(|m| m.ice_ufrag.clone()).or(self.ice_ufrag.clone());
-        let pwd = m.and_then(|m| m.ice_pwd.clone()).or(self.ice_pwd.clone());
-        match (ufrag, pwd) {
-            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok((u, p)),
-            _ => Err(SdpError::MissingIceCredentials),
-        }
-    }
-
-    /// The `a=fingerprint` value: media level of the first active m-line, else session.
-    pub fn fingerprint(&self) -> Result<String, SdpError> {
-        self.first_media()
-            .and_then(|m| m.fingerprint.clone())
-            .or(self.fingerprint.clone())
-            .ok_or(SdpError::MissingFingerprint)
-    }
-
-    pub fn setup(&self) -> Option<Setup> {
-        self.first_media().and_then(|m| m.setup).or(self.setup)
-    }
-
-    /// Checks what a WebRTC offer must have for this server.
-    pub fn validate_webrtc(&self) -> Result<(), SdpError> {
-        if self.media.is_empty() {
-            return Err(SdpError::NoMedia);
-        }
-        for m in &self.media {
-            if m.port == 0 || !matches!(m.media_type, MediaType::Audio | MediaType::Video) {
-                continue;
-            }
-            let mid = m.mid_or_empty();
-            if !matches!(m.protocol.as_str(), "UDP/TLS/RTP/SAVPF" | "UDP/TLS/RTP/SAVP") {
-                return Err(SdpError::UnsupportedProtocol {
-                    mid,
-                    protocol: m.protocol.clone(),
-                });
-            }
-            if m.mid.is_none() {
-                return Err(SdpError::MissingAttribute { attr: "mid", mid });
-            }
-            if !self.bundle_mids.contains(&mid) {
-                return Err(SdpError::NotBundled { mid });
-            }
-            if !m.rtcp_mux {
-                return Err(SdpError::NoRtcpMux { mid });
-            }
-        }
-        self.ice_credentials()?;
-        self.fingerprint()?;
-        Ok(())
-    }
-}
-
-fn bad(line_no: usize, reason: impl Into<String>) -> SdpError {
-    SdpError::BadLine {
-        line_no,
-        reason: reason.into(),
-    }
-}
-
-/// Parses an SDP offer or answer.
-pub fn parse(sdp: &str) -> Result<SessionDescription, SdpError> {
-    if sdp.len() > MAX_SDP_LEN {
-        return Err(SdpError::TooLarge);
-    }
-    if sdp.trim().is_empty() {
-        return Err(SdpError::Empty);
-    }
-    let mut session = SessionDescription {
-        session_id: 0,
-        ice_lite: false,
-        ice_ufrag: None,
-        ice_pwd: None,
-        fingerprint: None,
-        setup: None,
-        bundle_mids: Vec::new(),
-        media: Vec::new(),
-    };
-    let mut saw_version = false;
-    for (i, raw) in sdp.lines().enumerate() {
-        let line_no = i + 1;
-        let line = raw.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        let b = line.as_bytes();
-        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
-            return Err(bad(line_no, "not a <letter>=<value> line"));
-        }
-        // Index 2 is a char boundary: the first two bytes are ASCII.
-        let value = &line[2..];
-        match b[0] {
-            b'v' => {
-                if value != "0" || saw_version {
-                    return Err(SdpError::NoVersion);
-                }
-                saw_version = true;
-            }
-            _ if !saw_version => return Err(SdpError::NoVersion),
-            b'o' => {
-                session.session_id = value
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-            }
-            b'm' => {
-                if session.media.len() == MAX_MEDIA {
-                    return Err(SdpError::TooManyMedia);
-                }
-                let mut f = value.split_whitespace();
-                let (Some(kind), Some(port), Some(proto)) = (f.next(), f.next(), f.next()) else {
-                    return Err(bad(line_no, "m-line needs <media> <port> <proto> <fmt>..."));
-                };
-                let port = port
-                    .split('/')
-                    .next()
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .ok_or_else(|| bad(line_no, "bad port"))?;
-                session.media.push(MediaDescription::new(
-                    MediaType::parse(kind),
-                    port,
-                    proto.to_owned(),
-                    f.map(str::to_owned).collect(),
-                ));
-            }
-            b'a' => {
-                let (name, val) = match value.split_once(':') {
-                    Some((n, v)) => (n, Some(v)),
-                    None => (value, None),
-                };
-                match session.media.last_mut() {
-                    Some(m) => media_attribute(m, name, val, line_no)?,
-                    None => session_attribute(&mut session, name, val, line_no)?,
-                }
-            }
-            _ => {}
-        }
-    }
-    if !saw_version {
-        return Err(SdpError::NoVersion);
-    }
-    Ok(session)
-}
-
-fn session_attribute(
-    s: &mut SessionDescription,
-    name: &str,
-    val: Option<&str>,
-    line_no: usize,
-) -> Result<(), SdpError> {
-    match (name, val) {
-        ("ice-lite", _) => s.ice_lite = true,
-        ("ice-ufrag", Some(v)) => s.ice_ufrag = Some(v.trim().to_owned()),
-        ("ice-pwd", Some(v)) => s.ice_pwd = Some(v.trim().to_owned()),
-        ("fingerprint", Some(v)) => s.fingerprint = Some(v.trim().to_owned()),
-        ("setup", Some(v)) => {
-            s.setup = Some(Setup::parse(v.trim()).ok_or_else(|| bad(line_no, "bad a=setup"))?);
-        }
-        ("group", Some(v)) => {
-            let mut f = v.split_whitespace();
-            if f.next() == Some("BUNDLE") {
-                s.bundle_mids.extend(f.map(str::to_owned));
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn parse_pt(v: &str, line_no: usize) -> Result<u8, SdpError> {
-    v.parse::<u8>()
-        .ok()
-        .filter(|pt| *pt < 128)
-        .ok_or_else(|| bad(line_no, format!("bad payload type {v:?}")))
-}
-
-fn media_attribute(
-    m: &mut MediaDescription,
-    name: &str,
-    val: Option<&str>,
-    line_no: usize,
-) -> Result<(), SdpError> {
-    if let Some(d) = Direction::parse(name) {
-        m.direction = d;
-        return Ok(());
-    }
-    fn need<'v>(v: Option<&'v str>, name: &str, line_no: usize) -> Result<&'v str, SdpError> {
-        v.ok_or_else(|| bad(line_no, format!("a={name} needs a value")))
-    }
-    match name {
-        "mid" => m.mid = Some(need(val, name, line_no)?.trim().to_owned()),
-        "ice-ufrag" => m.ice_ufrag = Some(need(val, name, line_no)?.trim().to_owned()),
-        "ice-pwd" => m.ice_pwd = Some(need(val, name, line_no)?.trim().to_owned()),
-        "fingerprint" => m.fingerprint = Some(need(val, name, line_no)?.trim().to_owned()),
-        "setup" => {
-            m.setup = Some(Setup::parse(need(val, name, line_no)?.trim()).ok_or_else(|| bad(line_no, "bad a=setup"))?);
-        }
-        "rtcp-mux" => m.rtcp_mux = true,
-        "rtcp-rsize" => m.rtcp_rsize = true,
-        "msid" => m.msid = Some(need(val, name, line_no)?.trim().to_owned()),
-        "simulcast" => m.simulcast = Some(need(val, name, line_no)?.trim().to_owned()),
-        "end-of-candidates" => m.end_of_candidates = true,
-        "candidate" => m.candidates.push(need(val, name, line_no)?.trim().to_owned()),
-        "rtpmap" => {
-            let v = need(val, name, line_no)?;
-            let (pt, rest) = v
-                .split_once(' ')
-                .ok_or_else(|| bad(line_no, "a=rtpmap:<pt> <name>/<rate>"))?;
-            let pt = parse_pt(pt.trim(), line_no)?;
-            let mut parts = rest.trim().split('/');
-            let codec_name = parts.next().filter(|n| !n.is_empty());
-            let rate = parts.next().and_then(|r| r.parse::<u32>().ok());
-            let (Some(codec_name), Some(clock_rate)) = (codec_name, rate) else {
-                return Err(bad(line_no, "a=rtpmap:<pt> <name>/<rate>"));
-            };
-            let channels = match parts.next() {
-                Some(c) => Some(c.parse().map_err(|_| bad(line_no, "bad channel count"))?),
-                None => None,
-            };
-            let codec = Codec {
-                payload_type: pt,
-                name: codec_name.to_owned(),
-                clock_rate,
-                channels,
-                fmtp: None,
-                rtcp_fb: Vec::new(),
-            };
-            match m.codec_mut(pt) {
-                Some(c) => {
-                    c.name = codec.name;
-                    c.clock_rate = codec.clock_rate;
-                    c.channels = codec.channels;
-                }
-                None => m.codecs.push(codec),
-            }
-        }
-        "fmtp" => {
-            let v = need(val, name, line_no)?;
-            let (pt, params) = v
-                .split_once(' ')
-                .ok_or_else(|| bad(line_no, "a=fmtp:<pt> <params>"))?;
-            let pt = parse_pt(pt.trim(), line_no)?;
-            if let Some(c) = m.codec_mut(pt) {
-                c.fmtp = Some(params.trim().to_owned());
-            }
-        }
-        "rtcp-fb" => {
-            let v = need(val, name, line_no)?;
-            let (pt, fb) = v
-                .split_once(' ')
-                .ok_or_else(|| bad(line_no, "a=rtcp-fb:<pt> <feedback>"))?;
-            let fb = fb.trim().to_owned();
-            if pt == "*" {
-                for c in &mut m.codecs {
-                    c.rtcp_fb.push(fb.clone());
-                }
-            } else if let Some(c) = m.codec_mut(parse_pt(pt.trim(), line_no)?) {
-                c.rtcp_fb.push(fb);
-            }
-        }
-        "extmap" => {
-            let v = need(val, name, line_no)?;
-            let (id, uri) = v
-                .split_once(' ')
-                .ok_or_else(|| bad(line_no, "a=extmap:<id> <uri>"))?;
-            let (id, direction) = match id.split_once('/') {
-                Some((i, d)) => (i, Direction::parse(d)),
-                None => (id, None),
-            };
-            let id = id
-                .parse::<u8>()
-                .ok()
-                .filter(|i| (1..=255).contains(i))
-                .ok_or_else(|| bad(line_no, "bad extmap id"))?;
-            let uri = uri.split_whitespace().next().unwrap_or_default().to_owned();
-            m.extmaps.push(ExtMap { id, uri, direction });
-        }
-        "ssrc" => {
-            let v = need(val, name, line_no)?;
-            let (ssrc, rest) = match v.split_once(' ') {
-                Some((s, r)) => (s, Some(r)),
-                None => (v, None),
-            };
-            let ssrc = ssrc
-                .parse::<u32>()
-                .map_err(|_| bad(line_no, "bad SSRC"))?;
-            let (attribute, value) = match rest.map(|r| r.split_once(':').unwrap_or((r, ""))) {
-                Some((a, v)) => (a.trim().to_owned(), (!v.is_empty()).then(|| v.to_owned())),
-                None => (String::new(), None),
-            };
-            if m.ssrcs.len() < 64 {
-                m.ssrcs.push(SsrcAttr {
-                    ssrc,
-                    attribute,
-                    value,
-                });
-            }
-        }
-        "ssrc-group" => {
-            let v = need(val, name, line_no)?;
-            let mut f = v.split_whitespace();
-            let semantics = f.next().unwrap_or_default().to_owned();
-            let ssrcs = f
-                .map(|s| s.parse::<u32>().map_err(|_| bad(line_no, "bad SSRC in group")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if m.ssrc_groups.len() < 16 {
-                m.ssrc_groups.push(SsrcGroup { semantics, ssrcs });
-            }
-        }
-        "rid" => {
-            let v = need(val, name, line_no)?;
-            let mut f = v.split_whitespace();
-            let (Some(id), Some(direction)) = (f.next(), f.next()) else {
-                return Err(bad(line_no, "a=rid:<id> send|recv"));
-            };
-            m.rids.push(Rid {
-                id: id.to_owned(),
-                direction: direction.to_owned(),
-                params: f.next().map(str::to_owned),
-            });
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Preferred codec of an m-line: opus for audio; VP8, then H264 (packetization-mode 1,
-/// constrained baseline 42e01f first), VP9, AV1 for video.
-pub fn choose_codec(media: &MediaDescription) -> Option<&Codec> {
-    let primaries = || media.codecs.iter().filter(|c| !c.is_auxiliary());
-    match media.media_type {
-        MediaType::Audio => primaries().find(|c| c.is("opus") && c.clock_rate == 48_000),
-        MediaType::Video => {
-            let h264_rank = |c: &Codec| {
-                let mode1 = c.fmtp_param("packetization-mode") == Some("1");
-                let profile = c
-                    .fmtp_param("profile-level-id")
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
-                match (mode1, profile.as_str()) {
-                    (true, "42e01f") => 0,
-                    (true, "42001f") => 1,
-                    (true, _) => 2,
-                    _ => 3,
-                }
-            };
-            primaries()
-                .find(|c| c.is("VP8"))
-                .or_else(|| {
-                    primaries()
-                        .filter(|c| c.is("H264"))
-                        .min_by_key(|c| h264_rank(c))
-                })
-                .or_else(|| primaries().find(|c| c.is("VP9")))
-                .or_else(|| primaries().find(|c| c.is("AV1")))
-        }
-        _ => None,
-    }
-}
-
-/// The codec of `media` that can carry a stream encoded with `codec` unchanged.
-pub fn find_compatible_codec<'a>(media: &'a MediaDescription, codec: &Codec) -> Option<&'a Codec> {
-    let h264_profile = |c: &Codec| {
-        c.fmtp_param("profile-level-id")
-            .map(|p| p.get(..4).unwrap_or(p).to_ascii_lowercase())
-            .unwrap_or_else(|| "4200".into())
-    };
-    media.codecs.iter().find(|c| {
-        if !c.name.eq_ignore_ascii_case(&codec.name) || c.clock_rate != codec.clock_rate {
-            return false;
-        }
-        if c.is("opus") || media.media_type == MediaType::Audio {
-            return c.channels.unwrap_or(1) == codec.channels.unwrap_or(1);
-        }
-        if c.is("H264") {
-            return c.fmtp_param("packetization-mode").unwrap_or("0")
-                == codec.fmtp_param("packetization-mode").unwrap_or("0")
-                && h264_profile(c) == h264_profile(codec);
-        }
-        if c.is("VP9") {
-            return c.fmtp_param("profile-id").unwrap_or("0")
-                == codec.fmtp_param("profile-id").unwrap_or("0");
-        }
-        true
-    })
-}
-
 /// An `application/trickle-ice-sdpfrag` body (RFC 8840).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SdpFragment {
     pub ice_ufrag: Option<String>,
     pub ice_pwd: Option<String>,
     pub mids: Vec<String>,
+    /// `a=candidate` values, without the `candidate:` prefix.
     pub candidates: Vec<String>,
     pub end_of_candidates: bool,
 }
 
-pub fn parse_sdpfrag(s: &str) -> Result<SdpFragment, SdpError> {
-    if s.len() > MAX_SDP_LEN {
-        return Err(SdpError::TooLarge);
-    }
-    let mut f = SdpFragment::default();
-    for (i, raw) in s.lines().enumerate() {
-        let line = raw.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        let b = line.as_bytes();
-        if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
-            return Err(bad(i + 1, "not a <letter>=<value> line"));
-        }
-        if b[0] != b'a' {
-            continue;
-        }
-        // The first two bytes are ASCII, so 2 is a char boundary.
-        let value = &line[2..];
-        let (name, val) = match value.split_once(':') {
-            Some((n, v)) => (n, Some(v.trim().to_owned())),
-            None => (value, None),
-        };
-        match name {
-            "ice-ufrag" => f.ice_ufrag = val,
-            "ice-pwd" => f.ice_pwd = val,
-            "mid" => f.mids.extend(val),
-            "candidate" => f.candidates.extend(val),
-            "end-of-candidates" => f.end_of_candidates = true,
-            _ => {}
-        }
-    }
-    Ok(f)
+/// Everything [`write_answer`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionAnswer {
+    pub session_id: u64,
+    pub ice_ufrag: String,
+    pub ice_pwd: String,
+    /// `sha-256 AB:..`
+    pub fingerprint: String,
+    /// The server's single host candidate.
+    pub candidate: SocketAddr,
+    /// One entry per offered m-line, in the offer's order.
+    pub media: Vec<MediaAnswer>,
 }
 
-/// A stream the server sends on an m-line of the answer.
+/// The answer to one offered m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaAnswer {
+    pub mid: String,
+    pub media_type: MediaType,
+    /// The offer's protocol, echoed.
+    pub protocol: String,
+    pub direction: Direction,
+    /// Written with port 0 and nothing but its mid. Application m-lines, m-lines
+    /// without codecs and m-lines without a mid are always written rejected.
+    pub rejected: bool,
+    /// The chosen codec first, then its rtx; payload types as in the offer.
+    pub codecs: Vec<Codec>,
+    pub extmaps: Vec<ExtMap>,
+    /// The stream the server sends on this m-line, if any.
+    pub send: Option<SendStream>,
+    pub rtcp_rsize: bool,
+}
+
+/// A stream the server sends, announced with `a=msid` and `a=ssrc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendStream {
     pub ssrc: u32,
@@ -751,351 +337,1252 @@ pub struct SendStream {
     pub track_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaAnswer {
-    pub mid: String,
-    pub media_type: MediaType,
-    pub protocol: String,
-    pub direction: Direction,
-    /// Port 0: the m-line is refused.
-    pub rejected: bool,
-    /// Chosen codec first, then its RTX; payload types as offered.
-    pub codecs: Vec<Codec>,
-    pub extmaps: Vec<ExtMap>,
-    pub send: Option<SendStream>,
-    pub rtcp_rsize: bool,
+// ---------------------------------------------------------------------------
+// Helpers on parsed descriptions
+// ---------------------------------------------------------------------------
+
+/// Protocols accepted for active audio and video m-lines.
+const WEBRTC_PROTOCOLS: [&str; 2] = ["UDP/TLS/RTP/SAVPF", "UDP/TLS/RTP/SAVP"];
+
+impl SessionDescription {
+    /// The m-line whose transport parameters apply to the BUNDLE group: the one
+    /// named by the BUNDLE tag, else the first active one, else the first one.
+    fn transport_media(&self) -> Option<&MediaDescription> {
+        self.bundle_mids
+            .first()
+            .and_then(|tag| {
+                self.media
+                    .iter()
+                    .find(|m| m.mid.as_deref() == Some(tag.as_str()))
+            })
+            .or_else(|| self.media.iter().find(|m| m.port != 0))
+            .or_else(|| self.media.first())
+    }
+
+    /// The remote ICE ufrag and password: those of the first bundled m-line,
+    /// else the session-level ones.
+    pub fn ice_credentials(&self) -> Result<(String, String), SdpError> {
+        let m = self.transport_media();
+        let ufrag = m
+            .and_then(|m| m.ice_ufrag.as_ref())
+            .or(self.ice_ufrag.as_ref());
+        let pwd = m.and_then(|m| m.ice_pwd.as_ref()).or(self.ice_pwd.as_ref());
+        match (ufrag, pwd) {
+            (Some(u), Some(p)) => Ok((u.clone(), p.clone())),
+            _ => Err(SdpError::MissingIceCredentials),
+        }
+    }
+
+    /// The remote DTLS fingerprint (`sha-256 AB:..`): that of the first bundled
+    /// m-line, else the session-level one.
+    pub fn fingerprint(&self) -> Result<String, SdpError> {
+        self.transport_media()
+            .and_then(|m| m.fingerprint.as_ref())
+            .or(self.fingerprint.as_ref())
+            .cloned()
+            .ok_or(SdpError::MissingFingerprint)
+    }
+
+    /// The remote `a=setup`: that of the first bundled m-line, else the
+    /// session-level one.
+    pub fn setup(&self) -> Option<Setup> {
+        self.transport_media()
+            .and_then(|m| m.setup)
+            .or(self.setup)
+    }
+
+    /// Checks that this is an offer this server can serve: every active audio or
+    /// video m-line uses `UDP/TLS/RTP/SAVPF` (or `SAVP`), has a mid, is in the
+    /// BUNDLE group and has rtcp-mux; there is at least one such m-line; every mid
+    /// of the BUNDLE group exists; ICE credentials and a fingerprint are present.
+    /// Application and other m-lines are allowed (the answer rejects them).
+    pub fn validate_webrtc(&self) -> Result<(), SdpError> {
+        if let Some(mid) = self
+            .bundle_mids
+            .iter()
+            .find(|b| !self.media.iter().any(|m| m.mid.as_ref() == Some(*b)))
+        {
+            return Err(SdpError::UnknownBundleMid { mid: mid.clone() });
+        }
+        let mut active = 0usize;
+        for (i, m) in self.media.iter().enumerate() {
+            if m.port == 0 || !matches!(m.media_type, MediaType::Audio | MediaType::Video) {
+                continue;
+            }
+            let Some(mid) = m.mid.as_ref() else {
+                return Err(SdpError::MissingAttribute {
+                    attr: "mid",
+                    m_line: i,
+                });
+            };
+            if !WEBRTC_PROTOCOLS.contains(&m.protocol.as_str()) {
+                return Err(SdpError::UnsupportedProtocol {
+                    mid: mid.clone(),
+                    protocol: m.protocol.clone(),
+                });
+            }
+            if !self.bundle_mids.contains(mid) {
+                return Err(SdpError::NotBundled { mid: mid.clone() });
+            }
+            if !m.rtcp_mux {
+                return Err(SdpError::NoRtcpMux { mid: mid.clone() });
+            }
+            active += 1;
+        }
+        if active == 0 {
+            return Err(SdpError::NoMedia);
+        }
+        self.ice_credentials()?;
+        self.fingerprint()?;
+        Ok(())
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionAnswer {
-    pub session_id: u64,
-    pub ice_ufrag: String,
-    pub ice_pwd: String,
-    /// `sha-256 AB:...`
-    pub fingerprint: String,
-    pub candidate: SocketAddr,
-    pub media: Vec<MediaAnswer>,
+impl MediaDescription {
+    /// The payload type of the rtx codec that retransmits `pt` (`a=fmtp:<rtx> apt=<pt>`).
+    pub fn rtx_payload_for(&self, pt: u8) -> Option<u8> {
+        self.codecs
+            .iter()
+            .find(|c| {
+                c.name.eq_ignore_ascii_case("rtx")
+                    && fmtp_param(c.fmtp.as_deref(), "apt").and_then(|v| v.parse::<u8>().ok())
+                        == Some(pt)
+            })
+            .map(|c| c.payload_type)
+    }
+
+    /// The SSRCs this m-line's sender declares: each primary SSRC with its RTX SSRC
+    /// from `a=ssrc-group:FID`. Simulcast layers (`SIM`) come first, in group order;
+    /// RTX (`FID`) and FEC (`FEC-FR`, `FEC`) secondaries are never listed as primaries.
+    pub fn sender_ssrcs(&self) -> Vec<(u32, Option<u32>)> {
+        let secondary = |ssrc: u32| {
+            self.ssrc_groups.iter().any(|g| {
+                matches!(g.semantics.as_str(), "FID" | "FEC-FR" | "FEC")
+                    && g.ssrcs.iter().skip(1).any(|&s| s == ssrc)
+            })
+        };
+        let rtx_of = |ssrc: u32| {
+            self.ssrc_groups
+                .iter()
+                .filter(|g| g.semantics == "FID")
+                .find(|g| g.ssrcs.first() == Some(&ssrc))
+                .and_then(|g| g.ssrcs.get(1).copied())
+        };
+        let sim = self
+            .ssrc_groups
+            .iter()
+            .filter(|g| g.semantics == "SIM")
+            .flat_map(|g| g.ssrcs.iter().copied());
+        let grouped = self
+            .ssrc_groups
+            .iter()
+            .filter_map(|g| g.ssrcs.first().copied());
+        let declared = self.ssrcs.iter().map(|s| s.ssrc);
+        let mut out: Vec<(u32, Option<u32>)> = Vec::new();
+        for ssrc in sim.chain(grouped).chain(declared) {
+            if !secondary(ssrc) && !out.iter().any(|(s, _)| *s == ssrc) {
+                out.push((ssrc, rtx_of(ssrc)));
+            }
+        }
+        out
+    }
+
+    /// The first `a=ssrc:<ssrc> cname:<cname>` value.
+    pub fn cname(&self) -> Option<&str> {
+        self.ssrcs
+            .iter()
+            .find(|s| s.attribute == "cname")
+            .and_then(|s| s.value.as_deref())
+    }
 }
 
-/// Writes an answer (CRLF line endings).
-pub fn write_answer(a: &SessionAnswer) -> String {
-    let (family, any) = match a.candidate {
-        SocketAddr::V4(_) => ("IP4", "0.0.0.0"),
-        SocketAddr::V6(_) => ("IP6", "::"),
+/// The value of `key` in `a=fmtp` parameters (`k=v;k=v`), keys case-insensitive.
+fn fmtp_param<'a>(fmtp: Option<&'a str>, key: &str) -> Option<&'a str> {
+    fmtp?
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+        .map(|(_, v)| v.trim())
+}
+
+// ---------------------------------------------------------------------------
+// Codec choice
+// ---------------------------------------------------------------------------
+
+fn is_codec(c: &Codec, name: &str, clock_rate: u32) -> bool {
+    c.name.eq_ignore_ascii_case(name) && c.clock_rate == clock_rate
+}
+
+/// The first codec passing `filter` with the highest `rank` (ties keep offer order).
+fn best<'a>(
+    codecs: &'a [Codec],
+    filter: impl Fn(&Codec) -> bool,
+    rank: impl Fn(&Codec) -> u8,
+) -> Option<&'a Codec> {
+    let mut best: Option<(&Codec, u8)> = None;
+    for c in codecs.iter().filter(|c| filter(c)) {
+        let r = rank(c);
+        if best.is_none_or(|(_, b)| r > b) {
+            best = Some((c, r));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+/// H264 preference: packetization-mode 1, then 0; within each, profile-level-id
+/// 42e01f, then other baseline/main profiles, then anything else.
+fn h264_rank(c: &Codec) -> u8 {
+    let fmtp = c.fmtp.as_deref();
+    let mode = match fmtp_param(fmtp, "packetization-mode").unwrap_or("0") {
+        "1" => 2,
+        "0" => 1,
+        _ => 0,
     };
-    let mut s = String::with_capacity(2048);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        s,
-        "v=0\r\no=- {} 2 IN {family} {}\r\ns=-\r\nt=0 0\r\na=ice-lite\r\n",
-        a.session_id,
-        a.candidate.ip()
-    );
-    let bundle: Vec<&str> = a
+    // RFC 6184 §8.1: an absent profile-level-id means 42000a (baseline, level 1).
+    let plid = fmtp_param(fmtp, "profile-level-id")
+        .unwrap_or("42000a")
+        .to_ascii_lowercase();
+    let profile = if plid == "42e01f" {
+        3
+    } else if plid.starts_with("42") || plid.starts_with("4d") {
+        2
+    } else {
+        1
+    };
+    mode * 4 + profile
+}
+
+/// The H264 profile of a codec: the first 4 hex digits of profile-level-id
+/// (profile_idc and profile-iop), lowercase.
+fn h264_profile(c: &Codec) -> Option<String> {
+    let plid = fmtp_param(c.fmtp.as_deref(), "profile-level-id").unwrap_or("42000a");
+    if plid.len() == 6 && plid.bytes().all(|b| b.is_ascii_hexdigit()) {
+        plid.get(..4).map(str::to_ascii_lowercase)
+    } else {
+        None
+    }
+}
+
+/// A numeric fmtp parameter with a default (`profile-id` of VP9, `profile` of AV1).
+fn fmtp_or<'a>(c: &'a Codec, key: &str, default: &'a str) -> &'a str {
+    fmtp_param(c.fmtp.as_deref(), key).unwrap_or(default)
+}
+
+/// The codec this server forwards on an m-line: opus/48000/2 for audio; for video
+/// VP8, then H264 (see [`h264_rank`]), then VP9 (profile 0 preferred), then AV1
+/// (profile 0 preferred). rtx, red, ulpfec, flexfec and telephone-event are never
+/// chosen.
+pub fn choose_codec(media: &MediaDescription) -> Option<&Codec> {
+    let codecs = &media.codecs;
+    match media.media_type {
+        MediaType::Audio => codecs
+            .iter()
+            .find(|c| is_codec(c, "opus", 48_000) && c.channels == Some(2)),
+        MediaType::Video => codecs
+            .iter()
+            .find(|c| is_codec(c, "VP8", 90_000))
+            .or_else(|| best(codecs, |c| is_codec(c, "H264", 90_000), h264_rank))
+            .or_else(|| {
+                best(
+                    codecs,
+                    |c| is_codec(c, "VP9", 90_000),
+                    |c| u8::from(fmtp_or(c, "profile-id", "0") == "0"),
+                )
+            })
+            .or_else(|| {
+                best(
+                    codecs,
+                    |c| is_codec(c, "AV1", 90_000),
+                    |c| u8::from(fmtp_or(c, "profile", "0") == "0"),
+                )
+            }),
+        _ => None,
+    }
+}
+
+/// The codec of `media` (a subscriber's m-line) that can carry what a publisher
+/// sends in `codec`: same name (case-insensitive), clock rate and channel count;
+/// for H264 the same packetization-mode and profile (the level may differ); for
+/// VP9 the same profile-id and for AV1 the same profile.
+pub fn find_compatible_codec<'a>(media: &'a MediaDescription, codec: &Codec) -> Option<&'a Codec> {
+    media.codecs.iter().find(|c| {
+        c.name.eq_ignore_ascii_case(&codec.name)
+            && c.clock_rate == codec.clock_rate
+            && c.channels.unwrap_or(1) == codec.channels.unwrap_or(1)
+            && same_format_parameters(c, codec)
+    })
+}
+
+fn same_format_parameters(a: &Codec, b: &Codec) -> bool {
+    if a.name.eq_ignore_ascii_case("H264") {
+        let mode = |c: &Codec| fmtp_or(c, "packetization-mode", "0").to_owned();
+        let profile = h264_profile(a);
+        mode(a) == mode(b) && profile.is_some() && profile == h264_profile(b)
+    } else if a.name.eq_ignore_ascii_case("VP9") {
+        fmtp_or(a, "profile-id", "0") == fmtp_or(b, "profile-id", "0")
+    } else if a.name.eq_ignore_ascii_case("AV1") {
+        fmtp_or(a, "profile", "0") == fmtp_or(b, "profile", "0")
+    } else {
+        true
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lexing
+// ---------------------------------------------------------------------------
+
+/// One `<type>=<value>` line.
+struct Line<'a> {
+    /// 1-based line number.
+    no: usize,
+    kind: u8,
+    value: &'a str,
+}
+
+fn bad(line_no: usize, reason: impl Into<String>) -> SdpError {
+    SdpError::BadLine {
+        line_no,
+        reason: reason.into(),
+    }
+}
+
+/// Splits an SDP into lines, accepting CRLF and LF endings and blank lines only
+/// at the end, and rejecting anything that is not `<lowercase letter>=<value>` or
+/// that carries control characters.
+fn split_lines(sdp: &str) -> Result<Vec<Line<'_>>, SdpError> {
+    if sdp.len() > MAX_SDP_LEN {
+        return Err(SdpError::TooLarge {
+            len: sdp.len(),
+            max: MAX_SDP_LEN,
+        });
+    }
+    let mut lines = Vec::new();
+    let mut blank = None;
+    for (i, raw) in sdp.split('\n').enumerate() {
+        let no = i + 1;
+        let text = raw.strip_suffix('\r').unwrap_or(raw);
+        if text.is_empty() {
+            blank.get_or_insert(no);
+            continue;
+        }
+        if let Some(b) = blank {
+            return Err(bad(b, "empty line inside the SDP"));
+        }
+        if lines.len() >= MAX_LINES {
+            return Err(SdpError::TooMany {
+                what: "lines",
+                max: MAX_LINES,
+            });
+        }
+        let bytes = text.as_bytes();
+        let (Some(&kind), Some(b'='), Some(value)) = (bytes.first(), bytes.get(1), text.get(2..))
+        else {
+            return Err(bad(no, "not a <type>=<value> line"));
+        };
+        if !kind.is_ascii_lowercase() {
+            return Err(bad(no, "the type of a line must be a lowercase letter"));
+        }
+        if let Some(c) = value.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(bad(
+                no,
+                format!("control character U+{:04X}", u32::from(c)),
+            ));
+        }
+        lines.push(Line { no, kind, value });
+    }
+    if lines.is_empty() {
+        return Err(SdpError::Empty);
+    }
+    Ok(lines)
+}
+
+/// RFC 8866 `token` characters.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            matches!(b, b'!' | b'#'..=b'\'' | b'*' | b'+' | b'-' | b'.' | b'0'..=b'9' | b'A'..=b'Z' | b'^'..=b'~')
+        })
+}
+
+/// Splits `a=<name>[:<value>]`; the value is trimmed.
+fn split_attribute(line: &Line<'_>) -> Result<(&str, Option<&str>), SdpError> {
+    let (name, value) = match line.value.split_once(':') {
+        Some((n, v)) => (n, Some(v.trim())),
+        None => (line.value.trim_end(), None),
+    };
+    if !is_token(name) {
+        return Err(bad(line.no, "the attribute name is not a token"));
+    }
+    Ok((name, value))
+}
+
+/// The non-empty value of `a=<name>:<value>`.
+fn need<'a>(line: &Line<'_>, name: &str, value: Option<&'a str>) -> Result<&'a str, SdpError> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(bad(line.no, format!("a={name} needs a value"))),
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, v: T, line: &Line<'_>, name: &str) -> Result<(), SdpError> {
+    if slot.is_some() {
+        return Err(bad(line.no, format!("a={name} appears twice at the same level")));
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+fn parse_token(line: &Line<'_>, name: &str, value: Option<&str>) -> Result<String, SdpError> {
+    let v = need(line, name, value)?;
+    if !is_token(v) || v.len() > MAX_TOKEN_LEN {
+        return Err(bad(
+            line.no,
+            format!("a={name} value is not a token of at most {MAX_TOKEN_LEN} characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// An ICE ufrag or password (RFC 8839 §5.4: ice-char = ALPHA / DIGIT / "+" / "/").
+fn parse_ice(
+    line: &Line<'_>,
+    name: &str,
+    value: Option<&str>,
+    min: usize,
+) -> Result<String, SdpError> {
+    let v = need(line, name, value)?;
+    let ice_chars = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    if !ice_chars || v.len() < min || v.len() > MAX_TOKEN_LEN {
+        return Err(bad(
+            line.no,
+            format!("a={name} must be {min} to {MAX_TOKEN_LEN} ICE characters (A-Z a-z 0-9 + /)"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// `a=fingerprint:<hash-func> <fingerprint>`, whitespace normalised.
+fn parse_fingerprint(line: &Line<'_>, value: Option<&str>) -> Result<String, SdpError> {
+    let v = need(line, "fingerprint", value)?;
+    let mut parts = v.split_ascii_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(hash), Some(fp), None) if is_token(hash) => Ok(format!("{hash} {fp}")),
+        _ => Err(bad(line.no, "a=fingerprint must be <hash-function> <fingerprint>")),
+    }
+}
+
+fn is_sha256(fingerprint: &str) -> bool {
+    fingerprint
+        .split(' ')
+        .next()
+        .is_some_and(|h| h.eq_ignore_ascii_case("sha-256"))
+}
+
+/// An RTP payload type (0..=127).
+fn parse_pt(line: &Line<'_>, s: &str) -> Result<u8, SdpError> {
+    match s.parse::<u8>() {
+        Ok(pt) if pt <= 127 => Ok(pt),
+        _ => Err(bad(line.no, format!("{s:?} is not an RTP payload type (0-127)"))),
+    }
+}
+
+fn parse_extmap(line: &Line<'_>, value: Option<&str>) -> Result<ExtMap, SdpError> {
+    let v = need(line, "extmap", value)?;
+    let mut parts = v.split_ascii_whitespace();
+    let (Some(head), Some(uri)) = (parts.next(), parts.next()) else {
+        return Err(bad(line.no, "a=extmap must be <id>[/<direction>] <uri>"));
+    };
+    let (id, direction) = match head.split_once('/') {
+        Some((id, dir)) => {
+            let d = Direction::parse(dir)
+                .ok_or_else(|| bad(line.no, format!("unknown a=extmap direction {dir:?}")))?;
+            (id, Some(d))
+        }
+        None => (head, None),
+    };
+    let id = match id.parse::<u8>() {
+        Ok(id) if id >= 1 => id,
+        _ => return Err(bad(line.no, format!("a=extmap id {id:?} is not in 1-255"))),
+    };
+    Ok(ExtMap {
+        id,
+        uri: uri.to_owned(),
+        direction,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------
+
+/// Attributes both the session and an m-line may carry.
+#[derive(Default)]
+struct Common {
+    ice_ufrag: Option<String>,
+    ice_pwd: Option<String>,
+    fingerprint: Option<String>,
+    setup: Option<Setup>,
+    direction: Option<Direction>,
+    extmaps: Vec<ExtMap>,
+}
+
+impl Common {
+    /// Handles one of the shared attributes; `Ok(false)` for any other.
+    fn attribute(
+        &mut self,
+        line: &Line<'_>,
+        name: &str,
+        value: Option<&str>,
+    ) -> Result<bool, SdpError> {
+        match name {
+            "ice-ufrag" => {
+                let v = parse_ice(line, name, value, MIN_UFRAG_LEN)?;
+                set_once(&mut self.ice_ufrag, v, line, name)?;
+            }
+            "ice-pwd" => {
+                let v = parse_ice(line, name, value, MIN_PWD_LEN)?;
+                set_once(&mut self.ice_pwd, v, line, name)?;
+            }
+            "fingerprint" => {
+                // RFC 8122 allows several; keep the first, or the first sha-256.
+                let fp = parse_fingerprint(line, value)?;
+                let replace = self
+                    .fingerprint
+                    .as_deref()
+                    .is_none_or(|old| !is_sha256(old) && is_sha256(&fp));
+                if replace {
+                    self.fingerprint = Some(fp);
+                }
+            }
+            "setup" => {
+                let v = need(line, name, value)?;
+                let s = Setup::parse(v)
+                    .ok_or_else(|| bad(line.no, format!("unknown a=setup value {v:?}")))?;
+                set_once(&mut self.setup, s, line, name)?;
+            }
+            "sendrecv" | "sendonly" | "recvonly" | "inactive" => {
+                // Matched by the arm's pattern, so parse() always succeeds here.
+                let d = Direction::parse(name).unwrap_or_default();
+                set_once(&mut self.direction, d, line, "<direction>")?;
+            }
+            "extmap" => {
+                let e = parse_extmap(line, value)?;
+                if self.extmaps.iter().any(|x| x.id == e.id) {
+                    return Err(bad(line.no, format!("a=extmap id {} is used twice", e.id)));
+                }
+                self.extmaps.push(e);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+#[derive(Default)]
+struct SessionBuilder {
+    session_id: Option<u64>,
+    ice_lite: bool,
+    bundle_mids: Option<Vec<String>>,
+    common: Common,
+}
+
+impl SessionBuilder {
+    fn origin(&mut self, line: &Line<'_>) -> Result<(), SdpError> {
+        if self.session_id.is_some() {
+            return Err(bad(line.no, "o= appears twice"));
+        }
+        let fields: Vec<&str> = line.value.split_ascii_whitespace().collect();
+        let [_user, id, _version, _net, _addr_type, _addr] = fields.as_slice() else {
+            return Err(bad(
+                line.no,
+                "o= must be <username> <sess-id> <sess-version> <nettype> <addrtype> <address>",
+            ));
+        };
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| bad(line.no, "the o= session id is not a 64-bit number"))?;
+        self.session_id = Some(id);
+        Ok(())
+    }
+
+    fn attribute(&mut self, line: &Line<'_>) -> Result<(), SdpError> {
+        let (name, value) = split_attribute(line)?;
+        if self.common.attribute(line, name, value)? {
+            return Ok(());
+        }
+        match name {
+            "ice-lite" => self.ice_lite = true,
+            "group" => {
+                let v = need(line, name, value)?;
+                let mut parts = v.split_ascii_whitespace();
+                let semantics = parts.next().unwrap_or_default();
+                // Only the first BUNDLE group is kept: validation then flags every
+                // m-line of a second group as not bundled.
+                if semantics.eq_ignore_ascii_case("BUNDLE") && self.bundle_mids.is_none() {
+                    let mut mids = Vec::new();
+                    for mid in parts {
+                        if !is_token(mid) || mid.len() > MAX_TOKEN_LEN {
+                            return Err(bad(line.no, "a BUNDLE mid is not a token"));
+                        }
+                        if !mids.iter().any(|m| m == mid) {
+                            mids.push(mid.to_owned());
+                        }
+                    }
+                    self.bundle_mids = Some(mids);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+struct RtpMap {
+    pt: u8,
+    name: String,
+    clock_rate: u32,
+    channels: Option<u16>,
+}
+
+struct MediaBuilder {
+    media_type: MediaType,
+    port: u16,
+    protocol: String,
+    formats: Vec<String>,
+    /// Whether the protocol is RTP, so the formats are payload types.
+    rtp: bool,
+    mid: Option<String>,
+    common: Common,
+    rtcp_mux: bool,
+    rtcp_rsize: bool,
+    rtpmaps: Vec<RtpMap>,
+    fmtps: Vec<(u8, String)>,
+    /// Feedback per payload type; `None` for `*`.
+    feedback: Vec<(Option<u8>, String)>,
+    ssrcs: Vec<SsrcAttr>,
+    ssrc_groups: Vec<SsrcGroup>,
+    msid: Option<String>,
+    rids: Vec<Rid>,
+    simulcast: Option<String>,
+    candidates: Vec<String>,
+    end_of_candidates: bool,
+}
+
+/// Well-known static payload types (RFC 3551) an m-line may use without `a=rtpmap`.
+fn static_payload(pt: u8) -> Option<(&'static str, u32)> {
+    match pt {
+        0 => Some(("PCMU", 8000)),
+        8 => Some(("PCMA", 8000)),
+        9 => Some(("G722", 8000)),
+        _ => None,
+    }
+}
+
+impl MediaBuilder {
+    /// `m=<media> <port>[/<number of ports>] <proto> <fmt> ...`
+    fn new(line: &Line<'_>) -> Result<Self, SdpError> {
+        let mut parts = line.value.split_ascii_whitespace();
+        let (Some(media), Some(port), Some(protocol)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(line.no, "m= must be <media> <port> <proto> <fmt> ..."));
+        };
+        if !is_token(media) {
+            return Err(bad(line.no, "the m= media type is not a token"));
+        }
+        let (port, count) = match port.split_once('/') {
+            Some((p, n)) => (p, Some(n)),
+            None => (port, None),
+        };
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| bad(line.no, format!("m= port {port:?} is not in 0-65535")))?;
+        if count.is_some_and(|n| n.parse::<u16>().is_err()) {
+            return Err(bad(line.no, "m= port count is not a number"));
+        }
+        let rtp = protocol.split('/').any(|p| p == "RTP");
+        let mut formats: Vec<String> = Vec::new();
+        for f in parts {
+            if rtp {
+                parse_pt(line, f)?;
+            }
+            if !formats.iter().any(|x| x == f) {
+                formats.push(f.to_owned());
+            }
+        }
+        if formats.is_empty() {
+            return Err(bad(line.no, "m= has no format"));
+        }
+        Ok(MediaBuilder {
+            media_type: MediaType::parse(media),
+            port,
+            protocol: protocol.to_owned(),
+            formats,
+            rtp,
+            mid: None,
+            common: Common::default(),
+            rtcp_mux: false,
+            rtcp_rsize: false,
+            rtpmaps: Vec::new(),
+            fmtps: Vec::new(),
+            feedback: Vec::new(),
+            ssrcs: Vec::new(),
+            ssrc_groups: Vec::new(),
+            msid: None,
+            rids: Vec::new(),
+            simulcast: None,
+            candidates: Vec::new(),
+            end_of_candidates: false,
+        })
+    }
+
+    fn attribute(&mut self, line: &Line<'_>) -> Result<(), SdpError> {
+        let (name, value) = split_attribute(line)?;
+        if self.common.attribute(line, name, value)? {
+            return Ok(());
+        }
+        match name {
+            "mid" => {
+                let mid = parse_token(line, name, value)?;
+                set_once(&mut self.mid, mid, line, name)?;
+            }
+            "rtcp-mux" => self.rtcp_mux = true,
+            "rtcp-rsize" => self.rtcp_rsize = true,
+            "rtpmap" if self.rtp => self.rtpmap(line, need(line, name, value)?)?,
+            "fmtp" if self.rtp => self.fmtp(line, need(line, name, value)?)?,
+            "rtcp-fb" if self.rtp => self.rtcp_fb(line, need(line, name, value)?)?,
+            "ssrc" => self.ssrc(line, need(line, name, value)?)?,
+            "ssrc-group" => self.ssrc_group(line, need(line, name, value)?)?,
+            "msid" => {
+                let v = need(line, name, value)?;
+                if self.msid.is_none() {
+                    self.msid = Some(v.split_ascii_whitespace().collect::<Vec<_>>().join(" "));
+                }
+            }
+            "rid" => self.rid(line, need(line, name, value)?)?,
+            "simulcast" => {
+                let v = need(line, name, value)?;
+                set_once(&mut self.simulcast, v.to_owned(), line, name)?;
+            }
+            "candidate" => self
+                .candidates
+                .push(need(line, name, value)?.to_owned()),
+            "end-of-candidates" => self.end_of_candidates = true,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `a=rtpmap:<pt> <encoding name>/<clock rate>[/<channels>]`
+    fn rtpmap(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let Some((pt, encoding)) = v.split_once(|c: char| c.is_ascii_whitespace()) else {
+            return Err(bad(line.no, "a=rtpmap must be <pt> <name>/<clock rate>"));
+        };
+        let pt = parse_pt(line, pt)?;
+        let mut parts = encoding.trim().split('/');
+        let (Some(name), Some(clock), channels, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad(line.no, "a=rtpmap must be <pt> <name>/<clock rate>[/<channels>]"));
+        };
+        if !is_token(name) {
+            return Err(bad(line.no, "the a=rtpmap encoding name is not a token"));
+        }
+        let clock_rate = match clock.parse::<u32>() {
+            Ok(c) if c > 0 => c,
+            _ => return Err(bad(line.no, format!("a=rtpmap clock rate {clock:?} is invalid"))),
+        };
+        let channels = match channels.map(str::parse::<u16>) {
+            None => None,
+            Some(Ok(n)) if n > 0 => Some(n),
+            Some(_) => return Err(bad(line.no, "a=rtpmap channel count is invalid")),
+        };
+        if self.rtpmaps.iter().any(|r| r.pt == pt) {
+            return Err(bad(line.no, format!("a second a=rtpmap for payload type {pt}")));
+        }
+        self.rtpmaps.push(RtpMap {
+            pt,
+            name: name.to_owned(),
+            clock_rate,
+            channels,
+        });
+        Ok(())
+    }
+
+    /// `a=fmtp:<pt> <parameters>`
+    fn fmtp(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let (pt, params) = v
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .unwrap_or((v, ""));
+        let pt = parse_pt(line, pt)?;
+        let params = params.trim();
+        if self.fmtps.iter().any(|(p, _)| *p == pt) {
+            return Err(bad(line.no, format!("a second a=fmtp for payload type {pt}")));
+        }
+        if !params.is_empty() {
+            self.fmtps.push((pt, params.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// `a=rtcp-fb:<pt|*> <type> [<subtype>]`
+    fn rtcp_fb(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let Some((pt, fb)) = v.split_once(|c: char| c.is_ascii_whitespace()) else {
+            return Err(bad(line.no, "a=rtcp-fb must be <pt> <feedback type>"));
+        };
+        let pt = match pt {
+            "*" => None,
+            pt => Some(parse_pt(line, pt)?),
+        };
+        let fb = fb.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+        self.feedback.push((pt, fb));
+        Ok(())
+    }
+
+    /// `a=ssrc:<ssrc> <attribute>[:<value>]`
+    fn ssrc(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let Some((ssrc, rest)) = v.split_once(|c: char| c.is_ascii_whitespace()) else {
+            return Err(bad(line.no, "a=ssrc must be <ssrc> <attribute>[:<value>]"));
+        };
+        let ssrc = ssrc
+            .parse::<u32>()
+            .map_err(|_| bad(line.no, format!("SSRC {ssrc:?} is not a 32-bit number")))?;
+        let rest = rest.trim();
+        let (attribute, value) = match rest.split_once(':') {
+            Some((a, v)) => (a.trim(), Some(v.trim().to_owned())),
+            None => (rest, None),
+        };
+        if !is_token(attribute) {
+            return Err(bad(line.no, "the a=ssrc attribute name is not a token"));
+        }
+        self.ssrcs.push(SsrcAttr {
+            ssrc,
+            attribute: attribute.to_owned(),
+            value,
+        });
+        Ok(())
+    }
+
+    /// `a=ssrc-group:<semantics> <ssrc> ...`
+    fn ssrc_group(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let mut parts = v.split_ascii_whitespace();
+        let semantics = parts.next().unwrap_or_default();
+        if !is_token(semantics) {
+            return Err(bad(line.no, "the a=ssrc-group semantics is not a token"));
+        }
+        let ssrcs = parts
+            .map(|s| {
+                s.parse::<u32>()
+                    .map_err(|_| bad(line.no, format!("SSRC {s:?} is not a 32-bit number")))
+            })
+            .collect::<Result<Vec<u32>, SdpError>>()?;
+        if ssrcs.is_empty() {
+            return Err(bad(line.no, "a=ssrc-group lists no SSRC"));
+        }
+        self.ssrc_groups.push(SsrcGroup {
+            semantics: semantics.to_owned(),
+            ssrcs,
+        });
+        Ok(())
+    }
+
+    /// `a=rid:<id> <send|recv> [<params>]`
+    fn rid(&mut self, line: &Line<'_>, v: &str) -> Result<(), SdpError> {
+        let mut parts = v.splitn(3, |c: char| c.is_ascii_whitespace());
+        let (Some(id), Some(direction)) = (parts.next(), parts.next()) else {
+            return Err(bad(line.no, "a=rid must be <id> <send|recv> [<params>]"));
+        };
+        // RFC 8851 §10: rid-id = 1*(alpha-numeric / "-" / "_").
+        let id_ok = !id.is_empty()
+            && id.len() <= MAX_TOKEN_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(bad(line.no, "a=rid id must be letters, digits, '-' and '_'"));
+        }
+        if direction != "send" && direction != "recv" {
+            return Err(bad(line.no, "a=rid direction must be send or recv"));
+        }
+        let params = parts.next().map(str::trim).filter(|p| !p.is_empty());
+        self.rids.push(Rid {
+            id: id.to_owned(),
+            direction: direction.to_owned(),
+            params: params.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    fn finish(self, session: &Common) -> MediaDescription {
+        let mut codecs = Vec::new();
+        if self.rtp {
+            for f in &self.formats {
+                // Formats of RTP m-lines were checked by parse_pt() in new().
+                let Ok(pt) = f.parse::<u8>() else { continue };
+                let (name, clock_rate, channels) =
+                    match self.rtpmaps.iter().find(|r| r.pt == pt) {
+                        Some(r) => (r.name.clone(), r.clock_rate, r.channels),
+                        None => match static_payload(pt) {
+                            Some((name, clock)) => (name.to_owned(), clock, None),
+                            None => continue,
+                        },
+                    };
+                codecs.push(Codec {
+                    payload_type: pt,
+                    name,
+                    clock_rate,
+                    channels,
+                    fmtp: self
+                        .fmtps
+                        .iter()
+                        .find(|(p, _)| *p == pt)
+                        .map(|(_, f)| f.clone()),
+                    rtcp_fb: self
+                        .feedback
+                        .iter()
+                        .filter(|(p, _)| p.is_none_or(|p| p == pt))
+                        .map(|(_, fb)| fb.clone())
+                        .collect(),
+                });
+            }
+        }
+        let mut extmaps = self.common.extmaps;
+        for e in &session.extmaps {
+            if !extmaps.iter().any(|x| x.id == e.id) {
+                extmaps.push(e.clone());
+            }
+        }
+        MediaDescription {
+            media_type: self.media_type,
+            port: self.port,
+            protocol: self.protocol,
+            formats: self.formats,
+            mid: self.mid,
+            direction: self
+                .common
+                .direction
+                .or(session.direction)
+                .unwrap_or_default(),
+            ice_ufrag: self.common.ice_ufrag,
+            ice_pwd: self.common.ice_pwd,
+            fingerprint: self.common.fingerprint,
+            setup: self.common.setup,
+            rtcp_mux: self.rtcp_mux,
+            rtcp_rsize: self.rtcp_rsize,
+            codecs,
+            extmaps,
+            ssrcs: self.ssrcs,
+            ssrc_groups: self.ssrc_groups,
+            msid: self.msid,
+            rids: self.rids,
+            simulcast: self.simulcast,
+            candidates: self.candidates,
+            end_of_candidates: self.end_of_candidates,
+        }
+    }
+}
+
+/// Parses a session description (RFC 8866 syntax). Accepts CRLF and LF line
+/// endings, ignores unknown line types and attributes, and rejects lines that are
+/// not `<letter>=<value>`, input over [`MAX_SDP_LEN`] bytes and more than
+/// [`MAX_MEDIA`] m-lines. It checks syntax only; see
+/// [`SessionDescription::validate_webrtc`] for what this server can serve.
+pub fn parse(sdp: &str) -> Result<SessionDescription, SdpError> {
+    let lines = split_lines(sdp)?;
+    let mut lines = lines.iter();
+    match lines.next() {
+        Some(first) if first.kind == b'v' && first.value.trim() == "0" => {}
+        Some(first) => return Err(bad(first.no, "the first line must be v=0")),
+        None => return Err(SdpError::Empty),
+    }
+    let mut session = SessionBuilder::default();
+    let mut media: Vec<MediaBuilder> = Vec::new();
+    for line in lines {
+        match line.kind {
+            b'v' => return Err(bad(line.no, "v= may only be the first line")),
+            b'o' if media.is_empty() => session.origin(line)?,
+            b'o' => return Err(bad(line.no, "o= must come before the first m-line")),
+            b'm' => {
+                if media.len() >= MAX_MEDIA {
+                    return Err(SdpError::TooMany {
+                        what: "m-lines",
+                        max: MAX_MEDIA,
+                    });
+                }
+                media.push(MediaBuilder::new(line)?);
+            }
+            b'a' => match media.last_mut() {
+                Some(m) => m.attribute(line)?,
+                None => session.attribute(line)?,
+            },
+            // s=, t=, c=, b=, i=, u=, e=, p=, r=, z=, k= and unknown types carry
+            // nothing this server needs.
+            _ => {}
+        }
+    }
+    let session_id = session
+        .session_id
+        .ok_or(SdpError::MissingLine { line: "o=" })?;
+    let media: Vec<MediaDescription> = media
+        .into_iter()
+        .map(|m| m.finish(&session.common))
+        .collect();
+    for (i, m) in media.iter().enumerate() {
+        if let Some(mid) = &m.mid
+            && media.iter().skip(i + 1).any(|o| o.mid.as_ref() == Some(mid))
+        {
+            return Err(SdpError::DuplicateMid { mid: mid.clone() });
+        }
+    }
+    Ok(SessionDescription {
+        session_id,
+        ice_lite: session.ice_lite,
+        ice_ufrag: session.common.ice_ufrag,
+        ice_pwd: session.common.ice_pwd,
+        fingerprint: session.common.fingerprint,
+        setup: session.common.setup,
+        bundle_mids: session.bundle_mids.unwrap_or_default(),
+        media,
+    })
+}
+
+/// Parses an `application/trickle-ice-sdpfrag` body (RFC 8840): ICE credentials,
+/// mids, candidates and end-of-candidates, wherever they appear. Other lines must
+/// still be `<letter>=<value>` and are ignored.
+pub fn parse_sdpfrag(s: &str) -> Result<SdpFragment, SdpError> {
+    let lines = match split_lines(s) {
+        Err(SdpError::Empty) => return Ok(SdpFragment::default()),
+        other => other?,
+    };
+    let mut frag = SdpFragment::default();
+    let mut media = 0usize;
+    for line in &lines {
+        match line.kind {
+            b'm' => {
+                media += 1;
+                if media > MAX_MEDIA {
+                    return Err(SdpError::TooMany {
+                        what: "m-lines",
+                        max: MAX_MEDIA,
+                    });
+                }
+            }
+            b'a' => {
+                let (name, value) = split_attribute(line)?;
+                match name {
+                    "ice-ufrag" => {
+                        let v = parse_ice(line, name, value, MIN_UFRAG_LEN)?;
+                        set_consistent(&mut frag.ice_ufrag, v, line, name)?;
+                    }
+                    "ice-pwd" => {
+                        let v = parse_ice(line, name, value, MIN_PWD_LEN)?;
+                        set_consistent(&mut frag.ice_pwd, v, line, name)?;
+                    }
+                    "mid" => {
+                        let mid = parse_token(line, name, value)?;
+                        if !frag.mids.contains(&mid) {
+                            frag.mids.push(mid);
+                        }
+                    }
+                    "candidate" => frag
+                        .candidates
+                        .push(need(line, name, value)?.to_owned()),
+                    "end-of-candidates" => frag.end_of_candidates = true,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(frag)
+}
+
+/// Sets a value that may be repeated (session and media level) but not changed.
+fn set_consistent(
+    slot: &mut Option<String>,
+    v: String,
+    line: &Line<'_>,
+    name: &str,
+) -> Result<(), SdpError> {
+    match slot {
+        Some(old) if *old != v => Err(bad(line.no, format!("conflicting a={name} values"))),
+        Some(_) => Ok(()),
+        None => {
+            *slot = Some(v);
+            Ok(())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Answer writing
+// ---------------------------------------------------------------------------
+
+/// Accumulates CRLF-terminated lines. A control character in a value (which
+/// would split or corrupt the line) is written as a space.
+#[derive(Default)]
+struct Out {
+    s: String,
+}
+
+impl Out {
+    fn line(&mut self, args: fmt::Arguments<'_>) {
+        let start = self.s.len();
+        // Writing into a String cannot fail.
+        let _ = self.s.write_fmt(args);
+        let dirty = self
+            .s
+            .get(start..)
+            .is_some_and(|l| l.chars().any(char::is_control));
+        if dirty {
+            let clean: String = self
+                .s
+                .get(start..)
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            // `start` was the length of the string before this line, so it is a
+            // char boundary and truncate() cannot panic.
+            self.s.truncate(start);
+            self.s.push_str(&clean);
+        }
+        self.s.push_str("\r\n");
+    }
+}
+
+macro_rules! w {
+    ($out:expr, $($arg:tt)*) => {
+        $out.line(format_args!($($arg)*))
+    };
+}
+
+/// Whether an m-line is written rejected: explicitly, or because this server
+/// cannot accept it (data channels, no codec, no mid to bundle it with).
+fn written_rejected(m: &MediaAnswer) -> bool {
+    m.rejected
+        || m.media_type == MediaType::Application
+        || m.codecs.is_empty()
+        || m.mid.is_empty()
+}
+
+/// The format of a rejected m-line: the first codec's payload type if there is
+/// one, else a format valid for the protocol.
+fn rejected_format(m: &MediaAnswer) -> String {
+    if let Some(c) = m.codecs.first() {
+        c.payload_type.to_string()
+    } else if m.protocol == "DTLS/SCTP" {
+        "5000".to_owned()
+    } else if m.protocol.contains("SCTP") {
+        "webrtc-datachannel".to_owned()
+    } else {
+        "0".to_owned()
+    }
+}
+
+/// Writes the answer SDP (CRLF line endings): session-level `a=ice-lite`, BUNDLE of
+/// the accepted mids, and per accepted m-line the ICE credentials, fingerprint,
+/// `a=setup:passive`, direction, rtcp-mux, codecs, extmaps, the sent stream's
+/// msid/ssrc lines and the single host candidate followed by end-of-candidates.
+/// Rejected m-lines get port 0, a format and their mid only.
+pub fn write_answer(answer: &SessionAnswer) -> String {
+    let ip = answer.candidate.ip();
+    let (family, unspecified, origin) = match ip {
+        IpAddr::V4(_) => ("IP4", "0.0.0.0", "127.0.0.1"),
+        IpAddr::V6(_) => ("IP6", "::", "::1"),
+    };
+    let mut out = Out::default();
+    w!(out, "v=0");
+    w!(out, "o=- {} 2 IN {family} {origin}", answer.session_id);
+    w!(out, "s=-");
+    w!(out, "t=0 0");
+    w!(out, "a=ice-lite");
+    let bundle: Vec<&str> = answer
         .media
         .iter()
-        .filter(|m| !m.rejected)
+        .filter(|m| !written_rejected(m))
         .map(|m| m.mid.as_str())
         .collect();
     if !bundle.is_empty() {
-        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundle.join(" "));
+        w!(out, "a=group:BUNDLE {}", bundle.join(" "));
     }
-    s.push_str("a=msid-semantic: WMS *\r\n");
-    for m in &a.media {
-        if m.rejected {
-            match m.media_type {
-                MediaType::Application => {
-                    let _ = write!(s, "m=application 0 {} webrtc-datachannel\r\n", m.protocol);
-                }
-                _ => {
-                    let pt = m.codecs.first().map_or(0, |c| c.payload_type);
-                    let _ = write!(s, "m={} 0 {} {pt}\r\n", m.media_type.as_str(), m.protocol);
-                }
+    w!(out, "a=msid-semantic: WMS *");
+    for m in &answer.media {
+        let protocol = if m.protocol.is_empty() {
+            WEBRTC_PROTOCOLS[0]
+        } else {
+            m.protocol.as_str()
+        };
+        let media_type = m.media_type.as_str();
+        if written_rejected(m) {
+            w!(out, "m={media_type} 0 {protocol} {}", rejected_format(m));
+            w!(out, "c=IN {family} {unspecified}");
+            if !m.mid.is_empty() {
+                w!(out, "a=mid:{}", m.mid);
             }
-            let _ = write!(s, "c=IN {family} {any}\r\na=mid:{}\r\na=inactive\r\n", m.mid);
             continue;
         }
-        let pts: Vec<String> = m.codecs.iter().map(|c| c.payload_type.to_string()).collect();
-        let _ = write!(
-            s,
-            "m={} 9 {} {}\r\nc=IN {family} {any}\r\na=mid:{}\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n\
-             a=fingerprint:{}\r\na=setup:passive\r\na={}\r\na=rtcp-mux\r\n",
-            m.media_type.as_str(),
-            m.protocol,
-            pts.join(" "),
-            m.mid,
-            a.ice_ufrag,
-            a.ice_pwd,
-            a.fingerprint,
-            m.direction.as_str(),
-        );
-        if m.rtcp_rsize {
-            s.push_str("a=rtcp-rsize\r\n");
-        }
+        let mut codecs: Vec<&Codec> = Vec::new();
         for c in &m.codecs {
-            let _ = write!(s, "a=rtpmap:{} {}/{}", c.payload_type, c.name, c.clock_rate);
-            if let Some(ch) = c.channels {
-                let _ = write!(s, "/{ch}");
+            if !codecs.iter().any(|k| k.payload_type == c.payload_type) {
+                codecs.push(c);
             }
-            s.push_str("\r\n");
-            if let Some(f) = &c.fmtp {
-                let _ = write!(s, "a=fmtp:{} {f}\r\n", c.payload_type);
+        }
+        let pts: Vec<String> = codecs.iter().map(|c| c.payload_type.to_string()).collect();
+        w!(out, "m={media_type} 9 {protocol} {}", pts.join(" "));
+        w!(out, "c=IN {family} {unspecified}");
+        w!(out, "a=mid:{}", m.mid);
+        w!(out, "a=ice-ufrag:{}", answer.ice_ufrag);
+        w!(out, "a=ice-pwd:{}", answer.ice_pwd);
+        w!(out, "a=fingerprint:{}", answer.fingerprint);
+        w!(out, "a=setup:passive");
+        w!(out, "a={}", m.direction.as_str());
+        w!(out, "a=rtcp-mux");
+        if m.rtcp_rsize {
+            w!(out, "a=rtcp-rsize");
+        }
+        for c in &codecs {
+            let pt = c.payload_type;
+            match c.channels {
+                Some(ch) => w!(out, "a=rtpmap:{pt} {}/{}/{ch}", c.name, c.clock_rate),
+                None => w!(out, "a=rtpmap:{pt} {}/{}", c.name, c.clock_rate),
+            }
+            if let Some(f) = c.fmtp.as_deref().filter(|f| !f.is_empty()) {
+                w!(out, "a=fmtp:{pt} {f}");
             }
             for fb in &c.rtcp_fb {
-                let _ = write!(s, "a=rtcp-fb:{} {fb}\r\n", c.payload_type);
+                w!(out, "a=rtcp-fb:{pt} {fb}");
             }
         }
+        let mut ids: Vec<u8> = Vec::new();
         for e in &m.extmaps {
-            let _ = write!(s, "a=extmap:{} {}\r\n", e.id, e.uri);
-        }
-        if let Some(send) = &m.send {
-            let _ = write!(s, "a=msid:{} {}\r\n", send.stream_id, send.track_id);
-            if let Some(rtx) = send.rtx_ssrc {
-                let _ = write!(s, "a=ssrc-group:FID {} {rtx}\r\n", send.ssrc);
+            if ids.contains(&e.id) || e.id == 0 {
+                continue;
             }
-            for ssrc in std::iter::once(send.ssrc).chain(send.rtx_ssrc) {
-                let _ = write!(
-                    s,
-                    "a=ssrc:{ssrc} cname:{}\r\na=ssrc:{ssrc} msid:{} {}\r\n",
-                    send.cname, send.stream_id, send.track_id
-                );
+            ids.push(e.id);
+            match e.direction {
+                Some(d) => w!(out, "a=extmap:{}/{} {}", e.id, d.as_str(), e.uri),
+                None => w!(out, "a=extmap:{} {}", e.id, e.uri),
             }
         }
-        let _ = write!(
-            s,
-            "a=candidate:1 1 udp 2130706431 {} {} typ host\r\na=end-of-candidates\r\n",
-            a.candidate.ip(),
-            a.candidate.port()
+        if let Some(s) = &m.send {
+            let msid = format!("{} {}", s.stream_id, s.track_id);
+            w!(out, "a=msid:{msid}");
+            if let Some(rtx) = s.rtx_ssrc {
+                w!(out, "a=ssrc-group:FID {} {rtx}", s.ssrc);
+            }
+            for ssrc in std::iter::once(s.ssrc).chain(s.rtx_ssrc) {
+                w!(out, "a=ssrc:{ssrc} cname:{}", s.cname);
+                w!(out, "a=ssrc:{ssrc} msid:{msid}");
+            }
+        }
+        w!(
+            out,
+            "a=candidate:1 1 udp {HOST_PRIORITY} {ip} {} typ host",
+            answer.candidate.port()
         );
+        w!(out, "a=end-of-candidates");
     }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CHROME_PUBLISH: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-a=group:BUNDLE 0 1\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS stream\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9 0 8 13 110 126\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jigyRnPW\r\na=ice-options:trickle\r\n\
-a=fingerprint:sha-256 19:E2:1C:3B:4B:9F:81:E6:B8:5C:F4:A5:A8:D8:73:04:BB:05:2F:70:9F:04:A9:0E:05:E9:26:33:E8:70:88:A2\r\n\
-a=setup:actpass\r\na=mid:0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
-a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=sendonly\r\na=msid:stream audio0\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
-a=rtpmap:111 opus/48000/2\r\na=rtcp-fb:111 transport-cc\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
-a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\na=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU/8000\r\n\
-a=rtpmap:8 PCMA/8000\r\na=rtpmap:13 CN/8000\r\na=rtpmap:110 telephone-event/48000\r\na=rtpmap:126 telephone-event/8000\r\n\
-a=ssrc:1001 cname:abc\r\na=ssrc:1001 msid:stream audio0\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 96 97 102 103 45 46\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jigyRnPW\r\na=ice-options:trickle\r\n\
-a=fingerprint:sha-256 19:E2:1C:3B:4B:9F:81:E6:B8:5C:F4:A5:A8:D8:73:04:BB:05:2F:70:9F:04:A9:0E:05:E9:26:33:E8:70:88:A2\r\n\
-a=setup:actpass\r\na=mid:1\r\na=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
-a=sendonly\r\na=msid:stream video0\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
-a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 goog-remb\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 ccm fir\r\n\
-a=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n\
-a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
-a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\na=rtpmap:45 AV1/90000\r\na=rtpmap:46 rtx/90000\r\na=fmtp:46 apt=45\r\n\
-a=ssrc-group:FID 2001 2002\r\na=ssrc:2001 cname:abc\r\na=ssrc:2002 cname:abc\r\n";
-
-    const FIREFOX: &str = "v=0\r\no=mozilla...THIS_IS_SDPARTA-99.0 5057837225736476420 0 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
-a=fingerprint:sha-256 A1:B2:C3:D4:E5:F6:07:18:29:3A:4B:5C:6D:7E:8F:90:A1:B2:C3:D4:E5:F6:07:18:29:3A:4B:5C:6D:7E:8F:90\r\n\
-a=group:BUNDLE 0 1\r\na=ice-options:trickle\r\na=msid-semantic:WMS *\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 109 9 0 8 101\r\nc=IN IP4 0.0.0.0\r\na=sendonly\r\na=ice-pwd:0cd3e1e6a3c0a3f4a1e2b3c4d5e6f7a8\r\n\
-a=ice-ufrag:8a1b2c3d\r\na=mid:0\r\na=rtcp-mux\r\na=rtpmap:109 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n\
-a=setup:actpass\r\na=ssrc:3001 cname:{x}\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 120 124 121 125\r\nc=IN IP4 0.0.0.0\r\na=sendonly\r\na=ice-pwd:0cd3e1e6a3c0a3f4a1e2b3c4d5e6f7a8\r\n\
-a=ice-ufrag:8a1b2c3d\r\na=mid:1\r\na=rtcp-fb:120 nack\r\na=rtcp-fb:120 nack pli\r\na=rtcp-fb:120 ccm fir\r\na=rtcp-mux\r\n\
-a=rtpmap:120 VP8/90000\r\na=rtpmap:124 rtx/90000\r\na=fmtp:124 apt=120\r\na=rtpmap:121 VP9/90000\r\n\
-a=rtpmap:125 rtx/90000\r\na=fmtp:125 apt=121\r\na=setup:actpass\r\n\
-a=ssrc:4001 cname:{x}\r\na=ssrc:4002 cname:{x}\r\na=ssrc-group:FID 4001 4002\r\n";
-
-    #[test]
-    fn chrome_offer() {
-        let s = parse(CHROME_PUBLISH).unwrap();
-        s.validate_webrtc().unwrap();
-        assert_eq!(s.media.len(), 2);
-        assert_eq!(s.bundle_mids, ["0", "1"]);
-        let (u, p) = s.ice_credentials().unwrap();
-        assert_eq!((u.as_str(), p.as_str()), ("EsAw", "bP+XJMM09aR8AiX1jigyRnPW"));
-        assert_eq!(s.setup(), Some(Setup::ActPass));
-        let audio = &s.media[0];
-        assert_eq!(audio.direction, Direction::SendOnly);
-        assert_eq!(choose_codec(audio).unwrap().payload_type, 111);
-        assert_eq!(audio.sender_ssrcs(), vec![(1001, None)]);
-        let video = &s.media[1];
-        let vp8 = choose_codec(video).unwrap();
-        assert_eq!((vp8.payload_type, vp8.name.as_str()), (96, "VP8"));
-        assert_eq!(video.rtx_payload_for(96), Some(97));
-        assert_eq!(video.rtx_payload_for(102), Some(103));
-        assert_eq!(video.sender_ssrcs(), vec![(2001, Some(2002))]);
-        assert_eq!(video.cname(), Some("abc"));
-        assert!(vp8.rtcp_fb.contains(&"nack pli".to_owned()));
-        assert_eq!(video.extmaps[0].id, 3);
-    }
-
-    #[test]
-    fn firefox_offer_with_session_fingerprint_and_other_pts() {
-        let s = parse(FIREFOX).unwrap();
-        s.validate_webrtc().unwrap();
-        assert!(s.fingerprint().unwrap().starts_with("sha-256 A1:B2"));
-        assert_eq!(choose_codec(&s.media[0]).unwrap().payload_type, 109);
-        assert_eq!(choose_codec(&s.media[1]).unwrap().payload_type, 120);
-        assert_eq!(s.media[1].rtx_payload_for(120), Some(124));
-        assert_eq!(s.media[1].sender_ssrcs(), vec![(4001, Some(4002))]);
-    }
-
-    #[test]
-    fn codec_preferences_and_compatibility() {
-        let sdp = CHROME_PUBLISH.replace("a=rtpmap:96 VP8/90000\r\n", "a=rtpmap:96 VP7/90000\r\n");
-        let s = parse(&sdp).unwrap();
-        let h264 = choose_codec(&s.media[1]).unwrap();
-        assert_eq!(h264.name, "H264");
-        let firefox = parse(FIREFOX).unwrap();
-        assert!(find_compatible_codec(&firefox.media[1], h264).is_none());
-        let vp8 = choose_codec(&parse(CHROME_PUBLISH).unwrap().media[1]).unwrap().clone();
-        assert_eq!(find_compatible_codec(&firefox.media[1], &vp8).unwrap().payload_type, 120);
-        let opus = choose_codec(&firefox.media[0]).unwrap().clone();
-        let chrome = parse(CHROME_PUBLISH).unwrap();
-        assert_eq!(find_compatible_codec(&chrome.media[0], &opus).unwrap().payload_type, 111);
-    }
-
-    #[test]
-    fn offers_missing_essentials() {
-        let cases = [
-            (CHROME_PUBLISH.replace("a=ice-ufrag:EsAw\r\n", ""), SdpError::MissingIceCredentials),
-            (
-                CHROME_PUBLISH.replace("a=fingerprint:", "a=x-fingerprint:"),
-                SdpError::MissingFingerprint,
-            ),
-            (
-                CHROME_PUBLISH.replace("a=rtcp-mux\r\n", ""),
-                SdpError::NoRtcpMux { mid: "0".into() },
-            ),
-            (
-                CHROME_PUBLISH.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0"),
-                SdpError::NotBundled { mid: "1".into() },
-            ),
-            (
-                CHROME_PUBLISH.replace("UDP/TLS/RTP/SAVPF 111", "RTP/AVP 111"),
-                SdpError::UnsupportedProtocol {
-                    mid: "0".into(),
-                    protocol: "RTP/AVP".into(),
-                },
-            ),
-        ];
-        for (sdp, want) in cases {
-            assert_eq!(parse(&sdp).unwrap().validate_webrtc(), Err(want));
-        }
-        assert_eq!(parse(""), Err(SdpError::Empty));
-        assert_eq!(parse("o=- 1 1 IN IP4 0.0.0.0\r\n"), Err(SdpError::NoVersion));
-        assert!(matches!(parse("v=0\r\nhello\r\n"), Err(SdpError::BadLine { line_no: 2, .. })));
-        assert!(matches!(
-            parse("v=0\r\nm=audio x UDP/TLS/RTP/SAVPF 1\r\n"),
-            Err(SdpError::BadLine { .. })
-        ));
-        assert!(matches!(
-            parse("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 1\r\na=rtpmap:300 x/1\r\n"),
-            Err(SdpError::BadLine { .. })
-        ));
-        assert_eq!(parse(&"v=0\r\n".repeat(20_000)), Err(SdpError::TooLarge));
-        assert_eq!(parse("v=0\r\n").unwrap().validate_webrtc(), Err(SdpError::NoMedia));
-    }
-
-    #[test]
-    fn every_prefix_and_random_mutation_is_handled() {
-        use rand::{Rng, SeedableRng};
-        for end in 0..CHROME_PUBLISH.len() {
-            if CHROME_PUBLISH.is_char_boundary(end) {
-                let _ = parse(&CHROME_PUBLISH[..end]).map(|s| s.validate_webrtc());
-            }
-        }
-        let mut rng = rand::rngs::StdRng::seed_from_u64(8866);
-        let base = CHROME_PUBLISH.as_bytes();
-        for _ in 0..100_000 {
-            let mut b = base.to_vec();
-            for _ in 0..rng.random_range(1..8) {
-                let i = rng.random_range(0..b.len());
-                b[i] = rng.random();
-            }
-            let s = String::from_utf8_lossy(&b);
-            if let Ok(d) = parse(&s) {
-                let _ = d.validate_webrtc();
-                for m in &d.media {
-                    let _ = choose_codec(m);
-                    let _ = m.sender_ssrcs();
-                }
-            }
-            let _ = parse_sdpfrag(&s);
-        }
-    }
-
-    #[test]
-    fn answer_round_trips() {
-        let offer = parse(CHROME_PUBLISH).unwrap();
-        let vp8 = choose_codec(&offer.media[1]).unwrap().clone();
-        let rtx = offer.media[1].codecs.iter().find(|c| c.payload_type == 97).unwrap().clone();
-        let answer = SessionAnswer {
-            session_id: 42,
-            ice_ufrag: "abcd".into(),
-            ice_pwd: "0123456789abcdefghijklmn".into(),
-            fingerprint: "sha-256 AA:BB".into(),
-            candidate: "127.0.0.1:8443".parse().unwrap(),
-            media: vec![
-                MediaAnswer {
-                    mid: "0".into(),
-                    media_type: MediaType::Audio,
-                    protocol: "UDP/TLS/RTP/SAVPF".into(),
-                    direction: Direction::Inactive,
-                    rejected: true,
-                    codecs: vec![],
-                    extmaps: vec![],
-                    send: None,
-                    rtcp_rsize: false,
-                },
-                MediaAnswer {
-                    mid: "1".into(),
-                    media_type: MediaType::Video,
-                    protocol: "UDP/TLS/RTP/SAVPF".into(),
-                    direction: Direction::SendOnly,
-                    rejected: false,
-                    codecs: vec![vp8, rtx],
-                    extmaps: vec![],
-                    send: Some(SendStream {
-                        ssrc: 7,
-                        rtx_ssrc: Some(8),
-                        cname: "c".into(),
-                        stream_id: "s".into(),
-                        track_id: "t".into(),
-                    }),
-                    rtcp_rsize: true,
-                },
-            ],
-        };
-        let text = write_answer(&answer);
-        let back = parse(&text).unwrap();
-        back.validate_webrtc().unwrap();
-        assert!(back.ice_lite);
-        assert_eq!(back.bundle_mids, ["1"]);
-        assert_eq!(back.media[0].port, 0);
-        let v = &back.media[1];
-        assert_eq!(v.setup, Some(Setup::Passive));
-        assert_eq!(v.direction, Direction::SendOnly);
-        assert_eq!(v.sender_ssrcs(), vec![(7, Some(8))]);
-        assert_eq!(v.candidates, ["1 1 udp 2130706431 127.0.0.1 8443 typ host"]);
-        assert_eq!(v.rtx_payload_for(96), Some(97));
-        assert!(text.lines().all(|l| !l.is_empty()) && text.ends_with("\r\n"));
-    }
-
-    #[test]
-    fn sdpfrag() {
-        let f = parse_sdpfrag(
-            "a=ice-ufrag:EsAw\r\na=ice-pwd:pw\r\na=mid:0\r\na=candidate:1 1 udp 1 10.0.0.1 5000 typ host\r\na=end-of-candidates\r\n",
-        )
-        .unwrap();
-        assert_eq!(f.ice_ufrag.as_deref(), Some("EsAw"));
-        assert_eq!(f.mids, ["0"]);
-        assert_eq!(f.candidates.len(), 1);
-        assert!(f.end_of_candidates);
-        assert!(parse_sdpfrag("garbage").is_err());
-    }
+    out.s
 }

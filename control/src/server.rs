@@ -78,7 +78,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("no --token-secret given: generated a dev secret for this run only");
         vec![TokenSecret::parse(&secret)]
     } else {
-        config.token_secrets.iter().map(|s| TokenSecret::parse(s)).collect()
+        config
+            .token_secrets
+            .iter()
+            .map(|s| TokenSecret::parse(s))
+            .collect()
     };
     // `secrets` is non-empty by construction just above.
     let verifier = TokenVerifier::new(&secrets).context("no token secret")?;

@@ -287,5 +287,5 @@ impl PeerSession {
 /// Malformed records from a validated address are dropped; OpenSSL handshake
 /// failures end the session.
 fn is_recoverable(e: &crate::dtls::DtlsError) -> bool {
-    matches!(e, crate::dtls::DtlsError::MalformedRecord { .. })
+    matches!(e, crate::dtls::DtlsError::MalformedRecord)
 }

@@ -265,7 +265,10 @@ impl Sfu {
                 tracks,
             }),
         );
-        self.rooms.entry(room.to_owned()).or_default().push(id.clone());
+        self.rooms
+            .entry(room.to_owned())
+            .or_default()
+            .push(id.clone());
         tracing::info!(room, user, resource = %id, "publication created");
         Ok(Created {
             resource: id,
@@ -336,7 +339,9 @@ impl Sfu {
             let Some(codec) = sdp::find_compatible_codec(m, &t.codec) else {
                 continue;
             };
-            let rtx_pt = t.rtx_ssrc.and(m.rtx_payload_for(codec.payload_type));
+            // The server answers NACKs from its own cache, so a subscriber gets RTX
+            // whenever it offers it, whatever the publisher does.
+            let rtx_pt = m.rtx_payload_for(codec.payload_type);
             let mut rng = rand::rng();
             let ssrc = rng.random::<u32>() | 1;
             let rtx_ssrc = rtx_pt.map(|_| rng.random::<u32>() | 1);
@@ -347,7 +352,13 @@ impl Sfu {
                 stream_id: publication.clone(),
                 track_id: format!("{}-{}", publication, t.mid),
             };
-            media.push(answer_media(m, codec, rtx_pt, Direction::SendOnly, Some(send)));
+            media.push(answer_media(
+                m,
+                codec,
+                rtx_pt,
+                Direction::SendOnly,
+                Some(send),
+            ));
             delivered.push(DeliveredTrack {
                 publication,
                 track,
@@ -403,9 +414,8 @@ impl Sfu {
         self.next_session += 1;
         let local = IceCredentials::random();
         let remote = IceCredentials { ufrag, pwd };
-        let session =
-            PeerSession::new(id, local.clone(), remote, &self.cert, fingerprint, now)
-                .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
+        let session = PeerSession::new(id, local.clone(), remote, &self.cert, fingerprint, now)
+            .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
         let answer = SessionAnswer {
             session_id: rand::rng().random::<u32>().into(),
             ice_ufrag: local.ufrag.clone(),
@@ -565,7 +575,10 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(PeerSession::poll_timeout).min()
+        self.sessions
+            .values()
+            .filter_map(PeerSession::poll_timeout)
+            .min()
     }
 
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
@@ -588,13 +601,14 @@ impl Sfu {
                     self.by_addr.insert(addr, id);
                 }
                 SessionOutput::Connected { peer, rx, tx } => {
-                    self.out.push_back(SfuOutput::Command(Command::InstallSession {
-                        id,
-                        peer,
-                        rx,
-                        tx,
-                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
-                    }));
+                    self.out
+                        .push_back(SfuOutput::Command(Command::InstallSession {
+                            id,
+                            peer,
+                            rx,
+                            tx,
+                            rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                        }));
                     self.install_routes_for(id);
                 }
                 SessionOutput::PeerChanged(peer) => {
@@ -617,7 +631,8 @@ impl Sfu {
 
     /// Installs every route that involves `session` and whose other end is connected.
     fn install_routes_for(&mut self, session: SessionId) {
-        let connected = |sfu: &Sfu, s: SessionId| sfu.sessions.get(&s).is_some_and(|x| x.is_connected());
+        let connected =
+            |sfu: &Sfu, s: SessionId| sfu.sessions.get(&s).is_some_and(|x| x.is_connected());
         let mut commands = Vec::new();
         for sub in self.resources.values() {
             let Resource::Subscription(sub) = sub else {
@@ -637,27 +652,13 @@ impl Sfu {
                     continue;
                 };
                 commands.push(Command::Route(route(
-                    p.session,
-                    t.ssrc,
-                    sub.session,
-                    d.ssrc,
+                    (p.session, t.ssrc),
+                    (sub.session, d.ssrc),
                     t.kind,
-                    &[(t.codec.payload_type, d.pt)],
-                    false,
+                    (t.codec.payload_type, d.pt),
+                    t.rtx_ssrc.zip(t.rtx_pt),
+                    d.rtx_ssrc.zip(d.rtx_pt),
                 )));
-                if let (Some(prtx), Some(pt_from), Some(srtx), Some(pt_to)) =
-                    (t.rtx_ssrc, t.rtx_pt, d.rtx_ssrc, d.rtx_pt)
-                {
-                    commands.push(Command::Route(route(
-                        p.session,
-                        prtx,
-                        sub.session,
-                        srtx,
-                        t.kind,
-                        &[(pt_from, pt_to)],
-                        true,
-                    )));
-                }
                 if t.kind == MediaKind::Video {
                     commands.push(Command::RequestKeyframe {
                         publisher: p.session,
@@ -666,22 +667,21 @@ impl Sfu {
                 }
             }
         }
-        self.out.extend(commands.into_iter().map(SfuOutput::Command));
+        self.out
+            .extend(commands.into_iter().map(SfuOutput::Command));
     }
 }
 
 fn route(
-    publisher: SessionId,
-    publisher_ssrc: u32,
-    subscriber: SessionId,
-    subscriber_ssrc: u32,
+    (publisher, publisher_ssrc): (SessionId, u32),
+    (subscriber, subscriber_ssrc): (SessionId, u32),
     kind: MediaKind,
-    pts: &[(u8, u8)],
-    is_rtx: bool,
+    pt: (u8, u8),
+    publisher_rtx: Option<(u32, u8)>,
+    subscriber_rtx: Option<(u32, u8)>,
 ) -> Route {
     let mut pt_map = [(0u8, 0u8); MAX_PT_MAP];
-    let n = pts.len().min(MAX_PT_MAP);
-    pt_map[..n].copy_from_slice(&pts[..n]);
+    pt_map[0] = pt;
     Route {
         publisher,
         publisher_ssrc,
@@ -689,8 +689,9 @@ fn route(
         subscriber_ssrc,
         kind,
         pt_map,
-        pt_map_len: n as u8,
-        is_rtx,
+        pt_map_len: 1,
+        publisher_rtx,
+        subscriber_rtx,
     }
 }
 

@@ -229,7 +229,10 @@ mod tests {
         let s = TokenSecret::parse("s3cret");
         let v = TokenVerifier::new(std::slice::from_ref(&s)).unwrap();
         let t = mint(&s, &claims("r1", &[Grant::Publish], 2_000)).unwrap();
-        assert_eq!(v.verify(&t, "r1", Grant::Publish, 1_500).unwrap().sub, "alice");
+        assert_eq!(
+            v.verify(&t, "r1", Grant::Publish, 1_500).unwrap().sub,
+            "alice"
+        );
         assert_eq!(
             v.verify(&t, "r1", Grant::Subscribe, 1_500),
             Err(TokenError::MissingGrant(Grant::Subscribe))
@@ -238,7 +241,10 @@ mod tests {
             v.verify(&t, "r2", Grant::Publish, 1_500),
             Err(TokenError::WrongRoom { .. })
         ));
-        assert_eq!(v.verify(&t, "r1", Grant::Publish, 2_000), Err(TokenError::Expired));
+        assert_eq!(
+            v.verify(&t, "r1", Grant::Publish, 2_000),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

@@ -45,7 +45,11 @@ fn connect(
                 SfuOutput::Command(c) => commands.push(c),
             }
         }
-        if peer.keys().is_some() && commands.iter().any(|c| matches!(c, Command::InstallSession { .. })) {
+        if peer.keys().is_some()
+            && commands
+                .iter()
+                .any(|c| matches!(c, Command::InstallSession { .. }))
+        {
             break;
         }
         *now += Duration::from_millis(10);
@@ -69,7 +73,9 @@ fn publish_subscribe_route_and_delete() {
         &[],
     )
     .unwrap();
-    let created = sfu.publish(now, "room", "alice", &publisher.offer()).unwrap();
+    let created = sfu
+        .publish(now, "room", "alice", &publisher.offer())
+        .unwrap();
     assert!(created.answer.contains("a=ice-lite"));
     assert!(created.answer.contains("a=setup:passive"));
     publisher.accept_answer(&created.answer, now).unwrap();
@@ -83,7 +89,10 @@ fn publish_subscribe_route_and_delete() {
         })
         .expect("InstallSession");
     assert_eq!(install.0, pub_addr, "media goes to the address ICE checked");
-    assert_eq!(install.1, keys.tx, "server unprotects with the publisher's send keys");
+    assert_eq!(
+        install.1, keys.tx,
+        "server unprotects with the publisher's send keys"
+    );
     assert_eq!(install.2, keys.rx);
     assert_eq!(keys.tx.profile, SrtpProfile::AeadAes128Gcm, "GCM preferred");
 
@@ -92,7 +101,9 @@ fn publish_subscribe_route_and_delete() {
     assert_eq!(info.publications[0].tracks.len(), 2);
 
     let mut subscriber = ClientPeer::new(PeerRole::Subscriber, &[]).unwrap();
-    let sub = sfu.subscribe(now, "room", &[], &subscriber.offer()).unwrap();
+    let sub = sfu
+        .subscribe(now, "room", &[], &subscriber.offer())
+        .unwrap();
     assert!(sub.answer.contains("a=sendonly"));
     assert!(sub.answer.contains("a=ssrc:"));
     subscriber.accept_answer(&sub.answer, now).unwrap();
@@ -105,13 +116,31 @@ fn publish_subscribe_route_and_delete() {
             _ => None,
         })
         .collect();
-    let audio = routes.iter().find(|r| r.publisher_ssrc == 1111).expect("audio route");
+    let audio = routes
+        .iter()
+        .find(|r| r.publisher_ssrc == 1111)
+        .expect("audio route");
     assert_eq!(audio.kind, MediaKind::Audio);
     assert_eq!(audio.map_pt(111), Some(111));
-    assert!(routes.iter().any(|r| r.publisher_ssrc == 2222 && !r.is_rtx));
-    assert!(routes.iter().any(|r| r.publisher_ssrc == 2223 && r.is_rtx), "RTX routed");
+    let video = routes
+        .iter()
+        .find(|r| r.publisher_ssrc == 2222)
+        .expect("video route");
+    assert_eq!(video.publisher_rtx, Some((2223, 97)), "publisher RTX unwrapped");
+    assert_eq!(
+        video.subscriber_rtx.map(|(_, pt)| pt),
+        Some(97),
+        "subscriber gets RTX"
+    );
+    assert_eq!(routes.len(), 2, "one route per track");
     assert!(
-        cmds.iter().any(|c| matches!(c, Command::RequestKeyframe { media_ssrc: 2222, .. })),
+        cmds.iter().any(|c| matches!(
+            c,
+            Command::RequestKeyframe {
+                media_ssrc: 2222,
+                ..
+            }
+        )),
         "a new subscriber asks for a keyframe"
     );
     assert_eq!(sfu.session_count(), 2);
@@ -124,7 +153,10 @@ fn publish_subscribe_route_and_delete() {
     assert_eq!(removed, 2);
     assert_eq!(sfu.session_count(), 0);
     assert!(sfu.room_info("room").publications.is_empty());
-    assert!(sfu.delete(&created.resource).is_err(), "second DELETE is 404");
+    assert!(
+        sfu.delete(&created.resource).is_err(),
+        "second DELETE is 404"
+    );
 }
 
 #[test]
@@ -141,7 +173,12 @@ fn cm_profile_when_peer_offers_only_cm() {
     .unwrap();
     let created = sfu.publish(now, "r", "u", &publisher.offer()).unwrap();
     publisher.accept_answer(&created.answer, now).unwrap();
-    connect(&mut sfu, &mut publisher, "10.0.0.9:1".parse().unwrap(), &mut now);
+    connect(
+        &mut sfu,
+        &mut publisher,
+        "10.0.0.9:1".parse().unwrap(),
+        &mut now,
+    );
     assert_eq!(
         publisher.keys().expect("connected").tx.profile,
         SrtpProfile::Aes128CmHmacSha1_80
@@ -166,7 +203,10 @@ fn unchecked_address_gets_no_dtls_and_no_media() {
     let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4];
     hello.extend_from_slice(&[1, 0, 0, 0]);
     sfu.handle_datagram(now, "10.9.9.9:9".parse().unwrap(), &hello);
-    assert!(sfu.poll_output().is_none(), "nothing answered, nothing installed");
+    assert!(
+        sfu.poll_output().is_none(),
+        "nothing answered, nothing installed"
+    );
 }
 
 #[test]
@@ -205,7 +245,10 @@ fn offers_the_server_must_refuse() {
         ("", "bad_sdp"),
         ("hello world", "bad_sdp"),
         (&good.replace("a=rtcp-mux\r\n", "") as &str, "bad_sdp"),
-        (&good.replace("a=fingerprint", "a=x-fingerprint") as &str, "bad_sdp"),
+        (
+            &good.replace("a=fingerprint", "a=x-fingerprint") as &str,
+            "bad_sdp",
+        ),
         (
             &good
                 .replace("opus/48000/2", "PCMU/8000")
@@ -218,5 +261,9 @@ fn offers_the_server_must_refuse() {
         assert_eq!(err.code, code, "{offer:?}: {err}");
         assert_eq!(err.status, 400);
     }
-    assert_eq!(sfu.session_count(), 0, "refused offers leave nothing behind");
+    assert_eq!(
+        sfu.session_count(),
+        0,
+        "refused offers leave nothing behind"
+    );
 }

@@ -32,8 +32,12 @@ pub struct Route {
     /// Publisher payload type → subscriber payload type. Unlisted types are dropped.
     pub pt_map: [(u8, u8); MAX_PT_MAP],
     pub pt_map_len: u8,
-    /// True for an RTX (RFC 4588) stream: retransmissions, never keyframe-requested.
-    pub is_rtx: bool,
+    /// The publisher's RTX stream (RFC 4588) for this stream: SSRC and payload type.
+    /// Its packets are unwrapped into the NACK cache and forwarded as the original.
+    pub publisher_rtx: Option<(u32, u8)>,
+    /// The subscriber's RTX stream: SSRC and payload type. When present, answers to
+    /// the subscriber's NACKs are sent as RTX; otherwise as the original packet.
+    pub subscriber_rtx: Option<(u32, u8)>,
 }
 
 impl Route {

@@ -58,6 +58,8 @@ pub struct LocalStats {
     pub bytes_in: u64,
     pub packets_out: u64,
     pub bytes_out: u64,
+    /// Packets resent from the NACK cache.
+    pub retransmitted: u64,
     pub drops: [u64; DROP_REASONS],
 }
 
@@ -76,6 +78,7 @@ pub struct WorkerStats {
     bytes_in: AtomicU64,
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
+    retransmitted: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
 }
 
@@ -91,6 +94,7 @@ impl WorkerStats {
         add(&self.bytes_in, local.bytes_in);
         add(&self.packets_out, local.packets_out);
         add(&self.bytes_out, local.bytes_out);
+        add(&self.retransmitted, local.retransmitted);
         for (a, v) in self.drops.iter().zip(local.drops) {
             add(a, v);
         }
@@ -104,6 +108,7 @@ impl WorkerStats {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             packets_out: self.packets_out.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            retransmitted: self.retransmitted.load(Ordering::Relaxed),
             drops: [0; DROP_REASONS],
         };
         for (d, a) in s.drops.iter_mut().zip(&self.drops) {
@@ -122,6 +127,7 @@ pub fn sum<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> LocalStats {
         total.bytes_in += s.bytes_in;
         total.packets_out += s.packets_out;
         total.bytes_out += s.bytes_out;
+        total.retransmitted += s.retransmitted;
         for (t, d) in total.drops.iter_mut().zip(s.drops) {
             *t += d;
         }

@@ -61,6 +61,9 @@ struct RouteOut {
     subscriber_ssrc: u32,
     pt_map: [(u8, u8); MAX_PT_MAP],
     pt_map_len: u8,
+    /// The subscriber's RTX SSRC and payload type, and the next RTX sequence number.
+    rtx: Option<(u32, u8)>,
+    rtx_seq: u16,
 }
 
 impl RouteOut {
@@ -77,7 +80,10 @@ struct InboundStream {
     routes: Vec<RouteOut>,
     seq: SeqTracker,
     kind: Option<MediaKind>,
-    is_rtx: bool,
+    /// Set on a publisher's RTX stream: the primary SSRC and payload type it repairs.
+    rtx_of: Option<(u32, u8)>,
+    /// The last packets of a video stream, to answer subscribers' NACKs.
+    cache: Option<Box<NackCache>>,
     last_pli: Option<Instant>,
     /// Middle 32 bits of the last sender report's NTP time, and when it arrived.
     last_sr: Option<(u32, Instant)>,
@@ -91,7 +97,8 @@ impl InboundStream {
             routes: Vec::new(),
             seq: SeqTracker::default(),
             kind: None,
-            is_rtx: false,
+            rtx_of: None,
+            cache: None,
             last_pli: None,
             last_sr: None,
             last_packet: None,
@@ -292,13 +299,27 @@ impl ForwardingTable {
             }
             if let Some(stream) = publisher.inbound_mut(route.publisher_ssrc) {
                 stream.kind = Some(route.kind);
-                stream.is_rtx = route.is_rtx;
+                if route.kind == MediaKind::Video && stream.cache.is_none() {
+                    stream.cache = Some(NackCache::new());
+                }
                 stream.routes.push(RouteOut {
                     subscriber: s,
                     subscriber_ssrc: route.subscriber_ssrc,
                     pt_map: route.pt_map,
                     pt_map_len: route.pt_map_len,
+                    rtx: route.subscriber_rtx,
+                    rtx_seq: rand::random(),
                 });
+            }
+            if let Some((rtx_ssrc, _)) = route.publisher_rtx
+                && publisher.inbound.len() < MAX_INBOUND_STREAMS
+            {
+                if publisher.inbound_mut(rtx_ssrc).is_none() {
+                    publisher.inbound.push(InboundStream::new(rtx_ssrc));
+                }
+                if let Some(rtx) = publisher.inbound_mut(rtx_ssrc) {
+                    rtx.rtx_of = Some((route.publisher_ssrc, route.pt_map[0].0));
+                }
             }
         }
         if let Some(subscriber) = self.sessions[s].as_mut() {
@@ -361,25 +382,39 @@ impl ForwardingTable {
         let Some(publisher) = self.sessions[idx].as_mut() else {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
-        let len = match publisher.rx.unprotect_rtp(buf) {
+        let mut len = match publisher.rx.unprotect_rtp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
-        let plain = &buf[..len];
-        let Ok(header) = rtp::parse(plain) else {
+        let Ok(mut header) = rtp::parse(&buf[..len]) else {
             return Disposition::Dropped(DropReason::Malformed);
         };
-        let stream = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
-            Some(i) => &mut publisher.inbound[i],
+        let mut si = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
+            Some(i) => i,
             None if publisher.inbound.len() < MAX_INBOUND_STREAMS => {
                 publisher.inbound.push(InboundStream::new(header.ssrc));
-                let last = publisher.inbound.len() - 1;
-                &mut publisher.inbound[last]
+                publisher.inbound.len() - 1
             }
             None => return Disposition::Dropped(DropReason::NoRoute),
         };
-        stream.last_packet = Some(now);
-        if !stream.is_rtx {
+        publisher.inbound[si].last_packet = Some(now);
+        if let Some((primary, primary_pt)) = publisher.inbound[si].rtx_of {
+            // A retransmission (RFC 4588): restore the original packet in place and
+            // treat it as one of the primary stream.
+            let Some(n) = unwrap_rtx(&mut buf[..len], &header, primary, primary_pt) else {
+                return Disposition::Dropped(DropReason::Malformed);
+            };
+            len = n;
+            let Ok(h) = rtp::parse(&buf[..len]) else {
+                return Disposition::Dropped(DropReason::Malformed);
+            };
+            header = h;
+            match publisher.inbound.iter().position(|s| s.ssrc == primary) {
+                Some(i) => si = i,
+                None => return Disposition::Handled,
+            }
+        } else {
+            let stream = &mut publisher.inbound[si];
             let clock = match stream.kind {
                 Some(MediaKind::Audio) => 48_000,
                 _ => 90_000,
@@ -390,12 +425,15 @@ impl ForwardingTable {
                 .seq
                 .record(header.sequence, header.timestamp, arrival as u32);
         }
-        let n_routes = stream.routes.len();
+        if let Some(cache) = publisher.inbound[si].cache.as_mut() {
+            cache.insert(header.sequence, &buf[..len]);
+        }
+        let n_routes = publisher.inbound[si].routes.len();
         for r in 0..n_routes {
             // Routes are plain data: copy one out so the subscriber can be borrowed.
             let Some(route) = self.sessions[idx]
                 .as_ref()
-                .and_then(|p| p.inbound.iter().find(|s| s.ssrc == header.ssrc))
+                .and_then(|p| p.inbound.get(si))
                 .and_then(|s| s.routes.get(r).copied())
             else {
                 break;
@@ -404,32 +442,125 @@ impl ForwardingTable {
                 self.stats.drop(DropReason::NoRoute);
                 continue;
             };
-            let Some(sub) = self.sessions[route.subscriber].as_mut() else {
-                continue;
-            };
-            let slot = out.next_buffer();
-            let overhead = sub.tx.profile().rtp_overhead();
-            if slot.len() < len + overhead {
-                continue;
-            }
-            slot[..len].copy_from_slice(&buf[..len]);
-            // The packet parsed above, so its fixed header is there to rewrite.
-            let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
-            let _ = rtp::set_payload_type(&mut slot[..len], pt);
-            match sub.tx.protect_rtp(slot, len) {
-                Ok(n) => {
-                    let dest = sub.peer;
-                    out.commit(n, dest);
-                    self.stats.packets_out += 1;
-                    self.stats.bytes_out += n as u64;
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "SRTP protect failed");
-                    self.stats.drop(DropReason::Malformed);
-                }
-            }
+            self.send_rewritten(
+                route.subscriber,
+                &buf[..len],
+                route.subscriber_ssrc,
+                pt,
+                out,
+            );
         }
         Disposition::Handled
+    }
+
+    /// Copies a plaintext RTP packet into a send buffer, rewrites SSRC and payload
+    /// type, protects it for subscriber `sub` and queues it.
+    fn send_rewritten(
+        &mut self,
+        sub: usize,
+        plain: &[u8],
+        ssrc: u32,
+        pt: u8,
+        out: &mut impl TransmitSink,
+    ) {
+        let Some(sub) = self.sessions[sub].as_mut() else {
+            return;
+        };
+        let len = plain.len();
+        let slot = out.next_buffer();
+        if slot.len() < len + sub.tx.profile().rtp_overhead() {
+            return;
+        }
+        slot[..len].copy_from_slice(plain);
+        // The packet parsed before, so its fixed header is there to rewrite.
+        let _ = rtp::set_ssrc(&mut slot[..len], ssrc);
+        let _ = rtp::set_payload_type(&mut slot[..len], pt);
+        match sub.tx.protect_rtp(slot, len) {
+            Ok(n) => {
+                out.commit(n, sub.peer);
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += n as u64;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "SRTP protect failed");
+                self.stats.drop(DropReason::Malformed);
+            }
+        }
+    }
+
+    /// Sends the cached packet `seq` of publisher stream (`idx`, `ssrc`) to the
+    /// subscriber of route `r`: as RTX when the subscriber has it, else as the
+    /// original. False when the packet is not in the cache.
+    fn retransmit(
+        &mut self,
+        idx: usize,
+        ssrc: u32,
+        r: usize,
+        seq: u16,
+        out: &mut impl TransmitSink,
+    ) -> bool {
+        let slot = out.next_buffer();
+        // Build the packet while the publisher's stream is borrowed...
+        let (len, sub_idx) = {
+            let Some(stream) = self.sessions[idx]
+                .as_mut()
+                .and_then(|p| p.inbound_mut(ssrc))
+            else {
+                return false;
+            };
+            let Some(route) = stream.routes.get_mut(r) else {
+                return false;
+            };
+            let Some(plain) = stream.cache.as_ref().and_then(|c| c.get(seq)) else {
+                return false;
+            };
+            let Ok(header) = rtp::parse(plain) else {
+                return false;
+            };
+            let Some(pt) = route.map_pt(header.payload_type) else {
+                return false;
+            };
+            // Room for the packet, two bytes of OSN and the largest SRTP tag.
+            if slot.len() < plain.len() + 2 + 16 {
+                return true;
+            }
+            let len = match route.rtx {
+                Some((rtx_ssrc, rtx_pt)) => {
+                    let payload = header.payload_range(plain.len());
+                    let hl = header.header_len;
+                    let len = hl + 2 + payload.len();
+                    slot[..hl].copy_from_slice(&plain[..hl]);
+                    slot[0] &= !0x20; // no padding in the RTX packet
+                    slot[hl..hl + 2].copy_from_slice(&seq.to_be_bytes());
+                    slot[hl + 2..len].copy_from_slice(&plain[payload]);
+                    let rtx_seq = route.rtx_seq;
+                    route.rtx_seq = rtx_seq.wrapping_add(1);
+                    let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc);
+                    let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt);
+                    let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
+                    len
+                }
+                None => {
+                    let len = plain.len();
+                    slot[..len].copy_from_slice(plain);
+                    let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
+                    let _ = rtp::set_payload_type(&mut slot[..len], pt);
+                    len
+                }
+            };
+            (len, route.subscriber)
+        };
+        // ...then protect it for the subscriber.
+        let Some(sub) = self.sessions[sub_idx].as_mut() else {
+            return true;
+        };
+        if let Ok(n) = sub.tx.protect_rtp(slot, len) {
+            out.commit(n, sub.peer);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += n as u64;
+            self.stats.retransmitted += 1;
+        }
+        true
     }
 
     fn handle_rtcp(
@@ -576,6 +707,8 @@ impl ForwardingTable {
         }
     }
 
+    /// Answers a subscriber's NACK from the publisher stream's cache; asks the
+    /// publisher only for what the server itself does not have.
     fn nack_from_subscriber(
         &mut self,
         sub_idx: usize,
@@ -593,6 +726,25 @@ impl ForwardingTable {
         else {
             return;
         };
+        let Some(r) = self.sessions[o.publisher]
+            .as_ref()
+            .and_then(|p| p.inbound.iter().find(|s| s.ssrc == o.publisher_ssrc))
+            .and_then(|s| s.routes.iter().position(|r| r.subscriber == sub_idx))
+        else {
+            return;
+        };
+        let mut missing = 0;
+        for i in 0..self.nack_scratch.len() {
+            let seq = self.nack_scratch[i];
+            if !self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out) {
+                self.nack_scratch[missing] = seq;
+                missing += 1;
+            }
+        }
+        self.nack_scratch.truncate(missing);
+        if self.nack_scratch.is_empty() {
+            return;
+        }
         let Some(sender) = self.sessions[o.publisher].as_ref().map(|p| p.rtcp_ssrc) else {
             return;
         };
@@ -629,7 +781,7 @@ impl ForwardingTable {
                 continue;
             };
             self.report_scratch.clear();
-            for stream in s.inbound.iter_mut().filter(|i| !i.is_rtx) {
+            for stream in s.inbound.iter_mut().filter(|i| i.rtx_of.is_none()) {
                 // Report only streams this worker received recently.
                 if stream
                     .last_packet
@@ -675,4 +827,65 @@ fn srtp_drop_reason(e: &SrtpError) -> DropReason {
         SrtpError::AuthenticationFailed => DropReason::AuthFailed,
         _ => DropReason::Malformed,
     }
+}
+
+/// Packets kept per video stream for retransmission (about half a second of 2 Mbit/s).
+const CACHE_SLOTS: usize = 512;
+/// Largest packet the cache keeps.
+const CACHE_PACKET: usize = 1500;
+
+/// The last [`CACHE_SLOTS`] plaintext packets of a stream, by sequence number.
+/// Allocated once when the first video route appears; never again.
+struct NackCache {
+    /// Sequence number held by each slot; `u32::MAX` for none.
+    seqs: [u32; CACHE_SLOTS],
+    lens: [u16; CACHE_SLOTS],
+    data: Box<[[u8; CACHE_PACKET]; CACHE_SLOTS]>,
+}
+
+impl NackCache {
+    fn new() -> Box<Self> {
+        Box::new(Self {
+            seqs: [u32::MAX; CACHE_SLOTS],
+            lens: [0; CACHE_SLOTS],
+            data: vec![[0u8; CACHE_PACKET]; CACHE_SLOTS]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("the vector has CACHE_SLOTS elements")),
+        })
+    }
+
+    fn insert(&mut self, seq: u16, pkt: &[u8]) {
+        if pkt.len() > CACHE_PACKET {
+            return;
+        }
+        let i = usize::from(seq) % CACHE_SLOTS;
+        self.seqs[i] = u32::from(seq);
+        self.lens[i] = pkt.len() as u16;
+        self.data[i][..pkt.len()].copy_from_slice(pkt);
+    }
+
+    fn get(&self, seq: u16) -> Option<&[u8]> {
+        let i = usize::from(seq) % CACHE_SLOTS;
+        (self.seqs[i] == u32::from(seq)).then(|| &self.data[i][..usize::from(self.lens[i])])
+    }
+}
+
+/// Turns an RTX packet (RFC 4588: original sequence number, then the original
+/// payload) back into the original packet, in place; returns its length.
+fn unwrap_rtx(pkt: &mut [u8], header: &rtp::RtpHeader, ssrc: u32, pt: u8) -> Option<usize> {
+    let payload = header.payload_range(pkt.len());
+    if payload.len() < 2 {
+        return None;
+    }
+    let hl = header.header_len;
+    let osn = u16::from_be_bytes([pkt[payload.start], pkt[payload.start + 1]]);
+    let body = payload.start + 2..payload.end;
+    let len = hl + body.len();
+    pkt.copy_within(body, hl);
+    pkt[0] &= !0x20; // the original's padding is not carried over
+    rtp::set_ssrc(&mut pkt[..len], ssrc).ok()?;
+    rtp::set_payload_type(&mut pkt[..len], pt).ok()?;
+    rtp::set_sequence(&mut pkt[..len], osn).ok()?;
+    Some(len)
 }

@@ -212,3 +212,118 @@ fn receiver_reports_and_removal() {
     assert!(!table.knows_peer(&publisher.addr));
     assert_eq!(table.session_count(), subs.len() - 1);
 }
+
+/// Protects and hands an RTCP packet from `peer` to the table.
+fn rtcp_from(table: &mut ForwardingTable, peer: &mut Peer, plain: &[u8], sink: &mut RecordingSink) {
+    let mut out = vec![0u8; plain.len() + 32];
+    out[..plain.len()].copy_from_slice(plain);
+    let m = peer.send.protect_rtcp(&mut out, plain.len()).unwrap();
+    out.truncate(m);
+    table.handle_datagram(Instant::now(), peer.addr, &mut out, sink);
+}
+
+#[test]
+fn nacks_are_answered_from_the_cache_and_only_misses_go_upstream() {
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(64);
+    let now = Instant::now();
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut rtx_sub = peer(2, 6002, SrtpProfile::AeadAes128Gcm);
+    let mut plain_sub = peer(3, 6003, SrtpProfile::AeadAes128Gcm);
+    for p in [&publisher, &rtx_sub, &plain_sub] {
+        table.apply(now, p.install.clone(), &mut sink);
+    }
+    table.apply(
+        now,
+        route_rtx(
+            1,
+            0xAAAA,
+            2,
+            0xB002,
+            (96, 100),
+            Some((0xAAAB, 97)),
+            Some((0xC002, 101)),
+        ),
+        &mut sink,
+    );
+    table.apply(
+        now,
+        route_rtx(1, 0xAAAA, 3, 0xB003, (96, 96), Some((0xAAAB, 97)), None),
+        &mut sink,
+    );
+    let originals: Vec<Vec<u8>> = (100u16..110).map(|s| rtp(0xAAAA, s, 0, 96, 500)).collect();
+    for (i, p) in originals.iter().enumerate() {
+        if i == 5 {
+            continue; // seq 105 never reaches the server
+        }
+        let mut wire = protect(&mut publisher.send, p);
+        table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+    }
+    // The RTX subscriber lost 102 and 105.
+    sink.clear();
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[102, 105]).unwrap();
+    rtcp_from(&mut table, &mut rtx_sub, &buf[..n], &mut sink);
+    assert_eq!(
+        sink.sent.len(),
+        2,
+        "one RTX to the subscriber, one NACK upstream"
+    );
+    let (bytes, dest) = sink.datagram(0);
+    assert_eq!(dest, rtx_sub.addr);
+    let mut got = bytes.to_vec();
+    let len = rtx_sub.recv.unprotect_rtp(&mut got).unwrap();
+    let h = rtp::parse(&got[..len]).unwrap();
+    assert_eq!(
+        (h.ssrc, h.payload_type),
+        (0xC002, 101),
+        "RTX stream of the subscriber"
+    );
+    assert_eq!(
+        &got[h.header_len..h.header_len + 2],
+        &102u16.to_be_bytes(),
+        "OSN"
+    );
+    assert_eq!(
+        &got[h.header_len + 2..len],
+        &originals[2][12..],
+        "original payload"
+    );
+    let (bytes, dest) = sink.datagram(1);
+    assert_eq!(dest, publisher.addr);
+    let mut got = bytes.to_vec();
+    let len = publisher.recv.unprotect_rtcp(&mut got).unwrap();
+    let pkt = rtcp::packets(&got[..len]).next().unwrap().unwrap();
+    let RtcpKind::Nack(nack) = pkt.kind().unwrap() else {
+        panic!("expected NACK upstream");
+    };
+    assert_eq!(nack.media_ssrc, 0xAAAA);
+    assert_eq!(
+        nack.lost_sequences().collect::<Vec<_>>(),
+        vec![105],
+        "only the server's own loss"
+    );
+
+    // The publisher answers with RTX: it is unwrapped and reaches both subscribers,
+    // as RTX-less originals, and lands in the cache.
+    let mut rtx = rtp(0xAAAB, 9000, 0, 97, 0);
+    rtx.extend_from_slice(&105u16.to_be_bytes());
+    rtx.extend_from_slice(&originals[5][12..]);
+    let mut wire = protect(&mut publisher.send, &rtx);
+    sink.clear();
+    table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+    assert_eq!(sink.sent.len(), 2);
+    let (bytes, _) = sink.datagram(1);
+    let mut got = bytes.to_vec();
+    let len = plain_sub.recv.unprotect_rtp(&mut got).unwrap();
+    let h = rtp::parse(&got[..len]).unwrap();
+    assert_eq!((h.ssrc, h.sequence, h.payload_type), (0xB003, 105, 96));
+    assert_eq!(&got[12..len], &originals[5][12..]);
+    // A later NACK for 105 from the plain subscriber is served from the cache.
+    sink.clear();
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB003, &[105]).unwrap();
+    rtcp_from(&mut table, &mut plain_sub, &buf[..n], &mut sink);
+    assert_eq!(sink.sent.len(), 1);
+    assert_eq!(sink.datagram(0).1, plain_sub.addr);
+    assert_eq!(table.stats.retransmitted, 2);
+}

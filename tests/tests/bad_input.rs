@@ -100,7 +100,10 @@ async fn tokens_are_checked() {
         let got = post_offer(&server, &path, token, "application/sdp", &offer).await;
         assert_eq!(got, (status, code.to_owned()), "token case {code}");
     }
-    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(0.0));
+    assert_eq!(
+        metric(&server.http_base, "cascade_sessions").await,
+        Some(0.0)
+    );
 }
 
 #[tokio::test]
@@ -114,9 +117,24 @@ async fn bad_sdp_is_refused_with_a_reason() {
         .replace("opus/48000/2", "PCMU/8000")
         .replace("VP8/90000", "H263/90000");
     let cases = [
-        ("application/sdp", "v=0\r\nthis is not sdp".to_owned(), 400, "bad_sdp"),
-        ("application/sdp", good.replace("a=ice-ufrag", "a=x"), 400, "bad_sdp"),
-        ("application/sdp", good[..good.len() / 2].to_owned(), 400, "bad_sdp"),
+        (
+            "application/sdp",
+            "v=0\r\nthis is not sdp".to_owned(),
+            400,
+            "bad_sdp",
+        ),
+        (
+            "application/sdp",
+            good.replace("a=ice-ufrag", "a=x"),
+            400,
+            "bad_sdp",
+        ),
+        (
+            "application/sdp",
+            good[..good.len() / 2].to_owned(),
+            400,
+            "bad_sdp",
+        ),
         ("application/sdp", no_codec, 400, "no_common_codec"),
         ("text/plain", good.clone(), 415, "unsupported_media_type"),
     ];
@@ -131,7 +149,10 @@ async fn bad_sdp_is_refused_with_a_reason() {
     );
     let got = post_offer(&server, &sub, Some(&token), "application/sdp", &good).await;
     assert_eq!(got, (404, "unknown_resource".to_owned()));
-    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(0.0));
+    assert_eq!(
+        metric(&server.http_base, "cascade_sessions").await,
+        Some(0.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,16 +241,32 @@ async fn random_datagrams_do_not_disturb_a_running_session() {
     }
     spray.join().unwrap();
     let received = receiver.join().unwrap();
-    assert_eq!(received, usize::from(sent), "every packet reached the subscriber");
+    assert_eq!(
+        received,
+        usize::from(sent),
+        "every packet reached the subscriber"
+    );
 
-    let drops = metric(&server.http_base, "cascade_drops_total").await.unwrap_or(0.0);
+    let drops = metric(&server.http_base, "cascade_drops_total")
+        .await
+        .unwrap_or(0.0);
     // About 3,600 of the 10,000 fall in the RTP/RTCP or unknown ranges (the rest are
     // STUN/DTLS-looking and go to control, which ignores them).
-    assert!(drops >= 3_000.0, "the spray was dropped and counted: {drops}");
+    assert!(
+        drops >= 3_000.0,
+        "the spray was dropped and counted: {drops}"
+    );
     let new_lines = server.stderr_line_count() - log_lines_before;
-    assert!(new_lines < 50, "{new_lines} log lines during the spray:\n{}", server.stderr_tail());
+    assert!(
+        new_lines < 50,
+        "{new_lines} log lines during the spray:\n{}",
+        server.stderr_tail()
+    );
     // The server still answers and still has both sessions.
-    assert_eq!(metric(&server.http_base, "cascade_sessions").await, Some(2.0));
+    assert_eq!(
+        metric(&server.http_base, "cascade_sessions").await,
+        Some(2.0)
+    );
     for r in [&publisher.resource] {
         let s = http_client()
             .delete(r)

@@ -56,6 +56,19 @@ pub fn route(
     sssrc: u32,
     pt: (u8, u8),
 ) -> Command {
+    route_rtx(publisher, pssrc, subscriber, sssrc, pt, None, None)
+}
+
+/// A video route with RTX streams on either side.
+pub fn route_rtx(
+    publisher: SessionId,
+    pssrc: u32,
+    subscriber: SessionId,
+    sssrc: u32,
+    pt: (u8, u8),
+    publisher_rtx: Option<(u32, u8)>,
+    subscriber_rtx: Option<(u32, u8)>,
+) -> Command {
     let mut pt_map = [(0, 0); MAX_PT_MAP];
     pt_map[0] = pt;
     Command::Route(Route {
@@ -66,7 +79,8 @@ pub fn route(
         kind: MediaKind::Video,
         pt_map,
         pt_map_len: 1,
-        is_rtx: false,
+        publisher_rtx,
+        subscriber_rtx,
     })
 }
 
