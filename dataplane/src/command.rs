@@ -65,6 +65,10 @@ pub enum Command {
         /// SSRC the server uses as sender of its own RTCP (receiver reports, PLI, NACK).
         rtcp_ssrc: u32,
     },
+    /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
+    /// kernel guard. The userspace tables need nothing for this; the eBPF shell adds
+    /// the 5-tuple to its allow map.
+    PeerValidated { id: SessionId, peer: SocketAddr },
     /// The peer's nominated address changed (ICE restart, NAT rebinding after a check).
     UpdatePeer { id: SessionId, peer: SocketAddr },
     /// Forget a session and every route to or from it.

@@ -237,6 +237,7 @@ impl ForwardingTable {
                 }
             }
             Command::RemoveSession { id } => self.remove_session(id),
+            Command::PeerValidated { .. } => {}
             Command::Route(route) => self.route(route),
             Command::Unroute {
                 publisher,
