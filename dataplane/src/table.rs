@@ -665,6 +665,16 @@ impl ForwardingTable {
         }
     }
 
+    /// The publisher stream behind a subscriber's SSRC.
+    fn outbound(&self, sub_idx: usize, subscriber_ssrc: u32) -> Option<OutboundStream> {
+        self.sessions[sub_idx]
+            .as_ref()?
+            .outbound
+            .iter()
+            .find(|o| o.subscriber_ssrc == subscriber_ssrc)
+            .copied()
+    }
+
     fn keyframe_from_subscriber(
         &mut self,
         now: Instant,
@@ -672,15 +682,7 @@ impl ForwardingTable {
         subscriber_ssrc: u32,
         out: &mut impl TransmitSink,
     ) {
-        let Some(o) = self.sessions[sub_idx]
-            .as_ref()
-            .and_then(|s| {
-                s.outbound
-                    .iter()
-                    .find(|o| o.subscriber_ssrc == subscriber_ssrc)
-            })
-            .copied()
-        else {
+        let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
         self.send_pli(now, o.publisher, o.publisher_ssrc, out);
@@ -716,15 +718,7 @@ impl ForwardingTable {
         subscriber_ssrc: u32,
         out: &mut impl TransmitSink,
     ) {
-        let Some(o) = self.sessions[sub_idx]
-            .as_ref()
-            .and_then(|s| {
-                s.outbound
-                    .iter()
-                    .find(|o| o.subscriber_ssrc == subscriber_ssrc)
-            })
-            .copied()
-        else {
+        let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
         let Some(r) = self.sessions[o.publisher]
