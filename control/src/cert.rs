@@ -258,8 +258,8 @@ impl DtlsCertificate {
         let not_after = now_unix
             .checked_add(VALIDITY_DAYS * 24 * 60 * 60)
             .ok_or(CertError::Clock)?;
-        let not_before = Asn1Time::from_unix(not_before.try_into().map_err(|_| CertError::Clock)?)?;
-        let not_after = Asn1Time::from_unix(not_after.try_into().map_err(|_| CertError::Clock)?)?;
+        let not_before = Asn1Time::from_unix(to_time_t(not_before)?)?;
+        let not_after = Asn1Time::from_unix(to_time_t(not_after)?)?;
 
         let mut builder = X509::builder()?;
         // Version 3 (the field is zero-based).
@@ -295,6 +295,12 @@ impl DtlsCertificate {
     pub(crate) fn private_key(&self) -> &PKeyRef<Private> {
         &self.pkey
     }
+}
+
+/// Converts seconds since the epoch to the platform's `time_t`, which is narrower than
+/// `i64` on some targets.
+fn to_time_t<T: TryFrom<i64>>(secs: i64) -> Result<T, CertError> {
+    T::try_from(secs).map_err(|_| CertError::Clock)
 }
 
 #[cfg(test)]

@@ -718,7 +718,7 @@ mod tests {
             }
         }
 
-        fn to_server(&mut self, now: Instant, datagram: &[u8]) {
+        fn deliver_to_server(&mut self, now: Instant, datagram: &[u8]) {
             if let Err(e) = self.server.handle_receive(now, datagram) {
                 self.server_errors.push(e);
             }
@@ -726,7 +726,7 @@ mod tests {
                 .extend(std::iter::from_fn(|| self.server.poll_event()));
         }
 
-        fn to_client(&mut self, now: Instant, datagram: &[u8]) {
+        fn deliver_to_client(&mut self, now: Instant, datagram: &[u8]) {
             if let Err(e) = self.client.handle_receive(now, datagram) {
                 self.client_errors.push(e);
             }
@@ -745,10 +745,10 @@ mod tests {
                     return;
                 }
                 for d in from_client {
-                    self.to_server(now, &d);
+                    self.deliver_to_server(now, &d);
                 }
                 for d in from_server {
-                    self.to_client(now, &d);
+                    self.deliver_to_client(now, &d);
                 }
             }
             panic!("endpoints never went quiet");
@@ -985,7 +985,7 @@ mod tests {
         // The server waits for a ClientHello: no timer yet.
         assert_eq!(p.server.poll_timeout(), None);
         for d in &hello {
-            p.to_server(t0, d);
+            p.deliver_to_server(t0, d);
         }
         let dropped = drain(&mut p.server);
         assert!(!dropped.is_empty());
@@ -1007,10 +1007,10 @@ mod tests {
 
         // Deliver the retransmission (and the duplicate ClientHello).
         for d in &hello {
-            p.to_server(due, d);
+            p.deliver_to_server(due, d);
         }
         for d in &dropped {
-            p.to_client(due, d);
+            p.deliver_to_client(due, d);
         }
         p.pump(due);
         p.assert_connected();
@@ -1022,13 +1022,13 @@ mod tests {
         let mut p = Pair::new(t0);
         // ClientHello → server, server flight → client, client flight → server.
         for d in drain(&mut p.client) {
-            p.to_server(t0, &d);
+            p.deliver_to_server(t0, &d);
         }
         for d in drain(&mut p.server) {
-            p.to_client(t0, &d);
+            p.deliver_to_client(t0, &d);
         }
         for d in drain(&mut p.client) {
-            p.to_server(t0, &d);
+            p.deliver_to_server(t0, &d);
         }
         assert!(p.server.is_connected());
         // The server's final flight is lost.
@@ -1040,12 +1040,12 @@ mod tests {
         let repeated = drain(&mut p.client);
         assert!(!repeated.is_empty());
         for d in &repeated {
-            p.to_server(due, d);
+            p.deliver_to_server(due, d);
         }
         // The client's repeated flight makes the server repeat its final flight.
         assert_eq!(drain(&mut p.server), lost);
         for d in &lost {
-            p.to_client(due, d);
+            p.deliver_to_client(due, d);
         }
         p.pump(due);
         p.assert_connected();
@@ -1215,18 +1215,18 @@ mod tests {
             }
             for d in from_client {
                 for g in &junk {
-                    p.to_server(now, g);
+                    p.deliver_to_server(now, g);
                 }
                 // A truncated copy of the real datagram, too.
-                p.to_server(now, &d[..d.len() - 1]);
-                p.to_server(now, &d);
+                p.deliver_to_server(now, &d[..d.len() - 1]);
+                p.deliver_to_server(now, &d);
             }
             for d in from_server {
                 for g in &junk {
-                    p.to_client(now, g);
+                    p.deliver_to_client(now, g);
                 }
-                p.to_client(now, &d[..d.len() - 1]);
-                p.to_client(now, &d);
+                p.deliver_to_client(now, &d[..d.len() - 1]);
+                p.deliver_to_client(now, &d);
             }
             refused += p.server_errors.len() + p.client_errors.len();
             assert!(
@@ -1254,10 +1254,10 @@ mod tests {
                 seen += 1;
             }
             for d in from_client {
-                p.to_server(now, &d);
+                p.deliver_to_server(now, &d);
             }
             for d in from_server {
-                p.to_client(now, &d);
+                p.deliver_to_client(now, &d);
             }
         }
         assert!(seen >= 3);
@@ -1275,7 +1275,7 @@ mod tests {
         let notify = drain(&mut p.client);
         assert!(!notify.is_empty());
         for d in &notify {
-            p.to_server(now, d);
+            p.deliver_to_server(now, d);
         }
         assert_eq!(p.server_events.last(), Some(&DtlsEvent::Closed));
         assert!(!p.server.is_connected());
