@@ -4,6 +4,9 @@
 //! packages the test suites need (as root), installs the browser driver's npm
 //! packages, checks formatting, runs clippy, builds the server, runs the workspace's
 //! tests, then the end-to-end suites once per data-plane backend asked for.
+//!
+//! `cargo xtask bench [--quick] [ARGS...]` builds the server and the bench in release
+//! mode and runs `cascade-bench` against that server, passing `ARGS` through.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +26,18 @@ struct Cli {
 enum Task {
     /// Everything CI checks: system packages, npm packages, fmt, clippy, build, tests.
     Test(TestArgs),
+    /// Builds the server and the bench in release mode and runs the packet-rate bench.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// A short sweep (under three minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Passed to `cascade-bench` as they are (see `cascade-bench --help`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +73,36 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.task {
         Task::Test(args) => test(&args),
+        Task::Bench(args) => bench(&args),
+    }
+}
+
+fn bench(args: &BenchArgs) -> ExitCode {
+    let root = root();
+    println!("==> cargo build --release -p cascade -p cascade-bench");
+    if let Err(e) = run(Command::new(cargo())
+        .args(["build", "--release", "-p", "cascade", "-p", "cascade-bench"])
+        .current_dir(&root))
+    {
+        eprintln!("xtask bench: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let release = target_dir().join("release");
+    let mut cmd = Command::new(release.join("cascade-bench"));
+    cmd.arg("--server-bin")
+        .arg(release.join("cascade"))
+        .current_dir(&root);
+    if args.quick {
+        cmd.arg("--quick");
+    }
+    cmd.args(&args.args);
+    println!("==> {cmd:?}");
+    match run(&mut cmd) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask bench: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -285,7 +330,8 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::new())
 }
 
-/// Commands the test suites use, and the Debian package that provides each.
+/// Commands the test suites use (or, given as absolute paths, files they need), and
+/// the Debian package that provides each.
 const SYSTEM_COMMANDS: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("ip", "iproute2"),
@@ -293,6 +339,8 @@ const SYSTEM_COMMANDS: &[(&str, &str)] = &[
     ("nft", "nftables"),
     ("dig", "bind9-dnsutils"),
     ("clang-19", "clang-19"),
+    // The eBPF programs (cascade-ebpf's build.rs) include libbpf's headers.
+    ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
     ("node", "nodejs"),
     ("npm", "npm"),
 ];
@@ -324,11 +372,20 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A command found by [`find_command`], or a file given by its absolute path.
+fn present(what: &str) -> bool {
+    if what.starts_with('/') {
+        Path::new(what).exists()
+    } else {
+        find_command(what).is_some()
+    }
+}
+
 fn ensure_system_packages() -> anyhow::Result<String> {
     let mut missing_cmds = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
     for &(cmd, pkg) in SYSTEM_COMMANDS {
-        if find_command(cmd).is_none() {
+        if !present(cmd) {
             missing_cmds.push(cmd);
             if !packages.contains(&pkg) {
                 packages.push(pkg);
@@ -373,7 +430,7 @@ fn ensure_system_packages() -> anyhow::Result<String> {
     let still: Vec<&str> = missing_cmds
         .iter()
         .copied()
-        .filter(|c| find_command(c).is_none())
+        .filter(|c| !present(c))
         .collect();
     if !still.is_empty() {
         bail!("still missing after apt-get install: {}", still.join(", "));
