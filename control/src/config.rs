@@ -20,6 +20,18 @@ pub enum DataplaneArg {
     Uring,
 }
 
+/// Whether the eBPF fast path is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EbpfArg {
+    /// When the kernel and permissions allow it; otherwise userspace, with one log line.
+    #[default]
+    Auto,
+    /// Required: start fails when it cannot be attached.
+    On,
+    Off,
+}
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (snake_case keys).
@@ -51,6 +63,12 @@ pub struct ServeArgs {
     /// Data-plane worker threads [default: one per core].
     #[arg(long, env = "CASCADE_WORKERS")]
     pub workers: Option<usize>,
+    /// eBPF fast path (XDP guard, reuseport steering, TC cascade fan-out).
+    #[arg(long, env = "CASCADE_EBPF", value_enum)]
+    pub ebpf: Option<EbpfArg>,
+    /// Interface the eBPF programs attach to [default: the one holding the media IP].
+    #[arg(long, env = "CASCADE_MEDIA_INTERFACE")]
+    pub media_interface: Option<String>,
 }
 
 /// The TOML file's shape.
@@ -65,6 +83,8 @@ struct FileConfig {
     token_secrets: Vec<String>,
     dataplane: Option<DataplaneArg>,
     workers: Option<usize>,
+    ebpf: Option<EbpfArg>,
+    media_interface: Option<String>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -78,6 +98,8 @@ pub struct ServeConfig {
     pub token_secrets: Vec<String>,
     pub dataplane: DataplaneArg,
     pub workers: usize,
+    pub ebpf: EbpfArg,
+    pub media_interface: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +153,8 @@ impl ServeArgs {
             },
             dataplane: self.dataplane.or(file.dataplane).unwrap_or_default(),
             workers: self.workers.or(file.workers).unwrap_or(0),
+            ebpf: self.ebpf.or(file.ebpf).unwrap_or_default(),
+            media_interface: self.media_interface.or(file.media_interface),
         })
     }
 }

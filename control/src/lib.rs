@@ -9,6 +9,7 @@ pub mod config;
 pub mod dtls;
 pub mod error;
 pub mod ice;
+pub mod kernel;
 pub mod metrics;
 pub mod peer;
 pub mod sdp;

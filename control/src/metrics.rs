@@ -18,6 +18,7 @@ pub struct Metrics {
     bytes_out: IntCounter,
     retransmitted: IntCounter,
     drops: IntCounterVec,
+    ebpf: prometheus::IntGaugeVec,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -79,13 +80,34 @@ impl Metrics {
                 "Packets resent to subscribers from the NACK cache",
             )?,
             drops,
+            ebpf: {
+                let g = prometheus::IntGaugeVec::new(
+                    Opts::new(
+                        "cascade_ebpf_packets",
+                        "eBPF fast-path counters since the programs were attached, by counter",
+                    ),
+                    &["counter"],
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
             last: Mutex::new(LocalStats::default()),
         })
     }
 
     /// Renders the text exposition format from fresh samples.
-    pub fn render(&self, core: CoreGauges, dataplane: LocalStats) -> String {
+    pub fn render(
+        &self,
+        core: CoreGauges,
+        dataplane: LocalStats,
+        ebpf: &[(&'static str, u64)],
+    ) -> String {
+        for (name, value) in ebpf {
+            self.ebpf
+                .with_label_values(&[*name])
+                .set(i64::try_from(*value).unwrap_or(i64::MAX));
+        }
         self.sessions.set(core.sessions as i64);
         self.publications.set(core.publications as i64);
         self.subscriptions.set(core.subscriptions as i64);
@@ -135,15 +157,20 @@ mod tests {
                 subscriptions: 1,
             },
             dp,
+            &[("guard_media_unknown_source", 7)],
         );
         assert!(text.contains("cascade_sessions 2"), "{text}");
+        assert!(
+            text.contains("cascade_ebpf_packets{counter=\"guard_media_unknown_source\"} 7"),
+            "{text}"
+        );
         assert!(text.contains("cascade_packets_in_total 10"), "{text}");
         assert!(
             text.contains("cascade_drops_total{reason=\"unknown_source\"} 4"),
             "{text}"
         );
         dp.packets_in = 15;
-        let text = m.render(CoreGauges::default(), dp);
+        let text = m.render(CoreGauges::default(), dp, &[]);
         assert!(text.contains("cascade_packets_in_total 15"), "{text}");
         assert!(text.contains("cascade_sessions 0"), "{text}");
     }

@@ -13,6 +13,7 @@ use rand::Rng;
 
 use crate::cert::DtlsCertificate;
 use crate::config::{DataplaneArg, ServeConfig};
+use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
 use crate::sfu::{Sfu, SfuOutput};
 use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
@@ -24,6 +25,8 @@ const MAX_IDLE: Duration = Duration::from_millis(100);
 pub struct AppState {
     sfu: Mutex<Sfu>,
     dataplane: Dataplane,
+    /// The eBPF fast path, when attached.
+    kernel: Option<Mutex<KernelShell>>,
     pub verifier: TokenVerifier,
     metrics: Metrics,
 }
@@ -48,7 +51,12 @@ impl AppState {
     fn pump(&self, sfu: &mut Sfu) {
         while let Some(o) = sfu.poll_output() {
             match o {
-                SfuOutput::Command(c) => self.dataplane.command(c),
+                SfuOutput::Command(c) => {
+                    if let Some(k) = &self.kernel {
+                        k.lock().unwrap_or_else(|p| p.into_inner()).apply(&c);
+                    }
+                    self.dataplane.command(c);
+                }
                 SfuOutput::Transmit { dest, data } => self.dataplane.send_control(&data, dest),
             }
         }
@@ -60,7 +68,10 @@ impl AppState {
             publications: s.publication_count(),
             subscriptions: s.subscription_count(),
         });
-        self.metrics.render(core, self.dataplane.stats())
+        let kernel = self.kernel.as_ref().map_or_else(Vec::new, |k| {
+            k.lock().unwrap_or_else(|p| p.into_inner()).counters()
+        });
+        self.metrics.render(core, self.dataplane.stats(), &kernel)
     }
 }
 
@@ -99,6 +110,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         backend,
     })?;
     let media = dataplane.local_addr();
+    let kernel = crate::kernel::start(config.ebpf, config.media_interface.as_deref(), &dataplane)?
+        .map(Mutex::new);
     let candidate_ip = config.public_ip.unwrap_or(media.ip());
     anyhow::ensure!(
         !candidate_ip.is_unspecified(),
@@ -119,6 +132,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         sfu: Mutex::new(Sfu::new(cert, candidate, public_url.clone())),
         dataplane,
+        kernel,
         verifier,
         metrics: Metrics::new()?,
     });

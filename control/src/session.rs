@@ -163,16 +163,19 @@ impl PeerSession {
         match input {
             SessionInput::Stun { from, data } => {
                 let was_validated = self.ice.is_validated(from);
-                match self.ice.handle_stun(now, from, data) {
+                let response = self.ice.handle_stun(now, from, data);
+                // Validation first: the kernel guard must allow the address before the
+                // peer, answered, starts DTLS.
+                if !was_validated && self.ice.is_validated(from) {
+                    self.out.push_back(SessionOutput::AddressValidated(from));
+                }
+                match response {
                     Ok(Some(response)) => self.out.push_back(SessionOutput::Transmit {
                         dest: from,
                         data: response,
                     }),
                     Ok(None) => {}
                     Err(e) => tracing::debug!(session = self.id, %from, error = %e, "STUN refused"),
-                }
-                if !was_validated && self.ice.is_validated(from) {
-                    self.out.push_back(SessionOutput::AddressValidated(from));
                 }
             }
             SessionInput::Dtls { from, data } => {

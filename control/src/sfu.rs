@@ -600,7 +600,10 @@ impl Sfu {
                 SessionOutput::AddressValidated(addr) => {
                     self.by_addr.insert(addr, id);
                     self.out
-                        .push_back(SfuOutput::Command(Command::PeerValidated { id, peer: addr }));
+                        .push_back(SfuOutput::Command(Command::PeerValidated {
+                            id,
+                            peer: addr,
+                        }));
                 }
                 SessionOutput::Connected { peer, rx, tx } => {
                     self.out

@@ -96,6 +96,8 @@ pub struct Dataplane {
     stats: Vec<Arc<WorkerStats>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     control_socket: Socket,
+    /// Duplicates of the workers' sockets, in worker order (for reuseport steering).
+    worker_sockets: Vec<Socket>,
     local_addr: SocketAddr,
     backend: Backend,
 }
@@ -135,7 +137,9 @@ impl Dataplane {
         let mut commands = Vec::new();
         let mut stats = Vec::new();
         let mut threads = Vec::new();
+        let mut worker_sockets = Vec::new();
         for (i, socket) in sockets.into_iter().enumerate() {
+            worker_sockets.push(socket.try_clone()?);
             // Bounds the recvmmsg wait (also of a worker whose ring setup fails).
             userspace::set_recv_timeout(&socket, IDLE_WAKE)?;
             let (tx, rx) = crossbeam_channel::unbounded();
@@ -160,6 +164,7 @@ impl Dataplane {
                 stats,
                 threads: std::sync::Mutex::new(threads),
                 control_socket,
+                worker_sockets,
                 local_addr,
                 backend,
             },
@@ -170,6 +175,11 @@ impl Dataplane {
     /// The media port's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The workers' sockets, in worker order.
+    pub fn worker_sockets(&self) -> &[Socket] {
+        &self.worker_sockets
     }
 
     /// The I/O backend the workers run.
