@@ -51,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/rtc/v1/resources/{id}",
             axum::routing::delete(delete_resource).patch(patch_resource),
         )
+        .route("/rtc/v1/resources/{id}/relay", post(open_relay))
+        .route("/rtc/v1/relays/{id}", axum::routing::delete(close_relay))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -244,6 +246,60 @@ async fn patch_resource(
         )
             .into_response()),
     }
+}
+
+/// Checks a server-to-server call: cluster token, and a channel fit for keys.
+fn authorize_cluster(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
+    let Some(secret) = &state.cluster_secret else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "relay_disabled",
+            "this server has no cluster secret: relaying is off",
+        ));
+    };
+    if !state.cluster_insecure_http {
+        return Err(ApiError::forbidden(
+            "relay_needs_tls",
+            "relay answers carry SRTP keys; this server serves plain HTTP and was not started with --cluster-insecure-http",
+        ));
+    }
+    let token = bearer(headers)?;
+    crate::token::verify_cluster(secret, token, unix_now())?;
+    Ok(())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct RelayRequest {
+    /// The edge's media address, where relayed packets go.
+    relay_addr: std::net::SocketAddr,
+}
+
+async fn open_relay(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize_cluster(&headers, &state)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let req: RelayRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_relay_request", e.to_string()))?;
+    let answer = state.with_sfu(|sfu| sfu.open_relay(&id, req.relay_addr))?;
+    let mut resp = (StatusCode::CREATED, axum::Json(&answer)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&answer.relay) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn close_relay(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    authorize_cluster(&headers, &state)?;
+    state.with_sfu(|sfu| sfu.close_relay(&id))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {

@@ -69,6 +69,14 @@ pub struct ServeArgs {
     /// Interface the eBPF programs attach to [default: the one holding the media IP].
     #[arg(long, env = "CASCADE_MEDIA_INTERFACE")]
     pub media_interface: Option<String>,
+    /// Key of cluster service tokens (server-to-server relay calls); relaying is off
+    /// without it.
+    #[arg(long, env = "CASCADE_CLUSTER_SECRET")]
+    pub cluster_secret: Option<String>,
+    /// Accept relay calls (which carry SRTP keys) over plain HTTP. For development
+    /// only: without it the relay endpoint refuses to serve keys in clear.
+    #[arg(long, env = "CASCADE_CLUSTER_INSECURE_HTTP")]
+    pub cluster_insecure_http: bool,
 }
 
 /// The TOML file's shape.
@@ -85,6 +93,9 @@ struct FileConfig {
     workers: Option<usize>,
     ebpf: Option<EbpfArg>,
     media_interface: Option<String>,
+    cluster_secret: Option<String>,
+    #[serde(default)]
+    cluster_insecure_http: bool,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -100,6 +111,8 @@ pub struct ServeConfig {
     pub workers: usize,
     pub ebpf: EbpfArg,
     pub media_interface: Option<String>,
+    pub cluster_secret: Option<String>,
+    pub cluster_insecure_http: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +168,8 @@ impl ServeArgs {
             workers: self.workers.or(file.workers).unwrap_or(0),
             ebpf: self.ebpf.or(file.ebpf).unwrap_or_default(),
             media_interface: self.media_interface.or(file.media_interface),
+            cluster_secret: self.cluster_secret.or(file.cluster_secret),
+            cluster_insecure_http: self.cluster_insecure_http || file.cluster_insecure_http,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 
 use cascade_dataplane::command::{Command, SessionId};
 use cascade_dataplane::worker::Dataplane;
-use cascade_ebpf::{EbpfError, EbpfFastPath, EbpfMode, GuardConfig};
+use cascade_ebpf::{EbpfError, EbpfFastPath, EbpfMode, FanoutPeer, GuardConfig};
 
 use crate::config::EbpfArg;
 
@@ -18,6 +18,10 @@ pub struct KernelShell {
     local: SocketAddr,
     workers: u32,
     peers: HashMap<SessionId, Vec<SocketAddr>>,
+    /// The address each installed session's media comes from.
+    installed: HashMap<SessionId, SocketAddr>,
+    /// Sessions whose packets the kernel clones to cascade peers.
+    fanning_out: HashMap<SessionId, SocketAddr>,
     failures: u64,
 }
 
@@ -73,6 +77,8 @@ pub fn start(
             local,
             workers: fds.len() as u32,
             peers: HashMap::new(),
+            installed: HashMap::new(),
+            fanning_out: HashMap::new(),
             failures: 0,
         }))
     };
@@ -88,8 +94,10 @@ pub fn start(
 
 impl KernelShell {
     /// Mirrors one command into the maps. Map errors are counted, never fatal: the
-    /// userspace path still checks every packet.
-    pub fn apply(&mut self, cmd: &Command) {
+    /// userspace path still checks every packet. Returns true for a `CascadeOut` the
+    /// kernel now carries out (userspace must then not copy those packets too).
+    pub fn apply(&mut self, cmd: &Command) -> bool {
+        let mut handled = false;
         let result = match cmd {
             Command::PeerValidated { id, peer } => {
                 let peers = self.peers.entry(*id).or_default();
@@ -102,8 +110,23 @@ impl KernelShell {
                     .allow(*peer, self.local)
                     .and_then(|()| self.fast.steer(*peer, worker))
             }
+            Command::InstallSession { id, peer, .. } | Command::UpdatePeer { id, peer } => {
+                self.installed.insert(*id, *peer);
+                Ok(())
+            }
+            Command::CascadeOut { publisher, peers } => match self.cascade_out(*publisher, peers) {
+                Ok(h) => {
+                    handled = h;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
             Command::RemoveSession { id } => {
                 let mut r = Ok(());
+                if let Some(source) = self.fanning_out.remove(id) {
+                    r = r.and(self.fast.clear_fanout(source));
+                }
+                self.installed.remove(id);
                 for peer in self.peers.remove(id).unwrap_or_default() {
                     r = r
                         .and(self.fast.revoke(peer, self.local))
@@ -117,6 +140,39 @@ impl KernelShell {
             self.failures += 1;
             tracing::debug!(error = %e, "eBPF map update failed");
         }
+        handled
+    }
+
+    /// Installs (or clears) the kernel fan-out of a publisher; Ok(true) when the
+    /// kernel now clones its packets to every peer.
+    fn cascade_out(
+        &mut self,
+        publisher: SessionId,
+        peers: &[SocketAddr],
+    ) -> Result<bool, EbpfError> {
+        let Some(&source) = self.installed.get(&publisher) else {
+            return Ok(false);
+        };
+        if peers.is_empty() {
+            if self.fanning_out.remove(&publisher).is_some() {
+                self.fast.clear_fanout(source)?;
+            }
+            return Ok(true);
+        }
+        let fan: Vec<FanoutPeer> = peers
+            .iter()
+            .map(|&peer| FanoutPeer {
+                peer,
+                local: self.local,
+            })
+            .collect();
+        for &peer in peers {
+            // The edge's NACKs and PLIs come back from the cascade peer.
+            self.fast.allow(peer, self.local)?;
+        }
+        self.fast.set_fanout(source, &fan, true)?;
+        self.fanning_out.insert(publisher, source);
+        Ok(true)
     }
 
     /// Counters for `/metrics`.

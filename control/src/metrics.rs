@@ -12,6 +12,8 @@ pub struct Metrics {
     sessions: IntGauge,
     publications: IntGauge,
     subscriptions: IntGauge,
+    relays: IntGauge,
+    relayed: IntCounter,
     packets_in: IntCounter,
     bytes_in: IntCounter,
     packets_out: IntCounter,
@@ -35,6 +37,7 @@ pub struct CoreGauges {
     pub sessions: usize,
     pub publications: usize,
     pub subscriptions: usize,
+    pub relays: usize,
 }
 
 impl Metrics {
@@ -62,6 +65,11 @@ impl Metrics {
             sessions: gauge("cascade_sessions", "Live WebRTC sessions")?,
             publications: gauge("cascade_publications", "Live publications")?,
             subscriptions: gauge("cascade_subscriptions", "Live subscriptions")?,
+            relays: gauge("cascade_relays", "Open cascade relays to other servers")?,
+            relayed: counter(
+                "cascade_relayed_total",
+                "Packets copied unchanged to cascade peers by userspace",
+            )?,
             packets_in: counter(
                 "cascade_packets_in_total",
                 "Datagrams received on the media port",
@@ -111,6 +119,7 @@ impl Metrics {
         self.sessions.set(core.sessions as i64);
         self.publications.set(core.publications as i64);
         self.subscriptions.set(core.subscriptions as i64);
+        self.relays.set(core.relays as i64);
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
             self.packets_in
@@ -123,6 +132,8 @@ impl Metrics {
                 .inc_by(dataplane.bytes_out.saturating_sub(last.bytes_out));
             self.retransmitted
                 .inc_by(dataplane.retransmitted.saturating_sub(last.retransmitted));
+            self.relayed
+                .inc_by(dataplane.relayed.saturating_sub(last.relayed));
             for r in DropReason::ALL {
                 let i = r as usize;
                 self.drops
@@ -155,6 +166,7 @@ mod tests {
                 sessions: 2,
                 publications: 1,
                 subscriptions: 1,
+                relays: 0,
             },
             dp,
             &[("guard_media_unknown_source", 7)],

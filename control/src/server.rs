@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cascade_dataplane::command::Command;
 use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
 use rand::Rng;
 
@@ -28,6 +29,9 @@ pub struct AppState {
     /// The eBPF fast path, when attached.
     kernel: Option<Mutex<KernelShell>>,
     pub verifier: TokenVerifier,
+    /// Key of cluster service tokens; relaying is off without it.
+    pub cluster_secret: Option<TokenSecret>,
+    pub cluster_insecure_http: bool,
     metrics: Metrics,
 }
 
@@ -51,9 +55,15 @@ impl AppState {
     fn pump(&self, sfu: &mut Sfu) {
         while let Some(o) = sfu.poll_output() {
             match o {
-                SfuOutput::Command(c) => {
+                SfuOutput::Command(mut c) => {
                     if let Some(k) = &self.kernel {
-                        k.lock().unwrap_or_else(|p| p.into_inner()).apply(&c);
+                        let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
+                        if k.apply(&c)
+                            && let Command::CascadeOut { peers, .. } = &mut c
+                        {
+                            // The kernel clones to the cascade peers: userspace must not.
+                            peers.clear();
+                        }
                     }
                     self.dataplane.command(c);
                 }
@@ -67,6 +77,7 @@ impl AppState {
             sessions: s.session_count(),
             publications: s.publication_count(),
             subscriptions: s.subscription_count(),
+            relays: s.relay_count(),
         });
         let kernel = self.kernel.as_ref().map_or_else(Vec::new, |k| {
             k.lock().unwrap_or_else(|p| p.into_inner()).counters()
@@ -134,6 +145,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         dataplane,
         kernel,
         verifier,
+        cluster_secret: config.cluster_secret.as_deref().map(TokenSecret::parse),
+        cluster_insecure_http: config.cluster_insecure_http,
         metrics: Metrics::new()?,
     });
 

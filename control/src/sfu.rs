@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
 use cascade_dataplane::demux::{self, PacketClass};
+use cascade_dataplane::srtp::SrtpKeyingMaterial;
 use rand::Rng;
 use serde::Serialize;
 
@@ -49,6 +50,49 @@ struct Publication {
     user: String,
     session: SessionId,
     tracks: Vec<PublishedTrack>,
+    /// The publisher's SRTP keys (what it protects with), once DTLS is done. They
+    /// leave this server only inside a relay answer to an authenticated cluster call.
+    keys: Option<SrtpKeyingMaterial>,
+    /// Relay ids of the cascade peers this publication is relayed to.
+    relays: Vec<String>,
+}
+
+/// One cascade relay: a publication's packets, unchanged, to another server.
+#[derive(Debug, Clone)]
+struct Relay {
+    publication: ResourceId,
+    peer: SocketAddr,
+}
+
+/// What an edge needs to receive a relayed publication.
+#[derive(Debug, Serialize)]
+pub struct RelayAnswer {
+    pub relay: String,
+    /// The origin's media address: relayed packets come from it.
+    pub origin_media: SocketAddr,
+    pub srtp: RelayKeys,
+    pub tracks: Vec<RelayTrack>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RelayKeys {
+    pub profile: &'static str,
+    pub key: String,
+    pub salt: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RelayTrack {
+    pub kind: &'static str,
+    pub mid: String,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
+    pub codec: String,
+    pub clock_rate: u32,
+    pub channels: Option<u16>,
+    pub fmtp: Option<String>,
+    pub payload_type: u8,
+    pub rtx_payload_type: Option<u8>,
 }
 
 /// One publisher track delivered on one subscriber m-line.
@@ -142,6 +186,7 @@ pub struct Sfu {
     resources: HashMap<ResourceId, Resource>,
     /// Room → publications in publish order.
     rooms: BTreeMap<String, Vec<ResourceId>>,
+    relays: HashMap<String, Relay>,
     out: VecDeque<SfuOutput>,
 }
 
@@ -167,6 +212,7 @@ impl Sfu {
             by_addr: HashMap::new(),
             resources: HashMap::new(),
             rooms: BTreeMap::new(),
+            relays: HashMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -263,6 +309,8 @@ impl Sfu {
                 user: user.to_owned(),
                 session,
                 tracks,
+                keys: None,
+                relays: Vec::new(),
             }),
         );
         self.rooms
@@ -436,6 +484,11 @@ impl Sfu {
             .remove(id)
             .ok_or_else(|| ApiError::unknown_resource(id))?;
         let session = resource.session();
+        if let Resource::Publication(p) = &resource {
+            for r in &p.relays {
+                self.relays.remove(r);
+            }
+        }
         if let Resource::Publication(p) = &resource
             && let Some(list) = self.rooms.get_mut(&p.room)
         {
@@ -470,6 +523,94 @@ impl Sfu {
         }
     }
 
+    /// Relays publication `id` to the cascade peer at `peer` (an edge's media
+    /// address): every packet the publisher sends goes there unchanged, and the answer
+    /// carries what the edge needs to read them.
+    pub fn open_relay(&mut self, id: &str, peer: SocketAddr) -> Result<RelayAnswer, ApiError> {
+        let relay_id = new_resource_id();
+        let Some(Resource::Publication(p)) = self.resources.get_mut(id) else {
+            return Err(ApiError::unknown_resource(id));
+        };
+        let keys = p.keys.ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "not_connected",
+                "the publisher has not connected yet",
+            )
+        })?;
+        p.relays.push(relay_id.clone());
+        let session = p.session;
+        let tracks = p
+            .tracks
+            .iter()
+            .map(|t| RelayTrack {
+                kind: kind_name(t.kind),
+                mid: t.mid.clone(),
+                ssrc: t.ssrc,
+                rtx_ssrc: t.rtx_ssrc,
+                codec: t.codec.name.clone(),
+                clock_rate: t.codec.clock_rate,
+                channels: t.codec.channels,
+                fmtp: t.codec.fmtp.clone(),
+                payload_type: t.codec.payload_type,
+                rtx_payload_type: t.rtx_pt,
+            })
+            .collect();
+        self.relays.insert(
+            relay_id.clone(),
+            Relay {
+                publication: id.to_owned(),
+                peer,
+            },
+        );
+        self.emit_cascade(id, session);
+        tracing::info!(resource = %id, %peer, relay = %relay_id, "relay opened");
+        Ok(RelayAnswer {
+            relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
+            origin_media: self.candidate,
+            srtp: RelayKeys {
+                profile: keys.profile.openssl_name(),
+                key: hex::encode(keys.key),
+                salt: hex::encode(keys.salt()),
+            },
+            tracks,
+        })
+    }
+
+    /// Stops a relay.
+    pub fn close_relay(&mut self, relay_id: &str) -> Result<(), ApiError> {
+        let relay = self
+            .relays
+            .remove(relay_id)
+            .ok_or_else(|| ApiError::unknown_resource(relay_id))?;
+        if let Some(Resource::Publication(p)) = self.resources.get_mut(&relay.publication) {
+            p.relays.retain(|r| r != relay_id);
+            let session = p.session;
+            self.emit_cascade(&relay.publication, session);
+        }
+        tracing::info!(relay = %relay_id, "relay closed");
+        Ok(())
+    }
+
+    /// Number of open relays.
+    pub fn relay_count(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// Tells the data plane the full set of cascade peers of a publication.
+    fn emit_cascade(&mut self, id: &str, publisher: SessionId) {
+        let peers = match self.resources.get(id) {
+            Some(Resource::Publication(p)) => p
+                .relays
+                .iter()
+                .filter_map(|r| self.relays.get(r).map(|r| r.peer))
+                .collect(),
+            _ => Vec::new(),
+        };
+        self.out
+            .push_back(SfuOutput::Command(Command::CascadeOut { publisher, peers }));
+    }
+
     /// `GET /rtc/v1/rooms/{room}`.
     pub fn room_info(&self, room: &str) -> RoomInfo {
         let publications = self
@@ -485,10 +626,7 @@ impl Sfu {
                         .tracks
                         .iter()
                         .map(|t| TrackInfo {
-                            kind: match t.kind {
-                                MediaKind::Audio => "audio",
-                                MediaKind::Video => "video",
-                            },
+                            kind: kind_name(t.kind),
                             mid: t.mid.clone(),
                         })
                         .collect(),
@@ -606,6 +744,13 @@ impl Sfu {
                         }));
                 }
                 SessionOutput::Connected { peer, rx, tx } => {
+                    if let Some(Resource::Publication(p)) = self
+                        .session_resource
+                        .get(&id)
+                        .and_then(|r| self.resources.get_mut(r))
+                    {
+                        p.keys = Some(rx);
+                    }
                     self.out
                         .push_back(SfuOutput::Command(Command::InstallSession {
                             id,
@@ -706,6 +851,13 @@ fn parse_offer(offer: &str) -> Result<sdp::SessionDescription, ApiError> {
         .validate_webrtc()
         .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
     Ok(offer)
+}
+
+fn kind_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
 }
 
 fn media_kind(t: &MediaType) -> Option<MediaKind> {

@@ -194,6 +194,63 @@ impl TokenVerifier {
     }
 }
 
+/// The audience of server-to-server tokens; user tokens never carry it.
+pub const CLUSTER_AUDIENCE: &str = "cascade-cluster";
+
+/// Claims of a cluster service token (one media server calling another).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterClaims {
+    /// The calling server.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub iat: u64,
+}
+
+/// Mints a cluster token for server `sub`, valid for `ttl` seconds.
+pub fn mint_cluster(
+    secret: &TokenSecret,
+    sub: &str,
+    now_unix: u64,
+    ttl: u64,
+) -> Result<String, TokenError> {
+    let claims = ClusterClaims {
+        sub: sub.to_owned(),
+        aud: CLUSTER_AUDIENCE.to_owned(),
+        exp: now_unix + ttl,
+        iat: now_unix,
+    };
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = secret.kid.clone();
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&secret.secret))
+        .map_err(|e| TokenError::Malformed(e.to_string()))
+}
+
+/// Verifies a cluster token: signature by the cluster key, audience, expiry.
+pub fn verify_cluster(
+    secret: &TokenSecret,
+    token: &str,
+    now_unix: u64,
+) -> Result<ClusterClaims, TokenError> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.validate_exp = false;
+    validation.set_audience(&[CLUSTER_AUDIENCE]);
+    validation.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<ClusterClaims>(
+        token,
+        &DecodingKey::from_secret(&secret.secret),
+        &validation,
+    )
+    .map_err(|e| match e.kind() {
+        jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+        _ => TokenError::Malformed(e.to_string()),
+    })?;
+    if data.claims.exp <= now_unix {
+        return Err(TokenError::Expired);
+    }
+    Ok(data.claims)
+}
+
 /// Mints a token. Used by `cascade token`, the dev token and tests.
 pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, TokenError> {
     let mut header = Header::new(Algorithm::HS256);
@@ -271,6 +328,24 @@ mod tests {
             v.verify(&parts.join("."), "r", Grant::Publish, 0),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn cluster_tokens_are_not_user_tokens() {
+        let cluster = TokenSecret::parse("cluster-key");
+        let t = mint_cluster(&cluster, "m2", 100, 60).unwrap();
+        assert_eq!(verify_cluster(&cluster, &t, 120).unwrap().sub, "m2");
+        assert_eq!(verify_cluster(&cluster, &t, 200), Err(TokenError::Expired));
+        assert_eq!(
+            verify_cluster(&TokenSecret::parse("other"), &t, 120),
+            Err(TokenError::BadSignature)
+        );
+        // A user token signed with the same key has no cluster audience.
+        let user = mint(&cluster, &claims("r", &[Grant::Publish], 500)).unwrap();
+        assert!(verify_cluster(&cluster, &user, 120).is_err());
+        // And a cluster token is no user token.
+        let v = TokenVerifier::new(std::slice::from_ref(&cluster)).unwrap();
+        assert!(v.verify(&t, "r", Grant::Subscribe, 120).is_err());
     }
 
     #[test]

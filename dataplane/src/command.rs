@@ -81,6 +81,13 @@ pub enum Command {
         publisher_ssrc: u32,
         subscriber: SessionId,
     },
+    /// Relay everything the publisher of session `publisher` sends (SRTP and SRTCP,
+    /// unchanged, still under the publisher's keys) to these cascade peers, besides
+    /// forwarding it locally. Replaces the previous set; empty stops relaying.
+    CascadeOut {
+        publisher: SessionId,
+        peers: Vec<SocketAddr>,
+    },
     /// Ask the publisher of `media_ssrc` for a keyframe (PLI), subject to rate limiting.
     RequestKeyframe {
         publisher: SessionId,

@@ -60,6 +60,8 @@ pub struct LocalStats {
     pub bytes_out: u64,
     /// Packets resent from the NACK cache.
     pub retransmitted: u64,
+    /// Packets copied unchanged to cascade peers.
+    pub relayed: u64,
     pub drops: [u64; DROP_REASONS],
 }
 
@@ -79,6 +81,7 @@ pub struct WorkerStats {
     packets_out: AtomicU64,
     bytes_out: AtomicU64,
     retransmitted: AtomicU64,
+    relayed: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
 }
 
@@ -95,6 +98,7 @@ impl WorkerStats {
         add(&self.packets_out, local.packets_out);
         add(&self.bytes_out, local.bytes_out);
         add(&self.retransmitted, local.retransmitted);
+        add(&self.relayed, local.relayed);
         for (a, v) in self.drops.iter().zip(local.drops) {
             add(a, v);
         }
@@ -109,6 +113,7 @@ impl WorkerStats {
             packets_out: self.packets_out.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             retransmitted: self.retransmitted.load(Ordering::Relaxed),
+            relayed: self.relayed.load(Ordering::Relaxed),
             drops: [0; DROP_REASONS],
         };
         for (d, a) in s.drops.iter_mut().zip(&self.drops) {
@@ -128,6 +133,7 @@ pub fn sum<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> LocalStats {
         total.packets_out += s.packets_out;
         total.bytes_out += s.bytes_out;
         total.retransmitted += s.retransmitted;
+        total.relayed += s.relayed;
         for (t, d) in total.drops.iter_mut().zip(s.drops) {
             *t += d;
         }

@@ -121,6 +121,8 @@ struct Session {
     rtcp_ssrc: u32,
     inbound: Vec<InboundStream>,
     outbound: Vec<OutboundStream>,
+    /// Cascade peers that receive this session's packets as they arrived.
+    cascade: Vec<SocketAddr>,
 }
 
 impl Session {
@@ -210,6 +212,7 @@ impl ForwardingTable {
                     rtcp_ssrc: rtcp_ssrc.wrapping_add(self.worker_index),
                     inbound: Vec::new(),
                     outbound: Vec::new(),
+                    cascade: Vec::new(),
                 };
                 let idx = match self.free.pop() {
                     Some(i) => {
@@ -238,6 +241,13 @@ impl ForwardingTable {
             }
             Command::RemoveSession { id } => self.remove_session(id),
             Command::PeerValidated { .. } => {}
+            Command::CascadeOut { publisher, peers } => {
+                if let Some(&idx) = self.by_id.get(&publisher)
+                    && let Some(s) = self.sessions[idx].as_mut()
+                {
+                    s.cascade = peers;
+                }
+            }
             Command::Route(route) => self.route(route),
             Command::Unroute {
                 publisher,
@@ -363,14 +373,39 @@ impl ForwardingTable {
             PacketClass::Other => Disposition::Dropped(DropReason::Malformed),
             class @ (PacketClass::Rtp | PacketClass::Rtcp) => match self.by_addr.get(&from) {
                 None => Disposition::Dropped(DropReason::UnknownSource),
-                Some(&idx) if class == PacketClass::Rtp => self.handle_rtp(now, idx, buf, out),
-                Some(&idx) => self.handle_rtcp(now, idx, buf, out),
+                Some(&idx) => {
+                    self.relay(idx, buf, out);
+                    if class == PacketClass::Rtp {
+                        self.handle_rtp(now, idx, buf, out)
+                    } else {
+                        self.handle_rtcp(now, idx, buf, out)
+                    }
+                }
             },
         };
         if let Disposition::Dropped(reason) = disposition {
             self.stats.drop(reason);
         }
         disposition
+    }
+
+    /// Copies a datagram, as it arrived, to the session's cascade peers (before it is
+    /// unprotected in place).
+    fn relay(&mut self, idx: usize, buf: &[u8], out: &mut impl TransmitSink) {
+        let Some(s) = self.sessions[idx].as_ref() else {
+            return;
+        };
+        for &peer in &s.cascade {
+            let slot = out.next_buffer();
+            if slot.len() < buf.len() {
+                continue;
+            }
+            slot[..buf.len()].copy_from_slice(buf);
+            out.commit(buf.len(), peer);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += buf.len() as u64;
+            self.stats.relayed += 1;
+        }
     }
 
     fn handle_rtp(

@@ -246,14 +246,6 @@ impl Worker {
     /// The worker loop, the same for every backend.
     fn forward(&mut self, rx: &mut impl BatchRecv, tx: &mut impl BatchSend) {
         loop {
-            let now = Instant::now();
-            let mut running = true;
-            while let Ok(cmd) = self.commands.try_recv() {
-                running &= self.table.apply(now, cmd, tx);
-            }
-            if !running {
-                break;
-            }
             let n = match rx.recv_batch(IDLE_WAKE) {
                 Ok(n) => n,
                 Err(e) => {
@@ -262,7 +254,15 @@ impl Worker {
                     0
                 }
             };
+            // Commands sent while the worker waited apply to the batch that woke it.
             let now = Instant::now();
+            let mut running = true;
+            while let Ok(cmd) = self.commands.try_recv() {
+                running &= self.table.apply(now, cmd, tx);
+            }
+            if !running {
+                break;
+            }
             for i in 0..n {
                 let Some((from, buf)) = rx.datagram(i) else {
                     continue;

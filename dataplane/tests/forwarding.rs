@@ -327,3 +327,47 @@ fn nacks_are_answered_from_the_cache_and_only_misses_go_upstream() {
     assert_eq!(sink.datagram(0).1, plain_sub.addr);
     assert_eq!(table.stats.retransmitted, 2);
 }
+
+#[test]
+fn cascade_peers_get_the_publishers_packets_unchanged() {
+    let (mut table, mut publisher, subs, mut sink) = setup(SrtpProfile::AeadAes128Gcm);
+    let now = Instant::now();
+    let relay_a = "10.7.0.1:7000".parse().unwrap();
+    let relay_b = "10.7.0.2:7000".parse().unwrap();
+    table.apply(
+        now,
+        Command::CascadeOut {
+            publisher: publisher.id,
+            peers: vec![relay_a, relay_b],
+        },
+        &mut sink,
+    );
+    let wire = protect(&mut publisher.send, &rtp(0xAAAA, 1, 0, 96, 800));
+    sink.clear();
+    table.handle_datagram(now, publisher.addr, &mut wire.clone(), &mut sink);
+    assert_eq!(
+        sink.sent.len(),
+        2 + subs.len(),
+        "two relay copies and the local fan-out"
+    );
+    assert_eq!(
+        sink.datagram(0),
+        (&wire[..], relay_a),
+        "as it arrived, keys unchanged"
+    );
+    assert_eq!(sink.datagram(1), (&wire[..], relay_b));
+    assert_eq!(table.stats.relayed, 2);
+    // Emptying the set stops relaying; local subscribers keep receiving.
+    table.apply(
+        now,
+        Command::CascadeOut {
+            publisher: publisher.id,
+            peers: vec![],
+        },
+        &mut sink,
+    );
+    sink.clear();
+    let mut wire = protect(&mut publisher.send, &rtp(0xAAAA, 2, 0, 96, 800));
+    table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+    assert_eq!(sink.sent.len(), subs.len());
+}
