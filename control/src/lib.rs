@@ -6,12 +6,14 @@
 pub mod api;
 pub mod cert;
 pub mod config;
+pub mod dns;
 pub mod dtls;
 pub mod error;
 pub mod ice;
 pub mod kernel;
 pub mod metrics;
 pub mod peer;
+pub mod placement;
 pub mod sdp;
 pub mod server;
 pub mod session;

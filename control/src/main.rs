@@ -35,6 +35,8 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Run the Smart DNS / HTTPDNS service for a media zone.
+    Dns(cascade::dns::DnsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,5 +78,6 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Dns(args) => cascade::dns::run(args),
     }
 }
