@@ -166,21 +166,49 @@ async fn subscribe(
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.into_owned())
         .collect();
+    let mut ids = Vec::with_capacity(urls.len());
+    for u in &urls {
+        ids.push(resolve_resource(&state, &room, u).await?);
+    }
     let (url, answer) = state.with_sfu(|sfu| {
-        let mut ids = Vec::with_capacity(urls.len());
-        for u in &urls {
-            ids.push(sfu.resource_id_of(u).ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "unknown_resource",
-                    format!("{u} is not a resource of this server"),
-                )
-            })?);
-        }
         let c = sfu.subscribe(Instant::now(), &room, &ids, &offer)?;
         Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
     })?;
     Ok(created(url, answer))
+}
+
+/// The local id of a publication named by `url`: ours, or another server's, which is
+/// then relayed here (one relay per publication, whatever the number of subscribers).
+async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<String, ApiError> {
+    if let Some(id) = state.with_sfu(|s| s.resource_id_of(url)) {
+        return Ok(id);
+    }
+    let Some(origin_url) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .filter(|rest| rest.contains("/rtc/v1/resources/"))
+        .map(|_| url.trim_end_matches('/'))
+    else {
+        return Err(ApiError::unknown_resource(url));
+    };
+    if let Some(id) = state.with_sfu(|s| s.remote_publication(origin_url)) {
+        return Ok(id);
+    }
+    let answer = state.open_remote_relay(origin_url).await?;
+    let relay = answer.relay.clone();
+    if answer.room != room {
+        state.with_sfu(|s| s.queue_close_relay(relay));
+        return Err(ApiError::forbidden(
+            "resource_wrong_room",
+            format!("{url} is not in room {room}"),
+        ));
+    }
+    let (id, duplicate) =
+        state.with_sfu(|s| s.add_remote_publication(Instant::now(), origin_url, answer))?;
+    if let Some(d) = duplicate {
+        state.with_sfu(|s| s.queue_close_relay(d));
+    }
+    Ok(id)
 }
 
 async fn room_info(

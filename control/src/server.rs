@@ -14,9 +14,10 @@ use rand::Rng;
 
 use crate::cert::DtlsCertificate;
 use crate::config::{DataplaneArg, ServeConfig};
+use crate::error::ApiError;
 use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
-use crate::sfu::{Sfu, SfuOutput};
+use crate::sfu::{RelayAnswer, Sfu, SfuOutput};
 use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
 
 /// Longest the media thread sleeps when no datagram arrives and no timer is due.
@@ -32,6 +33,12 @@ pub struct AppState {
     /// Key of cluster service tokens; relaying is off without it.
     pub cluster_secret: Option<TokenSecret>,
     pub cluster_insecure_http: bool,
+    /// This server's name in cluster tokens (its public URL).
+    pub server_name: String,
+    /// The address edges give origins for relayed packets (our media candidate).
+    pub relay_addr: SocketAddr,
+    http: reqwest::Client,
+    runtime: tokio::runtime::Handle,
     metrics: Metrics,
 }
 
@@ -68,6 +75,63 @@ impl AppState {
                     self.dataplane.command(c);
                 }
                 SfuOutput::Transmit { dest, data } => self.dataplane.send_control(&data, dest),
+                SfuOutput::CloseRelay { relay } => {
+                    let Some(token) = self.cluster_token() else {
+                        continue;
+                    };
+                    let http = self.http.clone();
+                    self.runtime.spawn(async move {
+                        match http.delete(&relay).bearer_auth(token).send().await {
+                            Ok(r) if r.status().is_success() || r.status() == 404 => {}
+                            Ok(r) => tracing::warn!(%relay, status = %r.status(), "closing relay refused"),
+                            Err(e) => tracing::warn!(%relay, error = %e, "closing relay failed"),
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// A fresh cluster service token, when a cluster secret is configured.
+    pub fn cluster_token(&self) -> Option<String> {
+        let secret = self.cluster_secret.as_ref()?;
+        crate::token::mint_cluster(secret, &self.server_name, unix_now(), 60).ok()
+    }
+
+    /// Asks the origin of `url` (a publication resource URL on another server) to
+    /// relay it here.
+    pub async fn open_remote_relay(&self, url: &str) -> Result<RelayAnswer, ApiError> {
+        let token = self.cluster_token().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "unknown_resource",
+                format!("{url} is on another server and this server has no cluster secret"),
+            )
+        })?;
+        let unreachable = |e: String| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "origin_unreachable",
+                format!("relay from {url}: {e}"),
+            )
+        };
+        let resp = self
+            .http
+            .post(format!("{url}/relay"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "relay_addr": self.relay_addr }))
+            .send()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        match resp.status().as_u16() {
+            201 => resp
+                .json::<RelayAnswer>()
+                .await
+                .map_err(|e| unreachable(e.to_string())),
+            404 => Err(ApiError::unknown_resource(url)),
+            s => {
+                let body = resp.text().await.unwrap_or_default();
+                Err(unreachable(format!("origin answered {s}: {body}")))
             }
         }
     }
@@ -147,6 +211,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         verifier,
         cluster_secret: config.cluster_secret.as_deref().map(TokenSecret::parse),
         cluster_insecure_http: config.cluster_insecure_http,
+        server_name: public_url.clone(),
+        relay_addr: candidate,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?,
+        runtime: tokio::runtime::Handle::current(),
         metrics: Metrics::new()?,
     });
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
 use cascade_dataplane::demux::{self, PacketClass};
@@ -30,7 +30,14 @@ pub type ResourceId = String;
 #[derive(Debug, Clone)]
 pub enum SfuOutput {
     Command(Command),
-    Transmit { dest: SocketAddr, data: Vec<u8> },
+    Transmit {
+        dest: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// Close a relay this edge opened on an origin (`DELETE` with a cluster token).
+    CloseRelay {
+        relay: String,
+    },
 }
 
 /// One published track.
@@ -55,6 +62,32 @@ struct Publication {
     keys: Option<SrtpKeyingMaterial>,
     /// Relay ids of the cascade peers this publication is relayed to.
     relays: Vec<String>,
+    /// Set when the publication lives on another server and reaches this one
+    /// through a relay.
+    remote: Option<RemoteSource>,
+}
+
+/// A publication of another server, relayed to this one.
+#[derive(Debug, Clone)]
+struct RemoteSource {
+    /// Its resource URL on the origin.
+    url: String,
+    /// The relay resource on the origin, closed when nobody here needs it.
+    relay: String,
+    origin: SocketAddr,
+    /// Since when no subscription here uses it.
+    idle_since: Option<Instant>,
+}
+
+/// How long a relay stays open after its last subscriber here left.
+pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+
+/// The link from one origin server: one pseudo-session whose peer is the origin's
+/// media address, carrying every publication relayed from it.
+#[derive(Debug, Clone, Copy)]
+struct OriginLink {
+    session: SessionId,
+    publications: usize,
 }
 
 /// One cascade relay: a publication's packets, unchanged, to another server.
@@ -65,25 +98,29 @@ struct Relay {
 }
 
 /// What an edge needs to receive a relayed publication.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct RelayAnswer {
     pub relay: String,
+    /// The room of the publication (the edge serves it only to that room's tokens).
+    pub room: String,
+    /// Keys the edge protects its RTCP to the origin with (keyframe requests, NACKs).
+    pub feedback_srtp: RelayKeys,
     /// The origin's media address: relayed packets come from it.
     pub origin_media: SocketAddr,
     pub srtp: RelayKeys,
     pub tracks: Vec<RelayTrack>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RelayKeys {
-    pub profile: &'static str,
+    pub profile: String,
     pub key: String,
     pub salt: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RelayTrack {
-    pub kind: &'static str,
+    pub kind: String,
     pub mid: String,
     pub ssrc: u32,
     pub rtx_ssrc: Option<u32>,
@@ -187,7 +224,21 @@ pub struct Sfu {
     /// Room → publications in publish order.
     rooms: BTreeMap<String, Vec<ResourceId>>,
     relays: HashMap<String, Relay>,
+    /// Edges this server relays to, by their media address.
+    edges: HashMap<SocketAddr, EdgeFeedback>,
+    /// Origins this server receives relays from, by their media address.
+    origins: HashMap<SocketAddr, OriginLink>,
+    /// Remote publications by their origin resource URL → local id.
+    remote: HashMap<String, ResourceId>,
     out: VecDeque<SfuOutput>,
+}
+
+/// The session that reads an edge's RTCP (keyframe requests, NACKs).
+#[derive(Debug, Clone, Copy)]
+struct EdgeFeedback {
+    session: SessionId,
+    keys: SrtpKeyingMaterial,
+    relays: usize,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -213,6 +264,9 @@ impl Sfu {
             resources: HashMap::new(),
             rooms: BTreeMap::new(),
             relays: HashMap::new(),
+            edges: HashMap::new(),
+            origins: HashMap::new(),
+            remote: HashMap::new(),
             out: VecDeque::new(),
         }
     }
@@ -311,6 +365,7 @@ impl Sfu {
                 tracks,
                 keys: None,
                 relays: Vec::new(),
+                remote: None,
             }),
         );
         self.rooms
@@ -486,7 +541,9 @@ impl Sfu {
         let session = resource.session();
         if let Resource::Publication(p) = &resource {
             for r in &p.relays {
-                self.relays.remove(r);
+                if let Some(relay) = self.relays.remove(r) {
+                    self.release_edge(relay.peer);
+                }
             }
         }
         if let Resource::Publication(p) = &resource
@@ -540,11 +597,17 @@ impl Sfu {
         })?;
         p.relays.push(relay_id.clone());
         let session = p.session;
+        let room = p.room.clone();
+        let ssrcs: Vec<u32> = p
+            .tracks
+            .iter()
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
+            .collect();
         let tracks = p
             .tracks
             .iter()
             .map(|t| RelayTrack {
-                kind: kind_name(t.kind),
+                kind: kind_name(t.kind).to_owned(),
                 mid: t.mid.clone(),
                 ssrc: t.ssrc,
                 rtx_ssrc: t.rtx_ssrc,
@@ -564,15 +627,55 @@ impl Sfu {
             },
         );
         self.emit_cascade(id, session);
+        // The edge's RTCP comes back from `peer`: one feedback session per edge.
+        let feedback = match self.edges.get_mut(&peer) {
+            Some(e) => {
+                e.relays += 1;
+                e.keys
+            }
+            None => {
+                let keys = random_keys();
+                let edge = self.next_session;
+                self.next_session += 1;
+                self.out
+                    .push_back(SfuOutput::Command(Command::PeerValidated {
+                        id: edge,
+                        peer,
+                    }));
+                self.out
+                    .push_back(SfuOutput::Command(Command::InstallSession {
+                        id: edge,
+                        peer,
+                        rx: keys,
+                        tx: random_keys(),
+                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                    }));
+                self.edges.insert(
+                    peer,
+                    EdgeFeedback {
+                        session: edge,
+                        keys,
+                        relays: 1,
+                    },
+                );
+                keys
+            }
+        };
+        if let Some(e) = self.edges.get(&peer) {
+            self.out
+                .push_back(SfuOutput::Command(Command::RelayFeedback {
+                    relay: e.session,
+                    publisher: session,
+                    ssrcs,
+                }));
+        }
         tracing::info!(resource = %id, %peer, relay = %relay_id, "relay opened");
         Ok(RelayAnswer {
             relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
             origin_media: self.candidate,
-            srtp: RelayKeys {
-                profile: keys.profile.openssl_name(),
-                key: hex::encode(keys.key),
-                salt: hex::encode(keys.salt()),
-            },
+            room,
+            feedback_srtp: RelayKeys::from(&feedback),
+            srtp: RelayKeys::from(&keys),
             tracks,
         })
     }
@@ -583,6 +686,7 @@ impl Sfu {
             .relays
             .remove(relay_id)
             .ok_or_else(|| ApiError::unknown_resource(relay_id))?;
+        self.release_edge(relay.peer);
         if let Some(Resource::Publication(p)) = self.resources.get_mut(&relay.publication) {
             p.relays.retain(|r| r != relay_id);
             let session = p.session;
@@ -590,6 +694,207 @@ impl Sfu {
         }
         tracing::info!(relay = %relay_id, "relay closed");
         Ok(())
+    }
+
+    /// One relay fewer to `peer`; the feedback session goes with the last one.
+    fn release_edge(&mut self, peer: SocketAddr) {
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.relays = e.relays.saturating_sub(1);
+            if e.relays == 0 {
+                let id = e.session;
+                self.edges.remove(&peer);
+                self.out
+                    .push_back(SfuOutput::Command(Command::RemoveSession { id }));
+            }
+        }
+    }
+
+    /// Asks the shell to close a relay on an origin.
+    pub fn queue_close_relay(&mut self, relay: String) {
+        self.out.push_back(SfuOutput::CloseRelay { relay });
+    }
+
+    /// The local id of a remote publication already relayed here.
+    pub fn remote_publication(&self, url: &str) -> Option<ResourceId> {
+        self.remote.get(url).cloned()
+    }
+
+    /// Makes a publication of another server available here from its relay answer.
+    /// Returns the local id, and a relay to close when another call won the race.
+    pub fn add_remote_publication(
+        &mut self,
+        now: Instant,
+        url: &str,
+        answer: RelayAnswer,
+    ) -> Result<(ResourceId, Option<String>), ApiError> {
+        if let Some(id) = self.remote.get(url) {
+            return Ok((id.clone(), Some(answer.relay)));
+        }
+        let bad = |what: &str| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "bad_relay_answer",
+                format!("the origin's relay answer has bad {what}"),
+            )
+        };
+        let keys = answer
+            .srtp
+            .material()
+            .ok_or_else(|| bad("publisher keys"))?;
+        let feedback = answer
+            .feedback_srtp
+            .material()
+            .ok_or_else(|| bad("feedback keys"))?;
+        let origin = answer.origin_media;
+        let session = match self.origins.get_mut(&origin) {
+            Some(link) => {
+                link.publications += 1;
+                link.session
+            }
+            None => {
+                let id = self.next_session;
+                self.next_session += 1;
+                self.out
+                    .push_back(SfuOutput::Command(Command::PeerValidated {
+                        id,
+                        peer: origin,
+                    }));
+                self.out
+                    .push_back(SfuOutput::Command(Command::InstallSession {
+                        id,
+                        peer: origin,
+                        rx: random_keys(),
+                        tx: feedback,
+                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                    }));
+                self.origins.insert(
+                    origin,
+                    OriginLink {
+                        session: id,
+                        publications: 1,
+                    },
+                );
+                id
+            }
+        };
+        let mut tracks = Vec::new();
+        for t in &answer.tracks {
+            let kind = match t.kind.as_str() {
+                "audio" => MediaKind::Audio,
+                "video" => MediaKind::Video,
+                _ => return Err(bad("track kind")),
+            };
+            tracks.push(PublishedTrack {
+                mid: t.mid.clone(),
+                kind,
+                codec: Codec {
+                    payload_type: t.payload_type,
+                    name: t.codec.clone(),
+                    clock_rate: t.clock_rate,
+                    channels: t.channels,
+                    fmtp: t.fmtp.clone(),
+                    rtcp_fb: Vec::new(),
+                },
+                rtx_pt: t.rtx_payload_type,
+                ssrc: t.ssrc,
+                rtx_ssrc: t.rtx_ssrc,
+            });
+        }
+        let ssrcs = tracks
+            .iter()
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
+            .collect();
+        self.out
+            .push_back(SfuOutput::Command(Command::AddRelayedSource {
+                session,
+                ssrcs,
+                rx: keys,
+            }));
+        let id = new_resource_id();
+        self.resources.insert(
+            id.clone(),
+            Resource::Publication(Publication {
+                room: answer.room,
+                user: String::new(),
+                session,
+                tracks,
+                keys: Some(keys),
+                relays: Vec::new(),
+                remote: Some(RemoteSource {
+                    url: url.to_owned(),
+                    relay: answer.relay,
+                    origin,
+                    idle_since: Some(now),
+                }),
+            }),
+        );
+        self.remote.insert(url.to_owned(), id.clone());
+        tracing::info!(%url, local = %id, "remote publication relayed here");
+        Ok((id, None))
+    }
+
+    /// Marks remote publications used or idle, and closes those idle past the grace.
+    fn sweep_remote(&mut self, now: Instant) {
+        let used: std::collections::HashSet<ResourceId> = self
+            .resources
+            .values()
+            .filter_map(|r| match r {
+                Resource::Subscription(s) => Some(s.tracks.iter().map(|t| t.publication.clone())),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let mut expired = Vec::new();
+        for (id, r) in &mut self.resources {
+            if let Resource::Publication(p) = r
+                && let Some(remote) = p.remote.as_mut()
+            {
+                if used.contains(id) {
+                    remote.idle_since = None;
+                } else {
+                    let since = *remote.idle_since.get_or_insert(now);
+                    if now.saturating_duration_since(since) >= RELAY_GRACE {
+                        expired.push(id.clone());
+                    }
+                }
+            }
+        }
+        for id in expired {
+            self.drop_remote(&id);
+        }
+    }
+
+    fn drop_remote(&mut self, id: &str) {
+        let Some(Resource::Publication(p)) = self.resources.remove(id) else {
+            return;
+        };
+        let Some(remote) = p.remote else {
+            return;
+        };
+        self.remote.remove(&remote.url);
+        let ssrcs = p
+            .tracks
+            .iter()
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
+            .collect();
+        self.out
+            .push_back(SfuOutput::Command(Command::RemoveRelayedSource {
+                session: p.session,
+                ssrcs,
+            }));
+        if let Some(link) = self.origins.get_mut(&remote.origin) {
+            link.publications = link.publications.saturating_sub(1);
+            if link.publications == 0 {
+                let session = link.session;
+                self.origins.remove(&remote.origin);
+                self.out
+                    .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
+            }
+        }
+        self.out.push_back(SfuOutput::CloseRelay {
+            relay: remote.relay,
+        });
+        tracing::info!(url = %remote.url, "remote publication released");
     }
 
     /// Number of open relays.
@@ -695,8 +1000,13 @@ impl Sfu {
         self.drain(id, now);
     }
 
-    /// Runs timers of every session due at `now`.
+    /// Runs timers of every session due at `now`, and releases relays idle for
+    /// [`RELAY_GRACE`] (a remote publication turns idle when a sweep finds no
+    /// subscription using it, so call this at least every second while relays exist).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.remote.is_empty() {
+            self.sweep_remote(now);
+        }
         let due: Vec<SessionId> = self
             .sessions
             .iter()
@@ -713,9 +1023,14 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let idle = self.resources.values().filter_map(|r| match r {
+            Resource::Publication(p) => p.remote.as_ref()?.idle_since.map(|t| t + RELAY_GRACE),
+            _ => None,
+        });
         self.sessions
             .values()
             .filter_map(PeerSession::poll_timeout)
+            .chain(idle)
             .min()
     }
 
@@ -781,8 +1096,10 @@ impl Sfu {
 
     /// Installs every route that involves `session` and whose other end is connected.
     fn install_routes_for(&mut self, session: SessionId) {
-        let connected =
-            |sfu: &Sfu, s: SessionId| sfu.sessions.get(&s).is_some_and(|x| x.is_connected());
+        let connected = |sfu: &Sfu, s: SessionId| {
+            sfu.sessions.get(&s).is_some_and(|x| x.is_connected())
+                || sfu.origins.values().any(|o| o.session == s)
+        };
         let mut commands = Vec::new();
         for sub in self.resources.values() {
             let Resource::Subscription(sub) = sub else {
@@ -851,6 +1168,39 @@ fn parse_offer(offer: &str) -> Result<sdp::SessionDescription, ApiError> {
         .validate_webrtc()
         .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
     Ok(offer)
+}
+
+impl From<&SrtpKeyingMaterial> for RelayKeys {
+    fn from(k: &SrtpKeyingMaterial) -> Self {
+        Self {
+            profile: k.profile.openssl_name().to_owned(),
+            key: hex::encode(k.key),
+            salt: hex::encode(k.salt()),
+        }
+    }
+}
+
+impl RelayKeys {
+    /// The keying material these hex strings describe.
+    pub fn material(&self) -> Option<SrtpKeyingMaterial> {
+        let profile = cascade_dataplane::srtp::SrtpProfile::from_openssl_name(&self.profile)?;
+        let key = hex::decode(&self.key).ok()?;
+        let salt = hex::decode(&self.salt).ok()?;
+        SrtpKeyingMaterial::new(profile, &key, &salt)
+    }
+}
+
+/// Fresh random AEAD_AES_128_GCM keys (for relay feedback contexts).
+fn random_keys() -> SrtpKeyingMaterial {
+    let key: [u8; 16] = rand::rng().random();
+    let salt: [u8; 12] = rand::rng().random();
+    // 16 + 12 bytes are exactly what the GCM profile takes.
+    SrtpKeyingMaterial::new(
+        cascade_dataplane::srtp::SrtpProfile::AeadAes128Gcm,
+        &key,
+        &salt,
+    )
+    .unwrap_or_else(|| unreachable!("GCM takes a 16-byte key and a 12-byte salt"))
 }
 
 fn kind_name(k: MediaKind) -> &'static str {

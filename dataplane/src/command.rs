@@ -88,6 +88,22 @@ pub enum Command {
         publisher: SessionId,
         peers: Vec<SocketAddr>,
     },
+    /// Packets from session `session`'s peer (a cascade origin) with these SSRCs are
+    /// a relayed publisher's, protected with that publisher's keys `rx`.
+    AddRelayedSource {
+        session: SessionId,
+        ssrcs: Vec<u32>,
+        rx: SrtpKeyingMaterial,
+    },
+    /// Forget relayed SSRCs of `session`.
+    RemoveRelayedSource { session: SessionId, ssrcs: Vec<u32> },
+    /// Session `relay` is a cascade edge that receives `publisher`'s packets through
+    /// `CascadeOut`: its keyframe requests and NACKs for these SSRCs reach the publisher.
+    RelayFeedback {
+        relay: SessionId,
+        publisher: SessionId,
+        ssrcs: Vec<u32>,
+    },
     /// Ask the publisher of `media_ssrc` for a keyframe (PLI), subject to rate limiting.
     RequestKeyframe {
         publisher: SessionId,

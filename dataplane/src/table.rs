@@ -123,9 +123,23 @@ struct Session {
     outbound: Vec<OutboundStream>,
     /// Cascade peers that receive this session's packets as they arrived.
     cascade: Vec<SocketAddr>,
+    /// On a cascade edge: publishers relayed from this peer, each with its own keys.
+    relayed: Vec<(Vec<u32>, SrtpContext)>,
 }
 
 impl Session {
+    /// The context that unprotects a packet with sender SSRC `ssrc` from this peer.
+    fn rx_for(&mut self, ssrc: u32) -> &mut SrtpContext {
+        match self
+            .relayed
+            .iter()
+            .position(|(ssrcs, _)| ssrcs.contains(&ssrc))
+        {
+            Some(i) => &mut self.relayed[i].1,
+            None => &mut self.rx,
+        }
+    }
+
     fn inbound_mut(&mut self, ssrc: u32) -> Option<&mut InboundStream> {
         self.inbound.iter_mut().find(|s| s.ssrc == ssrc)
     }
@@ -213,6 +227,7 @@ impl ForwardingTable {
                     inbound: Vec::new(),
                     outbound: Vec::new(),
                     cascade: Vec::new(),
+                    relayed: Vec::new(),
                 };
                 let idx = match self.free.pop() {
                     Some(i) => {
@@ -241,6 +256,47 @@ impl ForwardingTable {
             }
             Command::RemoveSession { id } => self.remove_session(id),
             Command::PeerValidated { .. } => {}
+            Command::AddRelayedSource { session, ssrcs, rx } => {
+                if let Some(&idx) = self.by_id.get(&session)
+                    && let Some(s) = self.sessions[idx].as_mut()
+                {
+                    match SrtpContext::new(&rx) {
+                        Ok(ctx) => s.relayed.push((ssrcs, ctx)),
+                        Err(e) => tracing::error!(error = %e, "cannot key relayed source"),
+                    }
+                }
+            }
+            Command::RemoveRelayedSource { session, ssrcs } => {
+                if let Some(&idx) = self.by_id.get(&session)
+                    && let Some(s) = self.sessions[idx].as_mut()
+                {
+                    s.relayed
+                        .retain(|(x, _)| !x.iter().any(|v| ssrcs.contains(v)));
+                }
+            }
+            Command::RelayFeedback {
+                relay,
+                publisher,
+                ssrcs,
+            } => {
+                if let (Some(&r), Some(&p)) = (self.by_id.get(&relay), self.by_id.get(&publisher))
+                    && let Some(s) = self.sessions[r].as_mut()
+                {
+                    for ssrc in ssrcs {
+                        if !s
+                            .outbound
+                            .iter()
+                            .any(|o| o.subscriber_ssrc == ssrc && o.publisher == p)
+                        {
+                            s.outbound.push(OutboundStream {
+                                subscriber_ssrc: ssrc,
+                                publisher: p,
+                                publisher_ssrc: ssrc,
+                            });
+                        }
+                    }
+                }
+            }
             Command::CascadeOut { publisher, peers } => {
                 if let Some(&idx) = self.by_id.get(&publisher)
                     && let Some(s) = self.sessions[idx].as_mut()
@@ -418,7 +474,11 @@ impl ForwardingTable {
         let Some(publisher) = self.sessions[idx].as_mut() else {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
-        let mut len = match publisher.rx.unprotect_rtp(buf) {
+        // RTP's SSRC is in clear at bytes 8..12 (demux checked the length).
+        let ssrc = buf
+            .get(8..12)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let mut len = match publisher.rx_for(ssrc).unprotect_rtp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
@@ -609,7 +669,11 @@ impl ForwardingTable {
         let Some(session) = self.sessions[idx].as_mut() else {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
-        let len = match session.rx.unprotect_rtcp(buf) {
+        // The sender SSRC of SRTCP is in clear at bytes 4..8 (demux checked the length).
+        let ssrc = buf
+            .get(4..8)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let len = match session.rx_for(ssrc).unprotect_rtcp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
@@ -756,22 +820,23 @@ impl ForwardingTable {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
-        let Some(r) = self.sessions[o.publisher]
+        // A cascade edge has no route here (it gets the publisher's packets as they
+        // arrived): its NACKs go to the publisher, whose retransmissions it gets too.
+        let route = self.sessions[o.publisher]
             .as_ref()
             .and_then(|p| p.inbound.iter().find(|s| s.ssrc == o.publisher_ssrc))
-            .and_then(|s| s.routes.iter().position(|r| r.subscriber == sub_idx))
-        else {
-            return;
-        };
-        let mut missing = 0;
-        for i in 0..self.nack_scratch.len() {
-            let seq = self.nack_scratch[i];
-            if !self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out) {
-                self.nack_scratch[missing] = seq;
-                missing += 1;
+            .and_then(|s| s.routes.iter().position(|r| r.subscriber == sub_idx));
+        if let Some(r) = route {
+            let mut missing = 0;
+            for i in 0..self.nack_scratch.len() {
+                let seq = self.nack_scratch[i];
+                if !self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out) {
+                    self.nack_scratch[missing] = seq;
+                    missing += 1;
+                }
             }
+            self.nack_scratch.truncate(missing);
         }
-        self.nack_scratch.truncate(missing);
         if self.nack_scratch.is_empty() {
             return;
         }

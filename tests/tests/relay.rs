@@ -87,29 +87,37 @@ async fn relay_copies_the_publishers_packets_unchanged() {
         SrtpContext::new(&SrtpKeyingMaterial::new(profile, &key, &salt).unwrap()).unwrap();
     assert_eq!(metric(&server.http_base, "cascade_relays").await, Some(1.0));
 
+    // The edge reads while the publisher sends, as a server would.
+    let origin = server.media_addr;
+    let edge_thread = edge.try_clone().unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut got = 0u16;
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got < 100 && Instant::now() < deadline {
+            let Ok((n, from)) = edge_thread.recv_from(&mut buf) else {
+                continue;
+            };
+            assert_eq!(from, origin, "relayed from the origin's media port");
+            let len = edge_rx
+                .unprotect_rtp(&mut buf[..n])
+                .expect("publisher's keys read it");
+            let h = cascade_dataplane::rtp::parse(&buf[..len]).unwrap();
+            assert_eq!(h.ssrc, 0x52, "the publisher's own SSRC, unchanged");
+            assert_eq!(h.sequence, got);
+            got += 1;
+        }
+        got
+    });
     for seq in 0..100u16 {
         let pkt = rtp_packet(0x52, seq, u32::from(seq) * 3000, 96, 900);
         publisher.send_rtp(&pkt).unwrap();
+        if seq % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
-    let mut got = 0;
+    let got = receiver.join().unwrap();
     let mut buf = [0u8; 2048];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while got < 100 && Instant::now() < deadline {
-        let Ok((n, from)) = edge.recv_from(&mut buf) else {
-            continue;
-        };
-        assert_eq!(
-            from, server.media_addr,
-            "relayed from the origin's media port"
-        );
-        let len = edge_rx
-            .unprotect_rtp(&mut buf[..n])
-            .expect("publisher's keys read it");
-        let h = cascade_dataplane::rtp::parse(&buf[..len]).unwrap();
-        assert_eq!(h.ssrc, 0x52, "the publisher's own SSRC, unchanged");
-        assert_eq!(h.sequence, got);
-        got += 1;
-    }
     assert_eq!(got, 100);
     let relayed = metric(&server.http_base, "cascade_relayed_total")
         .await
