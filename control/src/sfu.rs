@@ -184,6 +184,9 @@ pub struct PublicationInfo {
     pub resource: String,
     pub user: String,
     pub tracks: Vec<TrackInfo>,
+    /// For a publication relayed here from another server: its origin resource URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayed_from: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -849,7 +852,8 @@ impl Sfu {
             if let Resource::Publication(p) = r
                 && let Some(remote) = p.remote.as_mut()
             {
-                if used.contains(id) {
+                // Used by a subscription here, or relayed further down a chain.
+                if used.contains(id) || !p.relays.is_empty() {
                     remote.idle_since = None;
                 } else {
                     let since = *remote.idle_since.get_or_insert(now);
@@ -918,30 +922,36 @@ impl Sfu {
 
     /// `GET /rtc/v1/rooms/{room}`.
     pub fn room_info(&self, room: &str) -> RoomInfo {
-        let publications = self
-            .rooms
-            .get(room)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| match self.resources.get(id) {
-                Some(Resource::Publication(p)) => Some(PublicationInfo {
-                    resource: self.resource_url(id),
-                    user: p.user.clone(),
-                    tracks: p
-                        .tracks
-                        .iter()
-                        .map(|t| TrackInfo {
-                            kind: kind_name(t.kind),
-                            mid: t.mid.clone(),
-                        })
-                        .collect(),
-                }),
+        let info = |id: &ResourceId, p: &Publication| PublicationInfo {
+            resource: self.resource_url(id),
+            user: p.user.clone(),
+            tracks: p
+                .tracks
+                .iter()
+                .map(|t| TrackInfo {
+                    kind: kind_name(t.kind),
+                    mid: t.mid.clone(),
+                })
+                .collect(),
+            relayed_from: p.remote.as_ref().map(|r| r.url.clone()),
+        };
+        let local = self.rooms.get(room).into_iter().flatten().filter_map(|id| {
+            match self.resources.get(id) {
+                Some(Resource::Publication(p)) => Some(info(id, p)),
                 _ => None,
-            })
-            .collect();
+            }
+        });
+        // Publications relayed here, which an edge further down can subscribe to.
+        let relayed = self
+            .remote
+            .values()
+            .filter_map(|id| match self.resources.get(id) {
+                Some(Resource::Publication(p)) if p.room == room => Some(info(id, p)),
+                _ => None,
+            });
         RoomInfo {
             room: room.to_owned(),
-            publications,
+            publications: local.chain(relayed).collect(),
         }
     }
 

@@ -794,6 +794,13 @@ impl ForwardingTable {
             return;
         };
         let sender = publisher.rtcp_ssrc;
+        // The publisher's packets may reach another worker than this request: the
+        // stream's rate-limiting state is then created here.
+        if publisher.inbound_mut(media_ssrc).is_none()
+            && publisher.inbound.len() < MAX_INBOUND_STREAMS
+        {
+            publisher.inbound.push(InboundStream::new(media_ssrc));
+        }
         let Some(stream) = publisher.inbound_mut(media_ssrc) else {
             return;
         };
