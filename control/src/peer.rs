@@ -58,6 +58,8 @@ pub struct ClientPeer {
     checked: bool,
     next_check: Option<Instant>,
     keys: Option<PeerKeys>,
+    /// Offer `a=setup:passive` and be the DTLS server (as the FFmpeg WHIP muxer does).
+    passive: bool,
 }
 
 impl std::fmt::Debug for ClientPeer {
@@ -88,7 +90,14 @@ impl ClientPeer {
             checked: false,
             next_check: None,
             keys: None,
+            passive: false,
         })
+    }
+
+    /// Offers `a=setup:passive`: the server must then be the DTLS client.
+    pub fn passive(mut self) -> Self {
+        self.passive = true;
+        self
     }
 
     /// The SDP offer, as a browser would write it.
@@ -108,11 +117,12 @@ impl ClientPeer {
         let common = |mid: &str| {
             format!(
                 "c=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n\
-                 a=ice-options:trickle\r\na=fingerprint:{}\r\na=setup:actpass\r\na=mid:{mid}\r\n\
+                 a=ice-options:trickle\r\na=fingerprint:{}\r\na=setup:{}\r\na=mid:{mid}\r\n\
                  a={dir}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n",
                 self.local_ice.ufrag,
                 self.local_ice.pwd,
-                self.cert.fingerprint().to_sdp()
+                self.cert.fingerprint().to_sdp(),
+                if self.passive { "passive" } else { "actpass" },
             )
         };
         s += "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
@@ -154,7 +164,11 @@ impl ClientPeer {
             .ok_or_else(|| PeerError::Answer("no host candidate".into()))?;
         let dtls = DtlsEndpoint::with_profiles(
             &self.cert,
-            DtlsRole::Client,
+            if self.passive {
+                DtlsRole::Server
+            } else {
+                DtlsRole::Client
+            },
             fingerprint,
             &self.profiles,
             now,

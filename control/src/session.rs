@@ -75,7 +75,8 @@ enum State {
     Closed,
 }
 
-/// ICE-lite + DTLS for one peer.
+/// ICE-lite + DTLS for one peer. As DTLS client (a passive offer), the ClientHello
+/// leaves once ICE nominated the peer's address.
 pub struct PeerSession {
     id: SessionId,
     created: Instant,
@@ -100,20 +101,21 @@ impl std::fmt::Debug for PeerSession {
 }
 
 impl PeerSession {
-    /// A session answering an offer: we are ICE-lite and the DTLS server.
+    /// A session answering an offer: we are ICE-lite, and DTLS `role` as negotiated.
     pub fn new(
         id: SessionId,
         local_ice: IceCredentials,
         remote_ice: IceCredentials,
         cert: &DtlsCertificate,
         remote_fingerprint: Fingerprint,
+        role: DtlsRole,
         now: Instant,
     ) -> Result<Self, crate::dtls::DtlsError> {
         Ok(Self {
             id,
             created: now,
             ice: IceLite::new(local_ice, remote_ice, now),
-            dtls: DtlsEndpoint::new(cert, DtlsRole::Server, remote_fingerprint, now)?,
+            dtls: DtlsEndpoint::new(cert, role, remote_fingerprint, now)?,
             dtls_peer: None,
             keys: None,
             installed_peer: None,
@@ -124,6 +126,11 @@ impl PeerSession {
 
     pub fn id(&self) -> SessionId {
         self.id
+    }
+
+    /// The peer's current ICE credentials.
+    pub fn remote_ice(&self) -> &IceCredentials {
+        self.ice.remote_credentials()
     }
 
     pub fn local_ice(&self) -> &IceCredentials {

@@ -511,23 +511,33 @@ impl Sfu {
             .map_err(|e| ApiError::bad_sdp(e.to_string()))?;
         let fingerprint = Fingerprint::parse_sdp(&fingerprint)
             .map_err(|e| ApiError::bad_sdp(format!("a=fingerprint: {e}")))?;
-        if matches!(offer.setup(), Some(sdp::Setup::Passive)) {
-            return Err(ApiError::bad_sdp(
-                "a=setup:passive is not supported: this server is the DTLS server (use actpass or active)",
-            ));
-        }
+        // The offerer picks: actpass or active makes us the DTLS server; a passive
+        // offer (as the FFmpeg WHIP muxer sends) makes us the client.
+        let (setup, role) = match offer.setup() {
+            Some(sdp::Setup::Passive) => (sdp::Setup::Active, crate::dtls::DtlsRole::Client),
+            _ => (sdp::Setup::Passive, crate::dtls::DtlsRole::Server),
+        };
         let id = self.next_session;
         self.next_session += 1;
         let local = IceCredentials::random();
         let remote = IceCredentials { ufrag, pwd };
-        let session = PeerSession::new(id, local.clone(), remote, &self.cert, fingerprint, now)
-            .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
+        let session = PeerSession::new(
+            id,
+            local.clone(),
+            remote,
+            &self.cert,
+            fingerprint,
+            role,
+            now,
+        )
+        .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
         let answer = SessionAnswer {
             session_id: rand::rng().random::<u32>().into(),
             ice_ufrag: local.ufrag.clone(),
             ice_pwd: local.pwd.clone(),
             fingerprint: self.cert.fingerprint().to_sdp(),
             candidate: self.candidate,
+            setup,
             media,
         };
         self.by_ufrag.insert(local.ufrag, id);
@@ -966,8 +976,13 @@ impl Sfu {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return Err(ApiError::unknown_resource(id));
         };
+        // WHIP trickle bodies repeat the current credentials; only new ones restart.
+        let restart = frag
+            .ice_ufrag
+            .as_ref()
+            .is_some_and(|u| *u != session.remote_ice().ufrag);
         match (frag.ice_ufrag, frag.ice_pwd) {
-            (Some(ufrag), Some(pwd)) => {
+            (Some(ufrag), Some(pwd)) if restart => {
                 let local = session.restart_ice(IceCredentials { ufrag, pwd }, now);
                 self.by_ufrag.retain(|_, v| *v != session_id);
                 self.by_ufrag.insert(local.ufrag.clone(), session_id);

@@ -43,6 +43,7 @@ fn connect(
                     peer.handle_receive(*now, &data).unwrap();
                 }
                 SfuOutput::Command(c) => commands.push(c),
+                SfuOutput::CloseRelay { .. } => panic!("no relay in these tests"),
             }
         }
         if peer.keys().is_some()
@@ -126,7 +127,11 @@ fn publish_subscribe_route_and_delete() {
         .iter()
         .find(|r| r.publisher_ssrc == 2222)
         .expect("video route");
-    assert_eq!(video.publisher_rtx, Some((2223, 97)), "publisher RTX unwrapped");
+    assert_eq!(
+        video.publisher_rtx,
+        Some((2223, 97)),
+        "publisher RTX unwrapped"
+    );
     assert_eq!(
         video.subscriber_rtx.map(|(_, pt)| pt),
         Some(97),
@@ -156,6 +161,44 @@ fn publish_subscribe_route_and_delete() {
     assert!(
         sfu.delete(&created.resource).is_err(),
         "second DELETE is 404"
+    );
+}
+
+#[test]
+fn passive_offer_makes_the_server_the_dtls_client() {
+    let mut sfu = sfu();
+    let mut now = Instant::now();
+    let mut publisher = ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 5,
+            video_ssrc: 7,
+        },
+        &[],
+    )
+    .unwrap()
+    .passive();
+    let offer = publisher.offer();
+    assert!(offer.contains("a=setup:passive"));
+    let created = sfu.publish(now, "r", "u", &offer).unwrap();
+    assert!(
+        created.answer.contains("a=setup:active"),
+        "{}",
+        created.answer
+    );
+    publisher.accept_answer(&created.answer, now).unwrap();
+    let cmds = connect(
+        &mut sfu,
+        &mut publisher,
+        "10.0.0.7:7".parse().unwrap(),
+        &mut now,
+    );
+    assert!(
+        publisher.keys().is_some(),
+        "handshake with the server as client"
+    );
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::InstallSession { .. }))
     );
 }
 
