@@ -119,7 +119,14 @@ impl KernelShell {
                     handled = h;
                     Ok(())
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    // Userspace now carries every peer: the kernel must not keep
+                    // cloning to the peers of an earlier set, or they get doubles.
+                    if let Some(source) = self.fanning_out.remove(publisher) {
+                        let _ = self.fast.clear_fanout(source);
+                    }
+                    Err(e)
+                }
             },
             Command::RemoveSession { id } => {
                 let mut r = Ok(());

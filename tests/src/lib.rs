@@ -3,6 +3,7 @@
 //! are missing is skipped (on a developer's machine) or fails (in CI).
 
 pub mod media;
+pub mod netns;
 
 use std::collections::VecDeque;
 

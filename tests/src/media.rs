@@ -107,3 +107,99 @@ impl UdpPeer {
         Ok(())
     }
 }
+
+/// Like [`connect`], against the server at `http_base` and over `socket`, which the
+/// caller bound wherever the peer should be (e.g. inside a network namespace). The
+/// HTTP request leaves from the calling thread's network namespace.
+pub async fn connect_via(
+    http_base: &str,
+    socket: UdpSocket,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+) -> anyhow::Result<UdpPeer> {
+    let mut peer = ClientPeer::new(role, &[])?;
+    let resp = http_client()
+        .post(format!("{http_base}{path}"))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(peer.offer())
+        .send()
+        .await?;
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let answer = resp.text().await?;
+    if status != 201 {
+        bail!("{path}: {status}: {answer}");
+    }
+    let resource = location.context("201 without Location")?;
+    let now = Instant::now();
+    peer.accept_answer(&answer, now)?;
+    socket.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let deadline = now + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while peer.keys().is_none() {
+        if Instant::now() > deadline {
+            bail!("{path}: ICE/DTLS did not complete in 10 s");
+        }
+        while let Some((dest, data)) = peer.poll_transmit(Instant::now()) {
+            socket.send_to(&data, dest)?;
+        }
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            peer.handle_receive(Instant::now(), &buf[..n])?;
+        }
+    }
+    let keys = peer.keys().context("keys")?;
+    Ok(UdpPeer {
+        socket,
+        server: keys.server,
+        tx: SrtpContext::new(&keys.tx)?,
+        rx: SrtpContext::new(&keys.rx)?,
+        resource,
+        answer,
+    })
+}
+
+/// [`connect_via`] over a fresh socket bound to `bind` (in the calling thread's
+/// network namespace).
+pub async fn connect_from(
+    http_base: &str,
+    bind: std::net::SocketAddr,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+) -> anyhow::Result<UdpPeer> {
+    let socket = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+    connect_via(http_base, socket, path, token, role).await
+}
+
+/// The SRTP keys of a relay answer (`POST {resource}/relay`): its `srtp` object's
+/// `profile`, `key` and `salt` (hex).
+pub fn relay_keys(
+    answer: &serde_json::Value,
+) -> anyhow::Result<cascade_dataplane::srtp::SrtpKeyingMaterial> {
+    use cascade_dataplane::srtp::{SrtpKeyingMaterial, SrtpProfile};
+    let field = |name: &str| {
+        answer["srtp"][name]
+            .as_str()
+            .with_context(|| format!("relay answer without srtp.{name}: {answer}"))
+    };
+    let profile = field("profile")?;
+    let profile = SrtpProfile::from_openssl_name(profile)
+        .with_context(|| format!("unknown SRTP profile {profile:?}"))?;
+    let hex = |s: &str| -> anyhow::Result<Vec<u8>> {
+        anyhow::ensure!(s.len().is_multiple_of(2) && s.is_ascii(), "not hex: {s:?}");
+        (0..s.len())
+            .step_by(2)
+            .map(|i| {
+                u8::from_str_radix(&s[i..i + 2], 16).with_context(|| format!("not hex: {s:?}"))
+            })
+            .collect()
+    };
+    SrtpKeyingMaterial::new(profile, &hex(field("key")?)?, &hex(field("salt")?)?)
+        .context("relay keys of the wrong length for their profile")
+}
