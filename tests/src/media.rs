@@ -39,51 +39,8 @@ pub async fn connect(
     token: &str,
     role: PeerRole,
 ) -> anyhow::Result<UdpPeer> {
-    let mut peer = ClientPeer::new(role, &[])?;
-    let resp = http_client()
-        .post(server.url(path))
-        .bearer_auth(token)
-        .header("content-type", "application/sdp")
-        .body(peer.offer())
-        .send()
-        .await?;
-    let status = resp.status();
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let answer = resp.text().await?;
-    if status != 201 {
-        bail!("{path}: {status}: {answer}");
-    }
-    let resource = location.context("201 without Location")?;
-    let now = Instant::now();
-    peer.accept_answer(&answer, now)?;
     let socket = UdpSocket::bind("127.0.0.1:0")?;
-    socket.set_read_timeout(Some(Duration::from_millis(5)))?;
-    let deadline = now + Duration::from_secs(10);
-    let mut buf = [0u8; 2048];
-    while peer.keys().is_none() {
-        if Instant::now() > deadline {
-            bail!("{path}: ICE/DTLS did not complete in 10 s");
-        }
-        while let Some((dest, data)) = peer.poll_transmit(Instant::now()) {
-            socket.send_to(&data, dest)?;
-        }
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            peer.handle_receive(Instant::now(), &buf[..n])?;
-        }
-    }
-    let keys = peer.keys().context("keys")?;
-    Ok(UdpPeer {
-        socket,
-        server: keys.server,
-        tx: SrtpContext::new(&keys.tx)?,
-        rx: SrtpContext::new(&keys.rx)?,
-        resource,
-        answer,
-    })
+    connect_via(&server.http_base, socket, path, token, role).await
 }
 
 /// A plaintext RTP packet: VP8-ish payload type 96, `len` payload bytes.
