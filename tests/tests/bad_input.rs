@@ -203,6 +203,10 @@ async fn xdp_guard_drops_a_spray_while_a_session_runs() {
         + xdp("guard_garbage")
         + xdp("guard_truncated")
         + xdp("guard_stun_over_budget");
+    eprintln!(
+        "XDP guard: dropped {in_kernel} of the spray in the kernel, passed {} media packets",
+        xdp("guard_media_allowed")
+    );
     assert!(
         in_kernel >= 5_000.0,
         "XDP dropped the spray: {in_kernel}\n{text}"
