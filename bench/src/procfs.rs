@@ -1,0 +1,162 @@
+//! What the bench reads from `/proc`: CPU time of a process or one thread, resident
+//! memory, and per-socket UDP drop counters (`/proc/net/udp`).
+
+use std::collections::{HashMap, HashSet};
+
+/// CPU time consumed so far, in seconds: the sum of the `schedstat` run times of the
+/// tasks (nanosecond resolution), or `utime + stime` from `stat` when `schedstat` is
+/// not available.
+fn cpu_seconds_of(dir: &str) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("{dir}/task")).ok()?;
+    let mut total_ns = 0u64;
+    let mut any = false;
+    for task in tasks.flatten() {
+        let path = task.path().join("schedstat");
+        if let Ok(s) = std::fs::read_to_string(path)
+            && let Some(ns) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            total_ns += ns;
+            any = true;
+        }
+    }
+    if any {
+        return Some(total_ns as f64 / 1e9);
+    }
+    stat_cpu_seconds(&format!("{dir}/stat"))
+}
+
+/// `utime + stime` (fields 14 and 15) of a `stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may contain spaces; fields resume after its ')'.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / hz)
+}
+
+/// CPU seconds used so far by every thread of process `pid`.
+pub(crate) fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_seconds_of(&format!("/proc/{pid}"))
+}
+
+/// CPU seconds used so far by this process, threads that exited included.
+pub(crate) fn self_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `ru` is a live, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(tv(ru.ru_utime) + tv(ru.ru_stime))
+}
+
+/// CPU seconds used so far by thread `tid` of this process.
+pub(crate) fn thread_cpu_seconds(tid: i32) -> Option<f64> {
+    let dir = format!("/proc/self/task/{tid}");
+    if let Ok(s) = std::fs::read_to_string(format!("{dir}/schedstat"))
+        && let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        return Some(ns as f64 / 1e9);
+    }
+    stat_cpu_seconds(&format!("{dir}/stat"))
+}
+
+/// Resident set size of process `pid`, in KiB (`VmRSS`).
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Receive queue (bytes) and drop counter of the UDP sockets of one local port.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UdpPort {
+    pub(crate) rx_queue: u64,
+    pub(crate) drops: u64,
+}
+
+/// Every UDP socket of the network namespace of `net_dir` (`/proc/self/net`,
+/// `/proc/<pid>/net`), by local port (the sockets of one port, e.g. a `SO_REUSEPORT`
+/// group, are summed).
+pub(crate) fn udp_ports(net_dir: &str) -> HashMap<u16, UdpPort> {
+    let mut out: HashMap<u16, UdpPort> = HashMap::new();
+    for file in ["udp", "udp6"] {
+        let Ok(s) = std::fs::read_to_string(format!("{net_dir}/{file}")) else {
+            continue;
+        };
+        for line in s.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx_queue:rx_queue tr:when retr uid timeout inode ref pointer drops
+            let (Some(local), Some(queues), Some(drops)) = (f.get(1), f.get(4), f.get(12)) else {
+                continue;
+            };
+            let Some(port) = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+            else {
+                continue;
+            };
+            let rx = queues
+                .split(':')
+                .nth(1)
+                .and_then(|q| u64::from_str_radix(q, 16).ok())
+                .unwrap_or(0);
+            let e = out.entry(port).or_default();
+            e.rx_queue += rx;
+            e.drops += drops.parse::<u64>().unwrap_or(0);
+        }
+    }
+    out
+}
+
+/// Sum over the given local ports (all of them when `ports` is `None`).
+pub(crate) fn sum_ports(map: &HashMap<u16, UdpPort>, ports: Option<&HashSet<u16>>) -> UdpPort {
+    let mut total = UdpPort::default();
+    let pick = |p: &u16| ports.is_none_or(|set| set.contains(p));
+    for (_, p) in map.iter().filter(|(port, _)| pick(port)) {
+        total.rx_queue += p.rx_queue;
+        total.drops += p.drops;
+    }
+    total
+}
+
+/// Busy CPU seconds of the whole machine so far (all CPUs, from `/proc/stat`).
+pub(crate) fn machine_busy_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: u64 = v.iter().take(8).sum::<u64>() - v.get(3)? - v.get(4)?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(busy as f64 / hz)
+}
+
+/// Number of CPUs this process may run on.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Sets this process's nice value (inherited by the processes it starts); false when
+/// not permitted.
+pub(crate) fn raise_priority(nice: i32) -> bool {
+    // SAFETY: setpriority on this process only.
+    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
+}
