@@ -179,21 +179,32 @@ async fn random_datagrams_do_not_disturb_a_running_session() {
 
 /// The same spray with the eBPF fast path attached to loopback: the XDP guard drops
 /// what never passed ICE before it reaches the socket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn xdp_guard_drops_a_spray_while_a_session_runs() {
+#[test]
+fn xdp_guard_drops_a_spray_while_a_session_runs() {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     let usable = cascade_ebpf::programs_embedded() && root;
     if !require(usable, "eBPF programs and root for the XDP guard") {
         return;
     }
-    let Some(server) = server_with(&["--ebpf", "on"]) else {
+    if !cascade_tests::netns::require() || !require(cascade_bin().is_file(), "the cascade binary") {
         return;
-    };
-    spray_during_session(&server).await;
-    let text = cascade_tests::metrics_text(&server.http_base)
-        .await
-        .unwrap();
+    }
+    // Its own namespace, so the guard has a loopback interface to itself.
+    let ns = cascade_tests::netns::Netns::new("xdp").expect("namespace");
+    let mut args = vec!["--ebpf".to_owned(), "on".to_owned()];
+    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
+        && !d.is_empty()
+    {
+        args.extend(["--dataplane".into(), d]);
+    }
+    let server = ns.spawn_server(&args).expect("server starts");
+    let text = ns.block_on(|| async {
+        spray_during_session(&server).await;
+        cascade_tests::metrics_text(&server.http_base)
+            .await
+            .unwrap()
+    });
     let xdp = |c: &str| {
         cascade_tests::metric_in(&text, &format!("cascade_ebpf_packets{{counter=\"{c}\"}}"))
             .unwrap_or(0.0)
