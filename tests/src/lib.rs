@@ -140,19 +140,32 @@ impl ServerProcess {
     /// `extra_args`, with a fresh random `--token-secret` unless `extra_args` gives one,
     /// and waits for its `cascade listening:` line.
     pub fn start<S: AsRef<str>>(extra_args: &[S]) -> anyhow::Result<Self> {
-        let extra: Vec<&str> = extra_args.iter().map(AsRef::as_ref).collect();
-        let secret = match extra.iter().position(|a| *a == "--token-secret") {
-            Some(i) => extra
+        Self::launch(Command::new(cascade_bin()), extra_args, "")
+    }
+
+    /// Runs `cascade serve` through `cmd` (the binary itself, or a wrapper such as
+    /// `ip netns exec NS <binary>`), adding the defaults `extra_args` leaves out, and
+    /// waits for its `cascade listening:` line. `place` names where it runs, for errors.
+    pub(crate) fn launch<S: AsRef<str>>(
+        mut cmd: Command,
+        extra_args: &[S],
+        place: &str,
+    ) -> anyhow::Result<Self> {
+        let args: Vec<&str> = extra_args.iter().map(AsRef::as_ref).collect();
+        let given = |flag: &str| {
+            args.iter()
+                .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        let secret = match args.iter().position(|a| *a == "--token-secret") {
+            Some(i) => args
                 .get(i + 1)
                 .context("--token-secret without a value")?
                 .to_string(),
-            None => match extra.iter().find_map(|a| a.strip_prefix("--token-secret=")) {
+            None => match args.iter().find_map(|a| a.strip_prefix("--token-secret=")) {
                 Some(s) => s.to_string(),
                 None => random_secret(),
             },
         };
-        let given_secret = extra.iter().any(|a| a.starts_with("--token-secret"));
-
         let bin = cascade_bin();
         if !bin.is_file() {
             bail!(
@@ -160,22 +173,21 @@ impl ServerProcess {
                 bin.display()
             );
         }
-        let mut cmd = Command::new(&bin);
-        cmd.arg("serve").args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--media-listen",
-            "127.0.0.1:0",
-        ]);
-        if !given_secret {
+        cmd.arg("serve");
+        for flag in ["--http-listen", "--media-listen"] {
+            if !given(flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        if !given("--token-secret") {
             cmd.args(["--token-secret", &secret]);
         }
         // The eBPF programs attach to an interface that parallel test servers share:
         // suites that test them ask for them explicitly.
-        if !extra.iter().any(|a| a.starts_with("--ebpf")) {
+        if !given("--ebpf") {
             cmd.args(["--ebpf", "off"]);
         }
-        cmd.args(&extra)
+        cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -184,7 +196,7 @@ impl ServerProcess {
         }
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
+            .with_context(|| format!("cannot start {}{place}", bin.display()))?;
 
         let output = Arc::new(Mutex::new(Output::default()));
         let (line_tx, line_rx) = mpsc::channel::<String>();
@@ -234,7 +246,7 @@ impl ServerProcess {
                     let status = server.stop();
                     server.join_stderr();
                     bail!(
-                        "cascade serve closed stdout before announcing itself (exit: {status:?}); stderr:\n{}",
+                        "cascade serve{place} closed stdout before announcing itself (exit: {status:?}); stderr:\n{}",
                         server.stderr_tail()
                     );
                 }
@@ -242,13 +254,13 @@ impl ServerProcess {
             if let Some(status) = server.child.try_wait()? {
                 server.join_stderr();
                 bail!(
-                    "cascade serve exited with {status} before announcing itself; stderr:\n{}",
+                    "cascade serve{place} exited with {status} before announcing itself; stderr:\n{}",
                     server.stderr_tail()
                 );
             }
             if left.is_zero() {
                 bail!(
-                    "cascade serve printed no `cascade listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
+                    "cascade serve{place} printed no `cascade listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
                     server.stderr_tail()
                 );
             }

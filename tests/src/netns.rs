@@ -20,13 +20,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{STARTUP_TIMEOUT, ServerProcess, cascade_bin, command_available, drain, lock};
+use crate::{ServerProcess, cascade_bin, command_available};
 
 /// Where `ip netns add` mounts named namespaces.
 const NETNS_DIR: &str = "/var/run/netns";
@@ -195,48 +195,7 @@ impl Netns {
     /// the `cascade listening:` line. The server is killed if the thread that
     /// started it exits first.
     pub fn spawn_server<S: AsRef<str>>(&self, args: &[S]) -> anyhow::Result<ServerProcess> {
-        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-        let given = |flag: &str| {
-            args.iter()
-                .any(|a| *a == flag || a.starts_with(&format!("{flag}=")))
-        };
-        let secret = match args.iter().position(|a| *a == "--token-secret") {
-            Some(i) => args
-                .get(i + 1)
-                .context("--token-secret without a value")?
-                .to_string(),
-            None => match args.iter().find_map(|a| a.strip_prefix("--token-secret=")) {
-                Some(s) => s.to_string(),
-                None => crate::random_secret(),
-            },
-        };
-        let bin = cascade_bin();
-        if !bin.is_file() {
-            bail!(
-                "no cascade binary at {} (build it with `cargo build -p cascade` or set CASCADE_BIN)",
-                bin.display()
-            );
-        }
-        let mut cmd = self.command(&bin);
-        cmd.arg("serve");
-        for flag in ["--http-listen", "--media-listen"] {
-            if !given(flag) {
-                cmd.args([flag, "127.0.0.1:0"]);
-            }
-        }
-        if !given("--token-secret") {
-            cmd.args(["--token-secret", &secret]);
-        }
-        if !given("--ebpf") {
-            cmd.args(["--ebpf", "off"]);
-        }
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
+        let mut cmd = self.command(cascade_bin());
         // `ip netns exec` execs the server in place (same pid), so the signal
         // reaches the server itself should this process die without stopping it.
         // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
@@ -248,78 +207,7 @@ impl Netns {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {} in {}", bin.display(), self.name))?;
-
-        let output = Arc::new(Mutex::new(crate::Output::default()));
-        let (line_tx, line_rx) = mpsc::channel::<String>();
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        {
-            let output = output.clone();
-            let _ = drain(stdout, "cascade-stdout", move |line| {
-                let _ = line_tx.send(line.clone());
-                lock(&output).stdout.push(line);
-            });
-        }
-        let stderr_thread = {
-            let output = output.clone();
-            drain(stderr, "cascade-stderr", move |line| {
-                let mut out = lock(&output);
-                out.stderr_lines += 1;
-                if out.stderr_tail.len() == crate::STDERR_TAIL_LINES {
-                    out.stderr_tail.pop_front();
-                }
-                out.stderr_tail.push_back(line);
-            })
-        };
-        let mut server = ServerProcess {
-            http_base: String::new(),
-            media_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            secret,
-            child,
-            output,
-            stderr_thread: Some(stderr_thread),
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match line_rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    if let Some((http, media)) = crate::parse_listening_line(&line) {
-                        server.http_base = http;
-                        server.media_addr = media;
-                        return Ok(server);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = server.stop();
-                    server.join_stderr();
-                    bail!(
-                        "cascade serve in {} closed stdout before announcing itself (exit: {status:?}); stderr:\n{}",
-                        self.name,
-                        server.stderr_tail()
-                    );
-                }
-            }
-            if let Some(status) = server.child.try_wait()? {
-                server.join_stderr();
-                bail!(
-                    "cascade serve in {} exited with {status} before announcing itself; stderr:\n{}",
-                    self.name,
-                    server.stderr_tail()
-                );
-            }
-            if left.is_zero() {
-                bail!(
-                    "cascade serve in {} printed no `cascade listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                    self.name,
-                    server.stderr_tail()
-                );
-            }
-        }
+        ServerProcess::launch(cmd, args, &format!(" in {}", self.name))
     }
 
     /// Waits (at most 5 s) until `ifname` is operationally up with its queue
