@@ -126,10 +126,6 @@ enum Versus {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let started = Instant::now();
-    // Other work on the machine disturbs a packet-rate measurement; when permitted,
-    // run the bench and (inherited) the servers it starts ahead of it. Server and load
-    // generator keep the same priority relative to each other.
-    let reniced = procfs::raise_priority(-10);
     let _ = media::now_ns();
     let server_bin = match &cli.server_bin {
         Some(p) => p.clone(),
@@ -221,14 +217,14 @@ fn main() -> anyhow::Result<()> {
         Some("auto")
     };
     notes.push(format!(
-        "cascade-gcm and cascade-cm run --dataplane {}; --workers {}; {} CPUs shared by server and load{}",
+        "cascade-gcm and cascade-cm run --dataplane {}; --workers {}; {} CPUs shared by server and load",
         default_dp.unwrap_or("auto"),
         cli.workers,
         procfs::cpus(),
-        if reniced { "; bench and servers at nice -10" } else { "" }
     ));
     notes.push(
-        "bg CPU: cores used by other processes during the step at the maximum (noise when > 0.1)"
+        "bg CPU: cores used by other processes (not the server, the bench or ksoftirqd) during \
+         the step at the maximum; steps with more than 0.25 were run again"
             .into(),
     );
 
@@ -257,6 +253,13 @@ fn main() -> anyhow::Result<()> {
             _ => 0,
         };
     }
+    if cli.vs.is_some() {
+        planned += 2 * if quick && cli.fanout.is_empty() {
+            3
+        } else {
+            fanout_ns.len() as u64
+        };
+    }
     let pb = if cli.no_progress {
         ProgressBar::with_draw_target(Some(planned), ProgressDrawTarget::hidden())
     } else {
@@ -273,6 +276,7 @@ fn main() -> anyhow::Result<()> {
         pb: pb.clone(),
         steps: Vec::new(),
         results: Vec::new(),
+        ksoftirqd: procfs::ksoftirqd_pids(),
     };
 
     // Every target is started first: the fanout sweep gives them turns at each N.

@@ -154,9 +154,24 @@ pub(crate) fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Sets this process's nice value (inherited by the processes it starts); false when
-/// not permitted.
-pub(crate) fn raise_priority(nice: i32) -> bool {
-    // SAFETY: setpriority on this process only.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0 }
+/// The kernel's softirq threads (`ksoftirqd/N`): under load they do part of the
+/// packet processing that the server's and the load's traffic causes.
+pub(crate) fn ksoftirqd_pids() -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
+/// `utime + stime` of the given processes, seconds.
+pub(crate) fn pids_cpu_seconds(pids: &[u32]) -> Option<f64> {
+    pids.iter()
+        .map(|p| stat_cpu_seconds(&format!("/proc/{p}/stat")))
+        .sum()
 }
