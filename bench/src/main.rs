@@ -343,7 +343,7 @@ fn main() -> anyhow::Result<()> {
                 ns: ns.clone(),
             })
             .collect();
-        for f in bench.fanout(&mut fts, &fanout_ns) {
+        for f in bench.fanout(&mut fts) {
             pb.println(format!("error: {f}"));
             failures.push(f);
         }
@@ -504,7 +504,7 @@ fn versus_janus(
             ns: ns.to_vec(),
         },
     ];
-    let failures = bench.fanout(&mut fts, ns);
+    let failures = bench.fanout(&mut fts);
     drop(fts);
     drop(cascade_target);
     drop(janus_target);

@@ -214,7 +214,7 @@ fn plot(path: &Path, results: &[RampResult]) -> anyhow::Result<()> {
         .iter()
         .map(|r| r.max_forwarded_pps)
         .fold(1.0f64, f64::max)
-        * 1.15;
+        * 1.45;
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&root)

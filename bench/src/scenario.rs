@@ -145,7 +145,9 @@ pub(crate) struct RampResult {
     /// Publisher→subscriber stream pairs (each carries audio, and video where sent).
     pub(crate) flows: usize,
     pub(crate) max_forwarded_pps: f64,
-    /// What ended the search: `loss`, `generator`, `receiver` or `steps`.
+    /// What ended the search: `loss` (loss or backlog above the threshold),
+    /// `generator` (the load could not be sent), `receiver` (the load generator's own
+    /// sockets overflowed or held the backlog) or `steps` (the step budget ran out).
     pub(crate) limited_by: String,
     pub(crate) at_max: Option<StepRecord>,
     pub(crate) at_half: Option<StepRecord>,
@@ -477,13 +479,9 @@ impl Bench {
     /// One publisher, subscribers added for each N in turn (ascending). The targets
     /// take turns at each N, so that other load on the machine falls on all of them
     /// alike. A target that fails is reported and left out of the later steps.
-    pub(crate) fn fanout(&mut self, targets: &mut [FanoutTarget<'_>], ns: &[usize]) -> Vec<String> {
+    pub(crate) fn fanout(&mut self, targets: &mut [FanoutTarget<'_>]) -> Vec<String> {
         let mut failures = Vec::new();
-        let mut all: Vec<usize> = targets
-            .iter()
-            .flat_map(|t| t.ns.iter().copied())
-            .chain(ns.iter().copied())
-            .collect();
+        let mut all: Vec<usize> = targets.iter().flat_map(|t| t.ns.iter().copied()).collect();
         all.sort_unstable();
         all.dedup();
         let mut state: Vec<Option<(Rig, String, Option<u64>)>> = Vec::new();
