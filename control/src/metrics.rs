@@ -14,6 +14,7 @@ pub struct Metrics {
     subscriptions: IntGauge,
     relays: IntGauge,
     relayed: IntCounter,
+    relay_recovered: IntCounter,
     packets_in: IntCounter,
     bytes_in: IntCounter,
     packets_out: IntCounter,
@@ -69,6 +70,10 @@ impl Metrics {
             relayed: counter(
                 "cascade_relayed_total",
                 "Packets copied unchanged to cascade peers by userspace",
+            )?,
+            relay_recovered: counter(
+                "cascade_relay_recovered_total",
+                "Packets a cascade edge lost and got again from this server's cache",
             )?,
             packets_in: counter(
                 "cascade_packets_in_total",
@@ -134,6 +139,11 @@ impl Metrics {
                 .inc_by(dataplane.retransmitted.saturating_sub(last.retransmitted));
             self.relayed
                 .inc_by(dataplane.relayed.saturating_sub(last.relayed));
+            self.relay_recovered.inc_by(
+                dataplane
+                    .relay_recovered
+                    .saturating_sub(last.relay_recovered),
+            );
             for r in DropReason::ALL {
                 let i = r as usize;
                 self.drops

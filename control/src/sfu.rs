@@ -616,6 +616,12 @@ impl Sfu {
             .iter()
             .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
             .collect();
+        let cached: Vec<u32> = p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == MediaKind::Video)
+            .map(|t| t.ssrc)
+            .collect();
         let tracks = p
             .tracks
             .iter()
@@ -680,6 +686,7 @@ impl Sfu {
                     relay: e.session,
                     publisher: session,
                     ssrcs,
+                    cached,
                 }));
         }
         tracing::info!(resource = %id, %peer, relay = %relay_id, "relay opened");

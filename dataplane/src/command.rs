@@ -99,10 +99,14 @@ pub enum Command {
     RemoveRelayedSource { session: SessionId, ssrcs: Vec<u32> },
     /// Session `relay` is a cascade edge that receives `publisher`'s packets through
     /// `CascadeOut`: its keyframe requests and NACKs for these SSRCs reach the publisher.
+    /// The packets of `cached` (video SSRCs) are kept, so the edge's NACKs are answered
+    /// here, by resending them exactly as the publisher sent them; only what is no
+    /// longer kept is asked of the publisher.
     RelayFeedback {
         relay: SessionId,
         publisher: SessionId,
         ssrcs: Vec<u32>,
+        cached: Vec<u32>,
     },
     /// Ask the publisher of `media_ssrc` for a keyframe (PLI), subject to rate limiting.
     RequestKeyframe {

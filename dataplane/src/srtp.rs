@@ -145,8 +145,12 @@ pub const MAX_SSRCS: usize = 256;
 /// never exceeds it, and it keeps every length far inside OpenSSL's `int` range.
 pub const MAX_PACKET_LEN: usize = 65_535;
 
-/// Size of the replay window (RFC 3711 §3.3.2 minimum), for SRTP and SRTCP alike.
-const REPLAY_WINDOW: u64 = 64;
+/// Size of the replay window, for SRTP and SRTCP alike. RFC 3711 §3.3.2 asks for at
+/// least 64; packets resent after a NACK (a cascade origin resends with the original
+/// SSRC and index) arrive a round trip late, so the window is as wide as libwebrtc's.
+const REPLAY_WINDOW: u64 = 1024;
+/// 64-bit words of the replay window.
+const REPLAY_WORDS: usize = (REPLAY_WINDOW / 64) as usize;
 /// Length of the E flag + SRTCP index word.
 const SRTCP_INDEX_LEN: usize = 4;
 /// Largest SRTCP index (31 bits).
@@ -355,15 +359,34 @@ fn gcm_open(
     Ok(())
 }
 
-/// Sliding replay window over packet indices (RFC 3711 §3.3.2). Bit `i` of `seen` stands
-/// for index `highest - i`.
+/// Sliding replay window over packet indices (RFC 3711 §3.3.2), as a ring of bits:
+/// bit `index % REPLAY_WINDOW` stands for `index` while it is inside the window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct ReplayWindow {
     highest: Option<u64>,
-    seen: u64,
+    seen: [u64; REPLAY_WORDS],
 }
 
 impl ReplayWindow {
+    fn bit(index: u64) -> (usize, u64) {
+        let i = (index % REPLAY_WINDOW) as usize;
+        (i / 64, 1 << (i % 64))
+    }
+
+    fn is_seen(&self, index: u64) -> bool {
+        let (w, m) = Self::bit(index);
+        self.seen[w] & m != 0
+    }
+
+    fn set(&mut self, index: u64, on: bool) {
+        let (w, m) = Self::bit(index);
+        if on {
+            self.seen[w] |= m;
+        } else {
+            self.seen[w] &= !m;
+        }
+    }
+
     fn check(&self, index: u64) -> Result<(), SrtpError> {
         let Some(highest) = self.highest else {
             return Ok(());
@@ -371,8 +394,7 @@ impl ReplayWindow {
         if index > highest {
             return Ok(());
         }
-        let age = highest - index;
-        if age >= REPLAY_WINDOW || self.seen & (1 << age) != 0 {
+        if highest - index >= REPLAY_WINDOW || self.is_seen(index) {
             return Err(SrtpError::Replayed);
         }
         Ok(())
@@ -380,25 +402,23 @@ impl ReplayWindow {
 
     fn accept(&mut self, index: u64) {
         match self.highest {
-            None => {
-                self.highest = Some(index);
-                self.seen = 1;
-            }
-            Some(highest) if index > highest => {
-                let shift = index - highest;
-                self.seen = if shift >= REPLAY_WINDOW {
-                    0
-                } else {
-                    self.seen << shift
-                };
-                self.seen |= 1;
-                self.highest = Some(index);
-            }
-            Some(highest) => {
-                let age = highest - index;
-                if age < REPLAY_WINDOW {
-                    self.seen |= 1 << age;
+            Some(highest) if index <= highest => {
+                if highest - index < REPLAY_WINDOW {
+                    self.set(index, true);
                 }
+            }
+            Some(highest) if index - highest < REPLAY_WINDOW => {
+                // Indices skipped over enter the window unseen.
+                for i in highest + 1..index {
+                    self.set(i, false);
+                }
+                self.set(index, true);
+                self.highest = Some(index);
+            }
+            _ => {
+                self.seen = [0; REPLAY_WORDS];
+                self.set(index, true);
+                self.highest = Some(index);
             }
         }
     }
@@ -565,8 +585,63 @@ impl SrtpContext {
         self.check_room(slot)?;
         let index =
             estimate_index(state.tx_highest, hdr.sequence).ok_or(SrtpError::KeyExhausted)?;
+        self.seal_rtp(buf, len, &hdr, index)?;
+        if state.tx_highest.is_none_or(|h| index > h) {
+            state.tx_highest = Some(index);
+        }
+        self.commit(slot, state);
+        Ok(out_len)
+    }
+
+    /// The packet index a packet `seq` of `ssrc` received through this context had
+    /// (its rollover counter estimated from the highest index received, RFC 3711
+    /// Appendix A). `None` for an SSRC never received.
+    pub fn received_index(&self, ssrc: u32, seq: u16) -> Option<u64> {
+        let highest = self
+            .streams
+            .iter()
+            .find(|s| s.ssrc == ssrc)?
+            .rx_rtp
+            .highest?;
+        estimate_index(Some(highest), seq)
+    }
+
+    /// Protects the RTP packet in `buf[..len]` at packet index `index`, as its sender
+    /// did, without touching this context's sender state: a packet received through
+    /// this context and resent with the index [`SrtpContext::received_index`] gives is
+    /// byte for byte what the sender sent. Used to resend a publisher's packet to a
+    /// cascade peer that reads it with the publisher's keys.
+    pub fn protect_rtp_at(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        index: u64,
+    ) -> Result<usize, SrtpError> {
+        check_len(len)?;
+        let pkt = buf.get(..len).ok_or(SrtpError::BufferTooSmall)?;
+        let hdr = rtp::parse_header(pkt).map_err(rtp_error)?;
+        let out_len = len + self.profile.rtp_overhead();
+        if buf.len() < out_len {
+            return Err(SrtpError::BufferTooSmall);
+        }
+        if index & 0xffff != u64::from(hdr.sequence) || index >> 48 != 0 {
+            return Err(SrtpError::KeyExhausted);
+        }
+        self.seal_rtp(buf, len, &hdr, index)?;
+        Ok(out_len)
+    }
+
+    /// Encrypts and authenticates `buf[..len]` (header `hdr`) at `index`, writing the
+    /// tag after it; the caller checked that `buf` has room for the tag.
+    fn seal_rtp(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        hdr: &rtp::RtpHeader,
+        index: u64,
+    ) -> Result<(), SrtpError> {
         let roc = (index >> 16) as u32;
-        // len <= buf.len() (checked by `get` above) and header_len <= len (parse_header).
+        // len <= buf.len() (checked by the callers) and header_len <= len (parse_header).
         let (packet, tail) = buf.split_at_mut(len);
         let (header, payload) = packet.split_at_mut(hdr.header_len);
         match &mut self.rtp {
@@ -581,11 +656,7 @@ impl SrtpContext {
                 tail[..GCM_TAG_LEN].copy_from_slice(&tag);
             }
         }
-        if state.tx_highest.is_none_or(|h| index > h) {
-            state.tx_highest = Some(index);
-        }
-        self.commit(slot, state);
-        Ok(out_len)
+        Ok(())
     }
 
     /// Unprotects the SRTP packet that is the whole of `buf` in place (authentication
@@ -806,6 +877,45 @@ mod tests {
     const PROFILES: [SrtpProfile; 2] =
         [SrtpProfile::Aes128CmHmacSha1_80, SrtpProfile::AeadAes128Gcm];
 
+    /// A packet received and resent at its received index is byte for byte what the
+    /// sender sent, after the rollover counter moved on too; the resender's own
+    /// sender state stays untouched.
+    #[test]
+    fn resend_at_received_index_reproduces_the_sender() {
+        for profile in PROFILES {
+            let m = material(profile, 9);
+            let mut sender = SrtpContext::new(&m).unwrap();
+            let mut receiver = SrtpContext::new(&m).unwrap();
+            let mut sent = Vec::new();
+            // Cross a sequence-number wrap so the ROC is 1 for the later packets.
+            for i in 0..300u32 {
+                let seq = (65_400 + i) as u16;
+                let plain = rtp_packet(0xabcd, seq, 40);
+                let mut buf = plain.clone();
+                buf.resize(plain.len() + profile.rtp_overhead(), 0);
+                let n = sender.protect_rtp(&mut buf, plain.len()).unwrap();
+                buf.truncate(n);
+                let mut rx = buf.clone();
+                receiver.unprotect_rtp(&mut rx).unwrap();
+                sent.push((seq, plain, buf));
+            }
+            for (seq, plain, wire) in sent.iter().step_by(7) {
+                let index = receiver.received_index(0xabcd, *seq).unwrap();
+                let mut buf = plain.clone();
+                buf.resize(plain.len() + profile.rtp_overhead(), 0);
+                let n = receiver
+                    .protect_rtp_at(&mut buf, plain.len(), index)
+                    .unwrap();
+                assert_eq!(&buf[..n], &wire[..], "{profile:?} seq {seq}");
+            }
+            assert_eq!(receiver.received_index(0x1, 5), None);
+            let plain = rtp_packet(0xabcd, 10, 8);
+            let mut buf = plain.clone();
+            buf.resize(64, 0);
+            assert!(receiver.protect_rtp_at(&mut buf, plain.len(), 11).is_err());
+        }
+    }
+
     /// RFC 3711 Appendix B.3.
     #[test]
     fn rfc3711_b3_key_derivation() {
@@ -1007,24 +1117,36 @@ mod tests {
     #[test]
     fn replay_window() {
         let mut w = ReplayWindow::default();
-        assert!(w.check(1000).is_ok());
-        w.accept(1000);
-        assert!(matches!(w.check(1000), Err(SrtpError::Replayed)));
-        assert!(w.check(999).is_ok());
-        assert!(w.check(1001).is_ok());
-        w.accept(1010);
-        assert!(matches!(w.check(1000), Err(SrtpError::Replayed)));
-        assert!(w.check(1005).is_ok());
-        w.accept(1005);
-        assert!(matches!(w.check(1005), Err(SrtpError::Replayed)));
+        assert!(w.check(3000).is_ok());
+        w.accept(3000);
+        assert!(matches!(w.check(3000), Err(SrtpError::Replayed)));
+        assert!(w.check(2999).is_ok());
+        assert!(w.check(3001).is_ok());
+        w.accept(3010);
+        assert!(matches!(w.check(3000), Err(SrtpError::Replayed)));
+        assert!(w.check(3005).is_ok());
+        w.accept(3005);
+        assert!(matches!(w.check(3005), Err(SrtpError::Replayed)));
         // Oldest index still inside the window, and the first one outside.
-        assert!(w.check(1010 - 63).is_ok());
-        assert!(matches!(w.check(1010 - 64), Err(SrtpError::Replayed)));
+        assert!(w.check(3010 - 1023).is_ok());
+        assert!(matches!(w.check(3010 - 1024), Err(SrtpError::Replayed)));
+        // Moving forward, the slots of skipped indices are unseen again; the slot of
+        // an index that left the window is reused.
+        w.accept(3010 + 1000);
+        assert!(matches!(w.check(3005), Err(SrtpError::Replayed)));
+        assert!(w.check(3010 + 999).is_ok());
+        assert!(matches!(w.check(3010), Err(SrtpError::Replayed)));
+        w.accept(3010 + 1029);
+        assert!(w.check(3010 + 1024).is_ok());
+        assert!(w.check(3010 + 1028).is_ok());
+        assert!(matches!(w.check(3010 + 1029), Err(SrtpError::Replayed)));
+        assert!(matches!(w.check(3010 + 1000), Err(SrtpError::Replayed)));
         // A jump beyond the window forgets everything older.
-        w.accept(1010 + 200);
-        assert!(matches!(w.check(1010), Err(SrtpError::Replayed)));
-        assert!(w.check(1209).is_ok());
-        assert!(matches!(w.check(1210), Err(SrtpError::Replayed)));
+        w.accept(9000);
+        assert!(matches!(w.check(4039), Err(SrtpError::Replayed)));
+        assert!(w.check(8999).is_ok());
+        assert!(w.check(9000 - 1023).is_ok());
+        assert!(matches!(w.check(9000), Err(SrtpError::Replayed)));
     }
 
     #[test]

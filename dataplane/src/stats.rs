@@ -62,6 +62,8 @@ pub struct LocalStats {
     pub retransmitted: u64,
     /// Packets copied unchanged to cascade peers.
     pub relayed: u64,
+    /// Packets a cascade edge lost on the way and got again from this server's cache.
+    pub relay_recovered: u64,
     pub drops: [u64; DROP_REASONS],
 }
 
@@ -82,6 +84,7 @@ pub struct WorkerStats {
     bytes_out: AtomicU64,
     retransmitted: AtomicU64,
     relayed: AtomicU64,
+    relay_recovered: AtomicU64,
     drops: [AtomicU64; DROP_REASONS],
 }
 
@@ -99,6 +102,7 @@ impl WorkerStats {
         add(&self.bytes_out, local.bytes_out);
         add(&self.retransmitted, local.retransmitted);
         add(&self.relayed, local.relayed);
+        add(&self.relay_recovered, local.relay_recovered);
         for (a, v) in self.drops.iter().zip(local.drops) {
             add(a, v);
         }
@@ -114,6 +118,7 @@ impl WorkerStats {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             retransmitted: self.retransmitted.load(Ordering::Relaxed),
             relayed: self.relayed.load(Ordering::Relaxed),
+            relay_recovered: self.relay_recovered.load(Ordering::Relaxed),
             drops: [0; DROP_REASONS],
         };
         for (d, a) in s.drops.iter_mut().zip(&self.drops) {
@@ -134,6 +139,7 @@ pub fn sum<'a>(stats: impl IntoIterator<Item = &'a WorkerStats>) -> LocalStats {
         total.bytes_out += s.bytes_out;
         total.retransmitted += s.retransmitted;
         total.relayed += s.relayed;
+        total.relay_recovered += s.relay_recovered;
         for (t, d) in total.drops.iter_mut().zip(s.drops) {
             *t += d;
         }

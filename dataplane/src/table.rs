@@ -111,6 +111,9 @@ struct OutboundStream {
     subscriber_ssrc: u32,
     publisher: usize,
     publisher_ssrc: u32,
+    /// The subscriber is a cascade edge reading the publisher's packets as they
+    /// arrived (with the publisher's keys).
+    relay: bool,
 }
 
 struct Session {
@@ -278,21 +281,38 @@ impl ForwardingTable {
                 relay,
                 publisher,
                 ssrcs,
+                cached,
             } => {
-                if let (Some(&r), Some(&p)) = (self.by_id.get(&relay), self.by_id.get(&publisher))
-                    && let Some(s) = self.sessions[r].as_mut()
-                {
-                    for ssrc in ssrcs {
-                        if !s
-                            .outbound
-                            .iter()
-                            .any(|o| o.subscriber_ssrc == ssrc && o.publisher == p)
-                        {
-                            s.outbound.push(OutboundStream {
-                                subscriber_ssrc: ssrc,
-                                publisher: p,
-                                publisher_ssrc: ssrc,
-                            });
+                if let (Some(&r), Some(&p)) = (self.by_id.get(&relay), self.by_id.get(&publisher)) {
+                    if let Some(s) = self.sessions[r].as_mut() {
+                        for ssrc in ssrcs {
+                            if !s
+                                .outbound
+                                .iter()
+                                .any(|o| o.subscriber_ssrc == ssrc && o.publisher == p)
+                            {
+                                s.outbound.push(OutboundStream {
+                                    subscriber_ssrc: ssrc,
+                                    publisher: p,
+                                    publisher_ssrc: ssrc,
+                                    relay: true,
+                                });
+                            }
+                        }
+                    }
+                    if let Some(publisher) = self.sessions[p].as_mut() {
+                        for ssrc in cached {
+                            if publisher.inbound_mut(ssrc).is_none()
+                                && publisher.inbound.len() < MAX_INBOUND_STREAMS
+                            {
+                                publisher.inbound.push(InboundStream::new(ssrc));
+                            }
+                            if let Some(stream) = publisher.inbound_mut(ssrc) {
+                                stream.kind = Some(MediaKind::Video);
+                                if stream.cache.is_none() {
+                                    stream.cache = Some(NackCache::new());
+                                }
+                            }
                         }
                     }
                 }
@@ -394,6 +414,7 @@ impl ForwardingTable {
                 subscriber_ssrc: route.subscriber_ssrc,
                 publisher: p,
                 publisher_ssrc: route.publisher_ssrc,
+                relay: false,
             });
         }
     }
@@ -659,6 +680,53 @@ impl ForwardingTable {
         true
     }
 
+    /// Resends the cached packet `seq` of publisher stream (`idx`, `ssrc`) to the
+    /// cascade edge of session `edge` exactly as the publisher protected it (its keys,
+    /// SSRC, sequence number and packet index), so the edge reads it like the original.
+    /// False when the packet is not in the cache.
+    fn resend_to_relay(
+        &mut self,
+        idx: usize,
+        ssrc: u32,
+        edge: usize,
+        seq: u16,
+        out: &mut impl TransmitSink,
+    ) -> bool {
+        let Some(dest) = self.sessions[edge].as_ref().map(|s| s.peer) else {
+            return false;
+        };
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return false;
+        };
+        let Some(plain) = publisher
+            .inbound
+            .iter()
+            .find(|s| s.ssrc == ssrc)
+            .and_then(|s| s.cache.as_ref())
+            .and_then(|c| c.get(seq))
+        else {
+            return false;
+        };
+        let slot = out.next_buffer();
+        let len = plain.len();
+        if slot.len() < len + 16 {
+            return true;
+        }
+        slot[..len].copy_from_slice(plain);
+        let ctx = publisher.rx_for(ssrc);
+        let Some(index) = ctx.received_index(ssrc, seq) else {
+            return false;
+        };
+        if let Ok(n) = ctx.protect_rtp_at(slot, len, index) {
+            out.commit(n, dest);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += n as u64;
+            self.stats.retransmitted += 1;
+            self.stats.relay_recovered += 1;
+        }
+        true
+    }
+
     fn handle_rtcp(
         &mut self,
         now: Instant,
@@ -833,11 +901,15 @@ impl ForwardingTable {
             .as_ref()
             .and_then(|p| p.inbound.iter().find(|s| s.ssrc == o.publisher_ssrc))
             .and_then(|s| s.routes.iter().position(|r| r.subscriber == sub_idx));
-        if let Some(r) = route {
+        if route.is_some() || o.relay {
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
                 let seq = self.nack_scratch[i];
-                if !self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out) {
+                let sent = match route {
+                    Some(r) => self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out),
+                    None => self.resend_to_relay(o.publisher, o.publisher_ssrc, sub_idx, seq, out),
+                };
+                if !sent {
                     self.nack_scratch[missing] = seq;
                     missing += 1;
                 }

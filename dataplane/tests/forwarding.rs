@@ -371,3 +371,73 @@ fn cascade_peers_get_the_publishers_packets_unchanged() {
     table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
     assert_eq!(sink.sent.len(), subs.len());
 }
+
+#[test]
+fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(64);
+    let now = Instant::now();
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    // The edge's feedback session: its RTCP comes from its media address.
+    let mut edge = peer(9, 7000, SrtpProfile::AeadAes128Gcm);
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, edge.install.clone(), &mut sink);
+    table.apply(
+        now,
+        Command::CascadeOut {
+            publisher: 1,
+            peers: vec![edge.addr],
+        },
+        &mut sink,
+    );
+    table.apply(
+        now,
+        Command::RelayFeedback {
+            relay: 9,
+            publisher: 1,
+            ssrcs: vec![0xAAAA, 0xAAAB],
+            cached: vec![0xAAAA],
+        },
+        &mut sink,
+    );
+    // No local subscriber: the packets are relayed as they arrived, and kept.
+    // Start near a sequence-number wrap so resends need the right rollover counter.
+    let mut wires = Vec::new();
+    for i in 0..20u32 {
+        let seq = (65_530 + i) as u16;
+        let wire = protect(&mut publisher.send, &rtp(0xAAAA, seq, i * 3000, 96, 300));
+        wires.push((seq, wire.clone()));
+        table.handle_datagram(now, publisher.addr, &mut wire.clone(), &mut sink);
+    }
+    assert_eq!(table.stats.relayed, 20);
+    // The edge lost 65534 and 3 on the relay link, and asks for 3 and an unkept 40.
+    sink.clear();
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xAAAA, &[65_534, 3, 40]).unwrap();
+    rtcp_from(&mut table, &mut edge, &buf[..n], &mut sink);
+    assert_eq!(
+        sink.sent.len(),
+        3,
+        "two resends to the edge, one NACK upstream"
+    );
+    for (i, seq) in [65_534u16, 3].into_iter().enumerate() {
+        let (bytes, dest) = sink.datagram(i);
+        assert_eq!(dest, edge.addr);
+        let original = &wires.iter().find(|(s, _)| *s == seq).unwrap().1;
+        assert_eq!(
+            bytes,
+            &original[..],
+            "seq {seq}: byte for byte as the publisher sent it"
+        );
+    }
+    let (bytes, dest) = sink.datagram(2);
+    assert_eq!(dest, publisher.addr);
+    let mut got = bytes.to_vec();
+    let len = publisher.recv.unprotect_rtcp(&mut got).unwrap();
+    let pkt = rtcp::packets(&got[..len]).next().unwrap().unwrap();
+    let RtcpKind::Nack(nack) = pkt.kind().unwrap() else {
+        panic!("expected NACK upstream");
+    };
+    assert_eq!(nack.lost_sequences().collect::<Vec<_>>(), vec![40]);
+    assert_eq!(table.stats.relay_recovered, 2);
+}
