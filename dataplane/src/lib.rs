@@ -11,4 +11,5 @@ pub mod rtp;
 pub mod srtp;
 pub mod stats;
 pub mod table;
+pub mod twcc;
 pub mod worker;
