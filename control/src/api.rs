@@ -16,7 +16,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::ApiError;
 use crate::server::AppState;
-use crate::sfu::Patched;
+use crate::sfu::{Patched, ResourceState};
 use crate::token::{Claims, Grant, unix_now};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
@@ -49,8 +49,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rtc/v1/rooms/{room}/subscribe", post(subscribe))
         .route(
             "/rtc/v1/resources/{id}",
-            axum::routing::delete(delete_resource).patch(patch_resource),
+            get(resource_info)
+                .delete(delete_resource)
+                .patch(patch_resource),
         )
+        .route("/rtc/v1/resources/{id}/events", get(resource_events))
         .route("/rtc/v1/resources/{id}/relay", post(open_relay))
         .route("/rtc/v1/relays/{id}", axum::routing::delete(close_relay))
         .fallback(|| async {
@@ -245,6 +248,68 @@ fn authorize_resource(headers: &HeaderMap, state: &AppState, id: &str) -> Result
         .into());
     }
     Ok(())
+}
+
+/// `GET {resource}`: its kind, room and state. The resource URL, unguessable, is
+/// the capability (as for WHIP/WHEP clients that hold it): no token needed.
+async fn resource_info(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let info = state
+        .with_sfu(|sfu| sfu.resource_info(&id))
+        .ok_or_else(|| ApiError::unknown_resource(&id))?;
+    Ok(axum::Json(info).into_response())
+}
+
+/// `GET {resource}/events`: server-sent events, `event: state` with
+/// `{"state": .., "reason": ..}`; the first is the current state, then one per
+/// change. The stream ends after `ended`.
+async fn resource_events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::stream::{self, StreamExt};
+    use tokio::sync::broadcast::error::RecvError;
+
+    // Listen before reading the current state, so no change falls in between.
+    let rx = state.subscribe_events();
+    let info = state
+        .with_sfu(|sfu| sfu.resource_info(&id))
+        .ok_or_else(|| ApiError::unknown_resource(&id))?;
+    let event = |state: ResourceState, reason: &str| {
+        Event::default()
+            .event("state")
+            .json_data(serde_json::json!({ "state": state, "reason": reason }))
+            .unwrap_or_else(|_| Event::default().event("state"))
+    };
+    let first = event(info.state, "current");
+    let ended = info.state == ResourceState::Ended;
+    let changes = stream::unfold((rx, ended), move |(mut rx, ended)| {
+        let id = id.clone();
+        async move {
+            if ended {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.resource == id => {
+                        let end = e.state == ResourceState::Ended;
+                        return Some((event(e.state, e.reason), (rx, end)));
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    let events = stream::once(async move { first })
+        .chain(changes)
+        .map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 async fn delete_resource(

@@ -17,7 +17,7 @@ use crate::config::{DataplaneArg, ServeConfig};
 use crate::error::ApiError;
 use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
-use crate::sfu::{RelayAnswer, Sfu, SfuOutput};
+use crate::sfu::{RelayAnswer, ResourceEvent, Sfu, SfuOutput};
 use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
 
 /// Longest the media thread sleeps when no datagram arrives and no timer is due.
@@ -40,6 +40,10 @@ pub struct AppState {
     http: reqwest::Client,
     runtime: tokio::runtime::Handle,
     metrics: Metrics,
+    /// Resource state changes, for the event streams of `GET {resource}/events`.
+    events: tokio::sync::broadcast::Sender<ResourceEvent>,
+    /// Remote publications whose relay must be asked for again.
+    reopen: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,6 +79,13 @@ impl AppState {
                     self.dataplane.command(c);
                 }
                 SfuOutput::Transmit { dest, data } => self.dataplane.send_control(&data, dest),
+                SfuOutput::Event(e) => {
+                    // No receiver (nobody watching) is not an error.
+                    let _ = self.events.send(e);
+                }
+                SfuOutput::ReopenRelay { url } => {
+                    let _ = self.reopen.send(url);
+                }
                 SfuOutput::CloseRelay { relay } => {
                     let Some(token) = self.cluster_token() else {
                         continue;
@@ -90,6 +101,11 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Resource state changes from now on.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ResourceEvent> {
+        self.events.subscribe()
     }
 
     /// A fresh cluster service token, when a cluster secret is configured.
@@ -204,6 +220,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{http}"));
 
+    let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let state = Arc::new(AppState {
         sfu: Mutex::new(Sfu::new(cert, candidate, public_url.clone())),
         dataplane,
@@ -218,6 +235,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .build()?,
         runtime: tokio::runtime::Handle::current(),
         metrics: Metrics::new()?,
+        events: tokio::sync::broadcast::channel(1024).0,
+        reopen,
+    });
+
+    // Re-opens relays of lost origins, each in its own task (a slow origin delays
+    // no other).
+    let reopen_state = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        while let Some(url) = reopen_rx.recv().await {
+            let Some(state) = reopen_state.upgrade() else {
+                return;
+            };
+            tokio::spawn(async move {
+                let result = state.open_remote_relay(&url).await;
+                state.with_sfu(|s| s.relay_reopened(Instant::now(), &url, result));
+            });
+        }
     });
 
     let media_state = state.clone();

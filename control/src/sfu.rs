@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::ice::IceCredentials;
 use crate::sdp::{self, Codec, Direction, MediaAnswer, MediaType, SendStream, SessionAnswer};
 use crate::session::{PeerSession, SessionInput, SessionOutput};
-use crate::stun;
+use crate::stun::{self, StunClass};
 
 /// Identifies a publication or a subscription; the last segment of its resource URL.
 pub type ResourceId = String;
@@ -38,6 +38,53 @@ pub enum SfuOutput {
     CloseRelay {
         relay: String,
     },
+    /// Ask the origin of remote publication `url` for its relay again (the origin
+    /// stopped answering); the answer goes to [`Sfu::relay_reopened`].
+    ReopenRelay {
+        url: String,
+    },
+    /// A resource changed state (for `GET {resource}/events`).
+    Event(ResourceEvent),
+}
+
+/// Where a resource is in its life, as `GET {resource}` and its event stream show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceState {
+    /// Waiting for the peer's ICE and DTLS.
+    Connecting,
+    /// Media flows (or can: a subscription with every source available).
+    Live,
+    /// A source relayed from another server is lost; the relay is being re-opened.
+    Reconnecting,
+    /// Gone: deleted, or (for a subscription) every source it had is gone.
+    Ended,
+}
+
+/// One state change of a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResourceEvent {
+    pub resource: ResourceId,
+    pub state: ResourceState,
+    /// Why, in one stable word: `connected`, `origin_unreachable`, `relay_reopened`,
+    /// `source_ended`, `deleted`...
+    pub reason: &'static str,
+}
+
+/// `GET {resource}` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceInfo {
+    pub id: ResourceId,
+    pub kind: &'static str,
+    pub room: String,
+    pub state: ResourceState,
+    /// For a subscription: the resource URLs of its sources (on this server, or
+    /// their origin's for relayed ones).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    /// For a publication relayed here from another server: its origin resource URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relayed_from: Option<String>,
 }
 
 /// One published track.
@@ -64,7 +111,7 @@ struct Publication {
     relays: Vec<String>,
     /// Set when the publication lives on another server and reaches this one
     /// through a relay.
-    remote: Option<RemoteSource>,
+    remote: Option<Box<RemoteSource>>,
 }
 
 /// A publication of another server, relayed to this one.
@@ -77,10 +124,37 @@ struct RemoteSource {
     origin: SocketAddr,
     /// Since when no subscription here uses it.
     idle_since: Option<Instant>,
+    /// When the origin last answered a probe of this relay (or the relay opened).
+    last_answer: Instant,
+    next_probe: Instant,
+    /// Transaction ids of the last probes sent.
+    probes: [[u8; 12]; RELAY_PROBES_KEPT],
+    probes_sent: usize,
+    /// Since when the origin is lost for this publication (no answer to probes, or a
+    /// relay it no longer knows); cleared when the relay is re-opened.
+    lost_since: Option<Instant>,
+    /// When to ask the origin for the relay again, while lost.
+    next_reopen: Instant,
+    /// A re-open request is under way.
+    reopening: bool,
 }
 
 /// How long a relay stays open after its last subscriber here left.
 pub const RELAY_GRACE: Duration = Duration::from_secs(5);
+/// How often an edge checks that each origin it relays from still answers.
+pub const RELAY_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// An origin that has answered no probe for this long is lost (RFC 7675's consent
+/// freshness, on the relay link).
+pub const RELAY_CONSENT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often an edge asks a lost origin for its relays again.
+pub const RELAY_REOPEN_INTERVAL: Duration = Duration::from_secs(2);
+/// How long an edge keeps trying before a lost origin's publications end here.
+pub const RELAY_GIVE_UP: Duration = Duration::from_secs(30);
+/// STUN USERNAME prefix of relay probes (followed by the relay id); their
+/// MESSAGE-INTEGRITY uses the link's feedback keys, which only the two servers know.
+const RELAY_PROBE_USERNAME: &str = "cascade-relay:";
+/// Probes in flight an answer may match.
+const RELAY_PROBES_KEPT: usize = 4;
 
 /// The link from one origin server: one pseudo-session whose peer is the origin's
 /// media address, carrying every publication relayed from it.
@@ -88,6 +162,17 @@ pub const RELAY_GRACE: Duration = Duration::from_secs(5);
 struct OriginLink {
     session: SessionId,
     publications: usize,
+    /// The keys this edge protects its RTCP to the origin with; also the key of
+    /// the relay probes.
+    keys: SrtpKeyingMaterial,
+}
+
+/// The MESSAGE-INTEGRITY key of relay link probes: the link's feedback master key and
+/// salt.
+fn probe_key(keys: &SrtpKeyingMaterial) -> Vec<u8> {
+    let mut k = keys.key[..keys.profile.key_len()].to_vec();
+    k.extend_from_slice(keys.salt());
+    k
 }
 
 /// One cascade relay: a publication's packets, unchanged, to another server.
@@ -233,6 +318,10 @@ pub struct Sfu {
     origins: HashMap<SocketAddr, OriginLink>,
     /// Remote publications by their origin resource URL → local id.
     remote: HashMap<String, ResourceId>,
+    /// The state each resource was last reported in.
+    reported: HashMap<ResourceId, ResourceState>,
+    /// Something happened that may change a resource's state.
+    states_dirty: bool,
     out: VecDeque<SfuOutput>,
 }
 
@@ -270,6 +359,8 @@ impl Sfu {
             edges: HashMap::new(),
             origins: HashMap::new(),
             remote: HashMap::new(),
+            reported: HashMap::new(),
+            states_dirty: false,
             out: VecDeque::new(),
         }
     }
@@ -575,6 +666,7 @@ impl Sfu {
         }
         self.out
             .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
+        self.ended(id, "deleted");
         tracing::info!(resource = %id, "resource deleted");
         Ok(())
     }
@@ -611,11 +703,7 @@ impl Sfu {
         p.relays.push(relay_id.clone());
         let session = p.session;
         let room = p.room.clone();
-        let ssrcs: Vec<u32> = p
-            .tracks
-            .iter()
-            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
-            .collect();
+        let ssrcs = track_ssrcs(&p.tracks);
         let cached: Vec<u32> = p
             .tracks
             .iter()
@@ -766,37 +854,7 @@ impl Sfu {
             .material()
             .ok_or_else(|| bad("feedback keys"))?;
         let origin = answer.origin_media;
-        let session = match self.origins.get_mut(&origin) {
-            Some(link) => {
-                link.publications += 1;
-                link.session
-            }
-            None => {
-                let id = self.next_session;
-                self.next_session += 1;
-                self.out
-                    .push_back(SfuOutput::Command(Command::PeerValidated {
-                        id,
-                        peer: origin,
-                    }));
-                self.out
-                    .push_back(SfuOutput::Command(Command::InstallSession {
-                        id,
-                        peer: origin,
-                        rx: random_keys(),
-                        tx: feedback,
-                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
-                    }));
-                self.origins.insert(
-                    origin,
-                    OriginLink {
-                        session: id,
-                        publications: 1,
-                    },
-                );
-                id
-            }
-        };
+        let session = self.link_for(origin, feedback);
         let mut tracks = Vec::new();
         for t in &answer.tracks {
             let kind = match t.kind.as_str() {
@@ -820,10 +878,7 @@ impl Sfu {
                 rtx_ssrc: t.rtx_ssrc,
             });
         }
-        let ssrcs = tracks
-            .iter()
-            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
-            .collect();
+        let ssrcs = track_ssrcs(&tracks);
         self.out
             .push_back(SfuOutput::Command(Command::AddRelayedSource {
                 session,
@@ -840,17 +895,89 @@ impl Sfu {
                 tracks,
                 keys: Some(keys),
                 relays: Vec::new(),
-                remote: Some(RemoteSource {
+                remote: Some(Box::new(RemoteSource {
                     url: url.to_owned(),
                     relay: answer.relay,
                     origin,
                     idle_since: Some(now),
-                }),
+                    last_answer: now,
+                    next_probe: now + RELAY_PROBE_INTERVAL,
+                    probes: [[0; 12]; RELAY_PROBES_KEPT],
+                    probes_sent: 0,
+                    lost_since: None,
+                    next_reopen: now,
+                    reopening: false,
+                })),
             }),
         );
         self.remote.insert(url.to_owned(), id.clone());
         tracing::info!(%url, local = %id, "remote publication relayed here");
         Ok((id, None))
+    }
+
+    /// The link session from `origin`, set up with `feedback` keys when there is none
+    /// (or re-keyed when the origin now gives other keys); counts one more
+    /// publication on it.
+    fn link_for(&mut self, origin: SocketAddr, feedback: SrtpKeyingMaterial) -> SessionId {
+        if let Some(link) = self.origins.get_mut(&origin) {
+            link.publications += 1;
+            if link.keys == feedback {
+                return link.session;
+            }
+            // The origin forgot this edge and made new feedback keys: re-key the link
+            // and give it back its relayed sources and routes.
+            link.keys = feedback;
+            let id = link.session;
+            self.install_link(id, origin, feedback);
+            let relayed: Vec<(Vec<u32>, SrtpKeyingMaterial)> = self
+                .resources
+                .values()
+                .filter_map(|r| match r {
+                    Resource::Publication(p) if p.session == id && p.remote.is_some() => {
+                        Some((track_ssrcs(&p.tracks), p.keys?))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (ssrcs, rx) in relayed {
+                self.out
+                    .push_back(SfuOutput::Command(Command::AddRelayedSource {
+                        session: id,
+                        ssrcs,
+                        rx,
+                    }));
+            }
+            self.install_routes_for(id);
+            return id;
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        self.install_link(id, origin, feedback);
+        self.origins.insert(
+            origin,
+            OriginLink {
+                session: id,
+                publications: 1,
+                keys: feedback,
+            },
+        );
+        id
+    }
+
+    fn install_link(&mut self, id: SessionId, origin: SocketAddr, feedback: SrtpKeyingMaterial) {
+        self.out
+            .push_back(SfuOutput::Command(Command::PeerValidated {
+                id,
+                peer: origin,
+            }));
+        self.out
+            .push_back(SfuOutput::Command(Command::InstallSession {
+                id,
+                peer: origin,
+                rx: random_keys(),
+                tx: feedback,
+                rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+            }));
     }
 
     /// Marks remote publications used or idle, and closes those idle past the grace.
@@ -893,29 +1020,350 @@ impl Sfu {
             return;
         };
         self.remote.remove(&remote.url);
-        let ssrcs = p
-            .tracks
-            .iter()
-            .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
-            .collect();
+        let ssrcs = track_ssrcs(&p.tracks);
         self.out
             .push_back(SfuOutput::Command(Command::RemoveRelayedSource {
                 session: p.session,
                 ssrcs,
             }));
-        if let Some(link) = self.origins.get_mut(&remote.origin) {
-            link.publications = link.publications.saturating_sub(1);
-            if link.publications == 0 {
-                let session = link.session;
-                self.origins.remove(&remote.origin);
-                self.out
-                    .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
-            }
-        }
+        self.leave_link(remote.origin);
         self.out.push_back(SfuOutput::CloseRelay {
             relay: remote.relay,
         });
         tracing::info!(url = %remote.url, "remote publication released");
+    }
+
+    /// An origin answers an edge's relay probe: signed success while it relays
+    /// `relay` to that edge, an error when it does not (so the edge re-opens at once).
+    fn answer_relay_probe(&mut self, from: SocketAddr, msg: &stun::StunMessage<'_>) {
+        if msg.class != StunClass::Request {
+            return;
+        }
+        let relay = msg
+            .username()
+            .and_then(|u| u.strip_prefix(RELAY_PROBE_USERNAME))
+            .unwrap_or_default();
+        let key = self.edges.get(&from).map(|e| probe_key(&e.keys));
+        let known = self.relays.get(relay).is_some_and(|r| r.peer == from);
+        let answer = match key {
+            // Only a probe signed with this edge's keys gets a signed answer.
+            Some(key) if msg.verify_integrity(&key) => {
+                if known {
+                    stun::binding_success_response(msg.transaction_id, from, &key)
+                } else {
+                    stun::error_response(msg.method, msg.transaction_id, 437, Some(&key))
+                }
+            }
+            Some(_) => return,
+            None => stun::error_response(msg.method, msg.transaction_id, 437, None),
+        };
+        if let Ok(data) = answer {
+            self.out.push_back(SfuOutput::Transmit { dest: from, data });
+        }
+    }
+
+    /// An edge reads an origin's answer to one of its relay probes.
+    fn relay_probe_answered(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &stun::StunMessage<'_>,
+    ) {
+        let Some(key) = self.origins.get(&from).map(|l| probe_key(&l.keys)) else {
+            return;
+        };
+        for r in self.resources.values_mut() {
+            let Resource::Publication(p) = r else {
+                continue;
+            };
+            let Some(remote) = p.remote.as_mut() else {
+                continue;
+            };
+            if remote.origin != from || !remote.probes.contains(&msg.transaction_id) {
+                continue;
+            }
+            match msg.class {
+                StunClass::SuccessResponse if msg.verify_integrity(&key) => {
+                    remote.last_answer = now;
+                }
+                // The origin no longer relays this publication here (it restarted, or
+                // the publication is gone): re-open now rather than after the timeout.
+                StunClass::ErrorResponse if remote.lost_since.is_none() => {
+                    tracing::warn!(url = %remote.url, "origin refused a relay probe: re-opening");
+                    remote.lost_since = Some(now);
+                    remote.next_reopen = now;
+                    self.states_dirty = true;
+                }
+                _ => {}
+            }
+            return;
+        }
+    }
+
+    /// Probes every relayed publication's origin, marks those whose origin stopped
+    /// answering as lost, asks for lost relays again and gives up on the long lost.
+    fn check_origins(&mut self, now: Instant) {
+        let mut give_up = Vec::new();
+        for (id, r) in &mut self.resources {
+            let Resource::Publication(p) = r else {
+                continue;
+            };
+            let Some(remote) = p.remote.as_mut() else {
+                continue;
+            };
+            if now >= remote.next_probe
+                && let Some(link) = self.origins.get(&remote.origin)
+            {
+                let tid = stun::random_transaction_id();
+                remote.probes[remote.probes_sent % RELAY_PROBES_KEPT] = tid;
+                remote.probes_sent += 1;
+                remote.next_probe = now + RELAY_PROBE_INTERVAL;
+                let relay_id = remote.relay.rsplit('/').next().unwrap_or_default();
+                let probe = stun::StunWriter::new(StunClass::Request, stun::METHOD_BINDING, tid)
+                    .username(&format!("{RELAY_PROBE_USERNAME}{relay_id}"))
+                    .finish(Some(&probe_key(&link.keys)), true);
+                if let Ok(data) = probe {
+                    self.out.push_back(SfuOutput::Transmit {
+                        dest: remote.origin,
+                        data,
+                    });
+                }
+            }
+            if remote.lost_since.is_none()
+                && now.saturating_duration_since(remote.last_answer) >= RELAY_CONSENT_TIMEOUT
+            {
+                tracing::warn!(url = %remote.url, "origin stopped answering: re-opening the relay");
+                remote.lost_since = Some(now);
+                remote.next_reopen = now;
+                self.states_dirty = true;
+            }
+            let Some(since) = remote.lost_since else {
+                continue;
+            };
+            if now.saturating_duration_since(since) >= RELAY_GIVE_UP {
+                give_up.push(id.clone());
+            } else if !remote.reopening && now >= remote.next_reopen {
+                remote.reopening = true;
+                remote.next_reopen = now + RELAY_REOPEN_INTERVAL;
+                self.out.push_back(SfuOutput::ReopenRelay {
+                    url: remote.url.clone(),
+                });
+            }
+        }
+        for id in give_up {
+            tracing::warn!(resource = %id, "origin lost for good: the relayed publication ends");
+            self.end_remote(&id, "origin_lost");
+        }
+    }
+
+    /// The outcome of a [`SfuOutput::ReopenRelay`]: the origin's new relay answer, or
+    /// why there is none. A publication the origin no longer has ends here.
+    pub fn relay_reopened(
+        &mut self,
+        now: Instant,
+        url: &str,
+        result: Result<RelayAnswer, ApiError>,
+    ) {
+        let Some(id) = self.remote.get(url).cloned() else {
+            if let Ok(answer) = result {
+                self.out.push_back(SfuOutput::CloseRelay {
+                    relay: answer.relay,
+                });
+            }
+            return;
+        };
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) if e.code == "unknown_resource" => {
+                tracing::info!(%url, "the origin no longer has the publication");
+                self.end_remote(&id, "source_ended");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%url, error = %e, "re-opening the relay failed; retrying");
+                if let Some(Resource::Publication(p)) = self.resources.get_mut(&id)
+                    && let Some(remote) = p.remote.as_mut()
+                {
+                    remote.reopening = false;
+                }
+                return;
+            }
+        };
+        let (Some(keys), Some(feedback)) =
+            (answer.srtp.material(), answer.feedback_srtp.material())
+        else {
+            self.out.push_back(SfuOutput::CloseRelay {
+                relay: answer.relay,
+            });
+            return;
+        };
+        let Some(Resource::Publication(p)) = self.resources.get(&id) else {
+            return;
+        };
+        let (old_session, ssrcs) = (p.session, track_ssrcs(&p.tracks));
+        let Some(old) = p.remote.clone() else {
+            return;
+        };
+        // Leave the old link (the origin may have moved or re-keyed), join the new one.
+        self.out
+            .push_back(SfuOutput::Command(Command::RemoveRelayedSource {
+                session: old_session,
+                ssrcs: ssrcs.clone(),
+            }));
+        self.leave_link(old.origin);
+        let session = self.link_for(answer.origin_media, feedback);
+        self.out
+            .push_back(SfuOutput::Command(Command::AddRelayedSource {
+                session,
+                ssrcs,
+                rx: keys,
+            }));
+        if let Some(Resource::Publication(p)) = self.resources.get_mut(&id)
+            && let Some(remote) = p.remote.as_mut()
+        {
+            p.session = session;
+            p.keys = Some(keys);
+            remote.relay = answer.relay.clone();
+            remote.origin = answer.origin_media;
+            remote.last_answer = now;
+            remote.next_probe = now + RELAY_PROBE_INTERVAL;
+            remote.lost_since = None;
+            remote.reopening = false;
+        }
+        if session != old_session {
+            self.install_routes_for(session);
+        }
+        if old.relay != answer.relay {
+            // The origin may still hold the old relay (it was only unreachable).
+            self.out
+                .push_back(SfuOutput::CloseRelay { relay: old.relay });
+        }
+        self.states_dirty = true;
+        tracing::info!(%url, "relay re-opened");
+    }
+
+    /// One relayed publication fewer on the link from `origin`; the link goes with
+    /// the last one.
+    fn leave_link(&mut self, origin: SocketAddr) {
+        if let Some(link) = self.origins.get_mut(&origin) {
+            link.publications = link.publications.saturating_sub(1);
+            if link.publications == 0 {
+                let session = link.session;
+                self.origins.remove(&origin);
+                self.out
+                    .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
+            }
+        }
+    }
+
+    /// Ends a relayed publication here: its subscriptions see their source end.
+    fn end_remote(&mut self, id: &str, reason: &'static str) {
+        self.drop_remote(id);
+        self.ended(id, reason);
+    }
+
+    /// Reports that resource `id`, now gone, ended.
+    fn ended(&mut self, id: &str, reason: &'static str) {
+        self.reported.remove(id);
+        self.states_dirty = true;
+        self.out.push_back(SfuOutput::Event(ResourceEvent {
+            resource: id.to_owned(),
+            state: ResourceState::Ended,
+            reason,
+        }));
+    }
+
+    /// `GET {resource}`.
+    pub fn resource_info(&self, id: &str) -> Option<ResourceInfo> {
+        let r = self.resources.get(id)?;
+        let (state, _) = self.state_of(r);
+        Some(match r {
+            Resource::Publication(p) => ResourceInfo {
+                id: id.to_owned(),
+                kind: "publication",
+                room: p.room.clone(),
+                state,
+                sources: Vec::new(),
+                relayed_from: p.remote.as_ref().map(|r| r.url.clone()),
+            },
+            Resource::Subscription(s) => ResourceInfo {
+                id: id.to_owned(),
+                kind: "subscription",
+                room: s.room.clone(),
+                state,
+                sources: sources_of(s)
+                    .into_iter()
+                    .map(|src| match self.resources.get(src) {
+                        Some(Resource::Publication(Publication {
+                            remote: Some(r), ..
+                        })) => r.url.clone(),
+                        _ => self.resource_url(src),
+                    })
+                    .collect(),
+                relayed_from: None,
+            },
+        })
+    }
+
+    /// The state of a resource, and why.
+    fn state_of(&self, r: &Resource) -> (ResourceState, &'static str) {
+        match r {
+            Resource::Publication(p) => match &p.remote {
+                Some(remote) if remote.lost_since.is_some() => {
+                    (ResourceState::Reconnecting, "origin_unreachable")
+                }
+                Some(_) => (ResourceState::Live, "relayed"),
+                None if p.keys.is_some() => (ResourceState::Live, "connected"),
+                None => (ResourceState::Connecting, "created"),
+            },
+            Resource::Subscription(s) => {
+                if !self
+                    .sessions
+                    .get(&s.session)
+                    .is_some_and(PeerSession::is_connected)
+                {
+                    return (ResourceState::Connecting, "created");
+                }
+                let sources = sources_of(s);
+                let mut present = 0;
+                let mut lost = false;
+                for src in &sources {
+                    if let Some(Resource::Publication(p)) = self.resources.get(*src) {
+                        present += 1;
+                        lost |= p.remote.as_ref().is_some_and(|r| r.lost_since.is_some());
+                    }
+                }
+                if !sources.is_empty() && present == 0 {
+                    (ResourceState::Ended, "source_ended")
+                } else if lost {
+                    (ResourceState::Reconnecting, "origin_unreachable")
+                } else {
+                    (ResourceState::Live, "connected")
+                }
+            }
+        }
+    }
+
+    /// Reports every resource whose state changed since it was last reported.
+    fn report_states(&mut self) {
+        if !std::mem::take(&mut self.states_dirty) {
+            return;
+        }
+        let mut changes = Vec::new();
+        for (id, r) in &self.resources {
+            let (state, reason) = self.state_of(r);
+            if self.reported.get(id) != Some(&state) {
+                changes.push(ResourceEvent {
+                    resource: id.clone(),
+                    state,
+                    reason,
+                });
+            }
+        }
+        for e in changes {
+            self.reported.insert(e.resource.clone(), e.state);
+            self.out.push_back(SfuOutput::Event(e));
+        }
     }
 
     /// Number of open relays.
@@ -1010,6 +1458,21 @@ impl Sfu {
 
     /// A STUN or DTLS datagram that arrived on the media port.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        if demux::classify(data) == PacketClass::Stun
+            && let Ok(msg) = stun::parse(data)
+        {
+            if msg.class != StunClass::Request && self.origins.contains_key(&from) {
+                self.relay_probe_answered(now, from, &msg);
+                return;
+            }
+            if msg
+                .username()
+                .is_some_and(|u| u.starts_with(RELAY_PROBE_USERNAME))
+            {
+                self.answer_relay_probe(from, &msg);
+                return;
+            }
+        }
         let session = match demux::classify(data) {
             PacketClass::Stun => stun::username(data)
                 .and_then(|u| u.split(':').next())
@@ -1038,6 +1501,7 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         if !self.remote.is_empty() {
             self.sweep_remote(now);
+            self.check_origins(now);
         }
         let due: Vec<SessionId> = self
             .sessions
@@ -1056,7 +1520,13 @@ impl Sfu {
     /// When [`Sfu::handle_timeout`] should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let idle = self.resources.values().filter_map(|r| match r {
-            Resource::Publication(p) => p.remote.as_ref()?.idle_since.map(|t| t + RELAY_GRACE),
+            Resource::Publication(p) => {
+                let remote = p.remote.as_ref()?;
+                let idle = remote
+                    .idle_since
+                    .map_or(remote.next_probe, |t| t + RELAY_GRACE);
+                Some(idle.min(remote.next_probe))
+            }
             _ => None,
         });
         self.sessions
@@ -1067,6 +1537,7 @@ impl Sfu {
     }
 
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
+        self.report_states();
         self.out.pop_front()
     }
 
@@ -1107,6 +1578,7 @@ impl Sfu {
                             rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                         }));
                     self.install_routes_for(id);
+                    self.states_dirty = true;
                 }
                 SessionOutput::PeerChanged(peer) => {
                     self.out
@@ -1223,6 +1695,25 @@ impl RelayKeys {
 }
 
 /// Fresh random AEAD_AES_128_GCM keys (for relay feedback contexts).
+/// The publications a subscription delivers tracks of, each once.
+fn sources_of(s: &Subscription) -> Vec<&ResourceId> {
+    let mut v: Vec<&ResourceId> = Vec::new();
+    for t in &s.tracks {
+        if !v.contains(&&t.publication) {
+            v.push(&t.publication);
+        }
+    }
+    v
+}
+
+/// Every SSRC of `tracks`, RTX included.
+fn track_ssrcs(tracks: &[PublishedTrack]) -> Vec<u32> {
+    tracks
+        .iter()
+        .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
+        .collect()
+}
+
 fn random_keys() -> SrtpKeyingMaterial {
     let key: [u8; 16] = rand::rng().random();
     let salt: [u8; 12] = rand::rng().random();

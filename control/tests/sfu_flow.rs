@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cascade::cert::DtlsCertificate;
 use cascade::peer::{ClientPeer, PeerRole};
-use cascade::sfu::{Sfu, SfuOutput};
+use cascade::sfu::{ResourceEvent, ResourceState, Sfu, SfuOutput};
 use cascade_dataplane::command::{Command, MediaKind};
 use cascade_dataplane::srtp::SrtpProfile;
 
@@ -32,8 +32,7 @@ fn connect(
     let mut commands = Vec::new();
     let end = *now + Duration::from_secs(10);
     while *now < end {
-        while let Some((dest, data)) = peer.poll_transmit(*now) {
-            assert_eq!(dest, SERVER.parse().unwrap());
+        while let Some((_, data)) = peer.poll_transmit(*now) {
             sfu.handle_datagram(*now, addr, &data);
         }
         while let Some(o) = sfu.poll_output() {
@@ -43,7 +42,10 @@ fn connect(
                     peer.handle_receive(*now, &data).unwrap();
                 }
                 SfuOutput::Command(c) => commands.push(c),
-                SfuOutput::CloseRelay { .. } => panic!("no relay in these tests"),
+                SfuOutput::Event(_) => {}
+                SfuOutput::CloseRelay { .. } | SfuOutput::ReopenRelay { .. } => {
+                    panic!("no relay while connecting")
+                }
             }
         }
         if peer.keys().is_some()
@@ -308,5 +310,254 @@ fn offers_the_server_must_refuse() {
         sfu.session_count(),
         0,
         "refused offers leave nothing behind"
+    );
+}
+
+/// What an edge emitted while [`relay_exchange`] ran.
+#[derive(Default)]
+struct EdgeSaw {
+    events: Vec<(Duration, ResourceEvent)>,
+    reopen: Vec<String>,
+}
+
+/// Runs origin and edge for `span` of simulated time in 50 ms steps, passing the
+/// relay probes between them while `origin_up`.
+fn relay_exchange(
+    origin: &mut Sfu,
+    edge: &mut Sfu,
+    now: &mut Instant,
+    span: Duration,
+    origin_up: bool,
+    saw: &mut EdgeSaw,
+    start: Instant,
+) {
+    let origin_addr: SocketAddr = SERVER.parse().unwrap();
+    let edge_addr: SocketAddr = EDGE_MEDIA.parse().unwrap();
+    let end = *now + span;
+    while *now < end {
+        *now += Duration::from_millis(50);
+        edge.handle_timeout(*now);
+        origin.handle_timeout(*now);
+        let mut to_origin = Vec::new();
+        while let Some(o) = edge.poll_output() {
+            match o {
+                SfuOutput::Transmit { dest, data } if dest == origin_addr => to_origin.push(data),
+                SfuOutput::Event(e) => saw.events.push((*now - start, e)),
+                SfuOutput::ReopenRelay { url } => saw.reopen.push(url),
+                _ => {}
+            }
+        }
+        if !origin_up {
+            continue;
+        }
+        for data in to_origin {
+            origin.handle_datagram(*now, edge_addr, &data);
+        }
+        while let Some(o) = origin.poll_output() {
+            if let SfuOutput::Transmit { dest, data } = o
+                && dest == edge_addr
+            {
+                edge.handle_datagram(*now, origin_addr, &data);
+            }
+        }
+    }
+}
+
+const EDGE_MEDIA: &str = "10.9.0.2:8443";
+
+#[test]
+fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
+    let mut origin = sfu();
+    let mut edge = Sfu::new(
+        DtlsCertificate::generate().unwrap(),
+        EDGE_MEDIA.parse().unwrap(),
+        "http://10.9.0.2:8080".into(),
+    );
+    let start = Instant::now();
+    let mut now = start;
+    let mut publisher = ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 1111,
+            video_ssrc: 2222,
+        },
+        &[],
+    )
+    .unwrap();
+    let created = origin
+        .publish(now, "room", "alice", &publisher.offer())
+        .unwrap();
+    publisher.accept_answer(&created.answer, now).unwrap();
+    connect(
+        &mut origin,
+        &mut publisher,
+        "10.0.0.1:5000".parse().unwrap(),
+        &mut now,
+    );
+    let url = origin.resource_url(&created.resource);
+    let answer = origin
+        .open_relay(&created.resource, EDGE_MEDIA.parse().unwrap())
+        .unwrap();
+    while origin.poll_output().is_some() {}
+    let (remote, dup) = edge.add_remote_publication(now, &url, answer).unwrap();
+    assert!(dup.is_none());
+    let mut subscriber = ClientPeer::new(PeerRole::Subscriber, &[]).unwrap();
+    let sub = edge
+        .subscribe(
+            now,
+            "room",
+            std::slice::from_ref(&remote),
+            &subscriber.offer(),
+        )
+        .unwrap();
+    subscriber.accept_answer(&sub.answer, now).unwrap();
+    connect(
+        &mut edge,
+        &mut subscriber,
+        "10.0.0.3:7000".parse().unwrap(),
+        &mut now,
+    );
+    let state = |edge: &Sfu, id: &str| edge.resource_info(id).map(|i| i.state);
+    let mut saw = EdgeSaw::default();
+
+    // A live origin answers every probe: nothing changes for 5 s.
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_secs(5),
+        true,
+        &mut saw,
+        start,
+    );
+    assert_eq!(state(&edge, &sub.resource), Some(ResourceState::Live));
+    assert!(saw.reopen.is_empty());
+    let info = edge.resource_info(&sub.resource).unwrap();
+    assert_eq!(
+        info.sources,
+        vec![url.clone()],
+        "the source is named by its origin URL"
+    );
+
+    // The origin stops answering: the subscription learns it within 5 s and the edge
+    // asks for the relay again.
+    let lost_at = now - start;
+    saw.events.clear();
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_secs(5),
+        false,
+        &mut saw,
+        start,
+    );
+    let (at, _) = saw
+        .events
+        .iter()
+        .find(|(_, e)| e.resource == sub.resource && e.state == ResourceState::Reconnecting)
+        .expect("the subscription goes to reconnecting");
+    assert!(
+        *at - lost_at <= Duration::from_secs(5),
+        "noticed after {:?}",
+        *at - lost_at
+    );
+    assert_eq!(state(&edge, &remote), Some(ResourceState::Reconnecting));
+    assert!(saw.reopen.iter().all(|u| *u == url));
+    assert_eq!(saw.reopen.len(), 1, "one request at a time");
+    // Unreachable: tried again every 2 s.
+    edge.relay_reopened(
+        now,
+        &url,
+        Err(cascade::error::ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "origin_unreachable",
+            "connection refused",
+        )),
+    );
+    saw.reopen.clear();
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_millis(2100),
+        false,
+        &mut saw,
+        start,
+    );
+    assert_eq!(saw.reopen, vec![url.clone()]);
+
+    // The origin is back and relays again: live, probes answered.
+    let answer = origin
+        .open_relay(&created.resource, EDGE_MEDIA.parse().unwrap())
+        .unwrap();
+    saw.events.clear();
+    edge.relay_reopened(now, &url, Ok(answer));
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_secs(5),
+        true,
+        &mut saw,
+        start,
+    );
+    assert_eq!(state(&edge, &sub.resource), Some(ResourceState::Live));
+    assert!(
+        saw.events
+            .iter()
+            .any(|(_, e)| e.resource == sub.resource && e.state == ResourceState::Live)
+    );
+    assert!(
+        !saw.events
+            .iter()
+            .any(|(_, e)| e.state == ResourceState::Reconnecting),
+        "stays live while the origin answers"
+    );
+
+    // The publisher leaves: the origin refuses the next probe, the edge asks again,
+    // the origin no longer has it, and the subscription ends with its source.
+    origin.delete(&created.resource).unwrap();
+    saw.reopen.clear();
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_millis(1200),
+        true,
+        &mut saw,
+        start,
+    );
+    assert_eq!(
+        saw.reopen,
+        vec![url.clone()],
+        "re-opened at once after the refusal"
+    );
+    saw.events.clear();
+    edge.relay_reopened(
+        now,
+        &url,
+        Err(cascade::error::ApiError::unknown_resource(&url)),
+    );
+    relay_exchange(
+        &mut origin,
+        &mut edge,
+        &mut now,
+        Duration::from_millis(100),
+        true,
+        &mut saw,
+        start,
+    );
+    assert!(
+        saw.events
+            .iter()
+            .any(|(_, e)| e.resource == sub.resource && e.state == ResourceState::Ended),
+        "{:?}",
+        saw.events.iter().map(|(_, e)| e).collect::<Vec<_>>()
+    );
+    assert_eq!(state(&edge, &sub.resource), Some(ResourceState::Ended));
+    assert_eq!(
+        state(&edge, &remote),
+        None,
+        "the relayed publication is gone"
     );
 }
