@@ -7,6 +7,7 @@ pub mod command;
 pub mod demux;
 pub mod io;
 pub mod rtcp;
+pub mod rewrite;
 pub mod rtp;
 pub mod srtp;
 pub mod stats;

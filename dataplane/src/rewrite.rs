@@ -1,0 +1,642 @@
+//! Simulcast layer switching for one outbound stream: a [`SequenceRewriter`] maps the
+//! packets of whichever publisher layer (SSRC) is selected onto one continuous outbound
+//! sequence-number and timestamp space, switching layers only at a keyframe of the
+//! target layer, and the keyframe detectors it needs ([`vp8_keyframe_start`] for RFC
+//! 7741, [`h264_keyframe_start`] for RFC 6184).
+//!
+//! Sans-IO and allocation-free: the caller passes each packet's header fields, whether
+//! it starts a keyframe and the time, and gets back the fields to write (with
+//! `rtp::set_sequence` / `rtp::set_timestamp`) or a reason to drop it. It does not choose
+//! the layer (control does, from the bandwidth estimate), send keyframe requests (it
+//! says when one is needed), or touch the packet bytes.
+
+use crate::rtp;
+
+/// Largest timestamp step (in seconds of media clock) a switch may add: a pause longer
+/// than this resumes as if this much time had passed.
+const MAX_SWITCH_GAP_S: u64 = 60;
+
+/// What the rewriter needs to know about one incoming packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPacket {
+    /// The publisher SSRC of the layer the packet belongs to.
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+    /// The packet is the first of a keyframe (see [`vp8_keyframe_start`],
+    /// [`h264_keyframe_start`]); always true for codecs without inter-frame
+    /// dependencies, such as audio.
+    pub keyframe_start: bool,
+}
+
+/// What to do with a packet, from [`SequenceRewriter::rewrite`].
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Send it with this sequence number and timestamp.
+    Forward {
+        seq: u16,
+        timestamp: u32,
+        /// This packet switched the stream to its layer (a new layer starts here).
+        switched: bool,
+    },
+    /// Do not send it.
+    Drop(DropCause),
+}
+
+/// Why [`SequenceRewriter::rewrite`] dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropCause {
+    /// The stream is paused: no layer is selected.
+    Paused,
+    /// The packet's layer is neither forwarded nor the switch target.
+    NotSelected,
+    /// The packet belongs to the target layer, which starts only at a keyframe: ask
+    /// the publisher for one ([`SequenceRewriter::pending_keyframe`]).
+    AwaitingKeyframe,
+    /// The packet belongs to the forwarded layer but precedes the point where the
+    /// stream switched to it (reordered across the switch).
+    BeforeSwitch,
+}
+
+/// The mapping of the layer being forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LayerMapping {
+    ssrc: u32,
+    /// Outbound = incoming + offset, modulo 2^16 and 2^32.
+    seq_offset: u16,
+    ts_offset: u32,
+    /// Unwrapped incoming sequence number of the switch packet, and of the newest one.
+    start: i64,
+    newest: i64,
+    /// Outbound sequence number of the switch packet.
+    out_start: u16,
+}
+
+/// The newest packet sent on the outbound stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sent {
+    seq: u16,
+    timestamp: u32,
+    at_us: u64,
+}
+
+/// Rewrites one outbound stream fed by the simulcast layers of one publisher track.
+///
+/// Select a layer with [`Self::select`]. Until a keyframe of it arrives, the previous
+/// layer (if any) goes on being forwarded; at the keyframe the stream switches: its
+/// sequence numbers continue from the last one sent, and its timestamps from the last
+/// one sent plus the wall-clock time since it was sent (in media clock units), so the
+/// receiver sees one stream with a plausible gap. `select(None)` pauses; selecting a
+/// layer again resumes at its next keyframe. Within a layer, wrap-around and reordering
+/// keep their mapping; packets from before the switch point are dropped.
+#[derive(Debug, Clone)]
+pub struct SequenceRewriter {
+    clock_rate: u32,
+    target: Option<u32>,
+    current: Option<LayerMapping>,
+    /// The layer forwarded before the current one, for mapping NACKs of its last packets.
+    previous: Option<(LayerMapping, u16)>,
+    sent: Option<Sent>,
+}
+
+impl SequenceRewriter {
+    /// A paused rewriter for a stream with RTP clock `clock_rate` (Hz, e.g. 90000).
+    pub fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate: clock_rate.max(1),
+            target: None,
+            current: None,
+            previous: None,
+            sent: None,
+        }
+    }
+
+    /// Chooses the layer to forward (its publisher SSRC), or `None` to pause. Switching
+    /// to another layer (or resuming) takes effect at its next keyframe.
+    pub fn select(&mut self, ssrc: Option<u32>) {
+        self.target = ssrc;
+        if ssrc.is_none() {
+            self.retire_current();
+        }
+    }
+
+    /// The layer selected by [`Self::select`] (`None` when paused).
+    pub fn target(&self) -> Option<u32> {
+        self.target
+    }
+
+    /// The layer being forwarded now (`None` when paused or waiting for the first
+    /// keyframe).
+    pub fn current(&self) -> Option<u32> {
+        self.current.map(|c| c.ssrc)
+    }
+
+    /// The layer whose keyframe the rewriter waits for, if any: the caller should ask
+    /// its publisher for one (rate-limited).
+    pub fn pending_keyframe(&self) -> Option<u32> {
+        self.target.filter(|&t| self.current() != Some(t))
+    }
+
+    fn retire_current(&mut self) {
+        if let (Some(c), Some(sent)) = (self.current.take(), self.sent) {
+            self.previous = Some((c, sent.seq));
+        }
+    }
+
+    /// Decides the fate of one incoming packet at time `now_us` (µs, any monotonic
+    /// clock) and, when it is forwarded, its outbound sequence number and timestamp.
+    pub fn rewrite(&mut self, pkt: &LayerPacket, now_us: u64) -> Rewrite {
+        let Some(target) = self.target else {
+            return Rewrite::Drop(DropCause::Paused);
+        };
+        if let Some(layer) = self.current.as_mut().filter(|c| c.ssrc == pkt.ssrc) {
+            let ext = layer.newest + i64::from(rtp::seq_diff(pkt.seq, layer.newest as u16));
+            if ext < layer.start {
+                return Rewrite::Drop(DropCause::BeforeSwitch);
+            }
+            layer.newest = layer.newest.max(ext);
+            let seq = pkt.seq.wrapping_add(layer.seq_offset);
+            let timestamp = pkt.timestamp.wrapping_add(layer.ts_offset);
+            self.note_sent(seq, timestamp, now_us);
+            return Rewrite::Forward {
+                seq,
+                timestamp,
+                switched: false,
+            };
+        }
+        if pkt.ssrc != target {
+            return Rewrite::Drop(DropCause::NotSelected);
+        }
+        if !pkt.keyframe_start {
+            return Rewrite::Drop(DropCause::AwaitingKeyframe);
+        }
+        // Switch to the target layer at this keyframe.
+        let (seq, timestamp) = match self.sent {
+            Some(sent) => {
+                let elapsed = now_us.saturating_sub(sent.at_us);
+                let ticks = (u128::from(elapsed) * u128::from(self.clock_rate) / 1_000_000)
+                    .clamp(1, u128::from(MAX_SWITCH_GAP_S * u64::from(self.clock_rate)));
+                // ticks fits in u64 (at most 60 s of a 32-bit clock); truncate to 32 bits.
+                (
+                    sent.seq.wrapping_add(1),
+                    sent.timestamp.wrapping_add(ticks as u32),
+                )
+            }
+            None => (pkt.seq, pkt.timestamp),
+        };
+        self.retire_current();
+        let start = i64::from(pkt.seq);
+        self.current = Some(LayerMapping {
+            ssrc: pkt.ssrc,
+            seq_offset: seq.wrapping_sub(pkt.seq),
+            ts_offset: timestamp.wrapping_sub(pkt.timestamp),
+            start,
+            newest: start,
+            out_start: seq,
+        });
+        self.sent = Some(Sent {
+            seq,
+            timestamp,
+            at_us: now_us,
+        });
+        Rewrite::Forward {
+            seq,
+            timestamp,
+            switched: true,
+        }
+    }
+
+    fn note_sent(&mut self, seq: u16, timestamp: u32, now_us: u64) {
+        match &mut self.sent {
+            Some(sent) if !rtp::is_newer(seq, sent.seq) => {}
+            sent => {
+                *sent = Some(Sent {
+                    seq,
+                    timestamp,
+                    at_us: now_us,
+                });
+            }
+        }
+    }
+
+    /// Maps an outbound sequence number (from a subscriber's NACK) back to the
+    /// publisher layer and sequence number it was sent from, for the current layer and
+    /// the one before it. `None` for numbers this rewriter did not send from them.
+    pub fn source_of(&self, out_seq: u16) -> Option<(u32, u16)> {
+        let newest_sent = self.sent?.seq;
+        if let Some(c) = self.current {
+            // Sent from the current layer: between its switch packet and the newest.
+            let since_start = out_seq.wrapping_sub(c.out_start);
+            if since_start <= newest_sent.wrapping_sub(c.out_start) {
+                return Some((c.ssrc, out_seq.wrapping_sub(c.seq_offset)));
+            }
+        }
+        let (p, last) = self.previous?;
+        let since_start = out_seq.wrapping_sub(p.out_start);
+        if since_start <= last.wrapping_sub(p.out_start)
+            && self
+                .current
+                .is_none_or(|c| rtp::is_newer(c.out_start, out_seq))
+        {
+            return Some((p.ssrc, out_seq.wrapping_sub(p.seq_offset)));
+        }
+        None
+    }
+}
+
+/// True when an RTP payload in the VP8 format (RFC 7741) starts a keyframe: the payload
+/// descriptor's S bit is set with partition index 0, and the VP8 payload header's P bit
+/// is 0 with the keyframe start code (RFC 6386 §9.1) after it. Never panics.
+pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    // S bit and PID (RFC 7741 §4.2).
+    if first & 0x10 == 0 || first & 0x07 != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if first & 0x80 != 0 {
+        let Some(&ext) = payload.get(1) else {
+            return false;
+        };
+        at = 2;
+        if ext & 0x80 != 0 {
+            // PictureID, 15 bits when its M bit is set.
+            let Some(&pid) = payload.get(at) else {
+                return false;
+            };
+            at += if pid & 0x80 != 0 { 2 } else { 1 };
+        }
+        if ext & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if ext & 0x30 != 0 {
+            at += 1; // TID/Y/KEYIDX
+        }
+    }
+    // VP8 payload header (RFC 7741 §4.3): 3-byte frame tag, P bit is the lowest bit
+    // of the first byte; keyframes go on with the start code 9d 01 2a.
+    match payload.get(at..at + 6) {
+        Some(&[tag, _, _, 0x9d, 0x01, 0x2a]) => tag & 0x01 == 0,
+        _ => false,
+    }
+}
+
+/// NAL unit types that start an H.264 keyframe: IDR slice and sequence parameter set.
+fn h264_starts_keyframe(nal_type: u8) -> bool {
+    matches!(nal_type, 5 | 7)
+}
+
+/// True when an RTP payload in the H.264 format (RFC 6184) starts a keyframe: a single
+/// NAL unit packet holding an IDR slice or an SPS, a STAP-A aggregating one, or the
+/// first fragment (S bit) of an FU-A of one. Never panics.
+pub fn h264_keyframe_start(payload: &[u8]) -> bool {
+    let Some(&header) = payload.first() else {
+        return false;
+    };
+    match header & 0x1f {
+        t @ 1..=23 => h264_starts_keyframe(t),
+        24 => {
+            // STAP-A (§5.7.1): 16-bit size, then the NAL unit, repeated.
+            let mut rest = &payload[1..];
+            while let Some((size, tail)) = rest.split_first_chunk::<2>() {
+                let size = usize::from(u16::from_be_bytes(*size));
+                let Some(nal) = tail.get(..size) else {
+                    return false;
+                };
+                if nal.first().is_some_and(|&h| h264_starts_keyframe(h & 0x1f)) {
+                    return true;
+                }
+                rest = &tail[size..];
+            }
+            false
+        }
+        28 => {
+            // FU-A (§5.8): FU header S bit and the fragmented NAL unit's type.
+            payload
+                .get(1)
+                .is_some_and(|&fu| fu & 0x80 != 0 && h264_starts_keyframe(fu & 0x1f))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn pkt(ssrc: u32, seq: u16, timestamp: u32, keyframe_start: bool) -> LayerPacket {
+        LayerPacket {
+            ssrc,
+            seq,
+            timestamp,
+            keyframe_start,
+        }
+    }
+
+    fn forwarded(r: Rewrite) -> (u16, u32) {
+        match r {
+            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
+            Rewrite::Drop(c) => panic!("dropped: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn starts_at_a_keyframe_and_keeps_the_first_layers_numbers() {
+        let mut rw = SequenceRewriter::new(90_000);
+        assert_eq!(
+            rw.rewrite(&pkt(1, 10, 1000, true), 0),
+            Rewrite::Drop(DropCause::Paused)
+        );
+        rw.select(Some(1));
+        assert_eq!(rw.pending_keyframe(), Some(1));
+        assert_eq!(
+            rw.rewrite(&pkt(1, 11, 1000, false), 0),
+            Rewrite::Drop(DropCause::AwaitingKeyframe)
+        );
+        assert_eq!(
+            rw.rewrite(&pkt(2, 50, 7, true), 0),
+            Rewrite::Drop(DropCause::NotSelected)
+        );
+        assert_eq!(
+            rw.rewrite(&pkt(1, 12, 4000, true), 0),
+            Rewrite::Forward {
+                seq: 12,
+                timestamp: 4000,
+                switched: true
+            }
+        );
+        assert_eq!(rw.current(), Some(1));
+        assert_eq!(rw.pending_keyframe(), None);
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(1, 13, 4000, false), 1)),
+            (13, 4000)
+        );
+        assert_eq!(
+            rw.rewrite(&pkt(1, 11, 1000, false), 2),
+            Rewrite::Drop(DropCause::BeforeSwitch)
+        );
+    }
+
+    #[test]
+    fn switches_layers_only_at_a_keyframe_with_continuous_numbers() {
+        let mut rw = SequenceRewriter::new(90_000);
+        rw.select(Some(1));
+        // Layer 1 (low): seq 100.., 30 fps at 90 kHz; layer 2 (high): seq 5000...
+        let _ = rw.rewrite(&pkt(1, 100, 10_000, true), 0);
+        let _ = rw.rewrite(&pkt(1, 101, 13_000, false), 33_333);
+        rw.select(Some(2));
+        assert_eq!(rw.pending_keyframe(), Some(2));
+        assert_eq!(
+            rw.rewrite(&pkt(2, 5000, 777_000, false), 40_000),
+            Rewrite::Drop(DropCause::AwaitingKeyframe)
+        );
+        // Layer 1 goes on until then.
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(1, 102, 16_000, false), 66_666)),
+            (102, 16_000)
+        );
+        // Keyframe of layer 2, 10 ms after the last packet sent: next seq, +900 ticks.
+        assert_eq!(
+            rw.rewrite(&pkt(2, 5001, 780_000, true), 76_666),
+            Rewrite::Forward {
+                seq: 103,
+                timestamp: 16_900,
+                switched: true
+            }
+        );
+        assert_eq!(rw.current(), Some(2));
+        assert_eq!(
+            rw.rewrite(&pkt(1, 103, 19_000, false), 80_000),
+            Rewrite::Drop(DropCause::NotSelected)
+        );
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(2, 5002, 780_000, false), 80_000)),
+            (104, 16_900)
+        );
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(2, 5003, 783_000, false), 110_000)),
+            (105, 19_900)
+        );
+        // Reordered inside the layer, and from before the switch.
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(2, 5005, 786_000, false), 140_000)),
+            (107, 22_900)
+        );
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(2, 5004, 783_000, false), 141_000)),
+            (106, 19_900)
+        );
+        assert_eq!(
+            rw.rewrite(&pkt(2, 5000, 777_000, false), 142_000),
+            Rewrite::Drop(DropCause::BeforeSwitch)
+        );
+        // A later switch continues from the newest sent (107), not the reordered 106.
+        rw.select(Some(1));
+        let (seq, ts) = forwarded(rw.rewrite(&pkt(1, 200, 50_000, true), 150_000));
+        assert_eq!((seq, ts), (108, 22_900 + 900));
+    }
+
+    #[test]
+    fn wraps_incoming_and_outgoing_numbers() {
+        let mut rw = SequenceRewriter::new(48_000);
+        rw.select(Some(7));
+        let _ = rw.rewrite(&pkt(7, 65_534, u32::MAX - 959, true), 0);
+        let mut expected = 65_534u16;
+        let mut ts = u32::MAX - 959;
+        for i in 1..6u16 {
+            expected = expected.wrapping_add(1);
+            ts = ts.wrapping_add(960);
+            let r = rw.rewrite(
+                &pkt(7, 65_534u16.wrapping_add(i), ts, false),
+                u64::from(i) * 20_000,
+            );
+            assert_eq!(forwarded(r), (expected, ts));
+        }
+        // Switch to a layer far away in number space; outbound continues across wrap.
+        rw.select(Some(8));
+        let (seq, _) = forwarded(rw.rewrite(&pkt(8, 30_000, 5, true), 200_000));
+        assert_eq!(seq, expected.wrapping_add(1));
+        // A reordered packet across this layer's own wrap is still mapped.
+        let mut rw = SequenceRewriter::new(90_000);
+        rw.select(Some(1));
+        let _ = rw.rewrite(&pkt(1, 65_530, 0, true), 0);
+        assert_eq!(forwarded(rw.rewrite(&pkt(1, 2, 0, false), 1)).0, 2);
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(1, 65_535, 0, false), 2)).0,
+            65_535
+        );
+        assert_eq!(
+            rw.rewrite(&pkt(1, 65_529, 0, false), 3),
+            Rewrite::Drop(DropCause::BeforeSwitch)
+        );
+    }
+
+    #[test]
+    fn pause_and_resume_at_the_next_keyframe() {
+        let mut rw = SequenceRewriter::new(90_000);
+        rw.select(Some(1));
+        let _ = rw.rewrite(&pkt(1, 10, 90_000, true), 1_000_000);
+        let _ = rw.rewrite(&pkt(1, 11, 93_000, false), 1_033_000);
+        rw.select(None);
+        assert_eq!(rw.current(), None);
+        assert_eq!(rw.pending_keyframe(), None);
+        assert_eq!(
+            rw.rewrite(&pkt(1, 12, 96_000, true), 1_066_000),
+            Rewrite::Drop(DropCause::Paused)
+        );
+        rw.select(Some(1));
+        assert_eq!(rw.pending_keyframe(), Some(1));
+        assert_eq!(
+            rw.rewrite(&pkt(1, 40, 180_000, false), 2_000_000),
+            Rewrite::Drop(DropCause::AwaitingKeyframe)
+        );
+        // Resumes 2 s after the last packet sent: seq 12, timestamp + 2 s of clock.
+        assert_eq!(
+            forwarded(rw.rewrite(&pkt(1, 41, 183_000, true), 3_033_000)),
+            (12, 93_000 + 180_000)
+        );
+        // A very long pause adds at most a minute.
+        rw.select(None);
+        rw.select(Some(1));
+        let (_, ts) = forwarded(rw.rewrite(&pkt(1, 9000, 0, true), 3_033_000 + 3_600_000_000));
+        assert_eq!(ts, 273_000 + 60 * 90_000);
+    }
+
+    #[test]
+    fn maps_nacked_numbers_back_to_their_layer() {
+        let mut rw = SequenceRewriter::new(90_000);
+        assert_eq!(rw.source_of(0), None);
+        rw.select(Some(1));
+        for s in 100..105 {
+            let _ = rw.rewrite(&pkt(1, s, 0, s == 100), 0);
+        }
+        rw.select(Some(2));
+        let _ = rw.rewrite(&pkt(2, 7000, 0, true), 10);
+        let _ = rw.rewrite(&pkt(2, 7001, 0, false), 20);
+        assert_eq!(rw.source_of(103), Some((1, 103)));
+        assert_eq!(rw.source_of(105), Some((2, 7000)));
+        assert_eq!(rw.source_of(106), Some((2, 7001)));
+        assert_eq!(rw.source_of(107), None, "not sent yet");
+        assert_eq!(rw.source_of(99), None, "before the first layer started");
+    }
+
+    #[test]
+    fn detects_vp8_keyframes() {
+        let key_header = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
+        let delta_header = [0x11, 0x02, 0x00, 0xaa, 0xbb, 0xcc];
+        // Minimal descriptor: S=1, PID=0.
+        let mut p = vec![0x10];
+        p.extend_from_slice(&key_header);
+        assert!(vp8_keyframe_start(&p));
+        // Extended: I with 15-bit picture id, L, T.
+        let mut p = vec![0x90, 0xe0, 0x80 | 0x12, 0x34, 0x05, 0x40];
+        p.extend_from_slice(&key_header);
+        assert!(vp8_keyframe_start(&p));
+        // Extended with a 7-bit picture id only.
+        let mut p = vec![0x90, 0x80, 0x12];
+        p.extend_from_slice(&key_header);
+        assert!(vp8_keyframe_start(&p));
+        // Interframe (P bit set).
+        let mut p = vec![0x10];
+        p.extend_from_slice(&delta_header);
+        assert!(!vp8_keyframe_start(&p));
+        // Not the start of a partition, or not partition 0.
+        let mut p = vec![0x00];
+        p.extend_from_slice(&key_header);
+        assert!(!vp8_keyframe_start(&p));
+        let mut p = vec![0x11];
+        p.extend_from_slice(&key_header);
+        assert!(!vp8_keyframe_start(&p));
+        // Truncated anywhere.
+        let mut p = vec![0x90, 0xe0, 0x80 | 0x12, 0x34, 0x05, 0x40];
+        p.extend_from_slice(&key_header);
+        for n in 0..12 {
+            assert!(!vp8_keyframe_start(&p[..n]), "{n}");
+        }
+    }
+
+    #[test]
+    fn detects_h264_keyframes() {
+        // Single NAL units: IDR (0x65), SPS (0x67), non-IDR slice (0x41), PPS (0x68).
+        assert!(h264_keyframe_start(&[0x65, 0x88, 0x84]));
+        assert!(h264_keyframe_start(&[0x67, 0x42, 0xc0, 0x1f]));
+        assert!(!h264_keyframe_start(&[0x41, 0x9a]));
+        assert!(!h264_keyframe_start(&[0x68, 0xce]));
+        // STAP-A with SPS + PPS, and with two non-IDR units.
+        assert!(h264_keyframe_start(&[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68]));
+        assert!(h264_keyframe_start(&[0x78, 0, 1, 0x68, 0, 2, 0x65, 0x88]));
+        assert!(!h264_keyframe_start(&[0x78, 0, 1, 0x68, 0, 2, 0x41, 0x9a]));
+        // STAP-A whose size runs past the end.
+        assert!(!h264_keyframe_start(&[0x78, 0, 9, 0x67, 0x42]));
+        // FU-A of an IDR: start fragment yes, middle and end no; FU-A of a P slice no.
+        assert!(h264_keyframe_start(&[0x7c, 0x85, 0x88]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x05, 0x88]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x45, 0x88]));
+        assert!(!h264_keyframe_start(&[0x7c, 0x81, 0x9a]));
+        assert!(!h264_keyframe_start(&[0x7c]));
+        assert!(!h264_keyframe_start(&[]));
+    }
+
+    #[test]
+    fn random_payloads_never_panic() {
+        let mut rng = StdRng::seed_from_u64(6184);
+        let mut buf = [0u8; 32];
+        let mut hits = 0;
+        for _ in 0..100_000 {
+            let n = rng.random_range(0..buf.len());
+            rng.fill(&mut buf[..n]);
+            hits += usize::from(vp8_keyframe_start(&buf[..n]));
+            hits += usize::from(h264_keyframe_start(&buf[..n]));
+        }
+        assert!(hits > 0);
+    }
+
+    #[test]
+    fn random_switching_keeps_outbound_sequence_continuous() {
+        // Three layers sending in lockstep; the target changes at random. Every packet
+        // forwarded must be exactly one after the previous one (no reordering here),
+        // and timestamps must never go backwards.
+        let mut rng = StdRng::seed_from_u64(8853);
+        let mut rw = SequenceRewriter::new(90_000);
+        rw.select(Some(0));
+        let mut seqs = [1000u16, 30_000, 65_000];
+        let mut last: Option<(u16, u32)> = None;
+        let mut switches = 0;
+        for frame in 0..3000u32 {
+            if rng.random_bool(0.02) {
+                rw.select(Some(rng.random_range(0..3)));
+            }
+            let now = u64::from(frame) * 33_333;
+            for (layer, seq) in seqs.iter_mut().enumerate() {
+                let key = frame % 60 == 0 || rng.random_bool(0.01);
+                for i in 0..3 {
+                    let p = pkt(
+                        layer as u32,
+                        *seq,
+                        frame * 3000 + layer as u32 * 77,
+                        key && i == 0,
+                    );
+                    *seq = seq.wrapping_add(1);
+                    if let Rewrite::Forward {
+                        seq,
+                        timestamp,
+                        switched,
+                    } = rw.rewrite(&p, now)
+                    {
+                        switches += usize::from(switched);
+                        if let Some((s, t)) = last {
+                            assert_eq!(seq, s.wrapping_add(1));
+                            assert!((timestamp.wrapping_sub(t) as i32) >= 0);
+                        }
+                        last = Some((seq, timestamp));
+                    }
+                }
+            }
+        }
+        assert!(switches > 20, "{switches}");
+    }
+}
