@@ -2,6 +2,7 @@
 //! binary, minting tokens, reading metrics, and deciding whether a suite whose tools
 //! are missing is skipped (on a developer's machine) or fails (in CI).
 
+pub mod cascade;
 pub mod linkemu;
 pub mod media;
 pub mod netns;
