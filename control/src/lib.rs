@@ -18,5 +18,6 @@ pub mod sdp;
 pub mod server;
 pub mod session;
 pub mod sfu;
+pub mod speaker;
 pub mod stun;
 pub mod token;
