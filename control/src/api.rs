@@ -350,10 +350,10 @@ fn authorize_cluster(headers: &HeaderMap, state: &AppState) -> Result<(), ApiErr
             "this server has no cluster secret: relaying is off",
         ));
     };
-    if !state.cluster_insecure_http {
+    if !state.tls && !state.cluster_insecure_http {
         return Err(ApiError::forbidden(
             "relay_needs_tls",
-            "relay answers carry SRTP keys; this server serves plain HTTP and was not started with --cluster-insecure-http",
+            "relay answers carry SRTP keys; this server serves plain HTTP (no --tls-cert) and was not started with --cluster-insecure-http",
         ));
     }
     let token = bearer(headers)?;

@@ -77,6 +77,23 @@ pub struct ServeArgs {
     /// only: without it the relay endpoint refuses to serve keys in clear.
     #[arg(long, env = "CASCADE_CLUSTER_INSECURE_HTTP")]
     pub cluster_insecure_http: bool,
+    /// Serve the HTTP API over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "CASCADE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CASCADE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Cluster CA (PEM) that other servers' certificates must chain to; repeatable.
+    #[arg(long = "cluster-ca", env = "CASCADE_CLUSTER_CA", value_delimiter = ',')]
+    pub cluster_ca: Vec<PathBuf>,
+    /// SHA-256 of another server's DER certificate (hex, `:` allowed) to accept
+    /// without a CA; repeatable.
+    #[arg(
+        long = "cluster-pin",
+        env = "CASCADE_CLUSTER_PIN",
+        value_delimiter = ','
+    )]
+    pub cluster_pins: Vec<String>,
 }
 
 /// The TOML file's shape.
@@ -96,6 +113,12 @@ struct FileConfig {
     cluster_secret: Option<String>,
     #[serde(default)]
     cluster_insecure_http: bool,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    cluster_ca: Vec<PathBuf>,
+    #[serde(default)]
+    cluster_pins: Vec<String>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -113,6 +136,10 @@ pub struct ServeConfig {
     pub media_interface: Option<String>,
     pub cluster_secret: Option<String>,
     pub cluster_insecure_http: bool,
+    /// Certificate chain and key of the HTTPS listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub cluster_ca: Vec<PathBuf>,
+    pub cluster_pins: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +154,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("incomplete settings: {0}")]
+    Incomplete(&'static str),
 }
 
 impl ServeArgs {
@@ -170,6 +199,24 @@ impl ServeArgs {
             media_interface: self.media_interface.or(file.media_interface),
             cluster_secret: self.cluster_secret.or(file.cluster_secret),
             cluster_insecure_http: self.cluster_insecure_http || file.cluster_insecure_http,
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(ConfigError::Incomplete("tls_cert and tls_key go together")),
+            },
+            cluster_ca: if self.cluster_ca.is_empty() {
+                file.cluster_ca
+            } else {
+                self.cluster_ca
+            },
+            cluster_pins: if self.cluster_pins.is_empty() {
+                file.cluster_pins
+            } else {
+                self.cluster_pins
+            },
         })
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cert;
+pub mod cluster_tls;
 pub mod config;
 pub mod dns;
 pub mod dtls;

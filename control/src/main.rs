@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a media server (zero configuration: HTTP on 127.0.0.1:8080, media on 127.0.0.1:8443/udp).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Mint an access token (JWT, HS256) and print it.
     Token {
         /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).

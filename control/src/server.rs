@@ -33,6 +33,8 @@ pub struct AppState {
     /// Key of cluster service tokens; relaying is off without it.
     pub cluster_secret: Option<TokenSecret>,
     pub cluster_insecure_http: bool,
+    /// The HTTP API is served over TLS (so relay answers may carry keys).
+    pub tls: bool,
     /// This server's name in cluster tokens (its public URL).
     pub server_name: String,
     /// The address edges give origins for relayed packets (our media candidate).
@@ -138,7 +140,7 @@ impl AppState {
             .json(&serde_json::json!({ "relay_addr": self.relay_addr }))
             .send()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(error_chain(&e)))?;
         match resp.status().as_u16() {
             201 => resp
                 .json::<RelayAnswer>()
@@ -166,9 +168,22 @@ impl AppState {
     }
 }
 
+/// An error and its causes, `a: b: c` (a TLS refusal is in the causes).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 /// What `serve` prints once it is ready.
-fn announce(http: SocketAddr, media: SocketAddr, public_url: &str, dev_token: &str) {
-    println!("cascade listening: http=http://{http} media=udp://{media}");
+fn announce(http: SocketAddr, tls: bool, media: SocketAddr, public_url: &str, dev_token: &str) {
+    let scheme = if tls { "https" } else { "http" };
+    println!("cascade listening: http={scheme}://{http} media=udp://{media}");
     println!("demo page: {public_url}/?room=demo&token={dev_token}");
     println!("dev token: {dev_token}");
 }
@@ -215,10 +230,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind HTTP {}", config.http_listen))?;
     let http = listener.local_addr()?;
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|(cert, key)| crate::cluster_tls::server_config(cert, key))
+        .transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{http}"));
+        .unwrap_or_else(|| format!("{scheme}://{http}"));
+    let trust = crate::cluster_tls::ClusterTrust::load(
+        &config.cluster_ca,
+        &config.cluster_pins,
+        config.cluster_insecure_http,
+    )?;
 
     let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let state = Arc::new(AppState {
@@ -228,11 +254,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         verifier,
         cluster_secret: config.cluster_secret.as_deref().map(TokenSecret::parse),
         cluster_insecure_http: config.cluster_insecure_http,
+        tls: tls.is_some(),
         server_name: public_url.clone(),
         relay_addr: candidate,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?,
+        http: trust.client()?,
         runtime: tokio::runtime::Handle::current(),
         metrics: Metrics::new()?,
         events: tokio::sync::broadcast::channel(1024).0,
@@ -284,11 +309,32 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             iat: now,
         },
     )?;
-    announce(http, media, &public_url, &dev_token);
+    announce(http, tls.is_some(), media, &public_url, &dev_token);
 
-    axum::serve(listener, crate::api::router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let router = crate::api::router(state.clone());
+    match tls {
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stop = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let listener = listener.into_std()?;
+            axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
+            )
+            .handle(handle)
+            .serve(router.into_make_service())
+            .await?;
+        }
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+        }
+    }
     tracing::info!("shutting down");
     state.dataplane.shutdown();
     let _ = media_thread.join();

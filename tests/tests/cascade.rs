@@ -290,3 +290,130 @@ async fn relay_closes_after_the_last_subscriber() {
         .unwrap();
     assert_eq!(resp.status(), 403);
 }
+
+/// Starts a server with `extra` on top of the cluster settings (no plain-HTTP flag).
+fn tls_server(extra: Vec<String>) -> ServerProcess {
+    let mut args: Vec<String> = ["--token-secret", SECRET, "--cluster-secret", CLUSTER]
+        .map(String::from)
+        .to_vec();
+    args.extend(extra);
+    ServerProcess::start(&args).expect("server starts")
+}
+
+/// POSTs a subscribe for `resource` to `server`; returns status and body.
+async fn try_subscribe(
+    server: &ServerProcess,
+    room: &str,
+    token: &str,
+    resource: &str,
+) -> (u16, String) {
+    let offer = cascade::peer::ClientPeer::new(PeerRole::Subscriber, &[])
+        .unwrap()
+        .offer();
+    let resp = http_client()
+        .post(server.url(&format!(
+            "/rtc/v1/rooms/{room}/subscribe?resource={resource}"
+        )))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_go_over_https_to_servers_the_cluster_trusts() {
+    use cascade_tests::tls::{CertDir, TestCa, tls_args};
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    let dir = CertDir::new("cluster").unwrap();
+    let ca = TestCa::new(&dir, "cluster-ca").unwrap();
+    let rogue = TestCa::new(&dir, "rogue-ca").unwrap();
+    let ip = "127.0.0.1".parse().unwrap();
+    let m1_cert = ca.issue(&dir, "m1", ip).unwrap();
+    let ca_arg = ca.pem.to_string_lossy().into_owned();
+    // The origin serves HTTPS; edges trust the cluster CA, a pin, or a foreign CA.
+    let m1 = tls_server(tls_args(&m1_cert));
+    let by_ca = tls_server(
+        [
+            tls_args(&ca.issue(&dir, "m2", ip).unwrap()),
+            vec!["--cluster-ca".into(), ca_arg.clone()],
+        ]
+        .concat(),
+    );
+    let by_pin = tls_server(vec!["--cluster-pin".into(), m1_cert.pin.clone()]);
+    let foreign = tls_server(vec![
+        "--cluster-ca".into(),
+        rogue.pem.to_string_lossy().into_owned(),
+    ]);
+    assert!(m1.http_base.starts_with("https://"), "{}", m1.http_base);
+
+    let room = random_room("tls");
+    let token = m1.token(&room, "alice", &["publish", "subscribe"]).unwrap();
+    let mut publisher = connect(
+        &m1,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x1111,
+            video_ssrc: 0x2222,
+        },
+    )
+    .await
+    .expect("publisher connects over HTTPS");
+    assert!(publisher.resource.starts_with("https://"));
+
+    // A server whose certificate chains to no CA it trusts gets no keys.
+    let (status, body) = try_subscribe(&foreign, &room, &token, &publisher.resource).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("origin_unreachable"), "{body}");
+    assert!(body.contains("certificate"), "the refusal says why: {body}");
+    assert_eq!(metric(&m1.http_base, "cascade_relays").await, Some(0.0));
+
+    // Trusted by CA and by pin: both relay, media flows through each.
+    let mut subs = vec![
+        subscribe(&by_ca, &room, &token, &publisher.resource).await,
+        subscribe(&by_pin, &room, &token, &publisher.resource).await,
+    ];
+    assert_eq!(metric(&m1.http_base, "cascade_relays").await, Some(2.0));
+    let readers: Vec<_> = subs
+        .drain(..)
+        .map(|mut p| {
+            std::thread::spawn(move || receive_video(&mut p, 200, Duration::from_secs(8)).len())
+        })
+        .collect();
+    send_video(&mut publisher, 1, 300).await;
+    for r in readers {
+        let got = r.join().unwrap();
+        assert!(
+            got >= 200,
+            "{got} of 300 video packets through an HTTPS relay"
+        );
+    }
+
+    // The origin refuses to hand keys over plain HTTP without the development flag.
+    let plain = tls_server(Vec::new());
+    let plain_pub = connect(
+        &plain,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x3333,
+            video_ssrc: 0x4444,
+        },
+    )
+    .await
+    .expect("publisher connects over HTTP");
+    let (status, body) = try_subscribe(&by_ca, &room, &token, &plain_pub.resource).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("scheme"),
+        "HTTPS only between servers: {body}"
+    );
+}
