@@ -3,11 +3,12 @@
 //! the SRTP transform and the I/O backends that move packets in batches. It never
 //! decides policy (who may publish, which codec, when to ask for a keyframe): control does.
 
+pub mod bwe;
 pub mod command;
 pub mod demux;
 pub mod io;
-pub mod rtcp;
 pub mod rewrite;
+pub mod rtcp;
 pub mod rtp;
 pub mod srtp;
 pub mod stats;
