@@ -60,7 +60,9 @@ const PACKET_BITS: f64 = 1200.0 * 8.0;
 pub struct BweConfig {
     /// Estimate before any feedback.
     pub start_bps: u64,
+    /// The estimate never goes below this...
     pub min_bps: u64,
+    /// ...nor above this.
     pub max_bps: u64,
 }
 
@@ -77,6 +79,7 @@ impl Default for BweConfig {
 /// What the overuse detector concludes from the delay trend (draft §5.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BandwidthUsage {
+    /// Delay is stable.
     Normal,
     /// Queues are building: the send rate is above the path's capacity.
     Overusing,

@@ -21,7 +21,9 @@ const MAX_SWITCH_GAP_S: u64 = 60;
 pub struct LayerPacket {
     /// The publisher SSRC of the layer the packet belongs to.
     pub ssrc: u32,
+    /// The packet's RTP sequence number...
     pub seq: u16,
+    /// ...and timestamp, as the publisher sent them.
     pub timestamp: u32,
     /// The packet is the first of a keyframe (see [`vp8_keyframe_start`],
     /// [`h264_keyframe_start`]); always true for codecs without inter-frame
@@ -35,7 +37,9 @@ pub struct LayerPacket {
 pub enum Rewrite {
     /// Send it with this sequence number and timestamp.
     Forward {
+        /// Outbound sequence number to write.
         seq: u16,
+        /// Outbound timestamp to write.
         timestamp: u32,
         /// This packet switched the stream to its layer (a new layer starts here).
         switched: bool,

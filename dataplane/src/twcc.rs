@@ -644,7 +644,9 @@ fn encode_delta(diff_us: i64) -> Option<(u8, i64)> {
 /// packet, so [`Self::packets`] always yields `status_count` statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TwccFeedback<'a> {
+    /// SSRC of the feedback's sender.
     pub sender_ssrc: u32,
+    /// Media source SSRC field (transport-wide feedback covers every stream).
     pub media_ssrc: u32,
     /// Transport-wide sequence number of the first packet described.
     pub base_seq: u16,
@@ -661,6 +663,7 @@ pub struct TwccFeedback<'a> {
 /// What one feedback packet says about one transport-wide sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketStatus {
+    /// Transport-wide sequence number.
     pub seq: u16,
     /// `None` when the packet was not received.
     pub arrival: Option<Arrival>,
