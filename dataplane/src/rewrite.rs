@@ -224,6 +224,15 @@ impl SequenceRewriter {
         }
     }
 
+    /// Maps an RTP timestamp of layer `ssrc` (e.g. the one in its sender report) into
+    /// the outbound timestamp space; `None` unless `ssrc` is the layer being forwarded
+    /// (sender reports of other layers must not reach the subscriber).
+    pub fn outbound_timestamp(&self, ssrc: u32, timestamp: u32) -> Option<u32> {
+        self.current
+            .filter(|c| c.ssrc == ssrc)
+            .map(|c| timestamp.wrapping_add(c.ts_offset))
+    }
+
     /// Maps an outbound sequence number (from a subscriber's NACK) back to the
     /// publisher layer and sequence number it was sent from, for the current layer and
     /// the one before it. `None` for numbers this rewriter did not send from them.
@@ -413,6 +422,8 @@ mod tests {
             }
         );
         assert_eq!(rw.current(), Some(2));
+        assert_eq!(rw.outbound_timestamp(2, 783_000), Some(19_900));
+        assert_eq!(rw.outbound_timestamp(1, 19_000), None);
         assert_eq!(
             rw.rewrite(&pkt(1, 103, 19_000, false), 80_000),
             Rewrite::Drop(DropCause::NotSelected)
