@@ -79,6 +79,9 @@ pub(crate) struct StepSpec {
     /// returns many packets (cheaper per packet; latency samples then include the
     /// pause). Off for latency steps, which read every packet as soon as it arrives.
     pub(crate) coalesce: bool,
+    /// Also keep the latency samples of each subscriber apart
+    /// ([`StepCounts::latency_ns_by_subscriber`]).
+    pub(crate) per_subscriber_latency: bool,
 }
 
 /// What one step measured on the client side.
@@ -109,6 +112,8 @@ pub(crate) struct StepCounts {
     pub(crate) other: u64,
     /// Receive time minus send time of sampled packets, in ns.
     pub(crate) latency_ns: Vec<u32>,
+    /// The same, per subscriber (only with [`StepSpec::per_subscriber_latency`]).
+    pub(crate) latency_ns_by_subscriber: Vec<Vec<u32>>,
     /// Bytes queued at the server's and at the subscribers' sockets when the last
     /// packet was sent (who held the backlog).
     pub(crate) queued_at_end: (u64, u64),
@@ -279,6 +284,9 @@ fn recv_loop(
     probe: &(dyn Fn() -> (u64, u64) + Sync),
 ) -> (StepCounts, Vec<u64>) {
     let mut c = StepCounts::default();
+    if spec.per_subscriber_latency {
+        c.latency_ns_by_subscriber = vec![Vec::new(); subs.len()];
+    }
     let mut per_sub = vec![0u64; subs.len()];
     let mut ep = match Epoll::new(subs.len()) {
         Ok(ep) => ep,
@@ -334,9 +342,9 @@ fn recv_loop(
                         sub,
                         d,
                         t,
-                        every,
-                        warm_ns,
+                        Sampling { every, warm_ns },
                         &mut c,
+                        tok as usize,
                         &mut per_sub[tok as usize],
                     );
                 }
@@ -388,13 +396,21 @@ fn recv_loop(
     (c, per_sub)
 }
 
+/// Which received packets give a latency sample: every `every`-th sequence number,
+/// sent after `warm_ns`.
+#[derive(Clone, Copy)]
+struct Sampling {
+    every: u16,
+    warm_ns: u64,
+}
+
 fn handle(
     sub: &mut Subscriber,
     d: &mut [u8],
     t: u64,
-    every: u16,
-    warm_ns: u64,
+    Sampling { every, warm_ns }: Sampling,
     c: &mut StepCounts,
+    index: usize,
     per_sub: &mut u64,
 ) {
     let Some(h) = rtp_header(d) else {
@@ -435,8 +451,11 @@ fn handle(
     match read_stamp(&d[..plain], sub.same_seq) {
         Some(sent) if sent >= warm_ns => {
             if c.latency_ns.len() < MAX_SAMPLES {
-                c.latency_ns
-                    .push(t.saturating_sub(sent).min(u64::from(u32::MAX)) as u32);
+                let ns = t.saturating_sub(sent).min(u64::from(u32::MAX)) as u32;
+                c.latency_ns.push(ns);
+                if let Some(v) = c.latency_ns_by_subscriber.get_mut(index) {
+                    v.push(ns);
+                }
             }
         }
         Some(_) => {}

@@ -7,8 +7,15 @@
 //! packets). The same load runs against an in-process raw UDP relay (no crypto) as
 //! the reference, against Cascade with AES-GCM and with AES-CM SRTP, and on each
 //! data-plane backend the server accepts. Results: a table on the terminal, JSON and
-//! an SVG plot under `bench/out/`.
+//! an SVG plot under `bench/out/`. Two more scenarios, run only when named, measure
+//! cascading between servers in network namespaces: `cascade` (an origin's fan-out
+//! to relay peers with its eBPF fast path on and off) and `cascade-hop` (latency and
+//! edge CPU per hop of M1 → M2 → M3); each writes its own JSON.
 
+mod affinity;
+mod cascade_fanout;
+mod cascade_hop;
+mod cleanup;
 mod janus;
 mod load;
 mod media;
@@ -45,6 +52,30 @@ enum Scenario {
     Meeting,
     /// Many audio-only publishers with two subscribers each.
     Audio,
+    /// An origin's fan-out to N relay peers, eBPF on vs off (needs root; run only
+    /// when named).
+    Cascade,
+    /// Latency and edge CPU per cascade hop, M1 → M2 → M3 (needs root; run only
+    /// when named).
+    CascadeHop,
+}
+
+/// `--ebpf` of the servers of `cascade-hop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EbpfArg {
+    Auto,
+    On,
+    Off,
+}
+
+impl EbpfArg {
+    fn arg(self) -> &'static str {
+        match self {
+            EbpfArg::Auto => "auto",
+            EbpfArg::On => "on",
+            EbpfArg::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,6 +147,18 @@ struct Cli {
     /// No progress bar (e.g. when the output is a log).
     #[arg(long)]
     no_progress: bool,
+    /// Relay peers of the `cascade` scenario.
+    #[arg(long, default_value_t = 8)]
+    relay_peers: usize,
+    /// Video packets per second of the publisher in `cascade-hop`.
+    #[arg(long, default_value_t = 2_000.0)]
+    hop_pps: f64,
+    /// Seconds of the measured step of `cascade-hop` (default 30, 10 with --quick).
+    #[arg(long)]
+    hop_secs: Option<f64>,
+    /// `--ebpf` of the servers in `cascade-hop`.
+    #[arg(long, value_enum, default_value_t = EbpfArg::Off)]
+    hop_ebpf: EbpfArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -193,6 +236,8 @@ fn main() -> anyhow::Result<()> {
         http_listen: "127.0.0.1:0".into(),
         media_listen: "127.0.0.1:0".into(),
         netns: None,
+        extra_args: Vec::new(),
+        cpus: Vec::new(),
     };
 
     // Which data-plane backends does the server accept?
@@ -229,8 +274,18 @@ fn main() -> anyhow::Result<()> {
     );
 
     let fanout = scenarios.contains(&Scenario::Fanout);
+    let classic = cli.vs.is_some()
+        || scenarios
+            .iter()
+            .any(|s| matches!(s, Scenario::Fanout | Scenario::Meeting | Scenario::Audio));
     let mut planned = 0u64;
-    for t in &targets {
+    if scenarios.contains(&Scenario::Cascade) {
+        planned += 2;
+    }
+    if scenarios.contains(&Scenario::CascadeHop) {
+        planned += 1;
+    }
+    for t in targets.iter().filter(|_| classic) {
         planned += match t {
             TargetKind::RawRelay if fanout => fanout_ns.len() as u64,
             TargetKind::Gcm => {
@@ -271,6 +326,12 @@ fn main() -> anyhow::Result<()> {
             .progress_chars("=> "),
     );
     pb.enable_steady_tick(Duration::from_millis(200));
+    if scenarios
+        .iter()
+        .any(|s| matches!(s, Scenario::Cascade | Scenario::CascadeHop))
+    {
+        cleanup::install();
+    }
     let mut bench = Bench {
         ramp,
         pb: pb.clone(),
@@ -279,118 +340,165 @@ fn main() -> anyhow::Result<()> {
         ksoftirqd: procfs::ksoftirqd_pids(),
     };
 
-    // Every target is started first: the fanout sweep gives them turns at each N.
     let mut failures = Vec::new();
-    let mut built: Vec<(String, Target, Vec<usize>)> = Vec::new();
-    for t in &targets {
-        let made = match t {
-            TargetKind::RawRelay if fanout => {
-                Some(("raw-relay", Target::relay(loopback), fanout_ns.clone()))
+    if classic {
+        // Every target is started first: the fanout sweep gives them turns at each N.
+        let mut built: Vec<(String, Target, Vec<usize>)> = Vec::new();
+        for t in &targets {
+            let made = match t {
+                TargetKind::RawRelay if fanout => {
+                    Some(("raw-relay", Target::relay(loopback), fanout_ns.clone()))
+                }
+                TargetKind::Gcm => Some((
+                    "cascade-gcm",
+                    Target::cascade(
+                        &spec(default_dp),
+                        SrtpProfile::AeadAes128Gcm,
+                        loopback,
+                        rt.clone(),
+                    ),
+                    if fanout {
+                        fanout_ns.clone()
+                    } else {
+                        Vec::new()
+                    },
+                )),
+                TargetKind::Cm if fanout => Some((
+                    "cascade-cm",
+                    Target::cascade(
+                        &spec(default_dp),
+                        SrtpProfile::Aes128CmHmacSha1_80,
+                        loopback,
+                        rt.clone(),
+                    ),
+                    fanout_ns.clone(),
+                )),
+                TargetKind::Userspace if fanout && has("uring") && has("userspace") => Some((
+                    "cascade-gcm-userspace",
+                    Target::cascade(
+                        &spec(Some("userspace")),
+                        SrtpProfile::AeadAes128Gcm,
+                        loopback,
+                        rt.clone(),
+                    ),
+                    userspace_ns.clone(),
+                )),
+                _ => None,
+            };
+            match made {
+                Some((name, Ok(target), ns)) => built.push((name.to_string(), target, ns)),
+                Some((name, Err(e), _)) => {
+                    let msg = format!("{name}: {e:#}");
+                    pb.println(format!("error: {msg}"));
+                    failures.push(msg);
+                }
+                None => {}
             }
-            TargetKind::Gcm => Some((
-                "cascade-gcm",
-                Target::cascade(
-                    &spec(default_dp),
-                    SrtpProfile::AeadAes128Gcm,
-                    loopback,
-                    rt.clone(),
-                ),
-                if fanout {
-                    fanout_ns.clone()
-                } else {
-                    Vec::new()
-                },
-            )),
-            TargetKind::Cm if fanout => Some((
-                "cascade-cm",
-                Target::cascade(
-                    &spec(default_dp),
-                    SrtpProfile::Aes128CmHmacSha1_80,
-                    loopback,
-                    rt.clone(),
-                ),
-                fanout_ns.clone(),
-            )),
-            TargetKind::Userspace if fanout && has("uring") && has("userspace") => Some((
-                "cascade-gcm-userspace",
-                Target::cascade(
-                    &spec(Some("userspace")),
-                    SrtpProfile::AeadAes128Gcm,
-                    loopback,
-                    rt.clone(),
-                ),
-                userspace_ns.clone(),
-            )),
-            _ => None,
-        };
-        match made {
-            Some((name, Ok(target), ns)) => built.push((name.to_string(), target, ns)),
-            Some((name, Err(e), _)) => {
-                let msg = format!("{name}: {e:#}");
+        }
+        if fanout {
+            let mut fts: Vec<FanoutTarget<'_>> = built
+                .iter_mut()
+                .filter(|(_, _, ns)| !ns.is_empty())
+                .map(|(name, target, ns)| FanoutTarget {
+                    name: name.clone(),
+                    target,
+                    ns: ns.clone(),
+                })
+                .collect();
+            for f in bench.fanout(&mut fts) {
+                pb.println(format!("error: {f}"));
+                failures.push(f);
+            }
+        }
+        if let Some((_, gcm, _)) = built.iter_mut().find(|(n, _, _)| n == "cascade-gcm") {
+            if scenarios.contains(&Scenario::Meeting) {
+                for &n in &meeting_ns {
+                    if let Err(e) = bench.meeting(gcm, "cascade-gcm", n) {
+                        let msg = format!("meeting N={n}: {e:#}");
+                        pb.println(format!("error: {msg}"));
+                        failures.push(msg);
+                    }
+                }
+            }
+            if scenarios.contains(&Scenario::Audio)
+                && let Err(e) = bench.audio(
+                    gcm,
+                    "cascade-gcm",
+                    cli.audio_publishers,
+                    cli.audio_subscribers,
+                    cli.audio_pps,
+                )
+            {
+                let msg = format!("audio: {e:#}");
                 pb.println(format!("error: {msg}"));
                 failures.push(msg);
             }
-            None => {}
         }
-    }
-    if fanout {
-        let mut fts: Vec<FanoutTarget<'_>> = built
-            .iter_mut()
-            .filter(|(_, _, ns)| !ns.is_empty())
-            .map(|(name, target, ns)| FanoutTarget {
-                name: name.clone(),
-                target,
-                ns: ns.clone(),
-            })
-            .collect();
-        for f in bench.fanout(&mut fts) {
-            pb.println(format!("error: {f}"));
-            failures.push(f);
-        }
-    }
-    if let Some((_, gcm, _)) = built.iter_mut().find(|(n, _, _)| n == "cascade-gcm") {
-        if scenarios.contains(&Scenario::Meeting) {
-            for &n in &meeting_ns {
-                if let Err(e) = bench.meeting(gcm, "cascade-gcm", n) {
-                    let msg = format!("meeting N={n}: {e:#}");
+        drop(built);
+        if let Some(Versus::Janus) = cli.vs {
+            let janus_ns = if quick && cli.fanout.is_empty() {
+                vec![1, 10, 50]
+            } else {
+                fanout_ns.clone()
+            };
+            let run = versus_janus(
+                &mut bench,
+                &server_bin,
+                default_dp,
+                cli.workers,
+                &janus_ns,
+                rt.clone(),
+            );
+            match run {
+                Ok(mut n) => notes.append(&mut n),
+                Err(e) => {
+                    let msg = format!("--vs janus: {e:#}");
                     pb.println(format!("error: {msg}"));
                     failures.push(msg);
                 }
             }
         }
-        if scenarios.contains(&Scenario::Audio)
-            && let Err(e) = bench.audio(
-                gcm,
-                "cascade-gcm",
-                cli.audio_publishers,
-                cli.audio_subscribers,
-                cli.audio_pps,
-            )
-        {
-            let msg = format!("audio: {e:#}");
-            pb.println(format!("error: {msg}"));
-            failures.push(msg);
+    }
+    let mut finished: Vec<(String, PathBuf)> = Vec::new();
+    if scenarios.contains(&Scenario::Cascade) {
+        let cfg = cascade_fanout::Config {
+            server_bin: server_bin.clone(),
+            dataplane: default_dp,
+            workers: cli.workers,
+            peers: cli.relay_peers,
+            profile: SrtpProfile::AeadAes128Gcm,
+        };
+        match run_cascade(&mut bench, &cfg, quick, &cli, rt.clone()) {
+            Ok((table, path, mut fails)) => {
+                finished.push((table, path));
+                failures.append(&mut fails);
+            }
+            Err(e) => {
+                let msg = format!("cascade: {e:#}");
+                pb.println(format!("error: {msg}"));
+                failures.push(msg);
+            }
         }
     }
-    drop(built);
-    if let Some(Versus::Janus) = cli.vs {
-        let janus_ns = if quick && cli.fanout.is_empty() {
-            vec![1, 10, 50]
-        } else {
-            fanout_ns.clone()
+    if scenarios.contains(&Scenario::CascadeHop) {
+        let cfg = cascade_hop::Config {
+            server_bin: server_bin.clone(),
+            dataplane: default_dp,
+            workers: cli.workers,
+            profile: SrtpProfile::AeadAes128Gcm,
+            ebpf: cli.hop_ebpf.arg(),
+            video_pps: cli.hop_pps,
+            duration: Duration::from_secs_f64(cli.hop_secs.unwrap_or(if quick {
+                10.0
+            } else {
+                30.0
+            })),
+            warmup: Duration::from_secs(if quick { 1 } else { 2 }),
         };
-        let run = versus_janus(
-            &mut bench,
-            &server_bin,
-            default_dp,
-            cli.workers,
-            &janus_ns,
-            rt.clone(),
-        );
-        match run {
-            Ok(mut n) => notes.append(&mut n),
+        match run_hop(&mut bench, &cfg, quick, &cli, rt.clone()) {
+            Ok(done) => finished.push(done),
             Err(e) => {
-                let msg = format!("--vs janus: {e:#}");
+                let msg = format!("cascade-hop: {e:#}");
                 pb.println(format!("error: {msg}"));
                 failures.push(msg);
             }
@@ -398,53 +506,67 @@ fn main() -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
 
-    let results = bench.results;
-    let mut all_ratios = ratios(&results, "cascade-gcm", "raw-relay", Some(0.9));
-    all_ratios.extend(ratios(&results, "cascade-cm", "raw-relay", Some(0.75)));
-    all_ratios.extend(ratios(&results, "cascade-gcm-userspace", "raw-relay", None));
-    for (num, den) in [
-        ("cascade-gcm-veth", "janus-gcm"),
-        ("cascade-cm-veth", "janus-cm"),
-    ] {
-        all_ratios.extend(ratios(&results, num, den, None));
+    if classic {
+        let results: Vec<_> = bench
+            .results
+            .into_iter()
+            .filter(|r| !r.scenario.starts_with("cascade"))
+            .collect();
+        let mut all_ratios = ratios(&results, "cascade-gcm", "raw-relay", Some(0.9));
+        all_ratios.extend(ratios(&results, "cascade-cm", "raw-relay", Some(0.75)));
+        all_ratios.extend(ratios(&results, "cascade-gcm-userspace", "raw-relay", None));
+        for (num, den) in [
+            ("cascade-gcm-veth", "janus-gcm"),
+            ("cascade-cm-veth", "janus-cm"),
+        ] {
+            all_ratios.extend(ratios(&results, num, den, None));
+        }
+        for r in ratios(&results, "cascade-gcm", "cascade-gcm-userspace", None) {
+            all_ratios.push(report::Ratio {
+                what: "io_uring / userspace (cascade-gcm)".into(),
+                ..r
+            });
+        }
+        let table = report::table(&results, &all_ratios);
+        println!("{table}");
+        for n in &notes {
+            println!("note: {n}");
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let report = Report {
+            created_unix: created,
+            quick,
+            cpus: procfs::cpus(),
+            server_bin: server_bin.display().to_string(),
+            server_workers: Some(cli.workers),
+            dataplanes,
+            notes,
+            results,
+            ratios: all_ratios,
+            steps: bench
+                .steps
+                .into_iter()
+                .filter(|r| !r.scenario.starts_with("cascade"))
+                .collect(),
+        };
+        let stem = format!("bench-{created}{}", if quick { "-quick" } else { "" });
+        let (json, svg) = report::write_files(&cli.out, &stem, &report)?;
+        println!(
+            "wrote {} and {} in {:.0} s",
+            json.display(),
+            svg.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
-    for r in ratios(&results, "cascade-gcm", "cascade-gcm-userspace", None) {
-        all_ratios.push(report::Ratio {
-            what: "io_uring / userspace (cascade-gcm)".into(),
-            ..r
-        });
-    }
-    let table = report::table(&results, &all_ratios);
-    println!("{table}");
-    for n in &notes {
-        println!("note: {n}");
+    for (table, path) in &finished {
+        println!("{table}");
+        println!("wrote {}", path.display());
     }
     for f in &failures {
         println!("FAILED: {f}");
     }
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let report = Report {
-        created_unix: created,
-        quick,
-        cpus: procfs::cpus(),
-        server_bin: server_bin.display().to_string(),
-        server_workers: Some(cli.workers),
-        dataplanes,
-        notes,
-        results,
-        ratios: all_ratios,
-        steps: bench.steps,
-    };
-    let stem = format!("bench-{created}{}", if quick { "-quick" } else { "" });
-    let (json, svg) = report::write_files(&cli.out, &stem, &report)?;
-    println!(
-        "wrote {} and {} in {:.0} s",
-        json.display(),
-        svg.display(),
-        started.elapsed().as_secs_f64()
-    );
     if !failures.is_empty() {
         anyhow::bail!("{} target(s) failed", failures.len());
     }
@@ -490,6 +612,8 @@ fn versus_janus(
         http_listen: format!("{}:0", net.server_ip),
         media_listen: format!("{}:0", net.server_ip),
         netns: Some(&net.server_ns),
+        extra_args: Vec::new(),
+        cpus: Vec::new(),
     };
     let mut cascade_target = Target::cascade(&spec, profile, IpAddr::V4(net.load_ip), rt)?;
     let mut fts = vec![
@@ -517,6 +641,79 @@ fn versus_janus(
         "--vs janus: Janus 1.1.2 VideoRoom (ICE-lite, HTTP API) and Cascade in network namespace \
          A, load in B across a veth pair; SRTP profile {profile:?} (what Janus negotiated)"
     )])
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn quick_suffix(quick: bool) -> &'static str {
+    if quick { "-quick" } else { "" }
+}
+
+/// `cascade`: runs it with its own ramp steps (at least a second: the CPU time is
+/// sampled at the timer tick), prints nothing; returns the table, the JSON path and
+/// the failures.
+fn run_cascade(
+    bench: &mut Bench,
+    cfg: &cascade_fanout::Config,
+    quick: bool,
+    cli: &Cli,
+    rt: Arc<tokio::runtime::Runtime>,
+) -> anyhow::Result<(String, PathBuf, Vec<String>)> {
+    if cfg.peers == 0 || cfg.peers > 32 {
+        anyhow::bail!(
+            "--relay-peers must be 1 to 32 (the kernel fan-out's limit), not {}",
+            cfg.peers
+        );
+    }
+    let ramp = RampConfig {
+        step: Duration::from_secs_f64(cli.step_secs.unwrap_or(if quick { 1.0 } else { 2.0 })),
+        latency_step: Duration::from_secs_f64(cli.latency_secs.unwrap_or(if quick {
+            1.0
+        } else {
+            3.0
+        })),
+        start_fwd_pps: 40_000.0,
+        max_doublings: 7,
+        bisections: if quick { 1 } else { 3 },
+        ..bench.ramp.clone()
+    };
+    let saved = std::mem::replace(&mut bench.ramp, ramp);
+    let outcome = cascade_fanout::run(bench, cfg, rt);
+    bench.ramp = saved;
+    let outcome = outcome?;
+    let created = unix_now();
+    let report = cascade_fanout::report(bench, cfg, quick, created, outcome);
+    let stem = format!("cascade-{created}{}", quick_suffix(quick));
+    let path = report::write_json(&cli.out, &stem, "cascade-latest", &report)?;
+    let mut table = cascade_fanout::table(&report);
+    for m in &report.method {
+        table.push_str(&format!("method: {m}\n"));
+    }
+    Ok((table, path, report.failures))
+}
+
+/// `cascade-hop`: returns the table and the JSON path.
+fn run_hop(
+    bench: &mut Bench,
+    cfg: &cascade_hop::Config,
+    quick: bool,
+    cli: &Cli,
+    rt: Arc<tokio::runtime::Runtime>,
+) -> anyhow::Result<(String, PathBuf)> {
+    let mut report = cascade_hop::run(bench, cfg, rt)?;
+    report.created_unix = unix_now();
+    report.quick = quick;
+    let stem = format!("cascade-hop-{}{}", report.created_unix, quick_suffix(quick));
+    let path = report::write_json(&cli.out, &stem, "cascade-hop-latest", &report)?;
+    let mut table = cascade_hop::table(&report);
+    for m in &report.method {
+        table.push_str(&format!("method: {m}\n"));
+    }
+    Ok((table, path))
 }
 
 /// The most telling line of a server start error: the last non-empty one.

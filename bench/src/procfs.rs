@@ -1,5 +1,6 @@
-//! What the bench reads from `/proc`: CPU time of a process or one thread, resident
-//! memory, and per-socket UDP drop counters (`/proc/net/udp`).
+//! What the bench reads from `/proc`: CPU time of a process or one thread, busy time
+//! of the machine or of chosen CPUs, resident memory, and per-socket UDP drop counters
+//! (`/proc/net/udp`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -134,11 +135,10 @@ pub(crate) fn sum_ports(map: &HashMap<u16, UdpPort>, ports: Option<&HashSet<u16>
     total
 }
 
-/// Busy CPU seconds of the whole machine so far (all CPUs, from `/proc/stat`).
-pub(crate) fn machine_busy_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = s.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
+/// Busy seconds of one `/proc/stat` CPU line after its label: user, nice, system,
+/// irq, softirq and steal (everything but idle and iowait).
+fn busy_of(fields: &str) -> Option<f64> {
+    let v: Vec<u64> = fields
         .split_whitespace()
         .filter_map(|x| x.parse().ok())
         .collect();
@@ -147,6 +147,58 @@ pub(crate) fn machine_busy_seconds() -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some(busy as f64 / hz)
+}
+
+/// Busy CPU seconds of the whole machine so far (all CPUs, from `/proc/stat`).
+pub(crate) fn machine_busy_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    busy_of(s.lines().next()?.strip_prefix("cpu ")?)
+}
+
+/// Busy seconds so far of the given CPUs together, whatever ran on them: processes,
+/// the kernel on their behalf, and softirq work such as packet processing (the
+/// kernel samples this at every timer tick).
+pub(crate) fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut total = 0.0;
+    let mut found = 0;
+    for line in s.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
+        let Some((num, fields)) = rest.split_once(' ') else {
+            continue;
+        };
+        if let Ok(n) = num.parse::<usize>()
+            && cpus.contains(&n)
+        {
+            total += busy_of(fields)?;
+            found += 1;
+        }
+    }
+    (found == cpus.len()).then_some(total)
+}
+
+/// `utime + stime` of every process on the machine but the `exclude`d ones, by pid
+/// (kernel threads included).
+pub(crate) fn processes_cpu_seconds(exclude: &[u32]) -> HashMap<u32, f64> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !exclude.contains(pid))
+        .filter_map(|pid| Some((pid, stat_cpu_seconds(&format!("/proc/{pid}/stat"))?)))
+        .collect()
+}
+
+/// CPU seconds the processes of `after` used since `before` (a process new in
+/// `after` counts with all its time; one that ended in between is lost).
+pub(crate) fn processes_cpu_delta(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, t)| (t - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
+        .sum()
 }
 
 /// Number of CPUs this process may run on.

@@ -81,7 +81,7 @@ pub(crate) fn ratios(
     out
 }
 
-fn opt(v: Option<f64>, prec: usize) -> String {
+pub(crate) fn opt(v: Option<f64>, prec: usize) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v:.prec$}"),
         _ => "-".into(),
@@ -89,7 +89,7 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 }
 
 /// Thousands separators for a packet rate.
-fn pps(v: f64) -> String {
+pub(crate) fn pps(v: f64) -> String {
     let n = v.round() as u64;
     let s = n.to_string();
     let mut out = String::new();
@@ -198,6 +198,21 @@ pub(crate) fn write_files(
     let _ = std::fs::copy(&json, dir.join("latest.json"));
     let _ = std::fs::copy(&svg, dir.join("latest.svg"));
     Ok((json, svg))
+}
+
+/// Writes `<stem>.json` in `dir` and copies it to `<latest>.json`; returns its path.
+pub(crate) fn write_json(
+    dir: &Path,
+    stem: &str,
+    latest: &str,
+    value: &impl Serialize,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = dir.join(format!("{stem}.json"));
+    std::fs::write(&json, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let _ = std::fs::copy(&json, dir.join(format!("{latest}.json")));
+    Ok(json)
 }
 
 /// Maximum forwarded packet rate against N, one line per target, for `fanout`.

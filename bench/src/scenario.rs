@@ -13,7 +13,8 @@ use serde::Serialize;
 use crate::load::{Rig, StepSpec};
 use crate::media::Latency;
 use crate::procfs::{
-    machine_busy_seconds, pids_cpu_seconds, self_cpu_seconds, sum_ports, udp_ports,
+    machine_busy_seconds, pids_cpu_seconds, processes_cpu_delta, self_cpu_seconds, sum_ports,
+    udp_ports,
 };
 use crate::target::{Target, random_room};
 
@@ -101,10 +102,28 @@ pub(crate) struct StepRecord {
     /// CPU seconds used by everything else on the machine during the step.
     pub(crate) other_cpu_s: Option<f64>,
     pub(crate) drain_secs: f64,
+    /// When `cpu_s` is the busy time of the server's CPUs: the server process's own
+    /// part of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_process_cpu_s: Option<f64>,
+    /// Packets the server copied to cascade peers in userspace during the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relayed_userspace: Option<f64>,
+    /// Packets the TC fan-out cloned to cascade peers in the kernel, originals it
+    /// passed up to userspace, and packets it left to userspace untouched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_clones: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_to_userspace: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kernel_skipped: Option<f64>,
+    /// Latency of each subscriber, in the order of the rig (when asked for).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) latency_by_subscriber: Vec<Latency>,
 }
 
 impl StepRecord {
-    fn passes(&self, max_loss: f64) -> bool {
+    pub(crate) fn passes(&self, max_loss: f64) -> bool {
         self.loss_pct + self.backlog_pct <= max_loss && !self.generator_limited()
     }
 
@@ -244,6 +263,15 @@ impl Bench {
         let bench_cpu = delta(g0, g1);
         let (generator_cpu_s, other_cpu_s) = match target {
             Target::Relay(_) => (delta(cpu_s, bench_cpu), delta(bench_cpu, delta(m0, m1))),
+            // The server's CPUs are counted whole: other load is what other processes
+            // used (softirq work on the load's CPUs belongs to no process).
+            _ if s0.others.is_some() => (
+                bench_cpu,
+                s0.others
+                    .as_ref()
+                    .zip(s1.others.as_ref())
+                    .map(|(a, b)| processes_cpu_delta(a, b)),
+            ),
             _ => (
                 bench_cpu,
                 delta(m0, m1).and_then(|m| Some(m - bench_cpu? - cpu_s?)),
@@ -257,6 +285,11 @@ impl Bench {
             }
         };
         let mut lat = c.latency_ns;
+        let latency_by_subscriber = c
+            .latency_ns_by_subscriber
+            .into_iter()
+            .map(|mut v| Latency::from_ns(&mut v))
+            .collect();
         let rec = StepRecord {
             scenario: label.scenario.clone(),
             target: label.target.clone(),
@@ -296,6 +329,12 @@ impl Bench {
             softirq_thread_cpu_s,
             other_cpu_s,
             drain_secs: c.drain_secs,
+            server_process_cpu_s: delta(s0.process_cpu_s, s1.process_cpu_s),
+            relayed_userspace: delta(s0.relayed, s1.relayed),
+            kernel_clones: delta(s0.fanout_clones, s1.fanout_clones),
+            kernel_to_userspace: delta(s0.fanout_to_userspace, s1.fanout_to_userspace),
+            kernel_skipped: delta(s0.fanout_skipped, s1.fanout_skipped),
+            latency_by_subscriber,
         };
         self.pb.set_message(format!(
             "{} {} N={} {}: offered {:.0} pps, forwarded {:.0} pps, loss {:.2}%, backlog {:.2}%",
@@ -313,7 +352,7 @@ impl Bench {
     }
 
     /// [`Self::measure`], once more when the step fails (see [`RampConfig::retry_failed`]).
-    fn try_rate(
+    pub(crate) fn try_rate(
         &mut self,
         target: &mut Target,
         rig: &mut Rig,
@@ -337,7 +376,7 @@ impl Bench {
         self.measure(target, rig, label, &format!("{phase}-retry"), spec)
     }
 
-    fn spec(&self, shape: Shape, rate: f64, duration: Duration) -> StepSpec {
+    pub(crate) fn spec(&self, shape: Shape, rate: f64, duration: Duration) -> StepSpec {
         let (video_pps, audio_pps) = match shape {
             Shape::Video => (rate, AUDIO_PPS),
             Shape::Audio => (0.0, rate),
@@ -349,6 +388,7 @@ impl Bench {
             warmup: duration / 10,
             decrypt_every: self.ramp.decrypt_every,
             coalesce: true,
+            per_subscriber_latency: false,
         }
     }
 

@@ -34,6 +34,27 @@ pub(crate) struct ServerSpec<'a> {
     pub(crate) media_listen: String,
     /// Runs the server with `ip netns exec NAME`.
     pub(crate) netns: Option<&'a str>,
+    /// More `cascade serve` arguments (`--ebpf`, `--cluster-secret`, ...).
+    pub(crate) extra_args: Vec<String>,
+    /// CPUs the server may run on (empty: any).
+    pub(crate) cpus: Vec<usize>,
+}
+
+impl<'a> ServerSpec<'a> {
+    /// A server of `bin` listening on `ip` (HTTP and media on free ports), with
+    /// `--workers` as given and everything else at its default.
+    pub(crate) fn on(bin: &'a Path, ip: std::net::IpAddr, workers: Option<usize>) -> Self {
+        Self {
+            bin,
+            dataplane: None,
+            workers,
+            http_listen: SocketAddr::new(ip, 0).to_string(),
+            media_listen: SocketAddr::new(ip, 0).to_string(),
+            netns: None,
+            extra_args: Vec::new(),
+            cpus: Vec::new(),
+        }
+    }
 }
 
 impl ServerProcess {
@@ -65,14 +86,22 @@ impl ServerProcess {
         if let Some(w) = spec.workers {
             cmd.args(["--workers", &w.to_string()]);
         }
+        cmd.args(&spec.extra_args);
         for var in [
             "CASCADE_CONFIG",
             "CASCADE_PUBLIC_IP",
             "CASCADE_PUBLIC_URL",
             "CASCADE_DATAPLANE",
             "CASCADE_WORKERS",
+            "CASCADE_EBPF",
+            "CASCADE_MEDIA_INTERFACE",
+            "CASCADE_CLUSTER_SECRET",
+            "CASCADE_CLUSTER_INSECURE_HTTP",
         ] {
             cmd.env_remove(var);
+        }
+        if !spec.cpus.is_empty() {
+            crate::affinity::pin_command(&mut cmd, &spec.cpus);
         }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn");
@@ -233,6 +262,17 @@ pub(crate) fn parse_listening_line(line: &str) -> Option<(String, SocketAddr)> {
     Some((http?, media?))
 }
 
+/// The value of one series, written exactly as the body has it (name and labels, e.g.
+/// `cascade_ebpf_packets{counter="fanout_clones"}`), in a Prometheus text body.
+pub(crate) fn metric_series(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix(series)?;
+        rest.starts_with(' ')
+            .then(|| rest.trim().parse::<f64>().ok())
+            .flatten()
+    })
+}
+
 /// Sums every sample of metric `name` (all label sets) in a Prometheus text body.
 pub(crate) fn metric_sum(text: &str, name: &str) -> Option<f64> {
     let mut found = None;
@@ -276,5 +316,11 @@ mod tests {
         assert_eq!(metric_sum(t, "cascade_packets_out_total"), Some(12.0));
         assert_eq!(metric_sum(t, "cascade_drops_total"), Some(5.0));
         assert_eq!(metric_sum(t, "cascade_packets_in_total"), None);
+        assert_eq!(
+            metric_series(t, "cascade_drops_total{reason=\"b b\"}"),
+            Some(3.0)
+        );
+        assert_eq!(metric_series(t, "cascade_drops_total"), None);
+        assert_eq!(metric_series(t, "cascade_packets_out_total"), Some(12.0));
     }
 }

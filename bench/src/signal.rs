@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cascade::peer::{ClientPeer, PeerRole};
-use cascade::token::{Claims, Grant, TokenSecret, mint, unix_now};
+use cascade::token::{Claims, Grant, TokenSecret, mint, mint_cluster, unix_now};
 use cascade_dataplane::srtp::{SrtpContext, SrtpProfile};
 
 /// How long ICE + DTLS may take for one peer.
@@ -106,6 +106,42 @@ impl Signaller {
         Ok(())
     }
 
+    /// `POST {resource}/relay` as a cascade edge would, with a cluster token: the
+    /// origin then copies the publication's packets to `relay_addr`.
+    pub(crate) async fn open_relay(
+        &self,
+        resource: &str,
+        cluster_token: &str,
+        relay_addr: SocketAddr,
+    ) -> anyhow::Result<cascade::sfu::RelayAnswer> {
+        let url = format!("{resource}/relay");
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(cluster_token)
+            .json(&serde_json::json!({ "relay_addr": relay_addr }))
+            .send()
+            .await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        if status.as_u16() != 201 {
+            bail!("POST {url}: {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("relay answer of {url}: {body}"))
+    }
+
+    /// `GET /rtc/v1/rooms/{room}`: the room's publications.
+    pub(crate) async fn room(&self, room: &str, token: &str) -> anyhow::Result<serde_json::Value> {
+        let url = format!("{}/rtc/v1/rooms/{room}", self.base);
+        let resp = self.http.get(&url).bearer_auth(token).send().await?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        if !status.is_success() {
+            bail!("GET {url}: {status}: {body}");
+        }
+        serde_json::from_str(&body).with_context(|| format!("GET {url}: {body}"))
+    }
+
     /// `GET /metrics`.
     pub(crate) async fn metrics(&self) -> anyhow::Result<String> {
         let resp = self
@@ -176,6 +212,17 @@ impl Signaller {
             peer,
         })
     }
+}
+
+/// A cluster service token (audience `cascade-cluster`) signed with `cluster_secret`,
+/// valid for six hours.
+pub(crate) fn cluster_token(cluster_secret: &str) -> anyhow::Result<String> {
+    Ok(mint_cluster(
+        &TokenSecret::parse(cluster_secret),
+        "cascade-bench",
+        unix_now(),
+        6 * 3600,
+    )?)
 }
 
 /// An HTTP client with bounded timeouts and no proxy (every server is local).

@@ -17,21 +17,36 @@ use crate::media::{AUDIO_PT, StreamTx, VIDEO_PT};
 use crate::netio::set_buffers;
 use crate::procfs::{UdpPort, sum_ports, udp_ports};
 use crate::relay::RawRelay;
-use crate::server::{ServerProcess, ServerSpec, metric_sum};
+use crate::server::{ServerProcess, ServerSpec, metric_series, metric_sum};
 use crate::signal::{Connected, Keepalive, Signaller};
 
 /// Concurrent session setups.
 const SETUP_CONCURRENCY: usize = 16;
 /// Socket buffers of the load generator's sockets.
-const SUB_RCVBUF: usize = 2 << 20;
+pub(crate) const SUB_RCVBUF: usize = 2 << 20;
 const PUB_SNDBUF: usize = 4 << 20;
 
 /// Readings taken before and after a step.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Snapshot {
+    /// The server's CPU seconds: its process's, or with [`Target::account_cpus`] the
+    /// busy time of its CPUs.
     pub(crate) cpu_s: Option<f64>,
+    pub(crate) packets_in: Option<f64>,
     pub(crate) packets_out: Option<f64>,
     pub(crate) drops: Option<f64>,
+    /// The server process's own CPU seconds (set with [`Target::account_cpus`]).
+    pub(crate) process_cpu_s: Option<f64>,
+    /// CPU seconds of every process but the server, the bench and the softirq
+    /// threads, by pid (set with [`Target::account_cpus`]).
+    pub(crate) others: Option<HashMap<u32, f64>>,
+    /// `cascade_relayed_total`: packets copied to cascade peers in userspace.
+    pub(crate) relayed: Option<f64>,
+    /// The TC fan-out's counters (`cascade_ebpf_packets{counter=...}`): clones sent,
+    /// originals passed up to userspace, packets it left to userspace untouched.
+    pub(crate) fanout_clones: Option<f64>,
+    pub(crate) fanout_to_userspace: Option<f64>,
+    pub(crate) fanout_skipped: Option<f64>,
 }
 
 /// A `cascade serve` under load.
@@ -41,6 +56,10 @@ pub(crate) struct CascadeTarget {
     rt: Arc<tokio::runtime::Runtime>,
     keepalive: Keepalive,
     tokens: HashMap<String, String>,
+    /// CPUs whose busy time is the server's CPU time (empty: its process's time).
+    cpus: Vec<usize>,
+    /// Processes left out of [`Snapshot::others`] besides the server.
+    not_others: Vec<u32>,
 }
 
 /// The load's other end.
@@ -65,7 +84,30 @@ impl Target {
             rt,
             keepalive: Keepalive::start(),
             tokens: HashMap::new(),
+            cpus: Vec::new(),
+            not_others: Vec::new(),
         })))
+    }
+
+    /// Counts the busy time of `cpus` (everything that ran there: the server, the
+    /// kernel's packet processing, ...) as the server's CPU time, and reads the CPU
+    /// time of every other process (but `not_others`) to see whether something else
+    /// ran meanwhile. For a server pinned to `cpus`.
+    pub(crate) fn account_cpus(&mut self, cpus: &[usize], not_others: &[u32]) {
+        if let Target::Cascade(c) = self {
+            c.cpus = cpus.to_vec();
+            c.not_others = not_others.to_vec();
+            c.not_others.push(std::process::id());
+            c.not_others.push(c.server.pid());
+        }
+    }
+
+    /// The `cascade serve` behind this target, if it is one.
+    pub(crate) fn as_cascade(&self) -> Option<&CascadeTarget> {
+        match self {
+            Target::Cascade(c) => Some(c),
+            _ => None,
+        }
     }
 
     pub(crate) fn relay(bind_ip: IpAddr) -> anyhow::Result<Self> {
@@ -106,25 +148,43 @@ impl Target {
         match self {
             Target::Cascade(c) => {
                 let text = c.rt.block_on(c.sig.metrics()).ok();
+                let process_cpu_s = crate::procfs::process_cpu_seconds(c.server.pid());
+                let (cpu_s, others) = if c.cpus.is_empty() {
+                    (process_cpu_s, None)
+                } else {
+                    (
+                        crate::procfs::cpus_busy_seconds(&c.cpus),
+                        Some(crate::procfs::processes_cpu_seconds(&c.not_others)),
+                    )
+                };
+                let t = text.as_deref();
+                let ebpf = |counter: &str| {
+                    t.and_then(|t| {
+                        metric_series(t, &format!("cascade_ebpf_packets{{counter=\"{counter}\"}}"))
+                    })
+                };
                 Snapshot {
-                    cpu_s: crate::procfs::process_cpu_seconds(c.server.pid()),
-                    packets_out: text
-                        .as_deref()
-                        .and_then(|t| metric_sum(t, "cascade_packets_out_total")),
-                    drops: text
-                        .as_deref()
-                        .and_then(|t| metric_sum(t, "cascade_drops_total")),
+                    cpu_s,
+                    packets_in: t.and_then(|t| metric_sum(t, "cascade_packets_in_total")),
+                    packets_out: t.and_then(|t| metric_sum(t, "cascade_packets_out_total")),
+                    drops: t.and_then(|t| metric_sum(t, "cascade_drops_total")),
+                    process_cpu_s: (!c.cpus.is_empty()).then_some(process_cpu_s).flatten(),
+                    others,
+                    relayed: t.and_then(|t| metric_sum(t, "cascade_relayed_total")),
+                    fanout_clones: ebpf("fanout_clones"),
+                    fanout_to_userspace: ebpf("fanout_to_userspace"),
+                    fanout_skipped: ebpf("fanout_skipped"),
                 }
             }
             Target::Relay(r) => Snapshot {
                 cpu_s: r.cpu_seconds(),
                 packets_out: Some(r.stats.packets_out.load(Ordering::Relaxed) as f64),
                 drops: Some(r.stats.send_failed.load(Ordering::Relaxed) as f64),
+                ..Snapshot::default()
             },
             Target::Janus(j) => Snapshot {
                 cpu_s: crate::procfs::process_cpu_seconds(j.pid()),
-                packets_out: None,
-                drops: None,
+                ..Snapshot::default()
             },
         }
     }
@@ -221,39 +281,8 @@ impl Target {
         }
         match self {
             Target::Cascade(c) => {
-                let token = c.token(room)?;
                 let resource = rig.publishers[publisher].resource.clone();
-                let sig = c.sig.clone();
-                let room = room.to_string();
-                let connected = c.rt.block_on(run_bounded(
-                    (0..count)
-                        .map(|_| {
-                            let (sig, room, token, resource) =
-                                (sig.clone(), room.clone(), token.clone(), resource.clone());
-                            async move { sig.subscribe(&room, &token, &resource).await }
-                        })
-                        .collect(),
-                ))?;
-                for conn in connected {
-                    set_buffers(&conn.socket, SUB_RCVBUF, 0);
-                    let clone = conn.socket.try_clone()?;
-                    let Connected {
-                        socket,
-                        rx,
-                        resource,
-                        peer,
-                        ..
-                    } = conn;
-                    c.keepalive.add(peer, clone);
-                    rig.subscribers.push(Subscriber {
-                        socket,
-                        rx: Some(rx),
-                        publisher,
-                        streams: Vec::new(),
-                        resource,
-                        same_seq: true,
-                    });
-                }
+                c.subscribe(rig, room, publisher, &resource, count)?;
             }
             Target::Relay(r) => {
                 let want = r.stats.subscribers.load(Ordering::Acquire) + count;
@@ -336,7 +365,64 @@ impl Target {
 }
 
 impl CascadeTarget {
-    fn token(&mut self, room: &str) -> anyhow::Result<String> {
+    /// The server's HTTP side.
+    pub(crate) fn signaller(&self) -> &Signaller {
+        &self.sig
+    }
+
+    /// Runs a future of the bench's HTTP work to completion.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Adds `count` subscribers of `resource` (any server's resource URL) in `room`,
+    /// fed by publisher `publisher` of `rig`.
+    pub(crate) fn subscribe(
+        &mut self,
+        rig: &mut Rig,
+        room: &str,
+        publisher: usize,
+        resource: &str,
+        count: usize,
+    ) -> anyhow::Result<()> {
+        let token = self.token(room)?;
+        let sig = self.sig.clone();
+        let room = room.to_string();
+        let resource = resource.to_string();
+        let connected = self.rt.block_on(run_bounded(
+            (0..count)
+                .map(|_| {
+                    let (sig, room, token, resource) =
+                        (sig.clone(), room.clone(), token.clone(), resource.clone());
+                    async move { sig.subscribe(&room, &token, &resource).await }
+                })
+                .collect(),
+        ))?;
+        for conn in connected {
+            set_buffers(&conn.socket, SUB_RCVBUF, 0);
+            let clone = conn.socket.try_clone()?;
+            let Connected {
+                socket,
+                rx,
+                resource,
+                peer,
+                ..
+            } = conn;
+            self.keepalive.add(peer, clone);
+            rig.subscribers.push(Subscriber {
+                socket,
+                rx: Some(rx),
+                publisher,
+                streams: Vec::new(),
+                resource,
+                same_seq: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// A user token of this server for `room` (publish and subscribe).
+    pub(crate) fn token(&mut self, room: &str) -> anyhow::Result<String> {
         if let Some(t) = self.tokens.get(room) {
             return Ok(t.clone());
         }
