@@ -15,6 +15,8 @@ use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::ApiError;
+use crate::placement::Member;
+use crate::routing::{self, Decision, Handover};
 use crate::server::AppState;
 use crate::sfu::{Patched, ResourceState};
 use crate::token::{Claims, Grant, unix_now};
@@ -139,15 +141,178 @@ fn created(location: String, answer: String) -> Response {
     resp
 }
 
+/// `headers` with the token of an `access_token` query parameter (RFC 6750 §2.3) as
+/// `Authorization` when the request has none: clients that follow a redirect to
+/// another host drop `Authorization`, so redirects carry the token in the URL.
+fn with_query_token(mut headers: HeaderMap, query: Option<&str>) -> HeaderMap {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return headers;
+    }
+    let token = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.into_owned());
+    if let Some(v) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers.insert(header::AUTHORIZATION, v);
+    }
+    headers
+}
+
+/// Where a publish or subscribe is served.
+enum Placed {
+    /// Here; with the room's owner when this server takes it as spill-over.
+    Here(Option<Member>),
+    /// Elsewhere: the redirect, or the proxied answer.
+    There(Response),
+}
+
+/// Places a publish/subscribe for `room` in the data centre ([`routing`]): serve it
+/// here, or redirect/proxy it to the member it belongs to.
+async fn place(
+    state: &AppState,
+    room: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Placed, ApiError> {
+    let Some(membership) = &state.membership else {
+        return Ok(Placed::Here(None));
+    };
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let spill = params
+        .iter()
+        .find(|(k, _)| k == routing::SPILL_PARAM)
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    let members = membership.members();
+    let decision = routing::decide(room, &members, &state.server_name, spill, state.is_full());
+    let (member, next) = match decision {
+        Decision::Here { owner } => return Ok(Placed::Here(owner)),
+        Decision::Full => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity_exhausted",
+                format!("every media server that can take room {room} is at capacity"),
+            ));
+        }
+        Decision::Elsewhere { member, spill } => (member, spill),
+    };
+    let reason = if next.is_some() { "capacity" } else { "owner" };
+    state.metrics.handovers.with_label_values(&[reason]).inc();
+    let token = bearer(headers)?.to_owned();
+    let query = |with_token: bool| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &params {
+            if k != routing::SPILL_PARAM && k != "access_token" {
+                q.append_pair(k, v);
+            }
+        }
+        if let Some(n) = next {
+            q.append_pair(routing::SPILL_PARAM, &n.to_string());
+        }
+        if with_token {
+            q.append_pair("access_token", &token);
+        }
+        q.finish()
+    };
+    match state.handover {
+        Handover::Redirect => {
+            let location = format!("{}{path}?{}", member.url, query(true));
+            tracing::debug!(%room, to = %member.id, reason, "redirect");
+            let mut resp = StatusCode::TEMPORARY_REDIRECT.into_response();
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            Ok(Placed::There(resp))
+        }
+        Handover::Proxy => {
+            state.count_cluster("proxy");
+            let url = format!("{}{path}?{}", member.url, query(false));
+            let mut req = state.http.post(&url).bearer_auth(&token).body(body.clone());
+            if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+                req = req.header(header::CONTENT_TYPE, ct.clone());
+            }
+            let upstream = req.send().await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "member_unreachable",
+                    format!("proxy to {}: {e}", member.url),
+                )
+            })?;
+            let mut resp = Response::builder().status(upstream.status().as_u16());
+            for name in [
+                header::CONTENT_TYPE,
+                header::LOCATION,
+                header::ETAG,
+                header::LINK,
+            ] {
+                if let Some(v) = upstream.headers().get(&name) {
+                    resp = resp.header(name, v.as_bytes());
+                }
+            }
+            let body = upstream.bytes().await.unwrap_or_default();
+            resp.body(axum::body::Body::from(body))
+                .map(Placed::There)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        }
+    }
+}
+
+/// The publications of `room` on its owner (spill-over subscribers get them by
+/// cascade), as resource URLs.
+async fn owner_publications(
+    state: &AppState,
+    owner: &Member,
+    room: &str,
+    token: &str,
+) -> Result<Vec<String>, ApiError> {
+    state.count_cluster("room");
+    let unreachable = |e: String| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "member_unreachable",
+            format!("room {room} on its owner {}: {e}", owner.url),
+        )
+    };
+    let resp = state
+        .http
+        .get(format!("{}/rtc/v1/rooms/{room}", owner.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!("answered {}", resp.status())));
+    }
+    let info: serde_json::Value = resp.json().await.map_err(|e| unreachable(e.to_string()))?;
+    Ok(info["publications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["resource"].as_str().map(str::to_owned))
+        .collect())
+}
+
 async fn publish(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_room(&room)?;
+    let headers = with_query_token(headers, query.as_deref());
     let claims = authorize(&headers, &state, &room, Grant::Publish)?;
-    let offer = sdp_body(&headers, body, "application/sdp")?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let path = format!("/rtc/v1/rooms/{room}/publish");
+    if let Placed::There(resp) =
+        place(&state, &room, &path, query.as_deref(), &headers, &body).await?
+    {
+        return Ok(resp);
+    }
+    let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
     let (url, answer) = state.with_sfu(|sfu| {
         let c = sfu.publish(Instant::now(), &room, &claims.sub, &offer)?;
         Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
@@ -163,15 +328,34 @@ async fn subscribe(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_room(&room)?;
+    let headers = with_query_token(headers, query.as_deref());
     authorize(&headers, &state, &room, Grant::Subscribe)?;
-    let offer = sdp_body(&headers, body, "application/sdp")?;
-    let urls: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let path = format!("/rtc/v1/rooms/{room}/subscribe");
+    let owner = match place(&state, &room, &path, query.as_deref(), &headers, &body).await? {
+        Placed::There(resp) => return Ok(resp),
+        Placed::Here(owner) => owner,
+    };
+    let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
+    let mut urls: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.into_owned())
         .collect();
+    if urls.is_empty()
+        && let Some(owner) = owner
+    {
+        // Spill-over: the room lives on its owner; take its publications by cascade,
+        // and those published here too.
+        urls = owner_publications(&state, &owner, &room, bearer(&headers)?).await?;
+        let here = state.with_sfu(|sfu| sfu.room_info(&room));
+        urls.extend(here.publications.into_iter().map(|p| p.resource));
+    }
     let mut ids = Vec::with_capacity(urls.len());
     for u in &urls {
-        ids.push(resolve_resource(&state, &room, u).await?);
+        let id = resolve_resource(&state, &room, u).await?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
     }
     let (url, answer) = state.with_sfu(|sfu| {
         let c = sfu.subscribe(Instant::now(), &room, &ids, &offer)?;

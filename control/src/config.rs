@@ -2,6 +2,8 @@
 //! variables and an optional TOML file, in that order of precedence, over embedded
 //! defaults that run a complete server on loopback with nothing set.
 
+use crate::placement::MembershipSource;
+use crate::routing::{Handover, member_from_url};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -94,6 +96,34 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cluster_pins: Vec<String>,
+    /// The data centre's media servers, as base URLs (this one among them): rooms
+    /// are placed on them by rendezvous hashing. For development; see --members-srv.
+    #[arg(
+        long,
+        env = "CASCADE_MEMBERS",
+        value_delimiter = ',',
+        conflicts_with = "members_srv"
+    )]
+    pub members: Vec<String>,
+    /// SRV name listing the data centre's media servers (e.g.
+    /// _cascade._tcp.dc1.example.com), re-resolved on its TTL.
+    #[arg(long, env = "CASCADE_MEMBERS_SRV", requires = "members_dns")]
+    pub members_srv: Option<String>,
+    /// DNS server asked for --members-srv.
+    #[arg(long, env = "CASCADE_MEMBERS_DNS")]
+    pub members_dns: Option<SocketAddr>,
+    /// How a request for a room owned by another member is handed over.
+    #[arg(long, env = "CASCADE_HANDOVER", value_enum)]
+    pub handover: Option<Handover>,
+    /// Capacity: most peer sessions; beyond it new ones spill to the next member.
+    #[arg(long, env = "CASCADE_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// Capacity: most media tracks (published plus delivered).
+    #[arg(long, env = "CASCADE_MAX_TRACKS")]
+    pub max_tracks: Option<usize>,
+    /// Capacity: most incoming media bit rate, bits per second.
+    #[arg(long, env = "CASCADE_MAX_BITRATE")]
+    pub max_bitrate: Option<u64>,
 }
 
 /// The TOML file's shape.
@@ -119,6 +149,14 @@ struct FileConfig {
     cluster_ca: Vec<PathBuf>,
     #[serde(default)]
     cluster_pins: Vec<String>,
+    #[serde(default)]
+    members: Vec<String>,
+    members_srv: Option<String>,
+    members_dns: Option<SocketAddr>,
+    handover: Option<Handover>,
+    max_sessions: Option<usize>,
+    max_tracks: Option<usize>,
+    max_bitrate: Option<u64>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -140,6 +178,18 @@ pub struct ServeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub cluster_ca: Vec<PathBuf>,
     pub cluster_pins: Vec<String>,
+    /// Where the data centre's members come from; `None`: placement off.
+    pub members: Option<MembershipSource>,
+    pub handover: Handover,
+    pub capacity: Capacity,
+}
+
+/// This server's own limits; at any of them new sessions go to the next member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capacity {
+    pub max_sessions: Option<usize>,
+    pub max_tracks: Option<usize>,
+    pub max_bitrate: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +266,38 @@ impl ServeArgs {
                 file.cluster_pins
             } else {
                 self.cluster_pins
+            },
+            members: {
+                let list = if self.members.is_empty() {
+                    file.members
+                } else {
+                    self.members
+                };
+                match (
+                    self.members_srv.or(file.members_srv),
+                    self.members_dns.or(file.members_dns),
+                ) {
+                    (Some(name), Some(resolver)) => Some(MembershipSource::Srv { name, resolver }),
+                    (Some(_), None) => {
+                        return Err(ConfigError::Incomplete("members_srv needs members_dns"));
+                    }
+                    (None, _) if list.is_empty() => None,
+                    (None, _) => Some(MembershipSource::Static(
+                        list.iter()
+                            .map(|u| {
+                                member_from_url(u).ok_or(ConfigError::Incomplete(
+                                    "members are base URLs like https://m1.example.com[:port]",
+                                ))
+                            })
+                            .collect::<Result<_, _>>()?,
+                    )),
+                }
+            },
+            handover: self.handover.or(file.handover).unwrap_or_default(),
+            capacity: Capacity {
+                max_sessions: self.max_sessions.or(file.max_sessions),
+                max_tracks: self.max_tracks.or(file.max_tracks),
+                max_bitrate: self.max_bitrate.or(file.max_bitrate),
             },
         })
     }

@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod peer;
 pub mod placement;
+pub mod routing;
 pub mod sdp;
 pub mod server;
 pub mod session;

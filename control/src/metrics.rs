@@ -22,6 +22,10 @@ pub struct Metrics {
     retransmitted: IntCounter,
     drops: IntCounterVec,
     ebpf: prometheus::IntGaugeVec,
+    /// Calls this server made to other servers, by kind.
+    pub cluster_requests: IntCounterVec,
+    /// Publish/subscribe requests handed to another member, by how.
+    pub handovers: IntCounterVec,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -103,6 +107,34 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(g.clone()))?;
                 g
+            },
+            cluster_requests: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "cascade_cluster_requests_total",
+                        "HTTP calls this server made to other servers, by kind",
+                    ),
+                    &["kind"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                for k in ["relay_open", "relay_close", "room", "proxy"] {
+                    c.with_label_values(&[k]);
+                }
+                c
+            },
+            handovers: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "cascade_handovers_total",
+                        "Publish/subscribe requests sent to another member: to the owner, or spilled over at capacity",
+                    ),
+                    &["reason"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                for k in ["owner", "capacity"] {
+                    c.with_label_values(&[k]);
+                }
+                c
             },
             registry,
             last: Mutex::new(LocalStats::default()),

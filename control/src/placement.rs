@@ -220,8 +220,9 @@ pub struct SrvAnswer {
     pub ttl: u32,
 }
 
-/// The base URL of a member announced by SRV as `target:port`: `http://target` for
-/// port 80, `https://target` for 443, `https://target:port` otherwise.
+/// The base URL of a member announced by SRV as `target:port` (the target's address
+/// when the answer carries it): `http://target` for port 80, `https://target` for
+/// 443, `https://target:port` otherwise.
 pub fn member_url(target: &str, port: u16) -> String {
     match port {
         80 => format!("http://{target}"),
@@ -253,6 +254,21 @@ pub async fn resolve_srv(name: &str, resolver: SocketAddr) -> anyhow::Result<Srv
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         code => bail!("{resolver} answered {code}"),
     }
+    // Addresses of the targets, when the server gave them (RFC 2782 suggests it):
+    // member URLs then need no further lookup by whoever calls them.
+    let addresses: Vec<(String, std::net::IpAddr)> = response
+        .additionals
+        .iter()
+        .filter_map(|r| {
+            let ip = match &r.data {
+                RData::A(a) => std::net::IpAddr::V4(a.0),
+                RData::AAAA(a) => std::net::IpAddr::V6(a.0),
+                _ => return None,
+            };
+            let name = r.name.to_ascii();
+            Some((name.trim_end_matches('.').to_ascii_lowercase(), ip))
+        })
+        .collect();
     let mut members = Vec::new();
     let mut ttl: Option<u32> = None;
     // Every SRV record of the answer section counts: a recursive resolver may have
@@ -265,9 +281,14 @@ pub async fn resolve_srv(name: &str, resolver: SocketAddr) -> anyhow::Result<Srv
             }
             let target = srv.target.to_ascii();
             let target = target.trim_end_matches('.').to_ascii_lowercase();
+            let host = match addresses.iter().find(|(n, _)| *n == target) {
+                Some((_, std::net::IpAddr::V4(ip))) => ip.to_string(),
+                Some((_, std::net::IpAddr::V6(ip))) => format!("[{ip}]"),
+                None => target.clone(),
+            };
             members.push(Member {
                 id: format!("{target}:{}", srv.port),
-                url: member_url(&target, srv.port),
+                url: member_url(&host, srv.port),
             });
             ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
         }

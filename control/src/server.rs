@@ -4,6 +4,7 @@
 //! decisions live in [`crate::sfu`]; all per-packet work lives in the data plane.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,10 +14,12 @@ use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
 use rand::Rng;
 
 use crate::cert::DtlsCertificate;
-use crate::config::{DataplaneArg, ServeConfig};
+use crate::config::{Capacity, DataplaneArg, ServeConfig};
 use crate::error::ApiError;
 use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
+use crate::placement::Membership;
+use crate::routing::Handover;
 use crate::sfu::{RelayAnswer, ResourceEvent, Sfu, SfuOutput};
 use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
 
@@ -39,9 +42,16 @@ pub struct AppState {
     pub server_name: String,
     /// The address edges give origins for relayed packets (our media candidate).
     pub relay_addr: SocketAddr,
-    http: reqwest::Client,
+    /// Client for calls to other servers (relays, proxied requests).
+    pub(crate) http: reqwest::Client,
     runtime: tokio::runtime::Handle,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
+    /// The data centre's members, when placement is on.
+    pub membership: Option<Arc<Membership>>,
+    pub handover: Handover,
+    pub capacity: Capacity,
+    /// Incoming media bit rate over the last second, for the bit-rate capacity.
+    ingress_bps: AtomicU64,
     /// Resource state changes, for the event streams of `GET {resource}/events`.
     events: tokio::sync::broadcast::Sender<ResourceEvent>,
     /// Remote publications whose relay must be asked for again.
@@ -93,6 +103,7 @@ impl AppState {
                         continue;
                     };
                     let http = self.http.clone();
+                    self.count_cluster("relay_close");
                     self.runtime.spawn(async move {
                         match http.delete(&relay).bearer_auth(token).send().await {
                             Ok(r) if r.status().is_success() || r.status() == 404 => {}
@@ -103,6 +114,27 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Counts one call to another server.
+    pub fn count_cluster(&self, kind: &str) {
+        self.metrics
+            .cluster_requests
+            .with_label_values(&[kind])
+            .inc();
+    }
+
+    /// Whether this server is at any of its capacity limits (its own load only).
+    pub fn is_full(&self) -> bool {
+        let c = self.capacity;
+        if c == Capacity::default() {
+            return false;
+        }
+        let (sessions, tracks) = self.with_sfu(|s| (s.session_count(), s.track_count()));
+        c.max_sessions.is_some_and(|m| sessions >= m)
+            || c.max_tracks.is_some_and(|m| tracks >= m)
+            || c.max_bitrate
+                .is_some_and(|m| self.ingress_bps.load(Ordering::Relaxed) >= m)
     }
 
     /// Resource state changes from now on.
@@ -133,6 +165,7 @@ impl AppState {
                 format!("relay from {url}: {e}"),
             )
         };
+        self.count_cluster("relay_open");
         let resp = self
             .http
             .post(format!("{url}/relay"))
@@ -262,7 +295,38 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         metrics: Metrics::new()?,
         events: tokio::sync::broadcast::channel(1024).0,
         reopen,
+        membership: match config.members.clone() {
+            Some(source) => Some(Membership::start(source).await),
+            None => None,
+        },
+        handover: config.handover,
+        capacity: config.capacity,
+        ingress_bps: AtomicU64::new(0),
     });
+    if let Some(m) = &state.membership {
+        let ids: Vec<String> = m.members().iter().map(|m| m.id.clone()).collect();
+        tracing::info!(members = ?ids, me = %public_url, handover = ?config.handover, "room placement on");
+    }
+    if config.capacity.max_bitrate.is_some() {
+        // The bit-rate capacity looks at the last second's incoming media.
+        let weak = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(state) = weak.upgrade() else {
+                    return;
+                };
+                let bytes = state.dataplane.stats().bytes_in;
+                if let Some(prev) = last {
+                    let bps = bytes.saturating_sub(prev) * 8;
+                    state.ingress_bps.store(bps, Ordering::Relaxed);
+                }
+                last = Some(bytes);
+            }
+        });
+    }
 
     // Re-opens relays of lost origins, each in its own task (a slow origin delays
     // no other).

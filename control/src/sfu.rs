@@ -365,6 +365,18 @@ impl Sfu {
         }
     }
 
+    /// Media tracks handled here: published (local and relayed here) plus delivered
+    /// to subscribers.
+    pub fn track_count(&self) -> usize {
+        self.resources
+            .values()
+            .map(|r| match r {
+                Resource::Publication(p) => p.tracks.len(),
+                Resource::Subscription(s) => s.tracks.len(),
+            })
+            .sum()
+    }
+
     /// Number of live peer sessions (connecting or connected).
     pub fn session_count(&self) -> usize {
         self.sessions.len()

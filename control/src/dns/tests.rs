@@ -356,7 +356,8 @@ async fn zone_changes_reach_srv_membership_and_bad_files_are_ignored() {
             "m4.media.example.test:443"
         ]
     );
-    assert_eq!(membership.members()[0].url, "https://m1.media.example.test");
+    // The answer carries the targets' addresses: URLs use them.
+    assert_eq!(membership.members()[0].url, "https://10.1.0.1");
 
     // A file that does not parse is ignored: the zone stays as it was.
     zone.replace("zone = \"media.example.test\"\n[[server]]\nname = ");
@@ -398,7 +399,7 @@ async fn zone_changes_reach_srv_membership_and_bad_files_are_ignored() {
         .find(|m| m.id.starts_with("m5."))
         .cloned()
         .unwrap();
-    assert_eq!(fifth_member.url, "https://m5.media.example.test:8443");
+    assert_eq!(fifth_member.url, "https://10.2.0.3:8443");
     assert!(dns.state.zone().serial > 1);
 
     // With the DNS server gone, a resolution fails and the last members stay.

@@ -1,0 +1,234 @@
+//! Which server of the data centre serves a publish or subscribe for a room.
+//!
+//! Every server ranks the members by rendezvous hash of the room ([`placement`]):
+//! the first is the room's owner. A request that reaches another member is sent to
+//! the owner (a `307` redirect, or proxied). An owner at its capacity sends it on to
+//! the next member in rank, with `spill=<rank>` in the query so that member serves it
+//! (cascading the room's tracks from the owner) instead of sending it back; a full
+//! spill member passes it further down the ranking, and the last one answers `503`.
+//! Each server judges only its own load: no state is shared.
+//!
+//! [`decide`] is pure; the HTTP side (redirect, proxy) lives in [`crate::api`].
+
+use crate::placement::{Member, rank};
+
+/// Query parameter that marks a request sent on by a full owner: the rank of the
+/// member it was sent to.
+pub const SPILL_PARAM: &str = "spill";
+
+/// How a request that belongs to another member is handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handover {
+    /// `307 Temporary Redirect` to the member (WHIP/WHEP clients follow it).
+    #[default]
+    Redirect,
+    /// Forward the request and relay the member's answer.
+    Proxy,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Serve it here. `owner` is set when this server takes it as spill-over from the
+    /// room's owner (whose publications it then cascades).
+    Here { owner: Option<Member> },
+    /// Hand it to `member`; `spill` is that member's rank when it is not the owner.
+    Elsewhere {
+        member: Member,
+        spill: Option<usize>,
+    },
+    /// This server and every member after it in rank are full.
+    Full,
+}
+
+/// Where a request for `room` that reached the server `me` (its base URL) goes.
+/// `spill` is the request's spill rank, `full` whether this server is at capacity.
+/// A server that is not among `members` (placement off, or not yet listed) serves
+/// everything itself.
+pub fn decide(
+    room: &str,
+    members: &[Member],
+    me: &str,
+    spill: Option<usize>,
+    full: bool,
+) -> Decision {
+    let ranking = rank(room, members);
+    let Some(pos) = ranking.iter().position(|m| same_url(&m.url, me)) else {
+        return Decision::Here { owner: None };
+    };
+    if spill.is_none() && pos != 0 {
+        return Decision::Elsewhere {
+            member: ranking[0].clone(),
+            spill: None,
+        };
+    }
+    if !full {
+        return Decision::Here {
+            owner: (pos != 0).then(|| ranking[0].clone()),
+        };
+    }
+    match ranking.get(pos + 1) {
+        Some(next) => Decision::Elsewhere {
+            member: (*next).clone(),
+            spill: Some(pos + 1),
+        },
+        None => Decision::Full,
+    }
+}
+
+/// Two base URLs name the same server (case of scheme and host, trailing slash and
+/// the scheme's default port aside).
+pub fn same_url(a: &str, b: &str) -> bool {
+    normalize(a) == normalize(b)
+}
+
+fn normalize(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/').to_ascii_lowercase();
+    if let Some(rest) = url.strip_prefix("https://") {
+        format!("https://{}", rest.strip_suffix(":443").unwrap_or(rest))
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        format!("http://{}", rest.strip_suffix(":80").unwrap_or(rest))
+    } else {
+        url
+    }
+}
+
+/// A member for a `--members` URL: its id is the URL's `host:port`, as SRV gives it.
+pub fn member_from_url(url: &str) -> Option<Member> {
+    let url = url.trim().trim_end_matches('/');
+    let (scheme, rest) = url.split_once("://")?;
+    let default_port = match scheme {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    if rest.is_empty() || rest.contains('/') {
+        return None;
+    }
+    let has_port = match rest.strip_prefix('[') {
+        Some(v6) => v6
+            .split_once(']')
+            .is_some_and(|(_, tail)| tail.starts_with(':')),
+        None => rest.contains(':'),
+    };
+    let id = if has_port {
+        rest.to_ascii_lowercase()
+    } else {
+        format!("{}:{default_port}", rest.to_ascii_lowercase())
+    };
+    Some(Member::new(id, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: usize) -> Vec<Member> {
+        (1..=n)
+            .map(|i| member_from_url(&format!("https://m{i}.dc.test")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_owner_serves_others_send_to_it() {
+        let m = members(3);
+        for room in ["a", "b", "room-17", "x"] {
+            let ranking = rank(room, &m);
+            let owner = ranking[0].clone();
+            assert_eq!(
+                decide(room, &m, &owner.url, None, false),
+                Decision::Here { owner: None }
+            );
+            for other in &ranking[1..] {
+                assert_eq!(
+                    decide(room, &m, &other.url, None, false),
+                    Decision::Elsewhere {
+                        member: owner.clone(),
+                        spill: None
+                    },
+                    "{room} at {}",
+                    other.id
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_owner_spills_down_the_ranking_to_the_end() {
+        let m = members(3);
+        let ranking: Vec<Member> = rank("r", &m).into_iter().cloned().collect();
+        assert_eq!(
+            decide("r", &m, &ranking[0].url, None, true),
+            Decision::Elsewhere {
+                member: ranking[1].clone(),
+                spill: Some(1)
+            }
+        );
+        // The spill member serves it, knowing the owner; it does not send it back.
+        assert_eq!(
+            decide("r", &m, &ranking[1].url, Some(1), false),
+            Decision::Here {
+                owner: Some(ranking[0].clone())
+            }
+        );
+        assert_eq!(
+            decide("r", &m, &ranking[1].url, Some(1), true),
+            Decision::Elsewhere {
+                member: ranking[2].clone(),
+                spill: Some(2)
+            }
+        );
+        assert_eq!(
+            decide("r", &m, &ranking[2].url, Some(2), true),
+            Decision::Full
+        );
+    }
+
+    #[test]
+    fn a_server_outside_the_members_serves_everything() {
+        let m = members(3);
+        assert_eq!(
+            decide("r", &m, "https://elsewhere.test", None, true),
+            Decision::Here { owner: None }
+        );
+        assert_eq!(
+            decide("r", &[], "https://m1.dc.test", None, false),
+            Decision::Here { owner: None }
+        );
+    }
+
+    #[test]
+    fn urls_compare_without_default_ports_or_case() {
+        assert!(same_url("https://M1.dc.test:443/", "https://m1.dc.test"));
+        assert!(same_url("http://10.0.0.1:80", "http://10.0.0.1"));
+        assert!(!same_url("http://10.0.0.1:8080", "http://10.0.0.1"));
+        assert!(!same_url("https://10.0.0.1", "http://10.0.0.1"));
+    }
+
+    #[test]
+    fn members_from_urls_get_srv_like_ids() {
+        assert_eq!(
+            member_from_url("https://m1.dc.test").unwrap().id,
+            "m1.dc.test:443"
+        );
+        assert_eq!(
+            member_from_url("http://10.0.0.1:8080/").unwrap().id,
+            "10.0.0.1:8080"
+        );
+        assert_eq!(
+            member_from_url("http://10.0.0.1").unwrap().id,
+            "10.0.0.1:80"
+        );
+        assert_eq!(
+            member_from_url("http://[fd00::1]:8080").unwrap().id,
+            "[fd00::1]:8080"
+        );
+        assert_eq!(
+            member_from_url("http://[fd00::1]").unwrap().id,
+            "[fd00::1]:80"
+        );
+        assert!(member_from_url("ftp://x").is_none());
+        assert!(member_from_url("https://x/path").is_none());
+    }
+}
