@@ -412,13 +412,16 @@ impl ResourceEvents {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .no_proxy()
+            .danger_accept_invalid_certs(true)
             .build()?;
         let url = format!("{resource}/events");
-        let response = client
+        let request = client
             .get(&url)
             .header("accept", "text/event-stream")
-            .send()
+            .send();
+        let response = tokio::time::timeout(Duration::from_secs(10), request)
             .await
+            .with_context(|| format!("GET {url}: no answer within 10 s"))?
             .with_context(|| format!("GET {url}"))?;
         let status = response.status();
         let kind = response
