@@ -1,5 +1,6 @@
-//! The one HTTP interface: publish (WHIP), subscribe (WHEP), room listing, resource
-//! DELETE/PATCH, metrics, health and the demo page. Handlers check tokens, then call
+//! The one HTTP interface: publish (WHIP), subscribe (WHEP), room listing and room
+//! events (publications, active speaker), resource DELETE/PATCH (trickle ICE, or a
+//! subscriber's layer preferences), metrics, health and the demo page. Handlers check tokens, then call
 //! the SFU core under its lock and hand what it outputs to the data plane.
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::error::ApiError;
 use crate::placement::Member;
 use crate::routing::{self, Decision, Handover};
 use crate::server::AppState;
-use crate::sfu::{Patched, ResourceState};
+use crate::sfu::{Patched, ResourceState, SubscriptionPreferences};
 use crate::token::{Claims, Grant, unix_now};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
@@ -49,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rtc/v1/rooms/{room}", get(room_info))
         .route("/rtc/v1/rooms/{room}/publish", post(publish))
         .route("/rtc/v1/rooms/{room}/subscribe", post(subscribe))
+        .route("/rtc/v1/rooms/{room}/events", get(room_events))
         .route(
             "/rtc/v1/resources/{id}",
             get(resource_info)
@@ -398,6 +400,56 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
     Ok(id)
 }
 
+/// `GET /rtc/v1/rooms/{room}/events`: server-sent events of the room,
+/// `publication_added`, `publication_removed` and `active_speaker`, each with a JSON
+/// body (`type`, `resource` URL, `user`). The token (for the room) comes in the
+/// `Authorization` header or, for `EventSource`, the `access_token` query parameter.
+async fn room_events(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures_util::stream::{self, StreamExt};
+    use tokio::sync::broadcast::error::RecvError;
+
+    check_room(&room)?;
+    let headers = with_query_token(headers, query.as_deref());
+    let token = bearer(&headers)?;
+    let claims = state.verifier.verify_signature(token, unix_now())?;
+    if claims.room != room {
+        return Err(crate::token::TokenError::WrongRoom {
+            token_room: claims.room,
+            room,
+        }
+        .into());
+    }
+    let rx = state.subscribe_room_events();
+    let events = stream::unfold(rx, move |mut rx| {
+        let room = room.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.room == room => {
+                        let ev = Event::default()
+                            .event(e.kind.name())
+                            .json_data(&e)
+                            .unwrap_or_else(|_| Event::default().event(e.kind.name()));
+                        return Some((ev, rx));
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+    .map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 async fn room_info(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
@@ -513,6 +565,19 @@ async fn patch_resource(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize_resource(&headers, &state, &id)?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
+    if json {
+        // A subscriber's layer preferences.
+        let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+        let prefs: SubscriptionPreferences = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("bad_preferences", e.to_string()))?;
+        state.with_sfu(|sfu| sfu.set_preferences(Instant::now(), &id, &prefs))?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let frag = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
     match state.with_sfu(|sfu| sfu.patch(Instant::now(), &id, &frag))? {
         Patched::NoContent => Ok(StatusCode::NO_CONTENT.into_response()),

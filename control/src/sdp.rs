@@ -340,6 +340,9 @@ pub struct MediaAnswer {
     /// The stream the server sends on this m-line, if any.
     pub send: Option<SendStream>,
     pub rtcp_rsize: bool,
+    /// Simulcast layers (rids) received on this m-line: `a=rid:<id> recv` each and
+    /// `a=simulcast:recv <ids>` (RFC 8853).
+    pub recv_rids: Vec<String>,
 }
 
 /// A stream the server sends, announced with `a=msid` and `a=ssrc`.
@@ -505,6 +508,42 @@ impl MediaDescription {
     }
 
     /// The first `a=ssrc:<ssrc> cname:<cname>` value.
+    /// The rids this m-line sends as simulcast layers (`a=simulcast:send`, first
+    /// alternative of each, paused ones included), in the offer's order; each must
+    /// have an `a=rid:<id> send`. Empty without simulcast.
+    pub fn simulcast_send_rids(&self) -> Vec<String> {
+        let Some(sc) = self.simulcast.as_deref() else {
+            return Vec::new();
+        };
+        let mut words = sc.split_whitespace();
+        let mut rids = Vec::new();
+        while let (Some(dir), Some(list)) = (words.next(), words.next()) {
+            if dir != "send" {
+                continue;
+            }
+            for layer in list.split(';') {
+                let Some(first) = layer.split(',').next() else {
+                    continue;
+                };
+                let id = first.trim_start_matches('~');
+                if self
+                    .rids
+                    .iter()
+                    .any(|r| r.id == id && r.direction == "send")
+                    && !rids.iter().any(|r| r == id)
+                {
+                    rids.push(id.to_owned());
+                }
+            }
+        }
+        rids
+    }
+
+    /// The id of the `a=extmap` with this URI, if offered.
+    pub fn extmap_id(&self, uri: &str) -> Option<u8> {
+        self.extmaps.iter().find(|e| e.uri == uri).map(|e| e.id)
+    }
+
     pub fn cname(&self) -> Option<&str> {
         self.ssrcs
             .iter()
@@ -1675,6 +1714,12 @@ pub fn write_answer(answer: &SessionAnswer) -> String {
                 None => w!(out, "a=extmap:{} {}", e.id, e.uri),
             }
         }
+        for rid in &m.recv_rids {
+            w!(out, "a=rid:{rid} recv");
+        }
+        if !m.recv_rids.is_empty() {
+            w!(out, "a=simulcast:recv {}", m.recv_rids.join(";"));
+        }
         if let Some(s) = &m.send {
             let msid = format!("{} {}", s.stream_id, s.track_id);
             w!(out, "a=msid:{msid}");
@@ -2824,6 +2869,7 @@ a=simulcast:send q;h;f
                                 .collect(),
                             send,
                             rtcp_rsize: m.rtcp_rsize,
+                            recv_rids: Vec::new(),
                         }
                     }
                     None => MediaAnswer {
@@ -2836,6 +2882,7 @@ a=simulcast:send q;h;f
                         extmaps: Vec::new(),
                         send: None,
                         rtcp_rsize: false,
+                        recv_rids: Vec::new(),
                     },
                 }
             })

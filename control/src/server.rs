@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cascade_dataplane::command::Command;
+use cascade_dataplane::command::{Command, Upcall};
 use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
 use rand::Rng;
 
@@ -20,7 +20,7 @@ use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
 use crate::placement::Membership;
 use crate::routing::Handover;
-use crate::sfu::{RelayAnswer, ResourceEvent, Sfu, SfuOutput};
+use crate::sfu::{RelayAnswer, ResourceEvent, RoomEvent, Sfu, SfuOutput};
 use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
 
 /// Longest the media thread sleeps when no datagram arrives and no timer is due.
@@ -54,6 +54,8 @@ pub struct AppState {
     ingress_bps: AtomicU64,
     /// Resource state changes, for the event streams of `GET {resource}/events`.
     events: tokio::sync::broadcast::Sender<ResourceEvent>,
+    /// Room events, for `GET /rtc/v1/rooms/{room}/events`.
+    room_events: tokio::sync::broadcast::Sender<RoomEvent>,
     /// Remote publications whose relay must be asked for again.
     reopen: tokio::sync::mpsc::UnboundedSender<String>,
 }
@@ -94,6 +96,9 @@ impl AppState {
                 SfuOutput::Event(e) => {
                     // No receiver (nobody watching) is not an error.
                     let _ = self.events.send(e);
+                }
+                SfuOutput::Room(e) => {
+                    let _ = self.room_events.send(e);
                 }
                 SfuOutput::ReopenRelay { url } => {
                     let _ = self.reopen.send(url);
@@ -140,6 +145,11 @@ impl AppState {
     /// Resource state changes from now on.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ResourceEvent> {
         self.events.subscribe()
+    }
+
+    /// Room events from now on.
+    pub fn subscribe_room_events(&self) -> tokio::sync::broadcast::Receiver<RoomEvent> {
+        self.room_events.subscribe()
     }
 
     /// A fresh cluster service token, when a cluster secret is configured.
@@ -294,6 +304,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         runtime: tokio::runtime::Handle::current(),
         metrics: Metrics::new()?,
         events: tokio::sync::broadcast::channel(1024).0,
+        room_events: tokio::sync::broadcast::channel(1024).0,
         reopen,
         membership: match config.members.clone() {
             Some(source) => Some(Membership::start(source).await),
@@ -353,8 +364,25 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     .map_or(MAX_IDLE, |t| t.saturating_duration_since(Instant::now()))
                     .min(MAX_IDLE);
                 match upcalls.recv_timeout(wait) {
-                    Ok(up) => media_state
-                        .with_sfu(|s| s.handle_datagram(Instant::now(), up.from, &up.data)),
+                    Ok(Upcall::Datagram { from, data }) => {
+                        media_state.with_sfu(|s| s.handle_datagram(Instant::now(), from, &data));
+                    }
+                    Ok(Upcall::Media(e)) => {
+                        // Take what else is queued under the same lock.
+                        media_state.with_sfu(|s| {
+                            let now = Instant::now();
+                            s.handle_media_event(now, e);
+                            for _ in 0..256 {
+                                match upcalls.try_recv() {
+                                    Ok(Upcall::Media(e)) => s.handle_media_event(now, e),
+                                    Ok(Upcall::Datagram { from, data }) => {
+                                        s.handle_datagram(now, from, &data);
+                                    }
+                                    Err(_) => break,
+                                }
+                            }
+                        });
+                    }
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }

@@ -5,14 +5,23 @@
 //! media shell feeds STUN/DTLS datagrams and timeouts. Everything the outside must do
 //! comes out of [`Sfu::poll_output`]: data-plane [`Command`]s and control datagrams.
 //! It owns no socket, no clock and no thread.
+//!
+//! Media quality decisions live here too: it negotiates transport-wide congestion
+//! control, audio levels and simulcast (rid) layers, learns layer SSRCs, bit rates and
+//! subscribers' bandwidth estimates from the data plane's [`MediaEvent`]s, picks each
+//! subscriber's layer (estimate, preferences set by `PATCH`), starts probes so an
+//! estimate can grow, and elects each room's active speaker ([`RoomEvent`]s).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
+use cascade_dataplane::command::{
+    Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
+};
 use cascade_dataplane::demux::{self, PacketClass};
 use cascade_dataplane::srtp::SrtpKeyingMaterial;
+use cascade_dataplane::twcc;
 use rand::Rng;
 use serde::Serialize;
 
@@ -21,7 +30,23 @@ use crate::error::ApiError;
 use crate::ice::IceCredentials;
 use crate::sdp::{self, Codec, Direction, MediaAnswer, MediaType, SendStream, SessionAnswer};
 use crate::session::{PeerSession, SessionInput, SessionOutput};
+use crate::speaker::{self, AudioLevel, SpeakerConfig, SpeakerDetector};
 use crate::stun::{self, StunClass};
+
+/// `a=extmap` URIs of the RTP stream id extensions (RFC 8852) and mid (RFC 8843).
+const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+const REPAIRED_RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
+const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+
+/// Bit rate set aside for each audio track when layers are chosen.
+const AUDIO_RESERVE_BPS: u64 = 50_000;
+/// A layer that reported no bit rate for this long is not being sent.
+const LAYER_STALE: Duration = Duration::from_secs(3);
+/// How long one probe lasts, and the pause between probes (doubling up to the max
+/// while probes fail to raise the estimate).
+const PROBE_DURATION: Duration = Duration::from_millis(1000);
+const PROBE_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(6);
 
 /// Identifies a publication or a subscription; the last segment of its resource URL.
 pub type ResourceId = String;
@@ -45,6 +70,88 @@ pub enum SfuOutput {
     },
     /// A resource changed state (for `GET {resource}/events`).
     Event(ResourceEvent),
+    /// Something happened in a room (for `GET /rtc/v1/rooms/{room}/events`).
+    Room(RoomEvent),
+}
+
+/// One event of a room's event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomEvent {
+    #[serde(skip)]
+    pub room: String,
+    #[serde(flatten)]
+    pub kind: RoomEventKind,
+}
+
+/// What happened; `type` in the JSON, and the SSE event name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RoomEventKind {
+    PublicationAdded {
+        resource: String,
+        user: String,
+    },
+    PublicationRemoved {
+        resource: String,
+        user: String,
+    },
+    /// The dominant speaker changed (`resource` is the publication's URL).
+    ActiveSpeaker {
+        resource: String,
+        user: String,
+    },
+}
+
+impl RoomEventKind {
+    /// The SSE event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RoomEventKind::PublicationAdded { .. } => "publication_added",
+            RoomEventKind::PublicationRemoved { .. } => "publication_removed",
+            RoomEventKind::ActiveSpeaker { .. } => "active_speaker",
+        }
+    }
+}
+
+/// A subscriber's wishes for one delivered video track (`PATCH` with JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackPreferences {
+    /// Highest layer, 0 being the lowest bit rate.
+    #[serde(default)]
+    pub max_layer: Option<u8>,
+    /// Largest frame size wanted (layers whose size is known and larger are skipped).
+    #[serde(default)]
+    pub max_width: Option<u16>,
+    #[serde(default)]
+    pub max_height: Option<u16>,
+    /// Send no video on this track.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// `PATCH {subscription}` JSON body: preferences for the video track on m-line `mid`,
+/// or for every video track without one.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct SubscriptionPreferences {
+    #[serde(default)]
+    pub mid: Option<String>,
+    #[serde(flatten)]
+    pub prefs: TrackPreferences,
+}
+
+/// One simulcast layer of a published video track.
+#[derive(Debug, Clone)]
+pub struct SimulcastLayer {
+    pub rid: String,
+    /// Learnt from the stream's rtp-stream-id (or signalled with `a=ssrc-group:SIM`).
+    pub ssrc: Option<u32>,
+    pub rtx_ssrc: Option<u32>,
+    /// Last second's bit rate, when it was measured, and the last keyframe's size.
+    pub bps: u64,
+    pub rate_at: Option<Instant>,
+    pub width: u16,
+    pub height: u16,
 }
 
 /// Where a resource is in its life, as `GET {resource}` and its event stream show it.
@@ -96,6 +203,33 @@ pub struct PublishedTrack {
     pub rtx_pt: Option<u8>,
     pub ssrc: u32,
     pub rtx_ssrc: Option<u32>,
+    /// Simulcast layers in the offer's order (empty without simulcast; `ssrc` is then
+    /// the first layer learnt, 0 before).
+    pub layers: Vec<SimulcastLayer>,
+}
+
+impl PublishedTrack {
+    /// Every (SSRC, RTX SSRC) this track sends media with, layers in bit-rate order
+    /// (the offer's order until rates are known).
+    fn sources(&self, now: Instant) -> Vec<(u32, Option<u32>, u64, u16, u16)> {
+        if self.layers.is_empty() {
+            return vec![(self.ssrc, self.rtx_ssrc, 0, 0, 0)];
+        }
+        let mut v: Vec<_> = self
+            .layers
+            .iter()
+            .filter_map(|l| {
+                let fresh = l
+                    .rate_at
+                    .is_none_or(|t| now.saturating_duration_since(t) < LAYER_STALE);
+                fresh.then_some((l.ssrc?, l.rtx_ssrc, l.bps, l.width, l.height))
+            })
+            .collect();
+        if v.iter().all(|l| l.2 > 0) {
+            v.sort_by_key(|l| l.2);
+        }
+        v
+    }
 }
 
 #[derive(Debug)]
@@ -222,6 +356,11 @@ pub struct RelayTrack {
 struct DeliveredTrack {
     publication: ResourceId,
     track: usize,
+    /// The subscriber's m-line.
+    mid: String,
+    prefs: TrackPreferences,
+    /// The layer (publisher SSRC) asked of the data plane; `None` when paused.
+    selected: Option<u32>,
     ssrc: u32,
     rtx_ssrc: Option<u32>,
     pt: u8,
@@ -233,6 +372,12 @@ struct Subscription {
     room: String,
     session: SessionId,
     tracks: Vec<DeliveredTrack>,
+    /// The data plane's estimate of the path to the subscriber (transport-wide
+    /// congestion control negotiated); `None` without one.
+    estimate: Option<u64>,
+    probe_until: Option<Instant>,
+    probe_next: Instant,
+    probe_backoff: Duration,
 }
 
 #[derive(Debug)]
@@ -322,6 +467,12 @@ pub struct Sfu {
     reported: HashMap<ResourceId, ResourceState>,
     /// Something happened that may change a resource's state.
     states_dirty: bool,
+    /// Header extensions each session negotiated.
+    session_ext: HashMap<SessionId, ExtensionIds>,
+    /// Active speaker detection per room.
+    speakers: HashMap<String, SpeakerDetector<ResourceId>>,
+    /// Origin of the µs clock of speaker detection.
+    epoch: Instant,
     out: VecDeque<SfuOutput>,
 }
 
@@ -361,6 +512,9 @@ impl Sfu {
             remote: HashMap::new(),
             reported: HashMap::new(),
             states_dirty: false,
+            session_ext: HashMap::new(),
+            speakers: HashMap::new(),
+            epoch: Instant::now(),
             out: VecDeque::new(),
         }
     }
@@ -431,10 +585,46 @@ impl Sfu {
             };
             let sends = matches!(m.direction, Direction::SendOnly | Direction::SendRecv);
             let codec = sdp::choose_codec(m);
-            match (sends, m.port != 0, codec, m.sender_ssrcs().first().copied()) {
+            // Simulcast (RFC 8853): layers named by rid, their SSRCs learnt from the
+            // rtp-stream-id extension (or given by an `a=ssrc-group:SIM`).
+            let rids = match kind {
+                MediaKind::Video if m.extmap_id(RID_URI).is_some() => m.simulcast_send_rids(),
+                _ => Vec::new(),
+            };
+            let ssrcs = m.sender_ssrcs();
+            let first = match (ssrcs.first().copied(), rids.is_empty()) {
+                (Some(s), _) => Some(s),
+                (None, false) => Some((0, None)),
+                (None, true) => None,
+            };
+            match (sends, m.port != 0, codec, first) {
                 (true, true, Some(codec), Some((ssrc, rtx_ssrc))) => {
                     let mid = m.mid.clone().unwrap_or_default();
                     let rtx_pt = m.rtx_payload_for(codec.payload_type);
+                    let sim = m
+                        .ssrc_groups
+                        .iter()
+                        .find(|g| g.semantics == "SIM")
+                        .map(|g| g.ssrcs.clone())
+                        .unwrap_or_default();
+                    let layers = rids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, rid)| {
+                            let ssrc = sim.get(i).copied();
+                            SimulcastLayer {
+                                rid: rid.clone(),
+                                ssrc,
+                                rtx_ssrc: ssrc.and_then(|s| {
+                                    ssrcs.iter().find(|x| x.0 == s).and_then(|x| x.1)
+                                }),
+                                bps: 0,
+                                rate_at: None,
+                                width: 0,
+                                height: 0,
+                            }
+                        })
+                        .collect();
                     tracks.push(PublishedTrack {
                         mid: mid.clone(),
                         kind,
@@ -442,8 +632,12 @@ impl Sfu {
                         rtx_pt,
                         ssrc,
                         rtx_ssrc: rtx_ssrc.filter(|_| rtx_pt.is_some()),
+                        layers,
                     });
-                    media.push(answer_media(m, codec, rtx_pt, Direction::RecvOnly, None));
+                    let mut a = answer_media(m, codec, rtx_pt, Direction::RecvOnly, None);
+                    a.extmaps = accepted_extmaps(m, true);
+                    a.recv_rids = rids;
+                    media.push(a);
                 }
                 (true, true, Some(_), None) => {
                     return Err(ApiError::bad_sdp(format!(
@@ -460,8 +654,17 @@ impl Sfu {
             ));
         }
         let (session, answer) = self.new_session(now, &offer, media)?;
+        self.session_ext
+            .insert(session, extension_ids(&offer, true));
         let id = new_resource_id();
         self.session_resource.insert(session, id.clone());
+        self.out.push_back(SfuOutput::Room(RoomEvent {
+            room: room.to_owned(),
+            kind: RoomEventKind::PublicationAdded {
+                resource: self.resource_url(&id),
+                user: user.to_owned(),
+            },
+        }));
         self.resources.insert(
             id.clone(),
             Resource::Publication(Publication {
@@ -561,16 +764,15 @@ impl Sfu {
                 stream_id: publication.clone(),
                 track_id: format!("{}-{}", publication, t.mid),
             };
-            media.push(answer_media(
-                m,
-                codec,
-                rtx_pt,
-                Direction::SendOnly,
-                Some(send),
-            ));
+            let mut a = answer_media(m, codec, rtx_pt, Direction::SendOnly, Some(send));
+            a.extmaps = accepted_extmaps(m, false);
+            media.push(a);
             delivered.push(DeliveredTrack {
                 publication,
                 track,
+                mid: m.mid.clone().unwrap_or_default(),
+                prefs: TrackPreferences::default(),
+                selected: None,
                 ssrc,
                 rtx_ssrc,
                 pt: codec.payload_type,
@@ -583,6 +785,8 @@ impl Sfu {
             ));
         }
         let (session, answer) = self.new_session(now, &offer, media)?;
+        let ext = extension_ids(&offer, false);
+        self.session_ext.insert(session, ext);
         let id = new_resource_id();
         self.session_resource.insert(session, id.clone());
         self.resources.insert(
@@ -591,6 +795,11 @@ impl Sfu {
                 room: room.to_owned(),
                 session,
                 tracks: delivered,
+                // The data plane's estimator starts there too.
+                estimate: (ext.transport_cc != 0).then_some(300_000),
+                probe_until: None,
+                probe_next: now + PROBE_BACKOFF_MIN,
+                probe_backoff: PROBE_BACKOFF_MIN,
             }),
         );
         tracing::info!(room, resource = %id, tracks = total, "subscription created");
@@ -670,6 +879,21 @@ impl Sfu {
                 self.rooms.remove(&p.room);
             }
         }
+        if let Resource::Publication(p) = &resource {
+            if let Some(d) = self.speakers.get_mut(&p.room) {
+                d.remove(&id.to_owned());
+            }
+            if p.remote.is_none() {
+                self.out.push_back(SfuOutput::Room(RoomEvent {
+                    room: p.room.clone(),
+                    kind: RoomEventKind::PublicationRemoved {
+                        resource: self.resource_url(id),
+                        user: p.user.clone(),
+                    },
+                }));
+            }
+        }
+        self.session_ext.remove(&session);
         self.session_resource.remove(&session);
         if let Some(mut s) = self.sessions.remove(&session) {
             s.shutdown();
@@ -768,6 +992,7 @@ impl Sfu {
                         rx: keys,
                         tx: random_keys(),
                         rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                        extensions: ExtensionIds::default(),
                     }));
                 self.edges.insert(
                     peer,
@@ -888,6 +1113,7 @@ impl Sfu {
                 rtx_pt: t.rtx_payload_type,
                 ssrc: t.ssrc,
                 rtx_ssrc: t.rtx_ssrc,
+                layers: Vec::new(),
             });
         }
         let ssrcs = track_ssrcs(&tracks);
@@ -989,6 +1215,7 @@ impl Sfu {
                 rx: random_keys(),
                 tx: feedback,
                 rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                extensions: ExtensionIds::default(),
             }));
     }
 
@@ -1511,6 +1738,7 @@ impl Sfu {
     /// [`RELAY_GRACE`] (a remote publication turns idle when a sweep finds no
     /// subscription using it, so call this at least every second while relays exist).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.end_probes(now);
         if !self.remote.is_empty() {
             self.sweep_remote(now);
             self.check_origins(now);
@@ -1541,10 +1769,15 @@ impl Sfu {
             }
             _ => None,
         });
+        let probes = self.resources.values().filter_map(|r| match r {
+            Resource::Subscription(s) => s.probe_until,
+            _ => None,
+        });
         self.sessions
             .values()
             .filter_map(PeerSession::poll_timeout)
             .chain(idle)
+            .chain(probes)
             .min()
     }
 
@@ -1588,6 +1821,7 @@ impl Sfu {
                             rx,
                             tx,
                             rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                            extensions: self.session_ext.get(&id).copied().unwrap_or_default(),
                         }));
                     self.install_routes_for(id);
                     self.states_dirty = true;
@@ -1634,24 +1868,364 @@ impl Sfu {
                 let Some(t) = p.tracks.get(d.track) else {
                     continue;
                 };
-                commands.push(Command::Route(route(
-                    (p.session, t.ssrc),
-                    (sub.session, d.ssrc),
-                    t.kind,
-                    (t.codec.payload_type, d.pt),
-                    t.rtx_ssrc.zip(t.rtx_pt),
-                    d.rtx_ssrc.zip(d.rtx_pt),
-                )));
-                if t.kind == MediaKind::Video {
+                if t.kind == MediaKind::Audio {
+                    commands.push(Command::Route(route(
+                        (p.session, t.ssrc),
+                        (sub.session, d.ssrc),
+                        t.kind,
+                        (t.codec.payload_type, d.pt),
+                        t.rtx_ssrc.zip(t.rtx_pt),
+                        d.rtx_ssrc.zip(d.rtx_pt),
+                    )));
+                    continue;
+                }
+                // Video goes through the subscriber stream's layer switch: every
+                // layer is routed, the one forwarded is chosen by `select_layers`.
+                for (ssrc, rtx_ssrc, ..) in t.sources(Instant::now()) {
+                    if ssrc == 0 {
+                        continue;
+                    }
+                    let mut r = route(
+                        (p.session, ssrc),
+                        (sub.session, d.ssrc),
+                        t.kind,
+                        (t.codec.payload_type, d.pt),
+                        rtx_ssrc.zip(t.rtx_pt),
+                        d.rtx_ssrc.zip(d.rtx_pt),
+                    );
+                    r.layered = Some(keyframe_format(&t.codec));
+                    commands.push(Command::Route(r));
                     commands.push(Command::RequestKeyframe {
                         publisher: p.session,
-                        media_ssrc: t.ssrc,
+                        media_ssrc: ssrc,
+                    });
+                }
+                if let Some(selected) = d.selected {
+                    // Re-routing keeps the stream's layer; say it again all the same.
+                    commands.push(Command::SelectLayer {
+                        subscriber: sub.session,
+                        subscriber_ssrc: d.ssrc,
+                        layer: Some(selected),
                     });
                 }
             }
         }
         self.out
             .extend(commands.into_iter().map(SfuOutput::Command));
+        let subs: Vec<ResourceId> = self
+            .resources
+            .iter()
+            .filter_map(|(id, r)| match r {
+                Resource::Subscription(s)
+                    if s.session == session
+                        || s.tracks.iter().any(|d| {
+                            matches!(self.resources.get(&d.publication),
+                                Some(Resource::Publication(p)) if p.session == session)
+                        }) =>
+                {
+                    Some(id.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for id in subs {
+            self.select_layers(&id, Instant::now(), true);
+        }
+    }
+
+    /// An observation of the data plane.
+    pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::StreamIdentified {
+                session,
+                ssrc,
+                mid,
+                rid,
+                repaired,
+            } => {
+                let Some(Resource::Publication(p)) = self
+                    .session_resource
+                    .get(&session)
+                    .and_then(|r| self.resources.get_mut(r))
+                else {
+                    return;
+                };
+                let rid = rid.as_str();
+                let mid = mid.map(|m| m.as_str().into_owned());
+                let Some(t) = p.tracks.iter_mut().find(|t| {
+                    mid.as_ref().is_none_or(|m| *m == t.mid)
+                        && t.layers.iter().any(|l| l.rid == rid)
+                }) else {
+                    return;
+                };
+                let Some(layer) = t.layers.iter_mut().find(|l| l.rid == rid) else {
+                    return;
+                };
+                if repaired {
+                    if layer.rtx_ssrc == Some(ssrc) {
+                        return;
+                    }
+                    layer.rtx_ssrc = Some(ssrc);
+                } else {
+                    if layer.ssrc == Some(ssrc) {
+                        return;
+                    }
+                    layer.ssrc = Some(ssrc);
+                    if t.ssrc == 0 {
+                        t.ssrc = ssrc;
+                    }
+                }
+                tracing::info!(session, ssrc, rid = %rid, repaired, "simulcast stream identified");
+                let connected = self
+                    .sessions
+                    .get(&session)
+                    .is_some_and(|x| x.is_connected());
+                if connected {
+                    self.install_routes_for(session);
+                }
+            }
+            MediaEvent::AudioLevel { session, level, .. } => {
+                let Some(id) = self.session_resource.get(&session) else {
+                    return;
+                };
+                let Some(Resource::Publication(p)) = self.resources.get(id) else {
+                    return;
+                };
+                let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+                let detector = self
+                    .speakers
+                    .entry(p.room.clone())
+                    .or_insert_with(|| SpeakerDetector::new(SpeakerConfig::default()));
+                let sample = AudioLevel {
+                    voice: false,
+                    level: level.min(speaker::SILENT),
+                };
+                if let Some(dominant) = detector.record(id, sample, now_us) {
+                    let user = match self.resources.get(&dominant) {
+                        Some(Resource::Publication(d)) => d.user.clone(),
+                        _ => String::new(),
+                    };
+                    let room = p.room.clone();
+                    tracing::debug!(%room, resource = %dominant, "active speaker");
+                    self.out.push_back(SfuOutput::Room(RoomEvent {
+                        room,
+                        kind: RoomEventKind::ActiveSpeaker {
+                            resource: self.resource_url(&dominant),
+                            user,
+                        },
+                    }));
+                }
+            }
+            MediaEvent::StreamRate {
+                session,
+                ssrc,
+                bps,
+                width,
+                height,
+            } => {
+                let Some(id) = self.session_resource.get(&session).cloned() else {
+                    return;
+                };
+                let Some(Resource::Publication(p)) = self.resources.get_mut(&id) else {
+                    return;
+                };
+                let Some(layer) = p
+                    .tracks
+                    .iter_mut()
+                    .flat_map(|t| t.layers.iter_mut())
+                    .find(|l| l.ssrc == Some(ssrc))
+                else {
+                    return;
+                };
+                layer.bps = bps;
+                layer.rate_at = Some(now);
+                if width > 0 {
+                    (layer.width, layer.height) = (width, height);
+                }
+                let subs: Vec<ResourceId> = self
+                    .resources
+                    .iter()
+                    .filter_map(|(sid, r)| match r {
+                        Resource::Subscription(s)
+                            if s.tracks.iter().any(|d| d.publication == id) =>
+                        {
+                            Some(sid.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for sid in subs {
+                    self.select_layers(&sid, now, false);
+                }
+            }
+            MediaEvent::Estimate { session, bps } => {
+                let Some(id) = self.session_resource.get(&session).cloned() else {
+                    return;
+                };
+                let Some(Resource::Subscription(s)) = self.resources.get_mut(&id) else {
+                    return;
+                };
+                s.estimate = Some(bps);
+                tracing::debug!(subscription = %id, bps, "bandwidth estimate");
+                self.select_layers(&id, now, false);
+            }
+        }
+    }
+
+    /// `PATCH {subscription}` with a JSON body: a subscriber's preferences for its
+    /// video tracks.
+    pub fn set_preferences(
+        &mut self,
+        now: Instant,
+        id: &str,
+        prefs: &SubscriptionPreferences,
+    ) -> Result<(), ApiError> {
+        let Some(Resource::Subscription(s)) = self.resources.get_mut(id) else {
+            return Err(match self.resources.get(id) {
+                Some(_) => ApiError::bad_request(
+                    "not_a_subscription",
+                    "preferences apply to subscriptions",
+                ),
+                None => ApiError::unknown_resource(id),
+            });
+        };
+        let mut matched = false;
+        for d in &mut s.tracks {
+            if prefs.mid.as_ref().is_none_or(|m| *m == d.mid) {
+                d.prefs = prefs.prefs;
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(ApiError::bad_request(
+                "unknown_mid",
+                format!("the subscription has no m-line {:?}", prefs.mid),
+            ));
+        }
+        self.select_layers(id, now, false);
+        Ok(())
+    }
+
+    /// Chooses the layer of every video track of subscription `id` from its estimate
+    /// and preferences, tells the data plane what changed (or everything, with
+    /// `force`), and starts a probe when a better layer may fit.
+    fn select_layers(&mut self, id: &str, now: Instant, force: bool) {
+        let Some(Resource::Subscription(sub)) = self.resources.get(id) else {
+            return;
+        };
+        let connected = self
+            .sessions
+            .get(&sub.session)
+            .is_some_and(|x| x.is_connected());
+        if !connected {
+            return;
+        }
+        let audio = sub
+            .tracks
+            .iter()
+            .filter(|d| {
+                matches!(self.resources.get(&d.publication),
+                    Some(Resource::Publication(p)) if p.tracks.get(d.track).is_some_and(|t| t.kind == MediaKind::Audio))
+            })
+            .count() as u64;
+        let mut budget = sub
+            .estimate
+            .map(|e| e.saturating_sub(audio * AUDIO_RESERVE_BPS));
+        let mut choices = Vec::new();
+        let mut probe_for: Option<u64> = None;
+        for (i, d) in sub.tracks.iter().enumerate() {
+            let Some(Resource::Publication(p)) = self.resources.get(&d.publication) else {
+                continue;
+            };
+            let Some(t) = p.tracks.get(d.track).filter(|t| t.kind == MediaKind::Video) else {
+                continue;
+            };
+            let layers: Vec<_> = t
+                .sources(now)
+                .into_iter()
+                .filter(|l| l.0 != 0)
+                .enumerate()
+                .filter(|(n, l)| {
+                    d.prefs.max_layer.is_none_or(|m| *n <= usize::from(m))
+                        && (l.3 == 0 || d.prefs.max_width.is_none_or(|w| l.3 <= w))
+                        && (l.4 == 0 || d.prefs.max_height.is_none_or(|h| l.4 <= h))
+                })
+                .map(|(_, l)| l)
+                .collect();
+            let choice = if d.prefs.paused || layers.is_empty() {
+                None
+            } else {
+                match budget {
+                    None => layers.last().map(|l| l.0),
+                    Some(b) => {
+                        let fit = layers.iter().rposition(|l| l.2 <= b);
+                        let pick = match fit {
+                            Some(n) => Some(n),
+                            // Nothing fits: the lowest layer unless the path collapsed.
+                            None if b >= layers[0].2 / 2 => Some(0),
+                            None => None,
+                        };
+                        let next = pick.map_or(0, |n| n + 1);
+                        if let Some(l) = layers.get(next) {
+                            probe_for = Some(probe_for.unwrap_or(0).max(l.2 + l.2 / 5));
+                        }
+                        if let Some(n) = pick {
+                            budget = Some(b.saturating_sub(layers[n].2));
+                        }
+                        pick.map(|n| layers[n].0)
+                    }
+                }
+            };
+            if force || choice != d.selected {
+                choices.push((i, choice));
+            }
+        }
+        let subscriber = sub.session;
+        let estimate = sub.estimate;
+        let Some(Resource::Subscription(sub)) = self.resources.get_mut(id) else {
+            return;
+        };
+        let mut upgraded = false;
+        for (i, choice) in choices {
+            let d = &mut sub.tracks[i];
+            upgraded |= choice.is_some() && (d.selected.is_none() || !force);
+            d.selected = choice;
+            tracing::debug!(subscription = %id, mid = %d.mid, layer = ?choice, ?estimate, "layer selected");
+            self.out.push_back(SfuOutput::Command(Command::SelectLayer {
+                subscriber,
+                subscriber_ssrc: d.ssrc,
+                layer: choice,
+            }));
+        }
+        if upgraded {
+            sub.probe_backoff = PROBE_BACKOFF_MIN;
+        }
+        if let (Some(target), None) = (probe_for, sub.probe_until)
+            && now >= sub.probe_next
+        {
+            let bps = target + audio * AUDIO_RESERVE_BPS;
+            sub.probe_until = Some(now + PROBE_DURATION);
+            tracing::debug!(subscription = %id, bps, "probing");
+            self.out
+                .push_back(SfuOutput::Command(Command::Probe { subscriber, bps }));
+        }
+    }
+
+    /// Ends probes that ran their time.
+    fn end_probes(&mut self, now: Instant) {
+        for r in self.resources.values_mut() {
+            if let Resource::Subscription(s) = r
+                && s.probe_until.is_some_and(|t| t <= now)
+            {
+                s.probe_until = None;
+                s.probe_next = now + s.probe_backoff;
+                s.probe_backoff = (s.probe_backoff * 2).min(PROBE_BACKOFF_MAX);
+                self.out.push_back(SfuOutput::Command(Command::Probe {
+                    subscriber: s.session,
+                    bps: 0,
+                }));
+            }
+        }
     }
 }
 
@@ -1675,7 +2249,59 @@ fn route(
         pt_map_len: 1,
         publisher_rtx,
         subscriber_rtx,
+        layered: None,
     }
+}
+
+/// How the data plane finds keyframes of `codec`.
+fn keyframe_format(codec: &Codec) -> KeyframeFormat {
+    if codec.name.eq_ignore_ascii_case("VP8") {
+        KeyframeFormat::Vp8
+    } else if codec.name.eq_ignore_ascii_case("H264") {
+        KeyframeFormat::H264
+    } else {
+        KeyframeFormat::Any
+    }
+}
+
+/// The header extensions the server uses, as the offer's m-line maps them: transport
+/// sequence numbers always; audio level, mid and rtp-stream-ids from publishers.
+fn accepted_extmaps(m: &sdp::MediaDescription, publisher: bool) -> Vec<sdp::ExtMap> {
+    m.extmaps
+        .iter()
+        .filter(|e| {
+            e.uri == twcc::EXTENSION_URI
+                || (publisher
+                    && [speaker::AUDIO_LEVEL_URI, MID_URI, RID_URI, REPAIRED_RID_URI]
+                        .contains(&e.uri.as_str()))
+        })
+        .map(|e| sdp::ExtMap {
+            id: e.id,
+            uri: e.uri.clone(),
+            direction: None,
+        })
+        .collect()
+}
+
+/// The extension ids a session negotiated (BUNDLE: one mapping for the transport).
+fn extension_ids(offer: &sdp::SessionDescription, publisher: bool) -> ExtensionIds {
+    let mut ids = ExtensionIds::default();
+    for m in offer.media.iter().filter(|m| m.port != 0) {
+        for e in accepted_extmaps(m, publisher) {
+            let slot = match e.uri.as_str() {
+                twcc::EXTENSION_URI => &mut ids.transport_cc,
+                speaker::AUDIO_LEVEL_URI => &mut ids.audio_level,
+                MID_URI => &mut ids.mid,
+                RID_URI => &mut ids.rid,
+                REPAIRED_RID_URI => &mut ids.repaired_rid,
+                _ => continue,
+            };
+            if *slot == 0 {
+                *slot = e.id;
+            }
+        }
+    }
+    ids
 }
 
 fn parse_offer(offer: &str) -> Result<sdp::SessionDescription, ApiError> {
@@ -1755,7 +2381,10 @@ fn media_kind(t: &MediaType) -> Option<MediaKind> {
 
 /// RTCP feedback the server understands; the rest is not answered.
 fn supported_feedback(fb: &str) -> bool {
-    matches!(fb, "nack" | "nack pli" | "ccm fir")
+    matches!(
+        fb,
+        "nack" | "nack pli" | "ccm fir" | "transport-cc" | "goog-remb"
+    )
 }
 
 fn answer_media(
@@ -1781,6 +2410,7 @@ fn answer_media(
         extmaps: Vec::new(),
         send,
         rtcp_rsize: m.rtcp_rsize,
+        recv_rids: Vec::new(),
     }
 }
 
@@ -1795,6 +2425,7 @@ fn rejected(m: &sdp::MediaDescription) -> MediaAnswer {
         extmaps: Vec::new(),
         send: None,
         rtcp_rsize: false,
+        recv_rids: Vec::new(),
     }
 }
 

@@ -42,7 +42,7 @@ fn connect(
                     peer.handle_receive(*now, &data).unwrap();
                 }
                 SfuOutput::Command(c) => commands.push(c),
-                SfuOutput::Event(_) => {}
+                SfuOutput::Event(_) | SfuOutput::Room(_) => {}
                 SfuOutput::CloseRelay { .. } | SfuOutput::ReopenRelay { .. } => {
                     panic!("no relay while connecting")
                 }
@@ -244,6 +244,8 @@ fn unchecked_address_gets_no_dtls_and_no_media() {
     .unwrap();
     let created = sfu.publish(now, "r", "u", &publisher.offer()).unwrap();
     publisher.accept_answer(&created.answer, now).unwrap();
+    // The room hears of the publication.
+    assert!(matches!(sfu.poll_output(), Some(SfuOutput::Room(_))));
     // A ClientHello-looking record from an address that never passed a check.
     let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4];
     hello.extend_from_slice(&[1, 0, 0, 0]);

@@ -546,6 +546,18 @@ impl SendSideBwe {
         };
     }
 
+    /// A probe showed the path carried `bps` (the acknowledged rate while padding up to
+    /// a target): the estimate rises to it at once, unless the delay trend says the
+    /// path is overused (libwebrtc applies probe results the same way).
+    pub fn on_probe_result(&mut self, bps: u64) {
+        if self.trendline.usage == BandwidthUsage::Overusing {
+            return;
+        }
+        let bps = bps as f64;
+        self.aimd.bps = self.aimd.bps.max(bps);
+        self.loss.bps = self.loss.bps.max(bps);
+    }
+
     /// A receiver estimated maximum bitrate (from `rtcp::RtcpKind::Remb`): sets the
     /// estimate while no transport feedback has been seen, caps it afterwards.
     pub fn on_remb(&mut self, bitrate_bps: u64) {

@@ -38,6 +38,69 @@ pub struct Route {
     /// The subscriber's RTX stream: SSRC and payload type. When present, answers to
     /// the subscriber's NACKs are sent as RTX; otherwise as the original packet.
     pub subscriber_rtx: Option<(u32, u8)>,
+    /// Video routes whose packets go through the subscriber stream's layer switch
+    /// (sequence-number and timestamp rewriting, one forwarded layer at a time, pause),
+    /// with the codec's keyframe format. Several routes of one publisher track (its
+    /// simulcast layers) may then share one `subscriber_ssrc`. `None`: forwarded as is.
+    pub layered: Option<KeyframeFormat>,
+}
+
+/// How keyframes are recognised in a layered route's payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeFormat {
+    /// RFC 7741.
+    Vp8,
+    /// RFC 6184.
+    H264,
+    /// Not recognised: every packet counts as a switch point.
+    Any,
+}
+
+/// Header-extension ids a peer negotiated (RFC 8285); 0 where it did not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtensionIds {
+    /// Transport-wide sequence number: feedback to a publisher, estimation for a
+    /// subscriber.
+    pub transport_cc: u8,
+    /// RFC 6464 client-to-mixer audio level.
+    pub audio_level: u8,
+    /// RFC 8843 mid, RFC 8852 rtp-stream-id and repaired-rtp-stream-id.
+    pub mid: u8,
+    pub rid: u8,
+    pub repaired_rid: u8,
+}
+
+/// A short RTP stream id or mid as read from a header extension (at most 16 bytes).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShortId {
+    bytes: [u8; 16],
+    len: u8,
+}
+
+impl ShortId {
+    /// The id in `b`, or `None` when it is empty or longer than 16 bytes.
+    pub fn new(b: &[u8]) -> Option<Self> {
+        if b.is_empty() || b.len() > 16 {
+            return None;
+        }
+        let mut bytes = [0; 16];
+        bytes[..b.len()].copy_from_slice(b);
+        Some(Self {
+            bytes,
+            len: b.len() as u8,
+        })
+    }
+
+    /// The id as text (lossy for bytes that are not UTF-8).
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..usize::from(self.len)])
+    }
+}
+
+impl std::fmt::Debug for ShortId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 impl Route {
@@ -64,6 +127,8 @@ pub enum Command {
         tx: SrtpKeyingMaterial,
         /// SSRC the server uses as sender of its own RTCP (receiver reports, PLI, NACK).
         rtcp_ssrc: u32,
+        /// Header extensions the peer negotiated.
+        extensions: ExtensionIds,
     },
     /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
     /// kernel guard. The userspace tables need nothing for this; the eBPF shell adds
@@ -113,13 +178,60 @@ pub enum Command {
         publisher: SessionId,
         media_ssrc: u32,
     },
+    /// Forward publisher layer `layer` (a routed publisher SSRC) on the layered
+    /// subscriber stream `subscriber_ssrc`, from its next keyframe on (asked for);
+    /// `None` pauses the stream.
+    SelectLayer {
+        subscriber: SessionId,
+        subscriber_ssrc: u32,
+        layer: Option<u32>,
+    },
+    /// Probe the path to `subscriber` up to `bps` with padding (on a video stream's
+    /// RTX SSRC), so its estimate can grow beyond what it is sent; 0 stops probing.
+    Probe { subscriber: SessionId, bps: u64 },
     /// Stop the worker (shutdown).
     Shutdown,
 }
 
-/// A datagram the data plane hands up to control: STUN or DTLS from any source.
+/// What the data plane hands up to control.
 #[derive(Debug, Clone)]
-pub struct Upcall {
-    pub from: SocketAddr,
-    pub data: Vec<u8>,
+pub enum Upcall {
+    /// A STUN or DTLS datagram from any source.
+    Datagram { from: SocketAddr, data: Vec<u8> },
+    /// Something control decides on, seen on the forwarding path.
+    Media(MediaEvent),
+}
+
+/// Media observations for control's decisions; each is small and sent at a bounded
+/// rate (never one per forwarded packet to each subscriber).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A publisher stream with an unsignalled SSRC named itself with its mid and
+    /// rtp-stream-id (or, for an RTX stream, repaired-rtp-stream-id).
+    StreamIdentified {
+        session: SessionId,
+        ssrc: u32,
+        mid: Option<ShortId>,
+        rid: ShortId,
+        repaired: bool,
+    },
+    /// The loudest RFC 6464 level (-dBov, 127 silence) of a publisher's audio stream
+    /// over the last `period_ms`.
+    AudioLevel {
+        session: SessionId,
+        ssrc: u32,
+        level: u8,
+        period_ms: u16,
+    },
+    /// A publisher video stream's bit rate over the last second, and the size of its
+    /// last keyframe (0 when unknown).
+    StreamRate {
+        session: SessionId,
+        ssrc: u32,
+        bps: u64,
+        width: u16,
+        height: u16,
+    },
+    /// The estimated bandwidth to a subscriber changed by more than 10 %.
+    Estimate { session: SessionId, bps: u64 },
 }

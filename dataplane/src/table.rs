@@ -8,17 +8,27 @@
 //!
 //! It owns: which peer address is which session, SRTP contexts, routes from publisher
 //! streams to subscribers, SSRC/payload-type rewriting, keyframe-request translation
-//! and rate limiting, forwarding of sender reports, generation of receiver reports.
+//! and rate limiting, forwarding of sender reports, generation of receiver reports,
+//! transport-wide feedback to publishers, a bandwidth estimator per subscriber (fed by
+//! its transport feedback, or REMB), simulcast layer switching on layered routes, and
+//! padding probes. What control decides on (audio levels, layer bit rates, estimates,
+//! unsignalled simulcast SSRCs) goes up as [`MediaEvent`]s in [`ForwardingTable::events`].
 //! It must not: decide policy (control does), block, or touch a socket.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
+use crate::bwe::{BweConfig, SendSideBwe};
+use crate::command::{
+    Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
+    ShortId,
+};
 use crate::demux::{self, PacketClass};
+use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter};
 use crate::rtcp::{self, ReportBlock, RtcpKind};
 use crate::rtp::{self, SeqTracker};
+use crate::twcc::{self, TwccFeedback, TwccRecorder};
 
 use crate::srtp::{SrtpContext, SrtpError};
 use crate::stats::{DropReason, LocalStats};
@@ -35,6 +45,18 @@ pub const RR_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most inbound streams (SSRCs) one session may create; more are dropped.
 const MAX_INBOUND_STREAMS: usize = 32;
+
+/// How often transport feedback goes to publishers, audio levels go up to control and
+/// probes are paced.
+pub const FAST_TICK: Duration = Duration::from_millis(20);
+
+/// Events kept between two drains by the worker; more are dropped.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// Bytes of padding in one probe packet.
+const PROBE_PADDING: usize = 240;
+/// Most probe packets per subscriber per tick.
+const MAX_PROBES_PER_TICK: usize = 16;
 
 /// Where forwarded datagrams go: the I/O backend's batch of send buffers.
 pub trait TransmitSink {
@@ -64,6 +86,7 @@ struct RouteOut {
     /// The subscriber's RTX SSRC and payload type, and the next RTX sequence number.
     rtx: Option<(u32, u8)>,
     rtx_seq: u16,
+    layered: Option<KeyframeFormat>,
 }
 
 impl RouteOut {
@@ -88,6 +111,14 @@ struct InboundStream {
     /// Middle 32 bits of the last sender report's NTP time, and when it arrived.
     last_sr: Option<(u32, Instant)>,
     last_packet: Option<Instant>,
+    /// The stream named itself (rtp-stream-id) to control, or needs not.
+    identified: bool,
+    /// Loudest audio level since the last report (127: none).
+    level: u8,
+    /// Bytes received since the last rate report, and the last keyframe's size.
+    bytes: u64,
+    width: u16,
+    height: u16,
 }
 
 impl InboundStream {
@@ -102,6 +133,11 @@ impl InboundStream {
             last_pli: None,
             last_sr: None,
             last_packet: None,
+            identified: false,
+            level: 127,
+            bytes: 0,
+            width: 0,
+            height: 0,
         }
     }
 }
@@ -116,7 +152,20 @@ struct OutboundStream {
     relay: bool,
 }
 
+/// A subscriber stream fed by the layers of one publisher track through a rewriter.
+#[derive(Debug, Clone)]
+struct LayeredStream {
+    subscriber_ssrc: u32,
+    rewriter: SequenceRewriter,
+    /// The subscriber's RTX SSRC and payload type, and the next RTX sequence number.
+    rtx: Option<(u32, u8)>,
+    rtx_seq: u16,
+    /// The publisher session the layers come from.
+    publisher: usize,
+}
+
 struct Session {
+    id: SessionId,
     peer: SocketAddr,
     rx: SrtpContext,
     tx: SrtpContext,
@@ -128,6 +177,18 @@ struct Session {
     cascade: Vec<SocketAddr>,
     /// On a cascade edge: publishers relayed from this peer, each with its own keys.
     relayed: Vec<(Vec<u32>, SrtpContext)>,
+    ext: ExtensionIds,
+    /// Arrivals of the peer's packets, for transport feedback (when negotiated).
+    twcc: Option<Box<TwccRecorder>>,
+    /// The estimator of the path to the peer, the next transport-wide sequence
+    /// number, and the estimate last reported.
+    bwe: Option<Box<SendSideBwe>>,
+    next_tseq: u16,
+    reported_bps: u64,
+    layered: Vec<LayeredStream>,
+    /// Probe target (bits/s, 0 for none) and bytes sent to the peer this tick.
+    probe_bps: u64,
+    tick_bytes: u64,
 }
 
 impl Session {
@@ -146,6 +207,53 @@ impl Session {
     fn inbound_mut(&mut self, ssrc: u32) -> Option<&mut InboundStream> {
         self.inbound.iter_mut().find(|s| s.ssrc == ssrc)
     }
+
+    fn layered_mut(&mut self, subscriber_ssrc: u32) -> Option<&mut LayeredStream> {
+        self.layered
+            .iter_mut()
+            .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+    }
+
+    /// Stamps the next transport-wide sequence number into the plaintext packet
+    /// `slot[..len]` (when negotiated), protects it and returns the datagram length.
+    fn finish_rtp(&mut self, slot: &mut [u8], len: usize, now_us: u64) -> Option<usize> {
+        let mut len = len;
+        let mut tseq = None;
+        if self.ext.transport_cc != 0
+            && let Ok(n) = twcc::set_transport_seq(slot, len, self.ext.transport_cc, self.next_tseq)
+        {
+            len = n;
+            tseq = Some(self.next_tseq);
+            self.next_tseq = self.next_tseq.wrapping_add(1);
+        }
+        let n = self.tx.protect_rtp(slot, len).ok()?;
+        if let (Some(seq), Some(bwe)) = (tseq, self.bwe.as_mut()) {
+            bwe.on_packet_sent(seq, n, now_us);
+        }
+        self.tick_bytes += n as u64;
+        Some(n)
+    }
+}
+
+/// Queues `e` unless the queue is full (the worker drains it after every batch).
+fn push_event(events: &mut Vec<MediaEvent>, e: MediaEvent) {
+    if events.len() < EVENT_CAPACITY {
+        events.push(e);
+    }
+}
+
+/// Width and height of a VP8 keyframe whose payload (descriptor included) starts at
+/// `payload`; `None` when it is not a keyframe start.
+fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    if !rewrite::vp8_keyframe_start(payload) {
+        return None;
+    }
+    let start = payload.windows(3).position(|w| w == [0x9d, 0x01, 0x2a])?;
+    let d = payload.get(start + 3..start + 7)?;
+    Some((
+        u16::from_le_bytes([d[0], d[1]]) & 0x3fff,
+        u16::from_le_bytes([d[2], d[3]]) & 0x3fff,
+    ))
 }
 
 /// One worker's replica of the forwarding state.
@@ -158,6 +266,7 @@ pub struct ForwardingTable {
     by_addr: HashMap<SocketAddr, usize>,
     by_id: HashMap<SessionId, usize>,
     next_rr: Option<Instant>,
+    next_fast: Option<Instant>,
     /// Origin of the arrival clock used for jitter.
     epoch: Instant,
     /// Scratch buffer for RTCP we build before protecting it into a send buffer.
@@ -165,6 +274,8 @@ pub struct ForwardingTable {
     /// Lost sequence numbers of a NACK being translated.
     nack_scratch: Vec<u16>,
     report_scratch: Vec<ReportBlock>,
+    /// What control must hear about; the worker drains it.
+    pub events: Vec<MediaEvent>,
     pub stats: LocalStats,
 }
 
@@ -186,10 +297,12 @@ impl ForwardingTable {
             by_addr: HashMap::new(),
             by_id: HashMap::new(),
             next_rr: None,
+            next_fast: None,
             epoch: Instant::now(),
             scratch: Box::new([0; MAX_DATAGRAM]),
             nack_scratch: Vec::with_capacity(64),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
+            events: Vec::with_capacity(EVENT_CAPACITY),
             stats: LocalStats::default(),
         }
     }
@@ -213,6 +326,7 @@ impl ForwardingTable {
                 rx,
                 tx,
                 rtcp_ssrc,
+                extensions,
             } => {
                 self.remove_session(id);
                 let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
@@ -223,6 +337,7 @@ impl ForwardingTable {
                     }
                 };
                 let session = Session {
+                    id,
                     peer,
                     rx,
                     tx,
@@ -231,6 +346,15 @@ impl ForwardingTable {
                     outbound: Vec::new(),
                     cascade: Vec::new(),
                     relayed: Vec::new(),
+                    ext: extensions,
+                    twcc: (extensions.transport_cc != 0).then(|| Box::new(TwccRecorder::new())),
+                    bwe: (extensions.transport_cc != 0)
+                        .then(|| Box::new(SendSideBwe::new(BweConfig::default()))),
+                    next_tseq: 0,
+                    reported_bps: 0,
+                    layered: Vec::new(),
+                    probe_bps: 0,
+                    tick_bytes: 0,
                 };
                 let idx = match self.free.pop() {
                     Some(i) => {
@@ -246,6 +370,9 @@ impl ForwardingTable {
                 self.by_addr.insert(peer, idx);
                 if self.next_rr.is_none() {
                     self.next_rr = Some(now + RR_INTERVAL);
+                }
+                if self.next_fast.is_none() {
+                    self.next_fast = Some(now + FAST_TICK);
                 }
             }
             Command::UpdatePeer { id, peer } => {
@@ -346,6 +473,18 @@ impl ForwardingTable {
                     }
                 }
             }
+            Command::SelectLayer {
+                subscriber,
+                subscriber_ssrc,
+                layer,
+            } => self.select_layer(now, subscriber, subscriber_ssrc, layer, out),
+            Command::Probe { subscriber, bps } => {
+                if let Some(&idx) = self.by_id.get(&subscriber)
+                    && let Some(s) = self.sessions[idx].as_mut()
+                {
+                    s.probe_bps = bps;
+                }
+            }
             Command::Shutdown => return false,
         }
         true
@@ -365,6 +504,7 @@ impl ForwardingTable {
                 i.routes.retain(|r| r.subscriber != idx);
             }
             s.outbound.retain(|o| o.publisher != idx);
+            s.layered.retain(|l| l.publisher != idx);
         }
         self.free.push(idx);
     }
@@ -377,7 +517,18 @@ impl ForwardingTable {
             tracing::debug!(?route, "route for an unknown session ignored");
             return;
         };
+        // A layered stream outlives the re-routing of its layers (its numbering goes on).
+        let kept = self.sessions[s].as_mut().and_then(|x| {
+            let i = x
+                .layered
+                .iter()
+                .position(|l| l.subscriber_ssrc == route.subscriber_ssrc)?;
+            Some(x.layered.swap_remove(i))
+        });
         self.unroute(route.publisher, route.publisher_ssrc, route.subscriber);
+        if let (Some(k), Some(x)) = (kept, self.sessions[s].as_mut()) {
+            x.layered.push(k);
+        }
         if let Some(publisher) = self.sessions[p].as_mut() {
             if publisher.inbound_mut(route.publisher_ssrc).is_none() {
                 publisher
@@ -396,6 +547,7 @@ impl ForwardingTable {
                     pt_map_len: route.pt_map_len,
                     rtx: route.subscriber_rtx,
                     rtx_seq: rand::random(),
+                    layered: route.layered,
                 });
             }
             if let Some((rtx_ssrc, _)) = route.publisher_rtx
@@ -416,6 +568,62 @@ impl ForwardingTable {
                 publisher_ssrc: route.publisher_ssrc,
                 relay: false,
             });
+            if route.layered.is_some() {
+                match subscriber.layered_mut(route.subscriber_ssrc) {
+                    Some(l) => l.rtx = route.subscriber_rtx,
+                    None => {
+                        let clock = match route.kind {
+                            MediaKind::Audio => 48_000,
+                            MediaKind::Video => 90_000,
+                        };
+                        let mut rewriter = SequenceRewriter::new(clock);
+                        // The first layer routed is forwarded until control says
+                        // otherwise.
+                        rewriter.select(Some(route.publisher_ssrc));
+                        subscriber.layered.push(LayeredStream {
+                            subscriber_ssrc: route.subscriber_ssrc,
+                            rewriter,
+                            rtx: route.subscriber_rtx,
+                            rtx_seq: rand::random(),
+                            publisher: p,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn select_layer(
+        &mut self,
+        now: Instant,
+        subscriber: SessionId,
+        subscriber_ssrc: u32,
+        layer: Option<u32>,
+        out: &mut impl TransmitSink,
+    ) {
+        let Some(&s) = self.by_id.get(&subscriber) else {
+            return;
+        };
+        let Some(sub) = self.sessions[s].as_mut() else {
+            return;
+        };
+        let Some(l) = sub.layered_mut(subscriber_ssrc) else {
+            return;
+        };
+        if l.rewriter.target() == layer {
+            return;
+        }
+        l.rewriter.select(layer);
+        let publisher = l.publisher;
+        if let Some(layer) = layer {
+            // Only the worker that receives the layer asks for its keyframe.
+            let seen = self.sessions[publisher]
+                .as_ref()
+                .and_then(|p| p.inbound.iter().find(|i| i.ssrc == layer))
+                .is_some_and(|i| i.last_packet.is_some());
+            if seen {
+                self.send_pli(now, publisher, layer, out);
+            }
         }
     }
 
@@ -432,6 +640,12 @@ impl ForwardingTable {
         if let Some(sub) = self.sessions[s].as_mut() {
             sub.outbound
                 .retain(|o| !(o.publisher == p && o.publisher_ssrc == publisher_ssrc));
+            let outbound = &sub.outbound;
+            sub.layered.retain(|l| {
+                outbound
+                    .iter()
+                    .any(|o| o.subscriber_ssrc == l.subscriber_ssrc)
+            });
         }
     }
 
@@ -506,6 +720,13 @@ impl ForwardingTable {
         let Ok(mut header) = rtp::parse(&buf[..len]) else {
             return Disposition::Dropped(DropReason::Malformed);
         };
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        let ext = publisher.ext;
+        if let Some(rec) = publisher.twcc.as_mut()
+            && let Some(tseq) = twcc::transport_seq(&buf[..len], &header, ext.transport_cc)
+        {
+            rec.record(tseq, now_us);
+        }
         let mut si = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
             Some(i) => i,
             None if publisher.inbound.len() < MAX_INBOUND_STREAMS => {
@@ -514,7 +735,46 @@ impl ForwardingTable {
             }
             None => return Disposition::Dropped(DropReason::NoRoute),
         };
-        publisher.inbound[si].last_packet = Some(now);
+        let session_id = publisher.id;
+        let stream = &mut publisher.inbound[si];
+        stream.last_packet = Some(now);
+        stream.bytes += len as u64;
+        if ext.rid != 0 && !stream.identified {
+            let pkt = &buf[..len];
+            let rid = rtp::extension_element(pkt, &header, ext.rid)
+                .map(|r| (r, false))
+                .or_else(|| {
+                    (ext.repaired_rid != 0)
+                        .then(|| rtp::extension_element(pkt, &header, ext.repaired_rid))
+                        .flatten()
+                        .map(|r| (r, true))
+                });
+            if let Some((rid, repaired)) = rid
+                && let Some(rid) = ShortId::new(rid)
+            {
+                stream.identified = true;
+                let mid = (ext.mid != 0)
+                    .then(|| rtp::extension_element(pkt, &header, ext.mid))
+                    .flatten()
+                    .and_then(ShortId::new);
+                push_event(
+                    &mut self.events,
+                    MediaEvent::StreamIdentified {
+                        session: session_id,
+                        ssrc: header.ssrc,
+                        mid,
+                        rid,
+                        repaired,
+                    },
+                );
+            }
+        }
+        if ext.audio_level != 0
+            && let Some(&b) = rtp::extension_element(&buf[..len], &header, ext.audio_level)
+                .and_then(|e| e.first())
+        {
+            stream.level = stream.level.min(b & 0x7f);
+        }
         if let Some((primary, primary_pt)) = publisher.inbound[si].rtx_of {
             // A retransmission (RFC 4588): restore the original packet in place and
             // treat it as one of the primary stream.
@@ -546,6 +806,21 @@ impl ForwardingTable {
             cache.insert(header.sequence, &buf[..len]);
         }
         let n_routes = publisher.inbound[si].routes.len();
+        // Whether the packet starts a keyframe, for layered routes (all of one stream
+        // share a codec).
+        let payload = header.payload_range(len);
+        let keyframe_start = match publisher.inbound[si].routes.iter().find_map(|r| r.layered) {
+            None | Some(KeyframeFormat::Any) => true,
+            Some(KeyframeFormat::H264) => rewrite::h264_keyframe_start(&buf[payload]),
+            Some(KeyframeFormat::Vp8) => match vp8_keyframe_size(&buf[payload]) {
+                Some((w, h)) => {
+                    let stream = &mut publisher.inbound[si];
+                    (stream.width, stream.height) = (w, h);
+                    true
+                }
+                None => false,
+            },
+        };
         for r in 0..n_routes {
             // Routes are plain data: copy one out so the subscriber can be borrowed.
             let Some(route) = self.sessions[idx]
@@ -559,7 +834,20 @@ impl ForwardingTable {
                 self.stats.drop(DropReason::NoRoute);
                 continue;
             };
+            if route.layered.is_some() {
+                let pkt = LayerPacket {
+                    ssrc: header.ssrc,
+                    seq: header.sequence,
+                    timestamp: header.timestamp,
+                    keyframe_start,
+                };
+                if self.send_layered(now_us, &route, &buf[..len], &pkt, pt, out) {
+                    self.send_pli(now, idx, header.ssrc, out);
+                }
+                continue;
+            }
             self.send_rewritten(
+                now_us,
                 route.subscriber,
                 &buf[..len],
                 route.subscriber_ssrc,
@@ -570,10 +858,55 @@ impl ForwardingTable {
         Disposition::Handled
     }
 
+    /// Sends a plaintext packet of a layered route through its subscriber stream's
+    /// rewriter. True when the rewriter waits for a keyframe of the packet's layer.
+    fn send_layered(
+        &mut self,
+        now_us: u64,
+        route: &RouteOut,
+        plain: &[u8],
+        pkt: &LayerPacket,
+        pt: u8,
+        out: &mut impl TransmitSink,
+    ) -> bool {
+        let Some(sub) = self.sessions[route.subscriber].as_mut() else {
+            return false;
+        };
+        let Some(l) = sub.layered_mut(route.subscriber_ssrc) else {
+            return false;
+        };
+        let (seq, timestamp) = match l.rewriter.rewrite(pkt, now_us) {
+            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
+            Rewrite::Drop(rewrite::DropCause::AwaitingKeyframe) => return true,
+            Rewrite::Drop(_) => return false,
+        };
+        let len = plain.len();
+        let slot = out.next_buffer();
+        if slot.len() < len + 8 + sub.tx.profile().rtp_overhead() {
+            return false;
+        }
+        slot[..len].copy_from_slice(plain);
+        // The packet parsed before, so its fixed header is there to rewrite.
+        let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
+        let _ = rtp::set_payload_type(&mut slot[..len], pt);
+        let _ = rtp::set_sequence(&mut slot[..len], seq);
+        let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
+        match sub.finish_rtp(slot, len, now_us) {
+            Some(n) => {
+                out.commit(n, sub.peer);
+                self.stats.packets_out += 1;
+                self.stats.bytes_out += n as u64;
+            }
+            None => self.stats.drop(DropReason::Malformed),
+        }
+        false
+    }
+
     /// Copies a plaintext RTP packet into a send buffer, rewrites SSRC and payload
     /// type, protects it for subscriber `sub` and queues it.
     fn send_rewritten(
         &mut self,
+        now_us: u64,
         sub: usize,
         plain: &[u8],
         ssrc: u32,
@@ -585,23 +918,20 @@ impl ForwardingTable {
         };
         let len = plain.len();
         let slot = out.next_buffer();
-        if slot.len() < len + sub.tx.profile().rtp_overhead() {
+        if slot.len() < len + 8 + sub.tx.profile().rtp_overhead() {
             return;
         }
         slot[..len].copy_from_slice(plain);
         // The packet parsed before, so its fixed header is there to rewrite.
         let _ = rtp::set_ssrc(&mut slot[..len], ssrc);
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
-        match sub.tx.protect_rtp(slot, len) {
-            Ok(n) => {
+        match sub.finish_rtp(slot, len, now_us) {
+            Some(n) => {
                 out.commit(n, sub.peer);
                 self.stats.packets_out += 1;
                 self.stats.bytes_out += n as u64;
             }
-            Err(e) => {
-                tracing::debug!(error = %e, "SRTP protect failed");
-                self.stats.drop(DropReason::Malformed);
-            }
+            None => self.stats.drop(DropReason::Malformed),
         }
     }
 
@@ -610,6 +940,7 @@ impl ForwardingTable {
     /// original. False when the packet is not in the cache.
     fn retransmit(
         &mut self,
+        now_us: u64,
         idx: usize,
         ssrc: u32,
         r: usize,
@@ -638,7 +969,7 @@ impl ForwardingTable {
                 return false;
             };
             // Room for the packet, two bytes of OSN and the largest SRTP tag.
-            if slot.len() < plain.len() + 2 + 16 {
+            if slot.len() < plain.len() + 2 + 8 + 16 {
                 return true;
             }
             let len = match route.rtx {
@@ -671,7 +1002,111 @@ impl ForwardingTable {
         let Some(sub) = self.sessions[sub_idx].as_mut() else {
             return true;
         };
-        if let Ok(n) = sub.tx.protect_rtp(slot, len) {
+        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
+            out.commit(n, sub.peer);
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += n as u64;
+            self.stats.retransmitted += 1;
+        }
+        true
+    }
+
+    /// Answers a NACK of outbound sequence number `out_seq` of the layered subscriber
+    /// stream `subscriber_ssrc` from the cache of the layer it was sent from (as RTX
+    /// when the subscriber has it). False when the packet is not there.
+    fn retransmit_layered(
+        &mut self,
+        now_us: u64,
+        sub_idx: usize,
+        subscriber_ssrc: u32,
+        out_seq: u16,
+        out: &mut impl TransmitSink,
+    ) -> bool {
+        let Some(l) = self.sessions[sub_idx]
+            .as_mut()
+            .and_then(|s| s.layered_mut(subscriber_ssrc))
+        else {
+            return false;
+        };
+        let Some((layer, orig)) = l.rewriter.source_of(out_seq) else {
+            return false;
+        };
+        let (publisher, rtx) = (l.publisher, l.rtx);
+        let rtx_seq = l.rtx_seq;
+        let slot = out.next_buffer();
+        let len = {
+            let Some(stream) = self.sessions[publisher]
+                .as_ref()
+                .and_then(|p| p.inbound.iter().find(|i| i.ssrc == layer))
+            else {
+                return false;
+            };
+            let Some(pt) = stream
+                .routes
+                .iter()
+                .find(|r| r.subscriber == sub_idx)
+                .and_then(|r| {
+                    let h = rtp::parse(stream.cache.as_ref()?.get(orig)?).ok()?;
+                    r.map_pt(h.payload_type)
+                })
+            else {
+                return false;
+            };
+            let Some(plain) = stream.cache.as_ref().and_then(|c| c.get(orig)) else {
+                return false;
+            };
+            let Ok(header) = rtp::parse(plain) else {
+                return false;
+            };
+            let Some(l) = self.sessions[sub_idx].as_ref().and_then(|s| {
+                s.layered
+                    .iter()
+                    .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+            }) else {
+                return false;
+            };
+            // Only the forwarded layer's timestamps map; older layers' packets are lost.
+            let Some(ts) = l.rewriter.outbound_timestamp(layer, header.timestamp) else {
+                return false;
+            };
+            if slot.len() < plain.len() + 2 + 8 + 16 {
+                return true;
+            }
+            match rtx {
+                Some((rtx_ssrc, rtx_pt)) => {
+                    let payload = header.payload_range(plain.len());
+                    let hl = header.header_len;
+                    let len = hl + 2 + payload.len();
+                    slot[..hl].copy_from_slice(&plain[..hl]);
+                    slot[0] &= !0x20;
+                    slot[hl..hl + 2].copy_from_slice(&out_seq.to_be_bytes());
+                    slot[hl + 2..len].copy_from_slice(&plain[payload]);
+                    let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc);
+                    let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt);
+                    let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
+                    let _ = rtp::set_timestamp(&mut slot[..len], ts);
+                    len
+                }
+                None => {
+                    let len = plain.len();
+                    slot[..len].copy_from_slice(plain);
+                    let _ = rtp::set_ssrc(&mut slot[..len], subscriber_ssrc);
+                    let _ = rtp::set_payload_type(&mut slot[..len], pt);
+                    let _ = rtp::set_sequence(&mut slot[..len], out_seq);
+                    let _ = rtp::set_timestamp(&mut slot[..len], ts);
+                    len
+                }
+            }
+        };
+        let Some(sub) = self.sessions[sub_idx].as_mut() else {
+            return true;
+        };
+        if rtx.is_some()
+            && let Some(l) = sub.layered_mut(subscriber_ssrc)
+        {
+            l.rtx_seq = rtx_seq.wrapping_add(1);
+        }
+        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
             out.commit(n, sub.peer);
             self.stats.packets_out += 1;
             self.stats.bytes_out += n as u64;
@@ -745,6 +1180,7 @@ impl ForwardingTable {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
         // The packet is copied to the scratch buffer only when something in it needs
         // an answer; iterate over the plaintext in `buf`.
         for pkt in rtcp::packets(&buf[..len]) {
@@ -767,12 +1203,49 @@ impl ForwardingTable {
                 RtcpKind::Nack(nack) => {
                     self.nack_scratch.clear();
                     self.nack_scratch.extend(nack.lost_sequences());
-                    self.nack_from_subscriber(idx, nack.media_ssrc, out);
+                    self.nack_from_subscriber(now_us, idx, nack.media_ssrc, out);
+                }
+                RtcpKind::TransportCc(t) => {
+                    if let Some(s) = self.sessions[idx].as_mut()
+                        && let Some(bwe) = s.bwe.as_mut()
+                        && let Ok(fb) = TwccFeedback::parse_fci(t.sender_ssrc, t.media_ssrc, t.body)
+                    {
+                        bwe.on_feedback(&fb, now_us);
+                        if s.probe_bps > 0
+                            && let Some(acked) = bwe.acked_bps()
+                        {
+                            bwe.on_probe_result(acked * 9 / 10);
+                        }
+                        self.check_estimate(idx);
+                    }
+                }
+                RtcpKind::Remb(r) => {
+                    if let Some(bwe) = self.sessions[idx].as_mut().and_then(|s| s.bwe.as_mut()) {
+                        bwe.on_remb(r.bitrate_bps);
+                        self.check_estimate(idx);
+                    }
                 }
                 _ => {}
             }
         }
         Disposition::Handled
+    }
+
+    /// Reports session `idx`'s estimate to control when it moved by more than 10 %.
+    fn check_estimate(&mut self, idx: usize) {
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let Some(bps) = s.bwe.as_ref().map(|b| b.estimate_bps()) else {
+            return;
+        };
+        if s.reported_bps == 0 || bps.abs_diff(s.reported_bps) * 10 > s.reported_bps {
+            s.reported_bps = bps;
+            push_event(
+                &mut self.events,
+                MediaEvent::Estimate { session: s.id, bps },
+            );
+        }
     }
 
     fn forward_sender_report(
@@ -797,11 +1270,28 @@ impl ForwardingTable {
             else {
                 break;
             };
+            let rtp_time = if route.layered.is_some() {
+                // Only the forwarded layer's reports, in the outbound timestamp space.
+                let Some(t) = self.sessions[route.subscriber]
+                    .as_ref()
+                    .and_then(|s| {
+                        s.layered
+                            .iter()
+                            .find(|l| l.subscriber_ssrc == route.subscriber_ssrc)
+                    })
+                    .and_then(|l| l.rewriter.outbound_timestamp(sr.ssrc, sr.rtp_time))
+                else {
+                    continue;
+                };
+                t
+            } else {
+                sr.rtp_time
+            };
             let Ok(n) = rtcp::write_sender_report(
                 &mut self.scratch[..],
                 route.subscriber_ssrc,
                 sr.ntp_time,
-                sr.rtp_time,
+                rtp_time,
                 sr.packet_count,
                 sr.octet_count,
                 &[],
@@ -852,7 +1342,15 @@ impl ForwardingTable {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
-        self.send_pli(now, o.publisher, o.publisher_ssrc, out);
+        let layer = self.sessions[sub_idx]
+            .as_ref()
+            .and_then(|s| {
+                s.layered
+                    .iter()
+                    .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+            })
+            .and_then(|l| l.rewriter.current().or(l.rewriter.target()));
+        self.send_pli(now, o.publisher, layer.unwrap_or(o.publisher_ssrc), out);
     }
 
     /// Sends a PLI for `media_ssrc` to the publisher at `idx`, at most once per
@@ -888,6 +1386,7 @@ impl ForwardingTable {
     /// publisher only for what the server itself does not have.
     fn nack_from_subscriber(
         &mut self,
+        now_us: u64,
         sub_idx: usize,
         subscriber_ssrc: u32,
         out: &mut impl TransmitSink,
@@ -895,6 +1394,53 @@ impl ForwardingTable {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
+        let layered = self.sessions[sub_idx].as_ref().and_then(|s| {
+            s.layered
+                .iter()
+                .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+                .map(|l| l.rewriter.current())
+        });
+        if let Some(current) = layered {
+            // Sequence numbers of the rewritten stream: answer from the caches of the
+            // layers they came from; ask the publisher for the forwarded layer's rest.
+            let mut missing = 0;
+            for i in 0..self.nack_scratch.len() {
+                let seq = self.nack_scratch[i];
+                if self.retransmit_layered(now_us, sub_idx, subscriber_ssrc, seq, out) {
+                    continue;
+                }
+                let source = self.sessions[sub_idx]
+                    .as_ref()
+                    .and_then(|s| {
+                        s.layered
+                            .iter()
+                            .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+                    })
+                    .and_then(|l| l.rewriter.source_of(seq));
+                if let (Some((layer, orig)), Some(current)) = (source, current)
+                    && layer == current
+                {
+                    self.nack_scratch[missing] = orig;
+                    missing += 1;
+                }
+            }
+            self.nack_scratch.truncate(missing);
+            let Some(current) = current else {
+                return;
+            };
+            if self.nack_scratch.is_empty() {
+                return;
+            }
+            let Some(sender) = self.sessions[o.publisher].as_ref().map(|p| p.rtcp_ssrc) else {
+                return;
+            };
+            if let Ok(n) =
+                rtcp::write_nack(&mut self.scratch[..], sender, current, &self.nack_scratch)
+            {
+                self.send_rtcp(o.publisher, n, out);
+            }
+            return;
+        }
         // A cascade edge has no route here (it gets the publisher's packets as they
         // arrived): its NACKs go to the publisher, whose retransmissions it gets too.
         let route = self.sessions[o.publisher]
@@ -906,7 +1452,7 @@ impl ForwardingTable {
             for i in 0..self.nack_scratch.len() {
                 let seq = self.nack_scratch[i];
                 let sent = match route {
-                    Some(r) => self.retransmit(o.publisher, o.publisher_ssrc, r, seq, out),
+                    Some(r) => self.retransmit(now_us, o.publisher, o.publisher_ssrc, r, seq, out),
                     None => self.resend_to_relay(o.publisher, o.publisher_ssrc, sub_idx, seq, out),
                 };
                 if !sent {
@@ -934,11 +1480,26 @@ impl ForwardingTable {
 
     /// When [`ForwardingTable::handle_timeout`] wants to run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_rr
+        match (self.next_rr, self.next_fast) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Runs timers: receiver reports to publishers.
+    /// Runs timers: transport feedback, audio levels and probes every [`FAST_TICK`],
+    /// receiver reports to publishers and layer bit rates every [`RR_INTERVAL`].
     pub fn handle_timeout(&mut self, now: Instant, out: &mut impl TransmitSink) {
+        if self.next_fast.is_some_and(|t| now >= t) {
+            self.next_fast = if self.by_id.is_empty() {
+                None
+            } else {
+                Some(now + FAST_TICK)
+            };
+            let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+            for idx in 0..self.sessions.len() {
+                self.fast_tick(idx, now_us, out);
+            }
+        }
         let Some(due) = self.next_rr else {
             return;
         };
@@ -955,7 +1516,22 @@ impl ForwardingTable {
                 continue;
             };
             self.report_scratch.clear();
+            let session = s.id;
             for stream in s.inbound.iter_mut().filter(|i| i.rtx_of.is_none()) {
+                if stream.kind != Some(MediaKind::Audio) && stream.bytes > 0 {
+                    let bps = stream.bytes * 8 * 1000 / RR_INTERVAL.as_millis().max(1) as u64;
+                    stream.bytes = 0;
+                    push_event(
+                        &mut self.events,
+                        MediaEvent::StreamRate {
+                            session,
+                            ssrc: stream.ssrc,
+                            bps,
+                            width: stream.width,
+                            height: stream.height,
+                        },
+                    );
+                }
                 // Report only streams this worker received recently.
                 if stream
                     .last_packet
@@ -992,6 +1568,101 @@ impl ForwardingTable {
                 self.send_rtcp(idx, n, out);
             }
         }
+    }
+}
+
+impl ForwardingTable {
+    /// One session's share of the fast timer: audio levels up to control, transport
+    /// feedback to the peer, probe padding.
+    fn fast_tick(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        for stream in &mut s.inbound {
+            if stream.level < 127 {
+                push_event(
+                    &mut self.events,
+                    MediaEvent::AudioLevel {
+                        session: s.id,
+                        ssrc: stream.ssrc,
+                        level: stream.level,
+                        period_ms: FAST_TICK.as_millis() as u16,
+                    },
+                );
+                stream.level = 127;
+            }
+        }
+        if s.twcc.as_ref().is_some_and(|t| t.has_feedback()) {
+            let media = s.inbound.first().map_or(0, |i| i.ssrc);
+            let sender = s.rtcp_ssrc;
+            for _ in 0..4 {
+                let Some(rec) = self.sessions[idx].as_mut().and_then(|s| s.twcc.as_mut()) else {
+                    break;
+                };
+                match rec.build_feedback(&mut self.scratch[..1200], sender, media) {
+                    Ok(Some(n)) => {
+                        let more = rec.has_feedback();
+                        self.send_rtcp(idx, n, out);
+                        if !more {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.probe(idx, now_us, out);
+    }
+
+    /// Pads the path to session `idx` up to its probe rate for this tick, with
+    /// padding-only packets on a video stream's RTX SSRC (receivers discard them; their
+    /// transport feedback shows what the path carries).
+    fn probe(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let sent = std::mem::take(&mut s.tick_bytes);
+        if s.probe_bps == 0 || s.ext.transport_cc == 0 {
+            return;
+        }
+        let Some((li, (rtx_ssrc, rtx_pt))) = s
+            .layered
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| Some((i, l.rtx?)))
+        else {
+            return;
+        };
+        let budget = s.probe_bps / 8 * FAST_TICK.as_millis() as u64 / 1000;
+        let mut padding = budget.saturating_sub(sent);
+        let mut n = 0;
+        while padding > 0 && n < MAX_PROBES_PER_TICK {
+            n += 1;
+            let l = &mut s.layered[li];
+            let seq = l.rtx_seq;
+            l.rtx_seq = seq.wrapping_add(1);
+            let slot = out.next_buffer();
+            let len = rtp::FIXED_HEADER_LEN + PROBE_PADDING;
+            if slot.len() < len + 8 + s.tx.profile().rtp_overhead() {
+                return;
+            }
+            slot[..len].fill(0);
+            slot[0] = 0xa0; // version 2, padding
+            slot[1] = rtx_pt & 0x7f;
+            slot[2..4].copy_from_slice(&seq.to_be_bytes());
+            slot[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
+            slot[len - 1] = PROBE_PADDING as u8;
+            match s.finish_rtp(slot, len, now_us) {
+                Some(n) => {
+                    out.commit(n, s.peer);
+                    padding = padding.saturating_sub(n as u64);
+                    self.stats.packets_out += 1;
+                    self.stats.bytes_out += n as u64;
+                }
+                None => return,
+            }
+        }
+        s.tick_bytes = 0;
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! One worker thread per socket of a SO_REUSEPORT group on the media port. Each
 //! worker loops: apply pending commands to its table replica, receive a batch,
-//! forward it, run timers, send the batch, publish its counters. STUN and DTLS go up
-//! to control through a bounded channel (dropped and counted when control lags).
+//! forward it, run timers, send the batch, publish its counters. STUN and DTLS, and the
+//! table's media events, go up to control through a bounded channel (dropped and
+//! counted when control lags).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -268,7 +269,7 @@ impl Worker {
                     continue;
                 };
                 if self.table.handle_datagram(now, from, buf, tx) == Disposition::ToControl {
-                    let up = Upcall {
+                    let up = Upcall::Datagram {
                         from,
                         data: buf.to_vec(),
                     };
@@ -280,6 +281,11 @@ impl Worker {
             rx.recycle();
             if self.table.poll_timeout().is_some_and(|t| t <= now) {
                 self.table.handle_timeout(now, tx);
+            }
+            for e in self.table.events.drain(..) {
+                if let Err(TrySendError::Full(_)) = self.upcalls.try_send(Upcall::Media(e)) {
+                    self.table.stats.drop(DropReason::ControlBusy);
+                }
             }
             tx.flush();
             self.table.stats.drops[DropReason::SendFailed as usize] += tx.take_failed();

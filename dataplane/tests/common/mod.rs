@@ -45,6 +45,7 @@ pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
             rx: up,
             tx: down,
             rtcp_ssrc: 0x5000_0000 + id as u32 * 256,
+            extensions: Default::default(),
         },
     }
 }
@@ -81,6 +82,7 @@ pub fn route_rtx(
         pt_map_len: 1,
         publisher_rtx,
         subscriber_rtx,
+        layered: None,
     })
 }
 
