@@ -22,6 +22,9 @@ pub struct KernelShell {
     installed: HashMap<SessionId, SocketAddr>,
     /// Sessions whose packets the kernel clones to cascade peers.
     fanning_out: HashMap<SessionId, SocketAddr>,
+    /// Fan-outs the kernel could not take yet (a peer's link-layer address was not
+    /// known): userspace copies meanwhile, and [`KernelShell::retry`] tries again.
+    waiting: HashMap<SessionId, Vec<SocketAddr>>,
     failures: u64,
 }
 
@@ -79,6 +82,7 @@ pub fn start(
             peers: HashMap::new(),
             installed: HashMap::new(),
             fanning_out: HashMap::new(),
+            waiting: HashMap::new(),
             failures: 0,
         }))
     };
@@ -116,6 +120,7 @@ impl KernelShell {
             }
             Command::CascadeOut { publisher, peers } => match self.cascade_out(*publisher, peers) {
                 Ok(h) => {
+                    self.waiting.remove(publisher);
                     handled = h;
                     Ok(())
                 }
@@ -125,10 +130,17 @@ impl KernelShell {
                     if let Some(source) = self.fanning_out.remove(publisher) {
                         let _ = self.fast.clear_fanout(source);
                     }
+                    if matches!(e, EbpfError::NeighbourUnresolved { .. }) {
+                        // Userspace's first copies make the kernel resolve it.
+                        self.waiting.insert(*publisher, peers.clone());
+                    } else {
+                        self.waiting.remove(publisher);
+                    }
                     Err(e)
                 }
             },
             Command::RemoveSession { id } => {
+                self.waiting.remove(id);
                 let mut r = Ok(());
                 if let Some(source) = self.fanning_out.remove(id) {
                     r = r.and(self.fast.clear_fanout(source));
@@ -180,6 +192,35 @@ impl KernelShell {
         self.fast.set_fanout(source, &fan, true)?;
         self.fanning_out.insert(publisher, source);
         Ok(true)
+    }
+
+    /// Tries again the fan-outs that waited for a neighbour; returns the publishers
+    /// the kernel now clones for (userspace must stop copying their packets).
+    pub fn retry(&mut self) -> Vec<SessionId> {
+        let mut taken = Vec::new();
+        let waiting: Vec<(SessionId, Vec<SocketAddr>)> = self.waiting.drain().collect();
+        for (publisher, peers) in waiting {
+            match self.cascade_out(publisher, &peers) {
+                Ok(true) => {
+                    tracing::debug!(publisher, "kernel fan-out taken over from userspace");
+                    taken.push(publisher);
+                }
+                Ok(false) => {}
+                Err(EbpfError::NeighbourUnresolved { .. }) => {
+                    self.waiting.insert(publisher, peers);
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    tracing::debug!(error = %e, "kernel fan-out stays in userspace");
+                }
+            }
+        }
+        taken
+    }
+
+    /// Whether some fan-out waits for [`KernelShell::retry`].
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
     }
 
     /// Counters for `/metrics`.

@@ -197,6 +197,27 @@ impl AppState {
         }
     }
 
+    /// Hands to the kernel the cascade fan-outs that waited for a neighbour entry,
+    /// and stops userspace copying for those it took.
+    fn retry_kernel_fanout(&self) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        let taken = {
+            let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
+            if !k.has_waiting() {
+                return;
+            }
+            k.retry()
+        };
+        for publisher in taken {
+            self.dataplane.command(Command::CascadeOut {
+                publisher,
+                peers: Vec::new(),
+            });
+        }
+    }
+
     pub fn render_metrics(&self) -> String {
         let core = self.with_sfu(|s| CoreGauges {
             sessions: s.session_count(),
@@ -358,6 +379,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let media_thread = std::thread::Builder::new()
         .name("cascade-control".into())
         .spawn(move || {
+            let mut last_retry = Instant::now();
             loop {
                 let wait = media_state
                     .with_sfu(|s| s.poll_timeout())
@@ -387,6 +409,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
                 media_state.with_sfu(|s| s.handle_timeout(Instant::now()));
+                if last_retry.elapsed() >= Duration::from_secs(1) {
+                    last_retry = Instant::now();
+                    media_state.retry_kernel_fanout();
+                }
             }
         })?;
 

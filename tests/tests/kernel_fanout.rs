@@ -451,6 +451,49 @@ fn fan_out(case: Case) {
         }
     }
 
+    if case == Case::KernelUnresolvedPeer {
+        // Userspace's copies made the kernel resolve the peer: within a retry the
+        // kernel takes its fan-out over, and userspace stops copying.
+        std::thread::sleep(Duration::from_millis(1500));
+        let counts = || {
+            let text = lan.origin.metrics_text(&base).expect("metrics");
+            let m = |name: &str| cascade_tests::metric_in(&text, name).unwrap_or(0.0);
+            (
+                m("cascade_relayed_total"),
+                m("cascade_ebpf_packets{counter=\"fanout_clones\"}"),
+            )
+        };
+        let (relayed0, clones0) = counts();
+        let mut buf = vec![0u8; 2048];
+        for seq in RTP_PACKETS + 1000..RTP_PACKETS + 1050 {
+            let plain = rtp_packet(VIDEO_SSRC, seq, u32::from(seq) * 3000, 96, 900);
+            buf[..plain.len()].copy_from_slice(&plain);
+            let n = publisher.tx.protect_rtp(&mut buf, plain.len()).unwrap();
+            publisher
+                .socket
+                .send_to(&buf[..n], publisher.server)
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (relayed1, clones1) = counts();
+        assert_eq!(relayed1, relayed0, "userspace stopped copying");
+        assert!(
+            clones1 - clones0 >= 100.0,
+            "the kernel clones to both peers: {} clones for 50 packets",
+            clones1 - clones0
+        );
+        for edge in &edges {
+            let mut got = 0;
+            edge.socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            while edge.socket.recv_from(&mut buf).is_ok() {
+                got += 1;
+            }
+            assert_eq!(got, 50, "each peer got each packet once");
+        }
+    }
+
     // Closing both relays stops the copies, in the kernel too.
     for (edge, ns) in edges.iter().zip(&lan.peers) {
         let status = ns.block_on(|| async {
