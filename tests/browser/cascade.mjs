@@ -114,6 +114,16 @@ const hardTimer = setTimeout(() => {
   cleanup().finally(() => process.exit(2));
 }, config.timeoutMs);
 
+// Stopped from outside (the test gave up): close the browser, report, exit.
+for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
+  process.on(sig, () => {
+    result.errors.push(`stopped by ${sig}`);
+    emit();
+    setTimeout(() => process.exit(3), 5000).unref();
+    cleanup().finally(() => process.exit(3));
+  });
+}
+
 function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
@@ -153,6 +163,10 @@ async function launch() {
       `--unsafely-treat-insecure-origin-as-secure=${new URL(config.base).origin}`,
     ],
     timeout: STEP_TIMEOUT_MS,
+    // This script's own handlers close the browser and exit.
+    handleSIGTERM: false,
+    handleSIGINT: false,
+    handleSIGHUP: false,
   });
   return browserContext;
 }
