@@ -1,0 +1,418 @@
+//! Media quality end to end, with headless Chromium: the active speaker of a room
+//! follows the page that makes sound (room events over SSE); a subscriber behind a
+//! 300 kbit/s link gets the low simulcast layer and climbs back to the high one when
+//! the limit is lifted; a subscriber behind a link losing 5 % of packets still decodes
+//! nearly every frame (NACKs answered from the server's cache, as RTX).
+//!
+//! The network tests run the server, the publisher's browser and the subscriber's
+//! browser in three namespaces (`tbf` and nftables loss on the server's side of the
+//! subscriber's link); the server runs one data-plane worker, so a subscriber's
+//! estimator sees every packet sent to it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use cascade_tests::netns::{self, Netns};
+use cascade_tests::{
+    ServerProcess, browser_dir, browser_node_modules_available, chromium_available, chromium_path,
+    command_available, random_room, require,
+};
+use serde_json::Value;
+
+fn browser_tools() -> bool {
+    require(
+        chromium_available(),
+        &format!("Chromium at {}", chromium_path().display()),
+    ) && require(command_available("node"), "node (Node.js)")
+        && require(
+            browser_node_modules_available(),
+            "tests/browser/node_modules (run `npm ci` in tests/browser)",
+        )
+        && require(
+            cascade_tests::cascade_bin().is_file(),
+            "the cascade binary (run `cargo build -p cascade`)",
+        )
+}
+
+fn dataplane_args() -> Vec<String> {
+    let mut args = vec!["--workers".to_owned(), "1".to_owned()];
+    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
+        && !d.is_empty()
+    {
+        args.extend(["--dataplane".to_owned(), d]);
+    }
+    args
+}
+
+/// One `quality.mjs` process; its JSON lines arrive on `lines`.
+struct Role {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Role {
+    fn start(mut cmd: Command, args: &[&str]) -> anyhow::Result<Self> {
+        cmd.arg(browser_dir().join("quality.mjs"))
+            .args(args)
+            .current_dir(browser_dir())
+            .env("CHROMIUM_PATH", chromium_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().context("starting node")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("quality.mjs: {line}"),
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            stdin,
+            lines,
+        })
+    }
+
+    /// The next line whose `event` is `name`, within `timeout` (errors fail).
+    fn wait_event(&self, name: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let v = self
+                .lines
+                .recv_timeout(left)
+                .with_context(|| format!("no {name:?} line within {timeout:?}"))?;
+            match v["event"].as_str() {
+                Some(n) if n == name => return Ok(v),
+                Some("error") => anyhow::bail!("quality.mjs: {}", v["message"]),
+                Some("page_error") => eprintln!("page error: {v}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Asks the role to finish (closes its stdin) and waits for it.
+    fn finish(&mut self) {
+        self.stdin.take();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Server in `srv` (10.71.0.1 on its loopback), the publisher's browser in `pub`
+/// and the subscriber's in `sub`, each on its own veth to `srv`; `srv`'s end of the
+/// subscriber's link is `sq`, where rate limits and loss apply.
+struct Topology {
+    srv: Netns,
+    publ: Netns,
+    sub: Netns,
+    server: ServerProcess,
+}
+
+impl Topology {
+    fn new() -> anyhow::Result<Self> {
+        let srv = Netns::new("qsrv")?;
+        let publ = Netns::new("qpub")?;
+        let sub = Netns::new("qsub")?;
+        netns::veth(&srv, "pq", "10.71.1.1/24", &publ, "eth0", "10.71.1.2/24")?;
+        netns::veth(&srv, "sq", "10.71.2.1/24", &sub, "eth0", "10.71.2.2/24")?;
+        srv.ip(["addr", "add", "10.71.0.1/32", "dev", "lo"])?;
+        publ.ip(["route", "add", "default", "via", "10.71.1.1"])?;
+        sub.ip(["route", "add", "default", "via", "10.71.2.1"])?;
+        let mut args = vec![
+            "--http-listen".to_owned(),
+            "10.71.0.1:0".to_owned(),
+            "--media-listen".to_owned(),
+            "10.71.0.1:0".to_owned(),
+        ];
+        args.extend(dataplane_args());
+        let server = srv.spawn_server(&args)?;
+        Ok(Self {
+            srv,
+            publ,
+            sub,
+            server,
+        })
+    }
+
+    fn base(&self) -> String {
+        self.server.url("").trim_end_matches('/').to_owned()
+    }
+
+    fn publisher(
+        &self,
+        room: &str,
+        token: &str,
+        simulcast: bool,
+    ) -> anyhow::Result<(Role, String)> {
+        let base = self.base();
+        let mut args = vec![
+            "--mode",
+            "publish",
+            "--base",
+            &base,
+            "--room",
+            room,
+            "--token",
+            token,
+            "--duration-ms",
+            "120000",
+        ];
+        if simulcast {
+            args.push("--simulcast");
+        }
+        let role = Role::start(self.publ.command("node"), &args)?;
+        let published = role.wait_event("published", Duration::from_secs(40))?;
+        let resource = published["resource"]
+            .as_str()
+            .context("no resource")?
+            .to_owned();
+        Ok((role, resource))
+    }
+
+    fn subscriber(&self, room: &str, token: &str, resource: &str) -> anyhow::Result<Role> {
+        let base = self.base();
+        let role = Role::start(
+            self.sub.command("node"),
+            &[
+                "--mode",
+                "subscribe",
+                "--base",
+                &base,
+                "--room",
+                room,
+                "--token",
+                token,
+                "--resource",
+                resource,
+                "--duration-ms",
+                "120000",
+            ],
+        )?;
+        role.wait_event("subscribed", Duration::from_secs(40))?;
+        Ok(role)
+    }
+}
+
+fn u64_at(v: &Value, path: &str) -> u64 {
+    v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// A subscriber behind 300 kbit/s receives the low simulcast layer; once the limit
+/// is lifted it climbs back to the high layer within 15 s.
+#[test]
+fn simulcast_layer_follows_subscriber_bandwidth() -> anyhow::Result<()> {
+    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+        return Ok(());
+    }
+    let topo = Topology::new()?;
+    let room = random_room("simulcast");
+    let token = topo.server.token(&room, "sim", &["publish", "subscribe"])?;
+    let (mut publisher, resource) = topo.publisher(&room, &token, true)?;
+    // Let the publisher's own estimate (fed by our transport feedback) open all layers.
+    let mut widths = Vec::new();
+    let end = Instant::now() + Duration::from_secs(25);
+    while Instant::now() < end {
+        let s = publisher.wait_event("sample", Duration::from_secs(10))?;
+        widths = s["layers"]
+            .as_array()
+            .map(|l| l.iter().map(|x| u64_at(x, "/frameWidth")).collect())
+            .unwrap_or_default();
+        if widths.len() == 3 && widths.iter().all(|w| *w > 0) {
+            eprintln!("publisher layers: {s}");
+            break;
+        }
+    }
+    assert!(
+        widths.len() == 3 && widths.iter().all(|w| *w > 0),
+        "the publisher sends three layers: {widths:?}"
+    );
+    let high = *widths.iter().max().unwrap_or(&0);
+    let low = *widths.iter().min().unwrap_or(&0);
+    topo.srv.add_rate("sq", "300kbit")?;
+    let mut subscriber = topo.subscriber(&room, &token, &resource)?;
+    // Limited: settle, then the subscriber decodes the low layer.
+    let limited_until = Instant::now() + Duration::from_secs(20);
+    let mut limited = Vec::new();
+    while Instant::now() < limited_until {
+        let s = subscriber.wait_event("sample", Duration::from_secs(10))?;
+        limited.push(u64_at(&s, "/video/frameWidth"));
+    }
+    let settled = &limited[limited.len().saturating_sub(10)..];
+    eprintln!("limited frame widths: {limited:?} (layers {widths:?})");
+    assert!(
+        settled.iter().all(|w| *w > 0 && *w <= low),
+        "behind 300 kbit/s the subscriber gets the low layer ({low}): {settled:?}"
+    );
+    topo.srv.clear_rate("sq")?;
+    let lifted = Instant::now();
+    let mut climbed = None;
+    let mut seen = Vec::new();
+    while lifted.elapsed() < Duration::from_secs(25) {
+        let s = subscriber.wait_event("sample", Duration::from_secs(10))?;
+        let w = u64_at(&s, "/video/frameWidth");
+        seen.push(w);
+        if w >= high {
+            climbed = Some(lifted.elapsed());
+            break;
+        }
+    }
+    eprintln!("frame widths after lifting: {seen:?}");
+    let climbed = climbed.with_context(|| format!("never back to {high}: {seen:?}"))?;
+    assert!(
+        climbed <= Duration::from_secs(15),
+        "back to the high layer after {climbed:?}"
+    );
+    println!(
+        "simulcast: low layer {low} px wide behind 300 kbit/s, high layer {high} px {} ms after the limit was lifted",
+        climbed.as_millis()
+    );
+    subscriber.finish();
+    publisher.finish();
+    Ok(())
+}
+
+/// With 5 % of the packets to the subscriber lost, it decodes at least 95 % of the
+/// frames the publisher sent over 30 s.
+#[test]
+fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
+    if !browser_tools() || !netns::require() || !require(command_available("nft"), "nft") {
+        return Ok(());
+    }
+    let topo = Topology::new()?;
+    let room = random_room("loss");
+    let token = topo
+        .server
+        .token(&room, "loss", &["publish", "subscribe"])?;
+    let (mut publisher, resource) = topo.publisher(&room, &token, false)?;
+    let mut subscriber = topo.subscriber(&room, &token, &resource)?;
+    // Media first flows cleanly, then the loss starts.
+    let warm = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < warm {
+        subscriber.wait_event("sample", Duration::from_secs(10))?;
+    }
+    topo.srv.add_loss("sq", 5)?;
+    let sent = |p: &Role| -> anyhow::Result<u64> {
+        let s = p.wait_event("sample", Duration::from_secs(10))?;
+        Ok(u64_at(&s, "/layers/0/framesSent"))
+    };
+    let decoded = |r: &Role| -> anyhow::Result<(u64, Value)> {
+        let s = r.wait_event("sample", Duration::from_secs(10))?;
+        Ok((u64_at(&s, "/video/framesDecoded"), s))
+    };
+    // Drain what is queued so both start now.
+    while publisher.lines.try_recv().is_ok() {}
+    while subscriber.lines.try_recv().is_ok() {}
+    let (s0, d0) = (sent(&publisher)?, decoded(&subscriber)?.0);
+    std::thread::sleep(Duration::from_secs(30));
+    while publisher.lines.try_recv().is_ok() {}
+    while subscriber.lines.try_recv().is_ok() {}
+    let s1 = sent(&publisher)?;
+    let (d1, last) = decoded(&subscriber)?;
+    let ratio = (d1 - d0) as f64 / (s1 - s0).max(1) as f64;
+    eprintln!(
+        "under 5 % loss: sent {} frames, decoded {}; last sample {last}",
+        s1 - s0,
+        d1 - d0
+    );
+    println!(
+        "5 % loss: the subscriber decoded {:.1} % of the frames sent over 30 s ({} of {}; {} NACKs)",
+        ratio * 100.0,
+        d1 - d0,
+        s1 - s0,
+        u64_at(&last, "/video/nackCount")
+    );
+    assert!(
+        ratio >= 0.95,
+        "decoded {:.1} % of the frames",
+        ratio * 100.0
+    );
+    subscriber.finish();
+    publisher.finish();
+    Ok(())
+}
+
+/// Two publishers, one with a tone and one silent: the room's `active_speaker` event
+/// names the one with the tone, then the other when the tone moves.
+#[test]
+fn active_speaker_follows_the_page_that_speaks() -> anyhow::Result<()> {
+    if !browser_tools() {
+        return Ok(());
+    }
+    let server = ServerProcess::start(&dataplane_args())?;
+    let room = random_room("speaker");
+    let token = server.token(&room, "speaker", &["publish", "subscribe"])?;
+    let base = server.url("");
+    let mut role = Role::start(
+        Command::new("node"),
+        &[
+            "--mode",
+            "speaker",
+            "--base",
+            base.trim_end_matches('/'),
+            "--room",
+            &room,
+            "--token",
+            &token,
+            "--duration-ms",
+            "40000",
+        ],
+    )?;
+    let r = role.wait_event("result", Duration::from_secs(90))?;
+    role.finish();
+    eprintln!("speaker result: {r}");
+    let names: Vec<&str> = r["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|x| x["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        names.iter().filter(|n| **n == "publication_added").count() >= 2,
+        "both publications announced: {names:?}"
+    );
+    assert!(
+        r["first_ms"].is_u64(),
+        "the page with the tone became the active speaker: {r}"
+    );
+    assert!(
+        r["switch_ms"].is_u64(),
+        "the active speaker followed the tone to the other page: {r}"
+    );
+    assert!(
+        names.contains(&"publication_removed"),
+        "unpublishing is announced: {names:?}"
+    );
+    println!(
+        "active speaker: first after {} ms, switched after {} ms",
+        r["first_ms"], r["switch_ms"]
+    );
+    Ok(())
+}
