@@ -1868,7 +1868,14 @@ impl Sfu {
                 let Some(t) = p.tracks.get(d.track) else {
                     continue;
                 };
-                if t.kind == MediaKind::Audio {
+                if t.layers.is_empty() {
+                    // One stream: forwarded as it comes (no layer to choose).
+                    if t.kind == MediaKind::Video {
+                        commands.push(Command::RequestKeyframe {
+                            publisher: p.session,
+                            media_ssrc: t.ssrc,
+                        });
+                    }
                     commands.push(Command::Route(route(
                         (p.session, t.ssrc),
                         (sub.session, d.ssrc),
@@ -1879,7 +1886,7 @@ impl Sfu {
                     )));
                     continue;
                 }
-                // Video goes through the subscriber stream's layer switch: every
+                // Simulcast goes through the subscriber stream's layer switch: every
                 // layer is routed, the one forwarded is chosen by `select_layers`.
                 for (ssrc, rtx_ssrc, ..) in t.sources(Instant::now()) {
                     if ssrc == 0 {
@@ -2137,7 +2144,11 @@ impl Sfu {
             let Some(Resource::Publication(p)) = self.resources.get(&d.publication) else {
                 continue;
             };
-            let Some(t) = p.tracks.get(d.track).filter(|t| t.kind == MediaKind::Video) else {
+            let Some(t) = p
+                .tracks
+                .get(d.track)
+                .filter(|t| t.kind == MediaKind::Video && !t.layers.is_empty())
+            else {
                 continue;
             };
             let layers: Vec<_> = t
