@@ -136,14 +136,39 @@ fn host_ip(i: usize) -> Ipv4Addr {
 /// Payload bytes of [`numbered_video`] packets.
 pub const NUMBERED_PAYLOAD: usize = 900;
 
-/// A plaintext VP8-ish (PT 96) video packet of `ssrc` whose payload starts with
-/// `index` (big-endian), so a receiver knows which packet it got whatever the
-/// server did to sequence numbers and SSRCs on the way.
+/// The width and height [`numbered_video`] keyframes announce.
+pub const NUMBERED_SIZE: (u16, u16) = (640, 360);
+
+/// A plaintext VP8 (PT 96) video packet of `ssrc`: a whole keyframe in one packet
+/// (RFC 7741 descriptor with the S bit, frame tag with the P bit clear, start code,
+/// [`NUMBERED_SIZE`]), so a server that starts a subscriber on a keyframe can start
+/// on any packet. Its payload ends with `index` (big-endian), so a receiver knows
+/// which packet it got whatever the servers did to sequence numbers and SSRCs.
 pub fn numbered_video(ssrc: u32, index: u32) -> Vec<u8> {
     let seq = index as u16;
     let mut p = rtp_packet(ssrc, seq, index.wrapping_mul(3000), 96, NUMBERED_PAYLOAD);
-    p[12..16].copy_from_slice(&index.to_be_bytes());
+    let (w, h) = NUMBERED_SIZE;
+    let vp8 = [
+        0x10, // descriptor: S (start of partition 0), no extensions
+        0x00, 0x00, 0x00, // frame tag: P = 0 (keyframe), version 0, shown
+        0x9d, 0x01, 0x2a, // keyframe start code
+    ];
+    p[12..12 + vp8.len()].copy_from_slice(&vp8);
+    p[12 + vp8.len()..12 + vp8.len() + 4].copy_from_slice(&[
+        w.to_le_bytes()[0],
+        w.to_le_bytes()[1],
+        h.to_le_bytes()[0],
+        h.to_le_bytes()[1],
+    ]);
+    let end = p.len();
+    p[end - 4..].copy_from_slice(&index.to_be_bytes());
     p
+}
+
+/// The index [`numbered_video`] put at the end of `payload`.
+fn index_of(payload: &[u8]) -> Option<u32> {
+    let tail = payload.len().checked_sub(4).map(|at| &payload[at..])?;
+    Some(u32::from_be_bytes(tail.try_into().ok()?))
 }
 
 /// The SSRCs the subscriber's answer announces for its video: the media SSRC
@@ -301,13 +326,12 @@ impl VideoReceiver {
             self.seen.other += 1;
             return false;
         };
-        let payload = &buf[h.header_len..len];
+        let payload = &buf[h.payload_range(len)];
         let (seq, index, arrival) = if h.ssrc == self.ssrc {
-            let Some(index) = payload.get(..4) else {
+            let Some(index) = index_of(payload) else {
                 self.seen.other += 1;
                 return false;
             };
-            let index = u32::from_be_bytes(index.try_into().unwrap_or_default());
             let arrival = match self.missing.get(&index) {
                 Some((_, requests)) if *requests > 0 => Arrival::Retransmitted,
                 _ => Arrival::Original,
@@ -315,13 +339,11 @@ impl VideoReceiver {
             (h.sequence, index, arrival)
         } else if Some(h.ssrc) == self.rtx_ssrc {
             // RFC 4588: the original sequence number, then the original payload.
-            let Some(head) = payload.get(..6) else {
+            let (Some(osn), Some(index)) = (payload.get(..2), index_of(payload)) else {
                 self.seen.other += 1;
                 return false;
             };
-            let osn = u16::from_be_bytes([head[0], head[1]]);
-            let index = u32::from_be_bytes([head[2], head[3], head[4], head[5]]);
-            (osn, index, Arrival::Rtx)
+            (u16::from_be_bytes([osn[0], osn[1]]), index, Arrival::Rtx)
         } else {
             self.seen.other += 1;
             return false;
@@ -495,11 +517,13 @@ mod unit {
     use super::*;
 
     #[test]
-    fn numbered_packets_carry_their_index() {
+    fn numbered_packets_are_keyframes_carrying_their_index() {
         let p = numbered_video(7, 0x0102_0304);
         let h = cascade_dataplane::rtp::parse(&p).unwrap();
         assert_eq!((h.ssrc, h.sequence, h.payload_type), (7, 0x0304, 96));
-        assert_eq!(&p[h.header_len..h.header_len + 4], &[1, 2, 3, 4]);
+        let payload = &p[h.payload_range(p.len())];
+        assert_eq!(index_of(payload), Some(0x0102_0304));
+        assert!(cascade_dataplane::rewrite::vp8_keyframe_start(payload));
         assert_eq!(p.len(), 12 + NUMBERED_PAYLOAD);
     }
 
