@@ -14,9 +14,9 @@
 //! - Killing M1 moves M2's subscription to `reconnecting` within 5 s (its event
 //!   stream says so), and M2 keeps serving its other rooms.
 //!
-//! Honours `CASCADE_DATAPLANE`. Needs root, iproute2, `/dev/net/tun`, nftables and,
-//! for the browser case, Chromium and `tests/browser/node_modules` (skipped without
-//! them on a developer's machine, failed in CI).
+//! Honours `CASCADE_DATAPLANE`. Needs root, iproute2 and `/dev/net/tun`; nftables
+//! for the loss case; Chromium, Node.js and `tests/browser/node_modules` for the
+//! browser case (skipped without them on a developer's machine, failed in CI).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Stdio};
@@ -99,7 +99,7 @@ fn receive_all(mut peer: UdpPeer, count: u32, wait: Duration) -> (UdpPeer, usize
     (peer, got.received_below(count))
 }
 
-/// The room listing of `http_base`, read from host `i` of the cluster.
+/// The room listing of server `i`, read from its namespace.
 fn room_listing(c: &Cluster, i: usize, room: &str, token: &str) -> Value {
     let url = c.servers[i].url(&format!("/rtc/v1/rooms/{room}"));
     c.hosts[i].block_on(|| async {
