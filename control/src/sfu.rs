@@ -536,14 +536,17 @@ impl Sfu {
         self.sessions.len()
     }
 
-    /// Number of live publications.
+    /// Number of live publications published here (not those relayed from others).
     pub fn publication_count(&self) -> usize {
         self.rooms.values().map(Vec::len).sum()
     }
 
     /// Number of live subscriptions.
     pub fn subscription_count(&self) -> usize {
-        self.resources.len() - self.publication_count()
+        self.resources
+            .values()
+            .filter(|r| matches!(r, Resource::Subscription(_)))
+            .count()
     }
 
     /// The absolute URL of a resource.
