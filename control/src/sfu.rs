@@ -45,8 +45,11 @@ const LAYER_STALE: Duration = Duration::from_secs(3);
 /// How long one probe lasts, and the pause between probes (doubling up to the max
 /// while probes fail to raise the estimate).
 const PROBE_DURATION: Duration = Duration::from_millis(1000);
-const PROBE_BACKOFF_MIN: Duration = Duration::from_secs(2);
-const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(6);
+const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(1500);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(4);
+/// A probe aims this much above the next layer's bit rate (the estimate after a probe
+/// is 90 % of what the subscriber acknowledged).
+const PROBE_HEADROOM: f64 = 1.4;
 
 /// Identifies a publication or a subscription; the last segment of its resource URL.
 pub type ResourceId = String;
@@ -2181,7 +2184,8 @@ impl Sfu {
                         };
                         let next = pick.map_or(0, |n| n + 1);
                         if let Some(l) = layers.get(next) {
-                            probe_for = Some(probe_for.unwrap_or(0).max(l.2 + l.2 / 5));
+                            let target = (l.2 as f64 * PROBE_HEADROOM) as u64;
+                            probe_for = Some(probe_for.unwrap_or(0).max(target));
                         }
                         if let Some(n) = pick {
                             budget = Some(b.saturating_sub(layers[n].2));
@@ -2191,7 +2195,14 @@ impl Sfu {
                 }
             };
             if force || choice != d.selected {
-                choices.push((i, choice));
+                let rank =
+                    |ssrc: Option<u32>| ssrc.and_then(|x| layers.iter().position(|l| l.0 == x));
+                let up = match (rank(d.selected), rank(choice)) {
+                    (None, Some(_)) => true,
+                    (Some(old), Some(new)) => new > old,
+                    _ => false,
+                };
+                choices.push((i, choice, up));
             }
         }
         let subscriber = sub.session;
@@ -2200,9 +2211,9 @@ impl Sfu {
             return;
         };
         let mut upgraded = false;
-        for (i, choice) in choices {
+        for (i, choice, up) in choices {
             let d = &mut sub.tracks[i];
-            upgraded |= choice.is_some() && (d.selected.is_none() || !force);
+            upgraded |= up;
             d.selected = choice;
             tracing::debug!(subscription = %id, mid = %d.mid, layer = ?choice, ?estimate, "layer selected");
             self.out.push_back(SfuOutput::Command(Command::SelectLayer {
@@ -2212,7 +2223,9 @@ impl Sfu {
             }));
         }
         if upgraded {
+            // A probe that worked: the next layer may be tried soon.
             sub.probe_backoff = PROBE_BACKOFF_MIN;
+            sub.probe_next = sub.probe_next.min(now + PROBE_BACKOFF_MIN);
         }
         if let (Some(target), None) = (probe_for, sub.probe_until)
             && now >= sub.probe_next

@@ -563,3 +563,275 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
         "the relayed publication is gone"
     );
 }
+
+/// Commands and room events the SFU has queued.
+fn drain(sfu: &mut Sfu) -> (Vec<Command>, Vec<cascade::sfu::RoomEvent>) {
+    let mut commands = Vec::new();
+    let mut rooms = Vec::new();
+    while let Some(o) = sfu.poll_output() {
+        match o {
+            SfuOutput::Command(c) => commands.push(c),
+            SfuOutput::Room(e) => rooms.push(e),
+            _ => {}
+        }
+    }
+    (commands, rooms)
+}
+
+fn selections(cmds: &[Command]) -> Vec<Option<u32>> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::SelectLayer { layer, .. } => Some(*layer),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A simulcast publisher (rids q and h, SSRCs learnt from the stream ids) and a
+/// subscriber with transport-wide congestion control: both layers are routed onto one
+/// subscriber SSRC through the layer switch; the layer follows the estimate and the
+/// subscriber's preferences, video pauses when the estimate collapses, probes start
+/// when a better layer may fit; audio levels elect the active speaker; the room hears
+/// of publications coming and going.
+#[test]
+fn simulcast_layers_estimates_preferences_and_speaker() {
+    use cascade::sfu::{RoomEventKind, SubscriptionPreferences};
+    use cascade_dataplane::command::{KeyframeFormat, MediaEvent, ShortId};
+
+    const TWCC: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+    let mut sfu = sfu();
+    let mut now = Instant::now();
+    let pub_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let sub_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut publisher = ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 1111,
+            video_ssrc: 2222,
+        },
+        &[],
+    )
+    .unwrap();
+    // The video m-line sends two rid layers and declares no SSRC.
+    let offer: String = publisher
+        .offer()
+        .split("\r\n")
+        .filter(|l| {
+            !l.starts_with("a=ssrc-group")
+                && !l.starts_with("a=ssrc:2222")
+                && !l.starts_with("a=ssrc:2223")
+        })
+        .map(|l| match l {
+            "a=rtpmap:111 opus/48000/2" => format!(
+                "{l}\r\na=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:3 {TWCC}"
+            ),
+            "a=fmtp:97 apt=96" => format!(
+                "{l}\r\na=extmap:3 {TWCC}\r\na=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+                 a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id\r\n\
+                 a=extmap:11 urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id\r\n\
+                 a=rid:q send\r\na=rid:h send\r\na=simulcast:send q;h"
+            ),
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let created = sfu.publish(now, "room", "alice", &offer).unwrap();
+    for line in [
+        "a=rid:q recv",
+        "a=rid:h recv",
+        "a=simulcast:recv q;h",
+        "a=extmap:10 urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id",
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+    ] {
+        assert!(
+            created.answer.contains(line),
+            "answer has {line}:\n{}",
+            created.answer
+        );
+    }
+    let (_, rooms) = drain(&mut sfu);
+    assert!(matches!(
+        &rooms[..],
+        [e] if matches!(&e.kind, RoomEventKind::PublicationAdded { user, .. } if user == "alice")
+    ));
+    publisher.accept_answer(&created.answer, now).unwrap();
+    let cmds = connect(&mut sfu, &mut publisher, pub_addr, &mut now);
+    let ext = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::InstallSession { extensions, .. } => Some(*extensions),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        (ext.transport_cc, ext.audio_level, ext.rid, ext.repaired_rid),
+        (3, 1, 10, 11)
+    );
+
+    let mut subscriber = ClientPeer::new(PeerRole::Subscriber, &[]).unwrap();
+    let offer = subscriber.offer().replace(
+        "a=rtcp-rsize\r\n",
+        &format!("a=rtcp-rsize\r\na=extmap:3 {TWCC}\r\n"),
+    );
+    let sub = sfu.subscribe(now, "room", &[], &offer).unwrap();
+    assert!(sub.answer.contains(&format!("a=extmap:3 {TWCC}")));
+    subscriber.accept_answer(&sub.answer, now).unwrap();
+    let cmds = connect(&mut sfu, &mut subscriber, sub_addr, &mut now);
+    let sub_session = cmds
+        .iter()
+        .find_map(|c| match c {
+            Command::InstallSession { id, extensions, .. } => {
+                assert_eq!(extensions.transport_cc, 3);
+                Some(*id)
+            }
+            _ => None,
+        })
+        .unwrap();
+    let pub_session = sub_session - 1;
+
+    // The layers name themselves.
+    let id = |s: &str| ShortId::new(s.as_bytes()).unwrap();
+    for (ssrc, rid, repaired) in [(5000, "q", false), (6000, "h", false), (5001, "q", true)] {
+        sfu.handle_media_event(
+            now,
+            MediaEvent::StreamIdentified {
+                session: pub_session,
+                ssrc,
+                mid: Some(id("1")),
+                rid: id(rid),
+                repaired,
+            },
+        );
+    }
+    let (cmds, _) = drain(&mut sfu);
+    let layered: Vec<_> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Route(r) if r.layered.is_some() => Some(*r),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        layered
+            .iter()
+            .all(|r| r.layered == Some(KeyframeFormat::Vp8))
+    );
+    assert!(
+        layered
+            .iter()
+            .any(|r| r.publisher_ssrc == 5000 && r.publisher_rtx == Some((5001, 97)))
+    );
+    assert!(layered.iter().any(|r| r.publisher_ssrc == 6000));
+    assert!(
+        layered
+            .windows(2)
+            .all(|w| w[0].subscriber_ssrc == w[1].subscriber_ssrc),
+        "both layers feed one subscriber stream"
+    );
+
+    // Layer rates (reported every second): q 150 kbit/s, h 600 kbit/s. The estimate
+    // starts at 300 kbit/s.
+    let rates = |sfu: &mut Sfu, now: Instant| {
+        for (ssrc, bps, w) in [(5000, 150_000, 320), (6000, 600_000, 640)] {
+            sfu.handle_media_event(
+                now,
+                MediaEvent::StreamRate {
+                    session: pub_session,
+                    ssrc,
+                    bps,
+                    width: w,
+                    height: w * 9 / 16,
+                },
+            );
+        }
+    };
+    rates(&mut sfu, now);
+    let (cmds, _) = drain(&mut sfu);
+    assert_eq!(selections(&cmds).last(), Some(&Some(5000)), "{cmds:?}");
+    // Later, the probe for h starts.
+    now += Duration::from_secs(2);
+    rates(&mut sfu, now);
+    sfu.handle_media_event(
+        now,
+        MediaEvent::Estimate {
+            session: sub_session,
+            bps: 320_000,
+        },
+    );
+    let (cmds, _) = drain(&mut sfu);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Probe { bps, .. } if *bps > 600_000)),
+        "probe toward h: {cmds:?}"
+    );
+    now += Duration::from_secs(1);
+    rates(&mut sfu, now);
+    sfu.handle_timeout(now);
+    let (cmds, _) = drain(&mut sfu);
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Probe { bps: 0, .. })),
+        "probe ends"
+    );
+    // The estimate grows: h.
+    sfu.handle_media_event(
+        now,
+        MediaEvent::Estimate {
+            session: sub_session,
+            bps: 2_000_000,
+        },
+    );
+    let (cmds, _) = drain(&mut sfu);
+    assert_eq!(selections(&cmds), vec![Some(6000)]);
+    // Preferences: the lowest layer only, then paused, then free again.
+    let sub_id = sub.resource.clone();
+    let prefs = |json: &str| serde_json::from_str::<SubscriptionPreferences>(json).unwrap();
+    sfu.set_preferences(now, &sub_id, &prefs(r#"{"max_layer":0}"#))
+        .unwrap();
+    assert_eq!(selections(&drain(&mut sfu).0), vec![Some(5000)]);
+    sfu.set_preferences(now, &sub_id, &prefs(r#"{"mid":"1","paused":true}"#))
+        .unwrap();
+    assert_eq!(selections(&drain(&mut sfu).0), vec![None]);
+    sfu.set_preferences(now, &sub_id, &prefs(r#"{"max_width":320}"#))
+        .unwrap();
+    assert_eq!(selections(&drain(&mut sfu).0), vec![Some(5000)]);
+    assert!(
+        sfu.set_preferences(now, &sub_id, &prefs(r#"{"mid":"9"}"#))
+            .is_err()
+    );
+    sfu.set_preferences(now, &sub_id, &prefs("{}")).unwrap();
+    drain(&mut sfu);
+    // The estimate collapses: video pauses.
+    sfu.handle_media_event(
+        now,
+        MediaEvent::Estimate {
+            session: sub_session,
+            bps: 60_000,
+        },
+    );
+    assert_eq!(selections(&drain(&mut sfu).0), vec![None]);
+
+    // Audio levels: the publisher speaks.
+    let mut speaker = None;
+    for i in 0..40 {
+        sfu.handle_media_event(
+            now + Duration::from_millis(20 * i),
+            MediaEvent::AudioLevel {
+                session: pub_session,
+                ssrc: 1111,
+                level: 10,
+                period_ms: 20,
+            },
+        );
+        for e in drain(&mut sfu).1 {
+            if let RoomEventKind::ActiveSpeaker { resource, .. } = e.kind {
+                speaker = Some(resource);
+            }
+        }
+    }
+    assert_eq!(speaker, Some(sfu.resource_url(&created.resource)));
+    sfu.delete(&created.resource).unwrap();
+    let (_, rooms) = drain(&mut sfu);
+    assert!(rooms.iter().any(
+        |e| matches!(&e.kind, RoomEventKind::PublicationRemoved { user, .. } if user == "alice")
+    ));
+}
