@@ -6,6 +6,7 @@
 pub mod bwe;
 pub mod command;
 pub mod demux;
+pub mod handoff;
 pub mod io;
 pub mod rewrite;
 pub mod rtcp;

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bwe::{BweConfig, SendSideBwe};
@@ -25,6 +26,7 @@ use crate::command::{
     ShortId,
 };
 use crate::demux::{self, PacketClass};
+use crate::handoff::{Homes, NackHandoff};
 use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter};
 use crate::rtcp::{self, ReportBlock, RtcpKind};
 use crate::rtp::{self, SeqTracker};
@@ -52,6 +54,8 @@ pub const FAST_TICK: Duration = Duration::from_millis(20);
 
 /// Events kept between two drains by the worker; more are dropped.
 pub const EVENT_CAPACITY: usize = 1024;
+/// NACK hand-offs one batch may queue for other workers.
+pub const HANDOFF_CAPACITY: usize = 256;
 
 /// Bytes of padding in one probe packet.
 const PROBE_PADDING: usize = 240;
@@ -276,6 +280,13 @@ pub struct ForwardingTable {
     report_scratch: Vec<ReportBlock>,
     /// What control must hear about; the worker drains it.
     pub events: Vec<MediaEvent>,
+    /// Which worker receives each publisher's media (shared by all workers); `None`
+    /// for a table that works alone.
+    homes: Option<Arc<Homes>>,
+    /// NACKs for other workers (their home), by worker; the worker drains it.
+    pub handoffs: Vec<(u32, NackHandoff)>,
+    /// A handed-off NACK is being answered: it is not handed on again.
+    in_handoff: bool,
     pub stats: LocalStats,
 }
 
@@ -303,8 +314,62 @@ impl ForwardingTable {
             nack_scratch: Vec::with_capacity(64),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
             events: Vec::with_capacity(EVENT_CAPACITY),
+            homes: None,
+            handoffs: Vec::with_capacity(HANDOFF_CAPACITY),
+            in_handoff: false,
             stats: LocalStats::default(),
         }
+    }
+
+    /// A table of worker `worker_index` among several: NACKs for publishers whose
+    /// media another worker receives are handed to it ([`ForwardingTable::handoffs`]).
+    pub fn with_homes(worker_index: u32, homes: Arc<Homes>) -> Self {
+        Self {
+            homes: Some(homes),
+            ..Self::new(worker_index)
+        }
+    }
+
+    /// Answers a NACK another worker handed here.
+    pub fn handle_handoff(&mut self, now: Instant, h: &NackHandoff, out: &mut impl TransmitSink) {
+        let Some(&idx) = self.by_id.get(&h.subscriber) else {
+            return;
+        };
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        self.nack_scratch.clear();
+        self.nack_scratch.extend_from_slice(h.seqs());
+        self.in_handoff = true;
+        self.nack_from_subscriber(now_us, idx, h.subscriber_ssrc, out);
+        self.in_handoff = false;
+    }
+
+    /// Hands the NACK in `nack_scratch` to the publisher's home worker when that is
+    /// another worker; true when it did.
+    fn hand_off_nack(&mut self, publisher: usize, sub_idx: usize, subscriber_ssrc: u32) -> bool {
+        if self.in_handoff {
+            return false;
+        }
+        let (Some(homes), Some(p), Some(sub)) = (
+            self.homes.as_ref(),
+            self.sessions[publisher].as_ref(),
+            self.sessions[sub_idx].as_ref(),
+        ) else {
+            return false;
+        };
+        let Some(home) = homes.get(p.id).filter(|&w| w != self.worker_index) else {
+            return false;
+        };
+        let mut rest = &self.nack_scratch[..];
+        while !rest.is_empty() {
+            let (h, n) = NackHandoff::new(sub.id, subscriber_ssrc, rest);
+            if self.handoffs.len() < self.handoffs.capacity() {
+                self.handoffs.push((home, h));
+            } else {
+                self.stats.drop(DropReason::ControlBusy);
+            }
+            rest = &rest[n..];
+        }
+        true
     }
 
     /// Number of installed sessions.
@@ -736,6 +801,9 @@ impl ForwardingTable {
             None => return Disposition::Dropped(DropReason::NoRoute),
         };
         let session_id = publisher.id;
+        if let Some(homes) = &self.homes {
+            homes.set(session_id, self.worker_index);
+        }
         let stream = &mut publisher.inbound[si];
         stream.last_packet = Some(now);
         stream.bytes += len as u64;
@@ -1394,6 +1462,10 @@ impl ForwardingTable {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
             return;
         };
+        // The cache and the rewriters of this stream are where its media arrives.
+        if self.hand_off_nack(o.publisher, sub_idx, subscriber_ssrc) {
+            return;
+        }
         let layered = self.sessions[sub_idx].as_ref().and_then(|s| {
             s.layered
                 .iter()

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use socket2::Socket;
 
 use crate::command::{Command, Upcall};
+use crate::handoff::{Homes, NackHandoff};
 use crate::io::{self, BatchRecv, BatchSend, uring, userspace};
 use crate::stats::{self, DropReason, LocalStats, WorkerStats};
 use crate::table::{Disposition, ForwardingTable};
@@ -24,6 +25,9 @@ const IDLE_WAKE: Duration = Duration::from_millis(10);
 
 /// Depth of the STUN/DTLS channel to control.
 const UPCALL_QUEUE: usize = 4096;
+
+/// Depth of each worker's inbox of NACKs handed over by other workers.
+const HANDOFF_QUEUE: usize = 1024;
 
 /// Which I/O backend the workers should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,6 +139,12 @@ impl Dataplane {
         let control_socket = sockets[0].try_clone()?;
         let backend = Backend::resolve(config.backend)?;
         let (upcall_tx, upcall_rx) = crossbeam_channel::bounded(UPCALL_QUEUE);
+        let homes = Arc::new(Homes::default());
+        let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) = (0..sockets.len())
+            .map(|_| crossbeam_channel::bounded::<NackHandoff>(HANDOFF_QUEUE))
+            .unzip();
+        let inboxes: Arc<[Sender<NackHandoff>]> = inbox_tx.into();
+        inbox_rx.reverse();
         let mut commands = Vec::new();
         let mut stats = Vec::new();
         let mut threads = Vec::new();
@@ -146,7 +156,11 @@ impl Dataplane {
             let (tx, rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(WorkerStats::default());
             let worker = Worker {
-                table: ForwardingTable::new(i as u32),
+                table: ForwardingTable::with_homes(i as u32, homes.clone()),
+                inbox: inbox_rx
+                    .pop()
+                    .ok_or_else(|| std::io::Error::other("one inbox per worker"))?,
+                inboxes: inboxes.clone(),
                 commands: rx,
                 upcalls: upcall_tx.clone(),
                 stats: shared.clone(),
@@ -220,6 +234,10 @@ impl Dataplane {
 
 struct Worker {
     table: ForwardingTable,
+    /// NACKs other workers hand to this one (it receives the publisher's media).
+    inbox: Receiver<NackHandoff>,
+    /// Every worker's inbox, by worker index.
+    inboxes: Arc<[Sender<NackHandoff>]>,
     commands: Receiver<Command>,
     upcalls: Sender<Upcall>,
     stats: Arc<WorkerStats>,
@@ -264,6 +282,9 @@ impl Worker {
             if !running {
                 break;
             }
+            while let Ok(h) = self.inbox.try_recv() {
+                self.table.handle_handoff(now, &h, tx);
+            }
             for i in 0..n {
                 let Some((from, buf)) = rx.datagram(i) else {
                     continue;
@@ -281,6 +302,15 @@ impl Worker {
             rx.recycle();
             if self.table.poll_timeout().is_some_and(|t| t <= now) {
                 self.table.handle_timeout(now, tx);
+            }
+            for (worker, h) in self.table.handoffs.drain(..) {
+                let sent = self
+                    .inboxes
+                    .get(worker as usize)
+                    .is_some_and(|inbox| inbox.try_send(h).is_ok());
+                if !sent {
+                    self.table.stats.drop(DropReason::ControlBusy);
+                }
             }
             for e in self.table.events.drain(..) {
                 if let Err(TrySendError::Full(_)) = self.upcalls.try_send(Upcall::Media(e)) {
