@@ -3,6 +3,7 @@
 //! are missing is skipped (on a developer's machine) or fails (in CI).
 
 pub mod cascade;
+pub mod dc;
 pub mod linkemu;
 pub mod media;
 pub mod netns;
