@@ -268,7 +268,15 @@ fn run_mode(
         IpAddr::V4(net.load_ip),
         shared.rt.clone(),
     )
-    .with_context(|| format!("starting the origin with --ebpf {mode}"))?;
+    .with_context(|| {
+        if mode == "on" {
+            "starting the origin with --ebpf on (the eBPF programs are in the binary only \
+             when clang-19 and libbpf-dev were installed when it was built; and it needs root)"
+                .to_string()
+        } else {
+            format!("starting the origin with --ebpf {mode}")
+        }
+    })?;
     target.account_cpus(origin_cpus, &bench.ksoftirqd);
     let attached = target.snapshot().fanout_clones.is_some();
     if (mode == "on") != attached {

@@ -221,6 +221,8 @@ fn main() -> anyhow::Result<()> {
         max_loss_pct: cli.max_loss,
         decrypt_every: cli.decrypt_every,
         retry_failed: !quick,
+        disturbed_cores: scenario::DISTURBED_CORES,
+        remeasure_disturbed: false,
     };
 
     let rt = Arc::new(
@@ -679,6 +681,9 @@ fn run_cascade(
         start_fwd_pps: 40_000.0,
         max_doublings: 7,
         bisections: if quick { 1 } else { 3 },
+        // Anything else on the origin's CPU counts as the origin's: be strict.
+        disturbed_cores: 0.1,
+        remeasure_disturbed: true,
         ..bench.ramp.clone()
     };
     let saved = std::mem::replace(&mut bench.ramp, ramp);

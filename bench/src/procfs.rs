@@ -179,8 +179,24 @@ pub(crate) fn cpus_busy_seconds(cpus: &[usize]) -> Option<f64> {
     (found == cpus.len()).then_some(total)
 }
 
-/// `utime + stime` of every process on the machine but the `exclude`d ones, by pid
-/// (kernel threads included).
+/// `utime + stime + cutime + cstime` (fields 14 to 17) of a `stat` file, in seconds:
+/// the process's time and that of its children it has reaped.
+fn stat_cpu_seconds_with_children(path: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let mut ticks = 0u64;
+    for i in 11..15 {
+        ticks += f.get(i)?.parse::<u64>().ok()?;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// CPU seconds of every process on the machine but the `exclude`d ones, by pid
+/// (kernel threads included), each with its reaped children: a compiler that ran and
+/// ended between two readings still shows, in its parent's time.
 pub(crate) fn processes_cpu_seconds(exclude: &[u32]) -> HashMap<u32, f64> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return HashMap::new();
@@ -188,7 +204,12 @@ pub(crate) fn processes_cpu_seconds(exclude: &[u32]) -> HashMap<u32, f64> {
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| !exclude.contains(pid))
-        .filter_map(|pid| Some((pid, stat_cpu_seconds(&format!("/proc/{pid}/stat"))?)))
+        .filter_map(|pid| {
+            Some((
+                pid,
+                stat_cpu_seconds_with_children(&format!("/proc/{pid}/stat"))?,
+            ))
+        })
         .collect()
 }
 

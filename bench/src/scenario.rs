@@ -18,8 +18,9 @@ use crate::procfs::{
 };
 use crate::target::{Target, random_room};
 
-/// Cores used by other processes above which a step counts as disturbed.
-const DISTURBED_CORES: f64 = 0.25;
+/// Cores used by other processes above which a step counts as disturbed (unless the
+/// ramp says otherwise).
+pub(crate) const DISTURBED_CORES: f64 = 0.25;
 /// How often a disturbed step that failed (or a disturbed latency step) is repeated.
 const DISTURBED_RETRIES: usize = 2;
 
@@ -40,6 +41,11 @@ pub(crate) struct RampConfig {
     /// Run a failed step once more (other load on the machine makes single steps noisy);
     /// steps the generator could not drive are always retried once.
     pub(crate) retry_failed: bool,
+    /// Cores other processes may use during a step before it counts as disturbed.
+    pub(crate) disturbed_cores: f64,
+    /// Measure a disturbed step again even when it passed (when its CPU time is the
+    /// point, not only whether the rate held).
+    pub(crate) remeasure_disturbed: bool,
 }
 
 /// One measured step.
@@ -102,6 +108,8 @@ pub(crate) struct StepRecord {
     /// CPU seconds used by everything else on the machine during the step.
     pub(crate) other_cpu_s: Option<f64>,
     pub(crate) drain_secs: f64,
+    /// Cores of other processes above which this step counts as disturbed.
+    pub(crate) disturbed_above_cores: f64,
     /// When `cpu_s` is the busy time of the server's CPUs: the server process's own
     /// part of it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,7 +138,7 @@ impl StepRecord {
     /// Other processes used more than a quarter of a core during the step.
     pub(crate) fn disturbed(&self) -> bool {
         self.other_cpu_s
-            .is_some_and(|c| c / (self.secs + self.drain_secs) > DISTURBED_CORES)
+            .is_some_and(|c| c / (self.secs + self.drain_secs) > self.disturbed_above_cores)
     }
 
     /// The load generator could not send what was asked.
@@ -329,6 +337,7 @@ impl Bench {
             softirq_thread_cpu_s,
             other_cpu_s,
             drain_secs: c.drain_secs,
+            disturbed_above_cores: self.ramp.disturbed_cores,
             server_process_cpu_s: delta(s0.process_cpu_s, s1.process_cpu_s),
             relayed_userspace: delta(s0.relayed, s1.relayed),
             kernel_clones: delta(s0.fanout_clones, s1.fanout_clones),
@@ -362,7 +371,9 @@ impl Bench {
     ) -> anyhow::Result<StepRecord> {
         let mut rec = self.measure(target, rig, label, phase, spec)?;
         let mut retried = 0;
-        while !rec.passes(self.ramp.max_loss_pct) && rec.disturbed() && retried < DISTURBED_RETRIES
+        while rec.disturbed()
+            && retried < DISTURBED_RETRIES
+            && (self.ramp.remeasure_disturbed || !rec.passes(self.ramp.max_loss_pct))
         {
             retried += 1;
             std::thread::sleep(Duration::from_millis(500));
