@@ -262,6 +262,20 @@ async fn place(
     }
 }
 
+/// The owner `room` had before the last membership change, when that was another
+/// server and this one has no publication of the room.
+fn moved_from(state: &AppState, room: &str) -> Option<Member> {
+    let membership = state.membership.as_ref()?;
+    let previous = membership.previous_members();
+    let before = crate::placement::owner(room, &previous)?;
+    if routing::same_url(&before.url, &state.server_name) || !membership.members().contains(before)
+    {
+        return None;
+    }
+    let empty = state.with_sfu(|sfu| sfu.room_info(room).publications.is_empty());
+    empty.then(|| before.clone())
+}
+
 /// The publications of `room` on its owner (spill-over subscribers get them by
 /// cascade), as resource URLs.
 async fn owner_publications(
@@ -351,6 +365,12 @@ async fn subscribe(
         urls = owner_publications(&state, &owner, &room, bearer(&headers)?).await?;
         let here = state.with_sfu(|sfu| sfu.room_info(&room));
         urls.extend(here.publications.into_iter().map(|p| p.resource));
+    } else if urls.is_empty()
+        && let Some(before) = moved_from(&state, &room)
+    {
+        // This server became the room's owner when the members changed, and the room
+        // has nothing here yet: its publications are on the owner it had before.
+        urls = owner_publications(&state, &before, &room, bearer(&headers)?).await?;
     }
     let mut ids = Vec::with_capacity(urls.len());
     for u in &urls {

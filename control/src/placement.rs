@@ -116,6 +116,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Membership {
     source: MembershipSource,
     current: RwLock<Arc<Vec<Member>>>,
+    /// The list before the last change: rooms whose owner moved are found on
+    /// their owner under it.
+    previous: RwLock<Arc<Vec<Member>>>,
 }
 
 impl Membership {
@@ -131,6 +134,7 @@ impl Membership {
         let this = Arc::new(Membership {
             source,
             current: RwLock::new(Arc::new(initial)),
+            previous: RwLock::new(Arc::new(Vec::new())),
         });
         if matches!(this.source, MembershipSource::Srv { .. }) {
             let first = this.refresh().await;
@@ -144,6 +148,7 @@ impl Membership {
     pub fn fixed(members: Vec<Member>) -> Self {
         Membership {
             current: RwLock::new(Arc::new(sorted(members.clone()))),
+            previous: RwLock::new(Arc::new(Vec::new())),
             source: MembershipSource::Static(members),
         }
     }
@@ -155,6 +160,14 @@ impl Membership {
     /// The current members, sorted by id.
     pub fn members(&self) -> Arc<Vec<Member>> {
         self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The members before the last change (empty before any change).
+    pub fn previous_members(&self) -> Arc<Vec<Member>> {
+        self.previous
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -178,7 +191,11 @@ impl Membership {
                     let mut cur = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let changed = **cur != members;
                     if changed {
-                        *cur = Arc::new(members.clone());
+                        let old = std::mem::replace(&mut *cur, Arc::new(members.clone()));
+                        // An empty list (before the first answer) is no previous owner.
+                        if !old.is_empty() {
+                            *self.previous.write().unwrap_or_else(|p| p.into_inner()) = old;
+                        }
                     }
                     changed
                 };

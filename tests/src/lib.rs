@@ -198,6 +198,11 @@ impl ServerProcess {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
+        // An empty CASCADE_* variable means "unset" to the suites; to the server's
+        // option parser it is a missing value.
+        if std::env::var_os("CASCADE_DATAPLANE").is_some_and(|v| v.is_empty()) {
+            cmd.env_remove("CASCADE_DATAPLANE");
+        }
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}{place}", bin.display()))?;
