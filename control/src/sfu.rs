@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use cascade_dataplane::bwe::SendLog;
 use cascade_dataplane::command::{
     Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
 };
@@ -999,6 +1000,7 @@ impl Sfu {
                         tx: random_keys(),
                         rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                         extensions: ExtensionIds::default(),
+                        send_log: None,
                     }));
                 self.edges.insert(
                     peer,
@@ -1222,6 +1224,7 @@ impl Sfu {
                 tx: feedback,
                 rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                 extensions: ExtensionIds::default(),
+                send_log: None,
             }));
     }
 
@@ -1813,6 +1816,7 @@ impl Sfu {
                         }));
                 }
                 SessionOutput::Connected { peer, rx, tx } => {
+                    let ext = self.session_ext.get(&id).copied().unwrap_or_default();
                     if let Some(Resource::Publication(p)) = self
                         .session_resource
                         .get(&id)
@@ -1827,7 +1831,9 @@ impl Sfu {
                             rx,
                             tx,
                             rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
-                            extensions: self.session_ext.get(&id).copied().unwrap_or_default(),
+                            extensions: ext,
+                            send_log: (ext.transport_cc != 0)
+                                .then(|| std::sync::Arc::new(SendLog::new())),
                         }));
                     self.install_routes_for(id);
                     self.states_dirty = true;

@@ -10,6 +10,13 @@
 //! caller's monotonic clock. Memory is fixed at creation; nothing allocates or panics
 //! afterwards. It does not send feedback, pace packets or pick simulcast layers: it
 //! only says how many bits per second the path to the subscriber seems to carry.
+//!
+//! Several data-plane workers may send to one subscriber while one reads its feedback:
+//! they share a [`SendLog`] (transport-wide sequence numbers and each packet's send
+//! time and size, in atomics), from which the reading worker feeds its estimator.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::twcc::{self, TwccFeedback};
 
@@ -682,6 +689,85 @@ pub fn remb_bitrate(compound: &[u8]) -> Option<u64> {
             Ok(crate::rtcp::RtcpKind::Remb(r)) => Some(r.bitrate_bps),
             _ => None,
         })
+}
+
+/// The packets sent to one subscriber by every worker: transport-wide sequence numbers
+/// are taken here, and each packet's size and send time is logged in a fixed ring, so
+/// the worker that reads the subscriber's feedback knows what it acknowledges. Only
+/// atomics: no lock, no allocation after creation.
+pub struct SendLog {
+    epoch: Instant,
+    next_seq: AtomicU32,
+    sent_us: Box<[AtomicU64]>,
+    /// Sequence number << 16 | size (bytes, saturated), per slot.
+    meta: Box<[AtomicU32]>,
+}
+
+impl std::fmt::Debug for SendLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendLog")
+            .field("next_seq", &self.next_seq.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SendLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SendLog {
+    /// An empty log (allocates its ring once).
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            next_seq: AtomicU32::new(0),
+            sent_us: (0..HISTORY).map(|_| AtomicU64::new(0)).collect(),
+            meta: (0..HISTORY).map(|_| AtomicU32::new(u32::MAX)).collect(),
+        }
+    }
+
+    /// `now` in µs on the log's clock (the same for every worker).
+    pub fn now_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// Takes the next transport-wide sequence number.
+    pub fn next_seq(&self) -> u16 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed) as u16
+    }
+
+    /// Logs packet `seq` of `size` bytes sent at `send_us`.
+    pub fn record(&self, seq: u16, size: usize, send_us: u64) {
+        let slot = usize::from(seq) % HISTORY;
+        self.sent_us[slot].store(send_us, Ordering::Relaxed);
+        let size = u32::try_from(size.min(0xffff)).unwrap_or(0xffff);
+        self.meta[slot].store(u32::from(seq) << 16 | size, Ordering::Release);
+    }
+
+    /// Size and send time of packet `seq`, while the ring holds it.
+    pub fn get(&self, seq: u16) -> Option<(usize, u64)> {
+        let slot = usize::from(seq) % HISTORY;
+        let meta = self.meta[slot].load(Ordering::Acquire);
+        if meta == u32::MAX || meta >> 16 != u32::from(seq) {
+            return None;
+        }
+        Some((
+            (meta & 0xffff) as usize,
+            self.sent_us[slot].load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Feeds `bwe` the packets feedback `fb` reports and then the feedback itself.
+    pub fn apply_feedback(&self, bwe: &mut SendSideBwe, fb: &TwccFeedback<'_>, now: Instant) {
+        for p in fb.packets() {
+            if let Some((size, sent)) = self.get(p.seq) {
+                bwe.on_packet_sent(p.seq, size, sent);
+            }
+        }
+        bwe.on_feedback(fb, self.now_us(now));
+    }
 }
 
 #[cfg(test)]

@@ -129,6 +129,9 @@ pub enum Command {
         rtcp_ssrc: u32,
         /// Header extensions the peer negotiated.
         extensions: ExtensionIds,
+        /// With transport-wide congestion control: the log every worker's replica of
+        /// the session shares (sequence numbers, what was sent when).
+        send_log: Option<std::sync::Arc<crate::bwe::SendLog>>,
     },
     /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
     /// kernel guard. The userspace tables need nothing for this; the eBPF shell adds

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::bwe::{BweConfig, SendSideBwe};
+use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{
     Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
     ShortId,
@@ -184,10 +184,10 @@ struct Session {
     ext: ExtensionIds,
     /// Arrivals of the peer's packets, for transport feedback (when negotiated).
     twcc: Option<Box<TwccRecorder>>,
-    /// The estimator of the path to the peer, the next transport-wide sequence
-    /// number, and the estimate last reported.
+    /// The estimator of the path to the peer, the log of what every worker sent to
+    /// it, and the estimate last reported.
     bwe: Option<Box<SendSideBwe>>,
-    next_tseq: u16,
+    send_log: Option<Arc<SendLog>>,
     reported_bps: u64,
     layered: Vec<LayeredStream>,
     /// Probe target (bits/s, 0 for none) and bytes sent to the peer this tick.
@@ -220,19 +220,21 @@ impl Session {
 
     /// Stamps the next transport-wide sequence number into the plaintext packet
     /// `slot[..len]` (when negotiated), protects it and returns the datagram length.
-    fn finish_rtp(&mut self, slot: &mut [u8], len: usize, now_us: u64) -> Option<usize> {
+    fn finish_rtp(&mut self, slot: &mut [u8], len: usize, now: Instant) -> Option<usize> {
         let mut len = len;
         let mut tseq = None;
         if self.ext.transport_cc != 0
-            && let Ok(n) = twcc::set_transport_seq(slot, len, self.ext.transport_cc, self.next_tseq)
+            && let Some(log) = self.send_log.as_ref()
         {
-            len = n;
-            tseq = Some(self.next_tseq);
-            self.next_tseq = self.next_tseq.wrapping_add(1);
+            let seq = log.next_seq();
+            if let Ok(n) = twcc::set_transport_seq(slot, len, self.ext.transport_cc, seq) {
+                len = n;
+                tseq = Some((seq, log));
+            }
         }
         let n = self.tx.protect_rtp(slot, len).ok()?;
-        if let (Some(seq), Some(bwe)) = (tseq, self.bwe.as_mut()) {
-            bwe.on_packet_sent(seq, n, now_us);
+        if let Some((seq, log)) = tseq {
+            log.record(seq, n, log.now_us(now));
         }
         self.tick_bytes += n as u64;
         Some(n)
@@ -392,6 +394,7 @@ impl ForwardingTable {
                 tx,
                 rtcp_ssrc,
                 extensions,
+                send_log,
             } => {
                 self.remove_session(id);
                 let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
@@ -415,7 +418,7 @@ impl ForwardingTable {
                     twcc: (extensions.transport_cc != 0).then(|| Box::new(TwccRecorder::new())),
                     bwe: (extensions.transport_cc != 0)
                         .then(|| Box::new(SendSideBwe::new(BweConfig::default()))),
-                    next_tseq: 0,
+                    send_log,
                     reported_bps: 0,
                     layered: Vec::new(),
                     probe_bps: 0,
@@ -959,7 +962,7 @@ impl ForwardingTable {
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
         let _ = rtp::set_sequence(&mut slot[..len], seq);
         let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
-        match sub.finish_rtp(slot, len, now_us) {
+        match sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
             Some(n) => {
                 out.commit(n, sub.peer);
                 self.stats.packets_out += 1;
@@ -993,7 +996,7 @@ impl ForwardingTable {
         // The packet parsed before, so its fixed header is there to rewrite.
         let _ = rtp::set_ssrc(&mut slot[..len], ssrc);
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
-        match sub.finish_rtp(slot, len, now_us) {
+        match sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
             Some(n) => {
                 out.commit(n, sub.peer);
                 self.stats.packets_out += 1;
@@ -1070,7 +1073,7 @@ impl ForwardingTable {
         let Some(sub) = self.sessions[sub_idx].as_mut() else {
             return true;
         };
-        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
+        if let Some(n) = sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
             out.commit(n, sub.peer);
             self.stats.packets_out += 1;
             self.stats.bytes_out += n as u64;
@@ -1174,7 +1177,7 @@ impl ForwardingTable {
         {
             l.rtx_seq = rtx_seq.wrapping_add(1);
         }
-        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
+        if let Some(n) = sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
             out.commit(n, sub.peer);
             self.stats.packets_out += 1;
             self.stats.bytes_out += n as u64;
@@ -1275,10 +1278,10 @@ impl ForwardingTable {
                 }
                 RtcpKind::TransportCc(t) => {
                     if let Some(s) = self.sessions[idx].as_mut()
-                        && let Some(bwe) = s.bwe.as_mut()
+                        && let (Some(bwe), Some(log)) = (s.bwe.as_mut(), s.send_log.as_ref())
                         && let Ok(fb) = TwccFeedback::parse_fci(t.sender_ssrc, t.media_ssrc, t.body)
                     {
-                        bwe.on_feedback(&fb, now_us);
+                        log.apply_feedback(bwe, &fb, now);
                         if s.probe_bps > 0
                             && let Some(acked) = bwe.acked_bps()
                         {
@@ -1697,10 +1700,12 @@ impl ForwardingTable {
         if s.probe_bps == 0 || s.ext.transport_cc == 0 {
             return;
         }
+        // The worker that forwards a layer to the subscriber pads (one, as a rule).
         let Some((li, (rtx_ssrc, rtx_pt))) = s
             .layered
             .iter()
             .enumerate()
+            .filter(|(_, l)| l.rewriter.current().is_some())
             .find_map(|(i, l)| Some((i, l.rtx?)))
         else {
             return;
@@ -1724,7 +1729,7 @@ impl ForwardingTable {
             slot[2..4].copy_from_slice(&seq.to_be_bytes());
             slot[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
             slot[len - 1] = PROBE_PADDING as u8;
-            match s.finish_rtp(slot, len, now_us) {
+            match s.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
                 Some(n) => {
                     out.commit(n, s.peer);
                     padding = padding.saturating_sub(n as u64);

@@ -6,8 +6,7 @@
 //!
 //! The network tests run the server, the publisher's browser and the subscriber's
 //! browser in three namespaces (`tbf` and nftables loss on the server's side of the
-//! subscriber's link); the server runs one data-plane worker, so a subscriber's
-//! estimator sees every packet sent to it.
+//! subscriber's link). The server runs its default number of data-plane workers.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -38,7 +37,7 @@ fn browser_tools() -> bool {
 }
 
 fn dataplane_args() -> Vec<String> {
-    let mut args = vec!["--workers".to_owned(), "1".to_owned()];
+    let mut args = Vec::new();
     if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
         && !d.is_empty()
     {

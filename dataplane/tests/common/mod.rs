@@ -46,6 +46,7 @@ pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
             tx: down,
             rtcp_ssrc: 0x5000_0000 + id as u32 * 256,
             extensions: Default::default(),
+            send_log: None,
         },
     }
 }
