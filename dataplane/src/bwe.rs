@@ -15,6 +15,7 @@
 //! they share a [`SendLog`] (transport-wide sequence numbers and each packet's send
 //! time and size, in atomics), from which the reading worker feeds its estimator.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -691,6 +692,12 @@ pub fn remb_bitrate(compound: &[u8]) -> Option<u64> {
         })
 }
 
+/// The origin of the µs clock every worker and [`SendLog`] share (set on first use).
+pub fn clock_epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// The packets sent to one subscriber by every worker: transport-wide sequence numbers
 /// are taken here, and each packet's size and send time is logged in a fixed ring, so
 /// the worker that reads the subscriber's feedback knows what it acknowledges. Only
@@ -721,14 +728,14 @@ impl SendLog {
     /// An empty log (allocates its ring once).
     pub fn new() -> Self {
         Self {
-            epoch: Instant::now(),
+            epoch: clock_epoch(),
             next_seq: AtomicU32::new(0),
             sent_us: (0..HISTORY).map(|_| AtomicU64::new(0)).collect(),
             meta: (0..HISTORY).map(|_| AtomicU32::new(u32::MAX)).collect(),
         }
     }
 
-    /// `now` in µs on the log's clock (the same for every worker).
+    /// `now` in µs on the log's clock, [`clock_epoch`]'s.
     pub fn now_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_micros() as u64
     }
@@ -760,13 +767,14 @@ impl SendLog {
     }
 
     /// Feeds `bwe` the packets feedback `fb` reports and then the feedback itself.
-    pub fn apply_feedback(&self, bwe: &mut SendSideBwe, fb: &TwccFeedback<'_>, now: Instant) {
+    /// `now_us` is on [`clock_epoch`]'s clock.
+    pub fn apply_feedback(&self, bwe: &mut SendSideBwe, fb: &TwccFeedback<'_>, now_us: u64) {
         for p in fb.packets() {
             if let Some((size, sent)) = self.get(p.seq) {
                 bwe.on_packet_sent(p.seq, size, sent);
             }
         }
-        bwe.on_feedback(fb, self.now_us(now));
+        bwe.on_feedback(fb, now_us);
     }
 }
 

@@ -220,7 +220,25 @@ impl Session {
 
     /// Stamps the next transport-wide sequence number into the plaintext packet
     /// `slot[..len]` (when negotiated), protects it and returns the datagram length.
-    fn finish_rtp(&mut self, slot: &mut [u8], len: usize, now: Instant) -> Option<usize> {
+    /// Copies the plaintext `plain` into `slot` and returns its length there. When the
+    /// peer negotiated transport sequence numbers (one-byte id) and the packet has no
+    /// extension block, the copy gets one with the element in place, so that
+    /// [`Self::finish_rtp`] overwrites it instead of moving the payload again.
+    fn copy_rtp(&self, slot: &mut [u8], plain: &[u8]) -> usize {
+        let id = self.ext.transport_cc;
+        let hl = rtp::FIXED_HEADER_LEN + 4 * usize::from(plain[0] & 0x0f);
+        if id == 0 || id > 14 || plain[0] & 0x10 != 0 || plain.len() < hl {
+            slot[..plain.len()].copy_from_slice(plain);
+            return plain.len();
+        }
+        slot[..hl].copy_from_slice(&plain[..hl]);
+        slot[hl..hl + 8].copy_from_slice(&[0xbe, 0xde, 0, 1, (id << 4) | 1, 0, 0, 0]);
+        slot[hl + 8..plain.len() + 8].copy_from_slice(&plain[hl..]);
+        slot[0] |= 0x10;
+        plain.len() + 8
+    }
+
+    fn finish_rtp(&mut self, slot: &mut [u8], len: usize, now_us: u64) -> Option<usize> {
         let mut len = len;
         let mut tseq = None;
         if self.ext.transport_cc != 0
@@ -234,7 +252,7 @@ impl Session {
         }
         let n = self.tx.protect_rtp(slot, len).ok()?;
         if let Some((seq, log)) = tseq {
-            log.record(seq, n, log.now_us(now));
+            log.record(seq, n, now_us);
         }
         self.tick_bytes += n as u64;
         Some(n)
@@ -273,7 +291,7 @@ pub struct ForwardingTable {
     by_id: HashMap<SessionId, usize>,
     next_rr: Option<Instant>,
     next_fast: Option<Instant>,
-    /// Origin of the arrival clock used for jitter.
+    /// Origin of the µs clock (shared with every worker and send log).
     epoch: Instant,
     /// Scratch buffer for RTCP we build before protecting it into a send buffer.
     scratch: Box<[u8; MAX_DATAGRAM]>,
@@ -311,7 +329,7 @@ impl ForwardingTable {
             by_id: HashMap::new(),
             next_rr: None,
             next_fast: None,
-            epoch: Instant::now(),
+            epoch: crate::bwe::clock_epoch(),
             scratch: Box::new([0; MAX_DATAGRAM]),
             nack_scratch: Vec::with_capacity(64),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
@@ -956,13 +974,13 @@ impl ForwardingTable {
         if slot.len() < len + 8 + sub.tx.profile().rtp_overhead() {
             return false;
         }
-        slot[..len].copy_from_slice(plain);
+        let len = sub.copy_rtp(slot, plain);
         // The packet parsed before, so its fixed header is there to rewrite.
         let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
         let _ = rtp::set_sequence(&mut slot[..len], seq);
         let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
-        match sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
+        match sub.finish_rtp(slot, len, now_us) {
             Some(n) => {
                 out.commit(n, sub.peer);
                 self.stats.packets_out += 1;
@@ -992,11 +1010,11 @@ impl ForwardingTable {
         if slot.len() < len + 8 + sub.tx.profile().rtp_overhead() {
             return;
         }
-        slot[..len].copy_from_slice(plain);
+        let len = sub.copy_rtp(slot, plain);
         // The packet parsed before, so its fixed header is there to rewrite.
         let _ = rtp::set_ssrc(&mut slot[..len], ssrc);
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
-        match sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
+        match sub.finish_rtp(slot, len, now_us) {
             Some(n) => {
                 out.commit(n, sub.peer);
                 self.stats.packets_out += 1;
@@ -1073,7 +1091,7 @@ impl ForwardingTable {
         let Some(sub) = self.sessions[sub_idx].as_mut() else {
             return true;
         };
-        if let Some(n) = sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
+        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
             out.commit(n, sub.peer);
             self.stats.packets_out += 1;
             self.stats.bytes_out += n as u64;
@@ -1177,7 +1195,7 @@ impl ForwardingTable {
         {
             l.rtx_seq = rtx_seq.wrapping_add(1);
         }
-        if let Some(n) = sub.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
+        if let Some(n) = sub.finish_rtp(slot, len, now_us) {
             out.commit(n, sub.peer);
             self.stats.packets_out += 1;
             self.stats.bytes_out += n as u64;
@@ -1281,7 +1299,7 @@ impl ForwardingTable {
                         && let (Some(bwe), Some(log)) = (s.bwe.as_mut(), s.send_log.as_ref())
                         && let Ok(fb) = TwccFeedback::parse_fci(t.sender_ssrc, t.media_ssrc, t.body)
                     {
-                        log.apply_feedback(bwe, &fb, now);
+                        log.apply_feedback(bwe, &fb, now_us);
                         if s.probe_bps > 0
                             && let Some(acked) = bwe.acked_bps()
                         {
@@ -1729,7 +1747,7 @@ impl ForwardingTable {
             slot[2..4].copy_from_slice(&seq.to_be_bytes());
             slot[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
             slot[len - 1] = PROBE_PADDING as u8;
-            match s.finish_rtp(slot, len, self.epoch + Duration::from_micros(now_us)) {
+            match s.finish_rtp(slot, len, now_us) {
                 Some(n) => {
                     out.commit(n, s.peer);
                     padding = padding.saturating_sub(n as u64);

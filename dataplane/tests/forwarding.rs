@@ -441,3 +441,52 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
     assert_eq!(nack.lost_sequences().collect::<Vec<_>>(), vec![40]);
     assert_eq!(table.stats.relay_recovered, 2);
 }
+
+/// A subscriber that negotiated transport-wide sequence numbers gets them on every
+/// packet, consecutive across streams, whether the publisher's packet had an
+/// extension block or not; the payload is unchanged.
+#[test]
+fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them() {
+    use cascade_dataplane::command::ExtensionIds;
+    use cascade_dataplane::twcc;
+
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(8);
+    let now = Instant::now();
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    if let Command::InstallSession {
+        extensions,
+        send_log,
+        ..
+    } = &mut sub.install
+    {
+        *extensions = ExtensionIds {
+            transport_cc: 5,
+            ..Default::default()
+        };
+        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
+    }
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, sub.install.clone(), &mut sink);
+    table.apply(now, route(1, 0xAAAA, 2, 0xB002, (96, 96)), &mut sink);
+    for i in 0..4u16 {
+        let mut plain = rtp(0xAAAA, 100 + i, 9000, 96, 300);
+        let payload = plain[12..].to_vec();
+        if i % 2 == 1 {
+            // This one has a block with another element (id 1, one byte).
+            plain[0] |= 0x10;
+            plain.splice(12..12, [0xbe, 0xde, 0, 1, 0x10, 0x7f, 0, 0]);
+        }
+        let mut wire = protect(&mut publisher.send, &plain);
+        sink.clear();
+        table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+        assert_eq!(sink.sent.len(), 1);
+        let mut got = sink.datagram(0).0.to_vec();
+        let n = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..n]).unwrap();
+        assert_eq!(twcc::transport_seq(&got[..n], &h, 5), Some(i));
+        assert_eq!(h.sequence, 100 + i);
+        assert_eq!(&got[h.payload_range(n)], &payload[..], "payload unchanged");
+    }
+}
