@@ -138,7 +138,7 @@ fn split_cpus() -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
 }
 
 /// How the CPU time is counted, for the report.
-fn method(origin: &[usize], load: &[usize]) -> Vec<String> {
+fn method(origin: &[usize], load: &[usize], disturbed_cores: f64) -> Vec<String> {
     vec![
         format!(
             "origin CPU = busy time (user+system+irq+softirq, /proc/stat) of CPU {origin:?}, \
@@ -151,10 +151,12 @@ fn method(origin: &[usize], load: &[usize]) -> Vec<String> {
          XDP guard runs in the veth's NAPI poll on the sending CPU (the load's) and is \
          not counted"
             .into(),
-        "per million = origin CPU seconds over the step (send + drain) / packets the relay \
-         peers received × 10^6; steps during which other processes used more than a \
-         quarter of a core are run again"
-            .into(),
+        format!(
+            "per million = origin CPU seconds over the step (send + drain) / packets the \
+             relay peers received × 10^6; a step during which other processes (and the \
+             children they reaped) used more than {disturbed_cores} core is measured again, \
+             twice at most (bg CPU shows what remained)"
+        ),
     ]
 }
 
@@ -220,7 +222,7 @@ pub(crate) fn run(
     Ok(Outcome {
         modes: summaries,
         failures,
-        method: method(&origin_cpus, &load_cpus),
+        method: method(&origin_cpus, &load_cpus, bench.ramp.disturbed_cores),
     })
 }
 
@@ -314,19 +316,23 @@ fn run_mode(
                 let spec = bench.spec(Shape::Video, rate, bench.ramp.step);
                 let mut rec = bench.try_rate(&mut target, &mut rig, &label, "same-rate", spec)?;
                 // Its CPU time is the point: a step other processes disturbed is
-                // measured again even when it passed.
+                // measured again even when it passed; the least disturbed one is kept.
+                let bg = |r: &StepRecord| r.other_cpu_s.unwrap_or(0.0);
                 for _ in 0..2 {
                     if !rec.disturbed() {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(500));
-                    rec = bench.measure(
+                    let again = bench.measure(
                         &mut target,
                         &mut rig,
                         &label,
                         "same-rate-disturbed",
                         spec,
                     )?;
+                    if bg(&again) < bg(&rec) || !again.disturbed() {
+                        rec = again;
+                    }
                 }
                 Some(rec)
             }

@@ -371,13 +371,20 @@ impl Bench {
     ) -> anyhow::Result<StepRecord> {
         let mut rec = self.measure(target, rig, label, phase, spec)?;
         let mut retried = 0;
+        let max_loss = self.ramp.max_loss_pct;
+        let bg = |r: &StepRecord| r.other_cpu_s.unwrap_or(0.0);
         while rec.disturbed()
             && retried < DISTURBED_RETRIES
-            && (self.ramp.remeasure_disturbed || !rec.passes(self.ramp.max_loss_pct))
+            && (self.ramp.remeasure_disturbed || !rec.passes(max_loss))
         {
             retried += 1;
             std::thread::sleep(Duration::from_millis(500));
-            rec = self.measure(target, rig, label, &format!("{phase}-disturbed"), spec)?;
+            let again = self.measure(target, rig, label, &format!("{phase}-disturbed"), spec)?;
+            // Two passing steps: the less disturbed one stands.
+            if rec.passes(max_loss) && again.passes(max_loss) && bg(&again) >= bg(&rec) {
+                continue;
+            }
+            rec = again;
         }
         if rec.passes(self.ramp.max_loss_pct)
             || !(self.ramp.retry_failed || rec.generator_limited())
