@@ -991,4 +991,36 @@ mod tests {
         assert_eq!(bwe.loss_fraction(), 0.0);
         assert!(bwe.estimate_bps() >= 30_000);
     }
+
+    #[test]
+    fn send_log_shared_by_workers_feeds_the_reading_one() {
+        let log = std::sync::Arc::new(SendLog::new());
+        // Two "workers" take sequence numbers from one log and record what they send.
+        let seqs: Vec<u16> = (0..100).map(|_| log.next_seq()).collect();
+        assert_eq!(seqs, (0..100).collect::<Vec<u16>>());
+        for &s in &seqs {
+            let w = if s % 2 == 0 { &log } else { &log.clone() };
+            w.record(s, 1200, u64::from(s) * 1000);
+        }
+        assert_eq!(log.get(7), Some((1200, 7000)));
+        assert_eq!(log.get(100), None, "never sent");
+        // A slot reused by a later packet no longer answers for the old one.
+        log.record(7 + HISTORY as u16, 500, 1);
+        assert_eq!(log.get(7), None);
+        let mut rec = TwccRecorder::new();
+        for s in 0..100u16 {
+            rec.record(s, 20_000 + u64::from(s) * 1000);
+        }
+        let mut bwe = SendSideBwe::new(BweConfig::default());
+        let mut buf = [0u8; 1500];
+        while rec.has_feedback() {
+            let n = rec.build_feedback(&mut buf, 1, 2).unwrap().unwrap();
+            log.apply_feedback(&mut bwe, &TwccFeedback::parse(&buf[..n]).unwrap(), 130_000);
+        }
+        assert!(
+            bwe.acked_bps().is_some(),
+            "the estimator saw the acknowledged packets"
+        );
+        assert_eq!(bwe.loss_fraction(), 0.0);
+    }
 }
