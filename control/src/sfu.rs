@@ -117,31 +117,46 @@ impl RoomEventKind {
     }
 }
 
-/// A subscriber's wishes for one delivered video track (`PATCH` with JSON).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A subscriber's wishes for one delivered video track.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackPreferences {
     /// Highest layer, 0 being the lowest bit rate.
-    #[serde(default)]
     pub max_layer: Option<u8>,
     /// Largest frame size wanted (layers whose size is known and larger are skipped).
-    #[serde(default)]
     pub max_width: Option<u16>,
-    #[serde(default)]
     pub max_height: Option<u16>,
     /// Send no video on this track.
-    #[serde(default)]
     pub paused: bool,
 }
 
 /// `PATCH {subscription}` JSON body: preferences for the video track on m-line `mid`,
-/// or for every video track without one.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+/// or for every video track without one. Fields left out take their defaults (no
+/// limit, not paused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubscriptionPreferences {
     #[serde(default)]
     pub mid: Option<String>,
-    #[serde(flatten)]
-    pub prefs: TrackPreferences,
+    #[serde(default)]
+    pub max_layer: Option<u8>,
+    #[serde(default)]
+    pub max_width: Option<u16>,
+    #[serde(default)]
+    pub max_height: Option<u16>,
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl SubscriptionPreferences {
+    /// What applies to each matching track.
+    pub fn track(&self) -> TrackPreferences {
+        TrackPreferences {
+            max_layer: self.max_layer,
+            max_width: self.max_width,
+            max_height: self.max_height,
+            paused: self.paused,
+        }
+    }
 }
 
 /// One simulcast layer of a published video track.
@@ -2111,7 +2126,7 @@ impl Sfu {
         let mut matched = false;
         for d in &mut s.tracks {
             if prefs.mid.as_ref().is_none_or(|m| *m == d.mid) {
-                d.prefs = prefs.prefs;
+                d.prefs = prefs.track();
                 matched = true;
             }
         }

@@ -415,3 +415,136 @@ fn active_speaker_follows_the_page_that_speaks() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The HTTP side, without a browser: room events need a token for the room (header
+/// or `access_token`), announce publications; `PATCH` with JSON sets a subscription's
+/// preferences and refuses what it cannot apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_events_and_preferences_over_http() -> anyhow::Result<()> {
+    use cascade::peer::{ClientPeer, PeerRole};
+
+    if !require(
+        cascade_tests::cascade_bin().is_file(),
+        "the cascade binary (run `cargo build -p cascade`)",
+    ) {
+        return Ok(());
+    }
+    let server = ServerProcess::start(&dataplane_args())?;
+    let room = random_room("events");
+    let token = server.token(&room, "alice", &["publish", "subscribe"])?;
+    let other = server.token("elsewhere", "bob", &["subscribe"])?;
+    let http = cascade_tests::http_client();
+    let events_url = server.url(&format!("/rtc/v1/rooms/{room}/events"));
+    let status = http.get(&events_url).send().await?.status();
+    assert_eq!(status, 401, "no token");
+    let status = http
+        .get(format!("{events_url}?access_token={other}"))
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 403, "a token for another room");
+    let mut events = http
+        .get(format!("{events_url}?access_token={token}"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await?
+        .error_for_status()?;
+    assert!(
+        events.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()?
+            .starts_with("text/event-stream")
+    );
+
+    let post = |path: String, offer: String| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let resp = http
+                .post(path)
+                .bearer_auth(token)
+                .header("Content-Type", "application/sdp")
+                .body(offer)
+                .send()
+                .await?;
+            anyhow::ensure!(resp.status() == 201, "{}", resp.text().await?);
+            let location = resp.headers()[reqwest::header::LOCATION]
+                .to_str()?
+                .to_owned();
+            Ok::<_, anyhow::Error>(location)
+        }
+    };
+    let publisher = ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 11,
+            video_ssrc: 22,
+        },
+        &[],
+    )?;
+    let publication = post(
+        server.url(&format!("/rtc/v1/rooms/{room}/publish")),
+        publisher.offer(),
+    )
+    .await?;
+    // The stream announces it.
+    let mut seen = String::new();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("publication_added") && Instant::now() < end {
+        match tokio::time::timeout(Duration::from_secs(10), events.chunk()).await {
+            Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => break,
+        }
+    }
+    assert!(
+        seen.contains("event: publication_added") && seen.contains(&publication),
+        "room events: {seen:?}"
+    );
+
+    let subscriber = ClientPeer::new(PeerRole::Subscriber, &[])?;
+    let subscription = post(
+        server.url(&format!("/rtc/v1/rooms/{room}/subscribe")),
+        subscriber.offer(),
+    )
+    .await?;
+    let patch = |url: String, body: &'static str| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let resp = http
+                .patch(url)
+                .bearer_auth(token)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = resp.status().as_u16();
+            let text = resp.text().await?;
+            Ok::<_, anyhow::Error>((status, text))
+        }
+    };
+    assert_eq!(
+        patch(subscription.clone(), r#"{"max_layer":0}"#).await?.0,
+        204
+    );
+    assert_eq!(
+        patch(subscription.clone(), r#"{"mid":"1","paused":true}"#)
+            .await?
+            .0,
+        204
+    );
+    let (status, text) = patch(subscription.clone(), r#"{"mid":"7"}"#).await?;
+    assert!(
+        status == 400 && text.contains("unknown_mid"),
+        "{status} {text}"
+    );
+    let (status, text) = patch(subscription.clone(), r#"{"bogus":1}"#).await?;
+    assert!(
+        status == 400 && text.contains("bad_preferences"),
+        "{status} {text}"
+    );
+    let (status, text) = patch(publication.clone(), "{}").await?;
+    assert!(
+        status == 400 && text.contains("not_a_subscription"),
+        "{status} {text}"
+    );
+    Ok(())
+}
