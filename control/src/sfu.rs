@@ -2335,6 +2335,10 @@ fn accepted_extmaps(m: &sdp::MediaDescription, publisher: bool) -> Vec<sdp::ExtM
 fn extension_ids(offer: &sdp::SessionDescription, publisher: bool) -> ExtensionIds {
     let mut ids = ExtensionIds::default();
     for m in offer.media.iter().filter(|m| m.port != 0) {
+        ids.remb |= !publisher
+            && m.codecs
+                .iter()
+                .any(|c| c.rtcp_fb.iter().any(|f| f == "goog-remb"));
         for e in accepted_extmaps(m, publisher) {
             let slot = match e.uri.as_str() {
                 twcc::EXTENSION_URI => &mut ids.transport_cc,

@@ -68,6 +68,9 @@ pub struct ExtensionIds {
     pub mid: u8,
     pub rid: u8,
     pub repaired_rid: u8,
+    /// Not an extension: the peer sends REMB (`goog-remb`), which stands in for
+    /// transport feedback when it has none.
+    pub remb: bool,
 }
 
 /// A short RTP stream id or mid as read from a header extension (at most 16 bytes).

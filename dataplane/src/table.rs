@@ -434,7 +434,7 @@ impl ForwardingTable {
                     relayed: Vec::new(),
                     ext: extensions,
                     twcc: (extensions.transport_cc != 0).then(|| Box::new(TwccRecorder::new())),
-                    bwe: (extensions.transport_cc != 0)
+                    bwe: (extensions.transport_cc != 0 || extensions.remb)
                         .then(|| Box::new(SendSideBwe::new(BweConfig::default()))),
                     send_log,
                     reported_bps: 0,

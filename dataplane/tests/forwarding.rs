@@ -490,3 +490,37 @@ fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them()
         assert_eq!(&got[h.payload_range(n)], &payload[..], "payload unchanged");
     }
 }
+
+/// A subscriber that sends REMB instead of transport feedback: its REMB becomes its
+/// estimate, reported to control once, and again only when it moves by over 10 %.
+#[test]
+fn remb_sets_the_estimate_reported_to_control() {
+    use cascade_dataplane::command::{ExtensionIds, MediaEvent};
+
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(8);
+    let now = Instant::now();
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    if let Command::InstallSession { extensions, .. } = &mut sub.install {
+        *extensions = ExtensionIds {
+            remb: true,
+            ..Default::default()
+        };
+    }
+    table.apply(now, sub.install.clone(), &mut sink);
+    let mut buf = [0u8; 64];
+    for bps in [800_000, 820_000, 500_000] {
+        let n = rtcp::write_remb(&mut buf, 0x1234, bps, &[0xB002]).unwrap();
+        rtcp_from(&mut table, &mut sub, &buf[..n], &mut sink);
+    }
+    let estimates: Vec<u64> = table
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            MediaEvent::Estimate { session: 2, bps } => Some(*bps),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(estimates.len(), 2, "{estimates:?}");
+    assert!(estimates[0].abs_diff(800_000) < 10_000 && estimates[1].abs_diff(500_000) < 10_000);
+}
