@@ -10,7 +10,7 @@
 //                     the time the active speaker took to follow.
 //   --mode publish    publishes the fake camera (960x540; --simulcast: rids q, h, f at
 //                     1/4, 1/2, 1/1) and microphone; prints {"event":"published"} and
-//                     then a sample of its outbound video stats every second.
+//                     then a sample of its outbound video stats every 500 ms.
 //   --mode subscribe  subscribes to --resource and prints a sample of its inbound
 //                     stats every 500 ms.
 // publish and subscribe run until stdin closes or --duration-ms passes.
@@ -313,7 +313,7 @@ async function runPublish() {
   untilDone(duration).then(() => (done = true));
   while (!done) {
     out({ event: "sample", ...(await p.evaluate(() => q.stats())) });
-    await sleep(1000);
+    await sleep(500);
   }
   await p.evaluate((x) => q.del(x.base, x.token, x.url), { base, token: flags.token, url: r.resource });
 }
