@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::load::{Rig, StepSpec};
 use crate::media::Latency;
 use crate::netns::Lan;
+use crate::procfs::{processes_cpu_delta, processes_cpu_seconds};
 use crate::report::{opt, pps};
 use crate::scenario::{AUDIO_PPS, Bench, Label, StepRecord};
 use crate::server::ServerSpec;
@@ -195,12 +196,21 @@ pub(crate) fn run(
     let (first, rest) = targets.split_at_mut(1);
     let m1 = &mut first[0];
     bench.measure(m1, &mut rig, &label, "warmup", spec(cfg.warmup, cfg.warmup))?;
-    // Up to three attempts; the one other processes disturbed least is kept. M2 and M3
-    // are not "other": their CPU time is taken out of the step's background.
+    // Up to three attempts; the one other processes disturbed least is kept. The
+    // background is what every process but the bench, the servers and the softirq
+    // threads used (the kernel's packet work for the servers belongs to no process).
+    let mut not_others: Vec<u32> = vec![std::process::id()];
+    not_others.extend(
+        std::iter::once(&*m1)
+            .chain(rest.iter())
+            .filter_map(|t| t.as_cascade().map(|c| c.server.pid())),
+    );
+    not_others.extend(&bench.ksoftirqd);
     let mut best: Option<(StepRecord, Vec<Snapshot>, Vec<Snapshot>)> = None;
     for attempt in 0..3 {
         let mut before = vec![m1.snapshot()];
         before.extend(rest.iter().map(Target::snapshot));
+        let others0 = processes_cpu_seconds(&not_others);
         let mut rec = bench.measure(
             m1,
             &mut rig,
@@ -208,14 +218,10 @@ pub(crate) fn run(
             if attempt == 0 { "hop" } else { "hop-disturbed" },
             spec(cfg.duration, Duration::ZERO),
         )?;
+        let others1 = processes_cpu_seconds(&not_others);
         let mut after = vec![m1.snapshot()];
         after.extend(rest.iter().map(Target::snapshot));
-        let siblings: Option<f64> = before[1..]
-            .iter()
-            .zip(&after[1..])
-            .map(|(b, a)| Some(a.cpu_s? - b.cpu_s?))
-            .sum();
-        rec.other_cpu_s = rec.other_cpu_s.zip(siblings).map(|(o, m)| (o - m).max(0.0));
+        rec.other_cpu_s = Some(processes_cpu_delta(&others0, &others1));
         if let Some(last) = bench.steps.last_mut() {
             last.other_cpu_s = rec.other_cpu_s;
         }
