@@ -41,16 +41,18 @@ const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
 /// Bit rate set aside for each audio track when layers are chosen.
 const AUDIO_RESERVE_BPS: u64 = 50_000;
+/// Share of a subscriber's estimate (after audio) its video layers may take.
+const LAYER_HEADROOM: f64 = 0.85;
 /// A layer that reported no bit rate for this long is not being sent.
 const LAYER_STALE: Duration = Duration::from_secs(3);
 /// How long one probe lasts, and the pause between probes (doubling up to the max
 /// while probes fail to raise the estimate).
 const PROBE_DURATION: Duration = Duration::from_millis(1000);
 const PROBE_BACKOFF_MIN: Duration = Duration::from_millis(1500);
-const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(4);
+const PROBE_BACKOFF_MAX: Duration = Duration::from_secs(3);
 /// A probe aims this much above the next layer's bit rate (the estimate after a probe
 /// is 90 % of what the subscriber acknowledged).
-const PROBE_HEADROOM: f64 = 1.4;
+const PROBE_HEADROOM: f64 = 1.6;
 
 /// Identifies a publication or a subscription; the last segment of its resource URL.
 pub type ResourceId = String;
@@ -368,6 +370,17 @@ pub struct RelayTrack {
     pub fmtp: Option<String>,
     pub payload_type: u8,
     pub rtx_payload_type: Option<u8>,
+    /// Simulcast layers whose SSRCs the origin knows (when the relay opened).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<RelayLayer>,
+}
+
+/// One simulcast layer of a relayed track.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RelayLayer {
+    pub rid: String,
+    pub ssrc: u32,
+    pub rtx_ssrc: Option<u32>,
 }
 
 /// One publisher track delivered on one subscriber m-line.
@@ -966,8 +979,13 @@ impl Sfu {
             .tracks
             .iter()
             .filter(|t| t.kind == MediaKind::Video)
-            .map(|t| t.ssrc)
-            .collect();
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.layers.iter().filter_map(|l| l.ssrc)))
+            .fold(Vec::new(), |mut v, s| {
+                if s != 0 && !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
         let tracks = p
             .tracks
             .iter()
@@ -982,6 +1000,17 @@ impl Sfu {
                 fmtp: t.codec.fmtp.clone(),
                 payload_type: t.codec.payload_type,
                 rtx_payload_type: t.rtx_pt,
+                layers: t
+                    .layers
+                    .iter()
+                    .filter_map(|l| {
+                        Some(RelayLayer {
+                            rid: l.rid.clone(),
+                            ssrc: l.ssrc?,
+                            rtx_ssrc: l.rtx_ssrc,
+                        })
+                    })
+                    .collect(),
             })
             .collect();
         self.relays.insert(
@@ -1136,7 +1165,19 @@ impl Sfu {
                 rtx_pt: t.rtx_payload_type,
                 ssrc: t.ssrc,
                 rtx_ssrc: t.rtx_ssrc,
-                layers: Vec::new(),
+                layers: t
+                    .layers
+                    .iter()
+                    .map(|l| SimulcastLayer {
+                        rid: l.rid.clone(),
+                        ssrc: Some(l.ssrc),
+                        rtx_ssrc: l.rtx_ssrc,
+                        bps: 0,
+                        rate_at: None,
+                        width: 0,
+                        height: 0,
+                    })
+                    .collect(),
             });
         }
         let ssrcs = track_ssrcs(&tracks);
@@ -2057,18 +2098,17 @@ impl Sfu {
                 width,
                 height,
             } => {
-                let Some(id) = self.session_resource.get(&session).cloned() else {
-                    return;
-                };
-                let Some(Resource::Publication(p)) = self.resources.get_mut(&id) else {
-                    return;
-                };
-                let Some(layer) = p
-                    .tracks
-                    .iter_mut()
-                    .flat_map(|t| t.layers.iter_mut())
-                    .find(|l| l.ssrc == Some(ssrc))
-                else {
+                // A relayed publication's session is its origin link, shared by all
+                // publications relayed from that origin: look for the layer's SSRC.
+                let Some((id, layer)) = self.resources.iter_mut().find_map(|(id, r)| match r {
+                    Resource::Publication(p) if p.session == session => p
+                        .tracks
+                        .iter_mut()
+                        .flat_map(|t| t.layers.iter_mut())
+                        .find(|l| l.ssrc == Some(ssrc))
+                        .map(|l| (id.clone(), l)),
+                    _ => None,
+                }) else {
                     return;
                 };
                 layer.bps = bps;
@@ -2196,7 +2236,17 @@ impl Sfu {
                 match budget {
                     None => layers.last().map(|l| l.0),
                     Some(b) => {
-                        let fit = layers.iter().rposition(|l| l.2 <= b);
+                        // Layers are sent at their rate plus bursts (keyframes): keep
+                        // headroom below the estimate to take a layer, not to keep it.
+                        let fit = layers.iter().rposition(|l| {
+                            // A layer whose rate is not known yet does not fit.
+                            let share = if Some(l.0) == d.selected {
+                                1.0
+                            } else {
+                                LAYER_HEADROOM
+                            };
+                            l.2 > 0 && l.2 as f64 <= b as f64 * share
+                        });
                         let pick = match fit {
                             Some(n) => Some(n),
                             // Nothing fits: the lowest layer unless the path collapsed.
@@ -2398,10 +2448,19 @@ fn sources_of(s: &Subscription) -> Vec<&ResourceId> {
 
 /// Every SSRC of `tracks`, RTX included.
 fn track_ssrcs(tracks: &[PublishedTrack]) -> Vec<u32> {
-    tracks
-        .iter()
-        .flat_map(|t| std::iter::once(t.ssrc).chain(t.rtx_ssrc))
-        .collect()
+    let mut v = Vec::new();
+    for t in tracks {
+        let layers = t
+            .layers
+            .iter()
+            .flat_map(|l| l.ssrc.into_iter().chain(l.rtx_ssrc));
+        for s in std::iter::once(t.ssrc).chain(t.rtx_ssrc).chain(layers) {
+            if s != 0 && !v.contains(&s) {
+                v.push(s);
+            }
+        }
+    }
+    v
 }
 
 fn random_keys() -> SrtpKeyingMaterial {

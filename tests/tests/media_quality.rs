@@ -135,10 +135,30 @@ struct Topology {
     publ: Netns,
     sub: Netns,
     server: ServerProcess,
+    /// With [`Topology::cascade`]: the edge the subscriber uses, relaying from `server`.
+    edge: Option<ServerProcess>,
 }
+
+/// Shared by the two servers of a cascade.
+const CASCADE_ARGS: [&str; 5] = [
+    "--token-secret",
+    "media-quality-secret",
+    "--cluster-secret",
+    "media-quality-cluster",
+    "--cluster-insecure-http",
+];
 
 impl Topology {
     fn new() -> anyhow::Result<Self> {
+        Self::build(false)
+    }
+
+    /// Two servers in `srv`: the publisher's origin and the subscriber's edge.
+    fn cascade() -> anyhow::Result<Self> {
+        Self::build(true)
+    }
+
+    fn build(cascade: bool) -> anyhow::Result<Self> {
         let srv = Netns::new("qsrv")?;
         let publ = Netns::new("qpub")?;
         let sub = Netns::new("qsub")?;
@@ -154,12 +174,21 @@ impl Topology {
             "10.71.0.1:0".to_owned(),
         ];
         args.extend(dataplane_args());
+        if cascade {
+            args.extend(CASCADE_ARGS.map(str::to_owned));
+        }
         let server = srv.spawn_server(&args)?;
+        let edge = if cascade {
+            Some(srv.spawn_server(&args)?)
+        } else {
+            None
+        };
         Ok(Self {
             srv,
             publ,
             sub,
             server,
+            edge,
         })
     }
 
@@ -199,7 +228,10 @@ impl Topology {
     }
 
     fn subscriber(&self, room: &str, token: &str, resource: &str) -> anyhow::Result<Role> {
-        let base = self.base();
+        let base = match &self.edge {
+            Some(e) => e.url("").trim_end_matches('/').to_owned(),
+            None => self.base(),
+        };
         let role = Role::start(
             self.sub.command("node"),
             &[
@@ -233,7 +265,20 @@ fn simulcast_layer_follows_subscriber_bandwidth() -> anyhow::Result<()> {
     if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
         return Ok(());
     }
-    let topo = Topology::new()?;
+    simulcast_follows_bandwidth(Topology::new()?, "")
+}
+
+/// The same through a cascade: the publisher on the origin, the subscriber on an edge
+/// that relays all layers and chooses among them for its subscriber.
+#[test]
+fn simulcast_layer_follows_bandwidth_through_a_cascade() -> anyhow::Result<()> {
+    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+        return Ok(());
+    }
+    simulcast_follows_bandwidth(Topology::cascade()?, " (through a cascade)")
+}
+
+fn simulcast_follows_bandwidth(topo: Topology, what: &str) -> anyhow::Result<()> {
     let room = random_room("simulcast");
     let token = topo.server.token(&room, "sim", &["publish", "subscribe"])?;
     let (mut publisher, resource) = topo.publisher(&room, &token, true)?;
@@ -292,7 +337,7 @@ fn simulcast_layer_follows_subscriber_bandwidth() -> anyhow::Result<()> {
         "back to the high layer after {climbed:?}"
     );
     println!(
-        "simulcast: low layer {low} px wide behind 300 kbit/s, high layer {high} px {} ms after the limit was lifted",
+        "simulcast{what}: low layer {low} px wide behind 300 kbit/s, high layer {high} px {} ms after the limit was lifted",
         climbed.as_millis()
     );
     subscriber.finish();
