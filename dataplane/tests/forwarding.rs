@@ -524,3 +524,73 @@ fn remb_sets_the_estimate_reported_to_control() {
     assert_eq!(estimates.len(), 2, "{estimates:?}");
     assert!(estimates[0].abs_diff(800_000) < 10_000 && estimates[1].abs_diff(500_000) < 10_000);
 }
+
+/// Two workers' replicas of one simulcast subscriber stream: worker A forwards it,
+/// worker B reads the subscriber's NACK. Through the shared source map, B asks the
+/// publisher for the original sequence numbers of the forwarded layer.
+#[test]
+fn another_worker_maps_a_layered_streams_nacks_through_the_shared_map() {
+    use cascade_dataplane::command::KeyframeFormat;
+    use cascade_dataplane::rewrite::SharedSourceMap;
+    use std::sync::Arc;
+
+    let now = Instant::now();
+    let map = Arc::new(SharedSourceMap::new());
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let mut sink = RecordingSink::with_capacity(8);
+    let mut tables = [ForwardingTable::new(0), ForwardingTable::new(1)];
+    for t in &mut tables {
+        t.apply(now, publisher.install.clone(), &mut sink);
+        t.apply(now, sub.install.clone(), &mut sink);
+        for layer in [0xAAAA, 0xAAAC] {
+            let Command::Route(mut r) = route(1, layer, 2, 0xB002, (96, 96)) else {
+                unreachable!()
+            };
+            r.layered = Some(KeyframeFormat::Vp8);
+            t.apply(now, Command::Route(r), &mut sink);
+        }
+        t.apply(
+            now,
+            Command::ShareSourceMap {
+                subscriber: 2,
+                subscriber_ssrc: 0xB002,
+                map: map.clone(),
+            },
+            &mut sink,
+        );
+    }
+    // Worker A forwards layer 0xAAAA from its keyframe at 1000 on.
+    for seq in 1000u16..1010 {
+        let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
+        if seq == 1000 {
+            plain.extend([
+                0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
+            ]);
+        } else {
+            plain.extend([0x10, 0x01, 0x00, 0x00]);
+        }
+        plain.resize(300, 0);
+        let mut wire = protect(&mut publisher.send, &plain);
+        sink.clear();
+        tables[0].handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+        assert_eq!(sink.sent.len(), 1, "forwarded");
+    }
+    assert_eq!(map.current(), Some(0xAAAA));
+    // The subscriber's NACK reaches worker B.
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[1003, 1007]).unwrap();
+    sink.clear();
+    rtcp_from(&mut tables[1], &mut sub, &buf[..n], &mut sink);
+    assert_eq!(sink.sent.len(), 1, "one NACK upstream");
+    let (bytes, dest) = sink.datagram(0);
+    assert_eq!(dest, publisher.addr);
+    let mut got = bytes.to_vec();
+    let len = publisher.recv.unprotect_rtcp(&mut got).unwrap();
+    let pkt = rtcp::packets(&got[..len]).next().unwrap().unwrap();
+    let RtcpKind::Nack(nack) = pkt.kind().unwrap() else {
+        panic!("expected a NACK");
+    };
+    assert_eq!(nack.media_ssrc, 0xAAAA);
+    assert_eq!(nack.lost_sequences().collect::<Vec<_>>(), vec![1003, 1007]);
+}
