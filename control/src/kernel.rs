@@ -1,8 +1,14 @@
 //! The eBPF shell: turns data-plane commands into eBPF map updates (allow list of the
-//! XDP guard, reuseport steering), the way the userspace workers turn them into table
-//! changes. The SFU core never touches a map; it emits the same commands either way.
+//! XDP guard, reuseport steering, cascade fan-out), the way the userspace workers turn
+//! them into table changes. The SFU core never touches a map; it emits the same
+//! commands either way.
+//!
+//! A fanned-out publisher's packets go up to userspace only while it has local
+//! subscribers, or when it negotiated transport-wide feedback or audio levels (whose
+//! feedback and speaker detection need every packet); otherwise the kernel's copies
+//! are all there is, and its NACKs for the relays go to the publisher.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 
@@ -22,9 +28,17 @@ pub struct KernelShell {
     installed: HashMap<SessionId, SocketAddr>,
     /// Sessions whose packets the kernel clones to cascade peers.
     fanning_out: HashMap<SessionId, SocketAddr>,
+    /// The cascade peers of each publisher the kernel fans out.
+    fanned_peers: HashMap<SessionId, Vec<SocketAddr>>,
     /// Fan-outs the kernel could not take yet (a peer's link-layer address was not
     /// known): userspace copies meanwhile, and [`KernelShell::retry`] tries again.
     waiting: HashMap<SessionId, Vec<SocketAddr>>,
+    /// Each publisher's local routes (subscriber, publisher SSRC): with none, its
+    /// fanned-out packets need not go up to userspace.
+    routes: HashMap<SessionId, HashSet<(SessionId, u32)>>,
+    /// Sessions whose every packet userspace must see: they negotiated
+    /// transport-wide feedback (arrival times) or audio levels (active speaker).
+    feedback: HashSet<SessionId>,
     failures: u64,
 }
 
@@ -82,7 +96,10 @@ pub fn start(
             peers: HashMap::new(),
             installed: HashMap::new(),
             fanning_out: HashMap::new(),
+            fanned_peers: HashMap::new(),
             waiting: HashMap::new(),
+            routes: HashMap::new(),
+            feedback: HashSet::new(),
             failures: 0,
         }))
     };
@@ -114,9 +131,49 @@ impl KernelShell {
                     .allow(*peer, self.local)
                     .and_then(|()| self.fast.steer(*peer, worker))
             }
-            Command::InstallSession { id, peer, .. } | Command::UpdatePeer { id, peer } => {
+            Command::InstallSession {
+                id,
+                peer,
+                extensions,
+                ..
+            } => {
+                self.installed.insert(*id, *peer);
+                if extensions.transport_cc != 0 || extensions.audio_level != 0 {
+                    self.feedback.insert(*id);
+                } else {
+                    self.feedback.remove(id);
+                }
+                Ok(())
+            }
+            Command::UpdatePeer { id, peer } => {
                 self.installed.insert(*id, *peer);
                 Ok(())
+            }
+            Command::Route(r) => {
+                let first = self.routes.get(&r.publisher).is_none_or(HashSet::is_empty);
+                self.routes
+                    .entry(r.publisher)
+                    .or_default()
+                    .insert((r.subscriber, r.publisher_ssrc));
+                if first {
+                    self.refresh_fanout(r.publisher)
+                } else {
+                    Ok(())
+                }
+            }
+            Command::Unroute {
+                publisher,
+                publisher_ssrc,
+                subscriber,
+            } => {
+                let emptied = self.routes.get_mut(publisher).is_some_and(|set| {
+                    set.remove(&(*subscriber, *publisher_ssrc)) && set.is_empty()
+                });
+                if emptied {
+                    self.refresh_fanout(*publisher)
+                } else {
+                    Ok(())
+                }
             }
             Command::CascadeOut { publisher, peers } => match self.cascade_out(*publisher, peers) {
                 Ok(h) => {
@@ -141,7 +198,22 @@ impl KernelShell {
             },
             Command::RemoveSession { id } => {
                 self.waiting.remove(id);
+                self.feedback.remove(id);
+                self.routes.remove(id);
                 let mut r = Ok(());
+                let emptied: Vec<SessionId> = self
+                    .routes
+                    .iter_mut()
+                    .filter_map(|(p, set)| {
+                        let before = set.len();
+                        set.retain(|(s, _)| s != id);
+                        (before > 0 && set.is_empty()).then_some(*p)
+                    })
+                    .collect();
+                for p in emptied {
+                    r = r.and(self.refresh_fanout(p));
+                }
+                self.fanned_peers.remove(id);
                 if let Some(source) = self.fanning_out.remove(id) {
                     r = r.and(self.fast.clear_fanout(source));
                 }
@@ -173,6 +245,7 @@ impl KernelShell {
             return Ok(false);
         };
         if peers.is_empty() {
+            self.fanned_peers.remove(&publisher);
             if self.fanning_out.remove(&publisher).is_some() {
                 self.fast.clear_fanout(source)?;
             }
@@ -189,9 +262,31 @@ impl KernelShell {
             // The edge's NACKs and PLIs come back from the cascade peer.
             self.fast.allow(peer, self.local)?;
         }
-        self.fast.set_fanout(source, &fan, true)?;
+        self.fast
+            .set_fanout(source, &fan, self.wants_userspace(publisher))?;
         self.fanning_out.insert(publisher, source);
+        self.fanned_peers.insert(publisher, peers.to_vec());
         Ok(true)
+    }
+
+    /// Whether `publisher`'s packets must still reach userspace besides the kernel's
+    /// copies: it has local subscribers, or it needs feedback computed from them.
+    fn wants_userspace(&self, publisher: SessionId) -> bool {
+        self.feedback.contains(&publisher)
+            || self
+                .routes
+                .get(&publisher)
+                .is_some_and(|set| !set.is_empty())
+    }
+
+    /// Re-installs a publisher's fan-out when whether it goes up to userspace changed.
+    fn refresh_fanout(&mut self, publisher: SessionId) -> Result<(), EbpfError> {
+        match self.fanned_peers.get(&publisher).cloned() {
+            Some(peers) if self.fanning_out.contains_key(&publisher) => {
+                self.cascade_out(publisher, &peers).map(|_| ())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Tries again the fan-outs that waited for a neighbour; returns the publishers

@@ -430,6 +430,16 @@ fn fan_out(case: Case) {
                 metric("cascade_ebpf_packets{counter=\"fanout_clone_errors\"}"),
                 Some(0.0)
             );
+            // No local subscriber and no feedback negotiated: the originals stop in
+            // the kernel; userspace never sees them.
+            let sent = f64::from(u32::from(RTP_PACKETS) + RTCP_PACKETS);
+            let consumed =
+                metric("cascade_ebpf_packets{counter=\"fanout_consumed\"}").unwrap_or(0.0);
+            assert!(consumed >= sent, "fanout_consumed {consumed} < {sent}");
+            assert_eq!(
+                metric("cascade_ebpf_packets{counter=\"fanout_to_userspace\"}"),
+                Some(0.0)
+            );
         }
         Case::Userspace => {
             assert!(
