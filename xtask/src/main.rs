@@ -79,6 +79,13 @@ fn main() -> ExitCode {
 
 fn bench(args: &BenchArgs) -> ExitCode {
     let root = root();
+    // The eBPF programs are embedded only when clang-19 is there at build time, and
+    // the namespace scenarios need iproute2.
+    println!("==> system packages");
+    if let Err(e) = ensure_system_packages() {
+        eprintln!("xtask bench: {e:#}");
+        return ExitCode::FAILURE;
+    }
     println!("==> cargo build --release -p cascade -p cascade-bench");
     if let Err(e) = run(Command::new(cargo())
         .args(["build", "--release", "-p", "cascade", "-p", "cascade-bench"])
