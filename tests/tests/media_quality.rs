@@ -395,6 +395,13 @@ fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
         s1 - s0,
         u64_at(&last, "/video/nackCount")
     );
+    // `MEDIA_QUALITY_SERVER_LOG=1` prints the server's log and counters.
+    if std::env::var_os("MEDIA_QUALITY_SERVER_LOG").is_some() {
+        eprintln!("server log:\n{}", topo.server.stderr_tail());
+        if let Ok(m) = topo.srv.metrics_text(&topo.base()) {
+            eprintln!("metrics:\n{m}");
+        }
+    }
     assert!(
         ratio >= 0.95,
         "decoded {:.1} % of the frames",
