@@ -72,6 +72,14 @@ pub fn start(
         EbpfArg::Auto => EbpfMode::Auto,
         EbpfArg::On => EbpfMode::On,
     };
+    if mode == EbpfMode::Auto && interface.is_none() && local.ip().is_loopback() {
+        // A development server on loopback: an XDP program on `lo` would guard every
+        // local service's traffic (and be shared by every such server) for no gain.
+        tracing::info!(
+            "eBPF fast path off: the media port is on loopback (--ebpf on attaches to lo anyway)"
+        );
+        return Ok(None);
+    }
     let attach = || -> Result<Option<KernelShell>, KernelError> {
         let ifname = match interface {
             Some(i) => i.to_owned(),
