@@ -39,6 +39,13 @@ pub(crate) struct Publisher {
     pub(crate) tx: Option<SrtpContext>,
     pub(crate) audio: StreamTx,
     pub(crate) video: StreamTx,
+    /// Lower simulcast layers (`--simulcast`), each with its rate as a fraction of the
+    /// video rate; `video` is then the top layer, the one subscribers get. Their
+    /// packets count as ingress, never as expected at subscribers.
+    pub(crate) layers: Vec<(StreamTx, f64)>,
+    /// Next transport-wide sequence number, when the publisher negotiated
+    /// transport-cc (`--twcc`): every packet then carries one.
+    pub(crate) transport_seq: Option<u16>,
     /// The publisher's resource URL on the server (empty for the raw relay).
     pub(crate) resource: String,
 }
@@ -91,7 +98,8 @@ pub(crate) struct StepCounts {
     pub(crate) send_secs: f64,
     /// Packets the publishers were asked to send.
     pub(crate) target_ingress: u64,
-    /// Packets the kernel accepted from the publishers.
+    /// Packets the kernel accepted from the publishers (lower simulcast layers
+    /// included).
     pub(crate) sent: u64,
     /// Packets not sent because the sender fell behind its schedule.
     pub(crate) skipped: u64,
@@ -130,6 +138,14 @@ pub(crate) struct StepCounts {
 }
 
 impl Rig {
+    /// Video packets the publishers send per packet of their top layer (1 without
+    /// simulcast).
+    pub(crate) fn video_factor(&self) -> f64 {
+        self.publishers
+            .first()
+            .map_or(1.0, |p| 1.0 + p.layers.iter().map(|l| l.1).sum::<f64>())
+    }
+
     /// Runs one step: the sender paces packets for `spec.duration`, the receiver
     /// counts until the network is quiet again.
     /// `probe` is called once, when the last packet was sent, and returns the bytes
@@ -164,7 +180,7 @@ impl Rig {
         let (mut counts, per_sub) = recv;
         counts.send_secs = send.secs;
         counts.target_ingress = send.target;
-        counts.sent = send.sent.iter().sum();
+        counts.sent = send.sent.iter().sum::<u64>() + send.layer_sent;
         counts.skipped = send.skipped;
         counts.send_failed = send.failed;
         counts.expected = self
@@ -190,10 +206,19 @@ impl Rig {
 struct SendResult {
     secs: f64,
     target: u64,
-    /// Per publisher.
+    /// Per publisher, lower simulcast layers left out.
     sent: Vec<u64>,
+    /// Packets of lower simulcast layers.
+    layer_sent: u64,
     skipped: u64,
     failed: u64,
+}
+
+/// Returns the next transport-wide sequence number and advances it.
+fn next_transport_seq(seq: &mut u16) -> u16 {
+    let s = *seq;
+    *seq = seq.wrapping_add(1);
+    s
 }
 
 fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendResult {
@@ -201,7 +226,9 @@ fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendRes
     let n = pubs.len();
     let mut batch = Batch::new();
     let mut issued = vec![(0u64, 0u64); n];
+    let mut layer_issued: Vec<Vec<u64>> = pubs.iter().map(|p| vec![0; p.layers.len()]).collect();
     let mut sent = vec![0u64; n];
+    let mut layer_sent = 0u64;
     let mut skipped = 0u64;
     let mut failed = 0u64;
     let dur = spec.duration.as_secs_f64();
@@ -235,7 +262,8 @@ fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendRes
                     &mut p.video
                 };
                 let buf = batch.next_mut();
-                let len = stream.write_next(buf, now_ns());
+                let tseq = p.transport_seq.as_mut().map(next_transport_seq);
+                let len = stream.write_next(buf, now_ns(), tseq);
                 let len = match p.tx.as_mut() {
                     Some(ctx) => match ctx.protect_rtp(buf, len) {
                         Ok(n) => n,
@@ -260,17 +288,62 @@ fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendRes
                 sent[i] += ok as u64;
                 failed += (queued - ok) as u64;
             }
+            // Lower simulcast layers, in batches of their own (not expected downstream).
+            for ((layer, frac), issued) in p.layers.iter_mut().zip(&mut layer_issued[i]) {
+                let rate = spec.video_pps * *frac;
+                let due = (rate * end_el) as u64;
+                let cap = cap(rate);
+                if due > *issued + cap {
+                    skipped += due - cap - *issued;
+                    *issued = due - cap;
+                }
+                while *issued < due {
+                    *issued += 1;
+                    let buf = batch.next_mut();
+                    let tseq = p.transport_seq.as_mut().map(next_transport_seq);
+                    let len = layer.write_next(buf, now_ns(), tseq);
+                    let len = match p.tx.as_mut() {
+                        Some(ctx) => match ctx.protect_rtp(buf, len) {
+                            Ok(n) => n,
+                            Err(_) => {
+                                failed += 1;
+                                continue;
+                            }
+                        },
+                        None => len,
+                    };
+                    batch.push(len, None);
+                    if batch.is_full() {
+                        let queued = batch.len();
+                        let ok = batch.send(fd);
+                        layer_sent += ok as u64;
+                        failed += (queued - ok) as u64;
+                    }
+                }
+                if batch.len() > 0 {
+                    let queued = batch.len();
+                    let ok = batch.send(fd);
+                    layer_sent += ok as u64;
+                    failed += (queued - ok) as u64;
+                }
+            }
         }
         if el >= dur {
             break;
         }
         std::thread::sleep(TICK);
     }
-    let target = ((spec.video_pps + spec.audio_pps) * dur) as u64 * n as u64;
+    let target = ((spec.video_pps + spec.audio_pps) * dur) as u64 * n as u64
+        + pubs
+            .iter()
+            .flat_map(|p| &p.layers)
+            .map(|(_, frac)| (spec.video_pps * frac * dur) as u64)
+            .sum::<u64>();
     SendResult {
         secs: end_el,
         target,
         sent,
+        layer_sent,
         skipped,
         failed,
     }

@@ -159,6 +159,16 @@ struct Cli {
     /// `--ebpf` of the servers in `cascade-hop`.
     #[arg(long, value_enum, default_value_t = EbpfArg::Off)]
     hop_ebpf: EbpfArg,
+    /// Publishers and subscribers of the Cascade targets offer transport-cc: the
+    /// server stamps transport sequence numbers and sends transport feedback. With
+    /// `--simulcast`, only the publishers (a subscriber's estimate would pause its
+    /// layer: the bench sends no feedback).
+    #[arg(long)]
+    twcc: bool,
+    /// Publishers of the Cascade targets send three simulcast layers (q, h, f at 1/4,
+    /// 1/2 and 1 of the video rate, each packet a VP8 keyframe); subscribers receive f.
+    #[arg(long)]
+    simulcast: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -388,7 +398,10 @@ fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             match made {
-                Some((name, Ok(target), ns)) => built.push((name.to_string(), target, ns)),
+                Some((name, Ok(mut target), ns)) => {
+                    target.set_offer_options(cli.twcc, cli.simulcast);
+                    built.push((name.to_string(), target, ns))
+                }
                 Some((name, Err(e), _)) => {
                     let msg = format!("{name}: {e:#}");
                     pb.println(format!("error: {msg}"));

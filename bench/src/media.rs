@@ -18,6 +18,15 @@ const VIDEO_SPREAD: u64 = 85;
 const RTP_HEADER: usize = 12;
 /// Send time (8 bytes) + extended sequence (8 bytes).
 const STAMP_LEN: usize = 16;
+/// The `a=extmap` id of the transport-wide sequence number in the bench's offers
+/// (`ClientPeer::twcc`).
+pub(crate) const TWCC_EXT_ID: u8 = 3;
+/// What a simulcast layer's packets start with: a VP8 payload descriptor (S bit, no
+/// extensions) and a keyframe header (frame tag with P = 0, start code, 640×360), so
+/// that each packet is a one-packet keyframe a layer switch may start at.
+const VP8_KEYFRAME: [u8; 11] = [
+    0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
+];
 
 /// Monotonic nanoseconds since the bench started.
 pub(crate) fn now_ns() -> u64 {
@@ -32,6 +41,9 @@ pub(crate) struct StreamTx {
     pub(crate) pt: u8,
     /// Next extended sequence number.
     pub(crate) ext_seq: u64,
+    /// Every packet is a one-packet VP8 keyframe ([`VP8_KEYFRAME`] before the stamp,
+    /// its own timestamp, marker set): a simulcast layer.
+    pub(crate) keyframes: bool,
 }
 
 impl StreamTx {
@@ -41,11 +53,26 @@ impl StreamTx {
             pt,
             // A random start, like a browser's, away from the wrap to keep it simple.
             ext_seq: u64::from(rand::random::<u16>() & 0x3fff),
+            keyframes: false,
         }
     }
 
-    /// Writes the next packet into `buf` (plaintext RTP); returns its length.
-    pub(crate) fn write_next(&mut self, buf: &mut [u8], send_ns: u64) -> usize {
+    /// A simulcast layer's video stream (see [`Self::keyframes`]).
+    pub(crate) fn keyframes(mut self) -> Self {
+        self.keyframes = true;
+        self
+    }
+
+    /// Writes the next packet into `buf` (plaintext RTP); returns its length. With
+    /// `transport_seq`, the packet carries it in a transport-wide sequence number
+    /// header extension ([`TWCC_EXT_ID`], RFC 8285 one-byte form; 8 bytes taken from
+    /// the payload, the length stays the same).
+    pub(crate) fn write_next(
+        &mut self,
+        buf: &mut [u8],
+        send_ns: u64,
+        transport_seq: Option<u16>,
+    ) -> usize {
         let seq = self.ext_seq;
         self.ext_seq += 1;
         let len = if self.pt == AUDIO_PT {
@@ -56,20 +83,32 @@ impl StreamTx {
         // 20 ms audio frames at 48 kHz; video frames of ten packets at 90 kHz.
         let ts = if self.pt == AUDIO_PT {
             (seq as u32).wrapping_mul(960)
+        } else if self.keyframes {
+            (seq as u32).wrapping_mul(3000)
         } else {
             ((seq / 10) as u32).wrapping_mul(3000)
         };
-        let marker = self.pt != AUDIO_PT && seq % 10 == 9;
-        buf[0] = 0x80;
+        let marker = self.pt != AUDIO_PT && (self.keyframes || seq % 10 == 9);
+        buf[0] = if transport_seq.is_some() { 0x90 } else { 0x80 };
         buf[1] = self.pt | if marker { 0x80 } else { 0 };
         buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
         buf[4..8].copy_from_slice(&ts.to_be_bytes());
         buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        buf[12..20].copy_from_slice(&send_ns.to_be_bytes());
-        buf[20..28].copy_from_slice(&seq.to_be_bytes());
+        let mut at = RTP_HEADER;
+        if let Some(tseq) = transport_seq {
+            let [hi, lo] = tseq.to_be_bytes();
+            buf[at..at + 8].copy_from_slice(&[0xbe, 0xde, 0, 1, TWCC_EXT_ID << 4 | 1, hi, lo, 0]);
+            at += 8;
+        }
+        if self.keyframes {
+            buf[at..at + VP8_KEYFRAME.len()].copy_from_slice(&VP8_KEYFRAME);
+            at += VP8_KEYFRAME.len();
+        }
+        buf[at..at + 8].copy_from_slice(&send_ns.to_be_bytes());
+        buf[at + 8..at + 16].copy_from_slice(&seq.to_be_bytes());
         // A filler pattern the receiver can check.
         let fill = seq as u8;
-        for (i, b) in buf[RTP_HEADER + STAMP_LEN..len].iter_mut().enumerate() {
+        for (i, b) in buf[at + STAMP_LEN..len].iter_mut().enumerate() {
             *b = fill.wrapping_add(i as u8);
         }
         len
@@ -105,7 +144,12 @@ pub(crate) fn rtp_header(pkt: &[u8]) -> Option<Header> {
 /// does, are checked without it).
 pub(crate) fn read_stamp(plain: &[u8], same_seq: bool) -> Option<u64> {
     let hdr = cascade_dataplane::rtp::parse(plain).ok()?;
-    let p = plain.get(hdr.header_len..)?;
+    let mut p = plain.get(hdr.header_len..)?;
+    // A simulcast layer's packet: the stamp follows the VP8 keyframe header (a stamp
+    // itself starts with a zero byte: send times stay below 2^56 ns).
+    if p.first() == Some(&VP8_KEYFRAME[0]) {
+        p = p.get(VP8_KEYFRAME.len()..)?;
+    }
     if p.len() < STAMP_LEN {
         return None;
     }
@@ -224,7 +268,7 @@ mod tests {
     fn packet_round_trip() {
         let mut s = StreamTx::new(42, VIDEO_PT);
         let mut buf = [0u8; 2048];
-        let n = s.write_next(&mut buf, 123_456);
+        let n = s.write_next(&mut buf, 123_456, None);
         assert!((VIDEO_MIN_LEN..VIDEO_MIN_LEN + 85).contains(&n));
         let h = rtp_header(&buf[..n]).unwrap();
         assert_eq!(h.ssrc, 42);
@@ -235,7 +279,22 @@ mod tests {
         buf[30] ^= 1;
         assert_eq!(read_stamp(&buf[..n], false), None);
         let mut a = StreamTx::new(7, AUDIO_PT);
-        assert_eq!(a.write_next(&mut buf, 1), AUDIO_LEN);
+        assert_eq!(a.write_next(&mut buf, 1, None), AUDIO_LEN);
+    }
+
+    #[test]
+    fn simulcast_packet_with_transport_seq_round_trip() {
+        let mut s = StreamTx::new(42, VIDEO_PT).keyframes();
+        let mut buf = [0u8; 2048];
+        let n = s.write_next(&mut buf, 987_654, Some(0x1234));
+        assert!((VIDEO_MIN_LEN..VIDEO_MIN_LEN + 85).contains(&n));
+        assert_eq!(buf[0], 0x90);
+        assert_ne!(buf[1] & 0x80, 0, "every packet ends a frame");
+        let hdr = cascade_dataplane::rtp::parse(&buf[..n]).unwrap();
+        assert!(cascade_dataplane::rewrite::vp8_keyframe_start(
+            &buf[hdr.header_len..n]
+        ));
+        assert_eq!(read_stamp(&buf[..n], true), Some(987_654));
     }
 
     #[test]

@@ -306,7 +306,7 @@ impl Bench {
             video_pps_per_publisher: spec.video_pps,
             audio_pps_per_publisher: spec.audio_pps,
             secs,
-            ingress_target_pps: (spec.video_pps + spec.audio_pps) * pubs,
+            ingress_target_pps: (spec.video_pps * rig.video_factor() + spec.audio_pps) * pubs,
             ingress_pps: c.sent as f64 / secs,
             offered_fwd_pps: c.expected as f64 / secs,
             forwarded_pps: c.received as f64 / secs,

@@ -35,6 +35,17 @@ pub(crate) struct Signaller {
     secret: Arc<TokenSecret>,
     profile: SrtpProfile,
     bind_ip: IpAddr,
+    /// Offers carry the transport-cc extension and feedback (`--twcc`); with
+    /// `simulcast`, the publishers' only (see [`Self::connect`]).
+    twcc: bool,
+    /// Publishers offer three simulcast layers (`--simulcast`).
+    simulcast: bool,
+}
+
+/// The SSRCs of a simulcast publisher's layers `q`, `h`, `f` (lowest first): the top
+/// layer is its video SSRC (even), the others derived from it.
+pub(crate) fn layer_ssrcs(video_ssrc: u32) -> [u32; 3] {
+    [video_ssrc ^ 0x20, video_ssrc ^ 0x10, video_ssrc]
 }
 
 impl Signaller {
@@ -45,7 +56,26 @@ impl Signaller {
             secret: Arc::new(TokenSecret::parse(secret)),
             profile,
             bind_ip,
+            twcc: false,
+            simulcast: false,
         }
+    }
+
+    /// Offers with transport-cc (`twcc`) and publishers with three simulcast layers
+    /// (`simulcast`, SSRCs from [`layer_ssrcs`]).
+    pub(crate) fn set_offer_options(&mut self, twcc: bool, simulcast: bool) {
+        self.twcc = twcc;
+        self.simulcast = simulcast;
+    }
+
+    /// Publishers offer transport-cc.
+    pub(crate) fn twcc(&self) -> bool {
+        self.twcc
+    }
+
+    /// Publishers offer simulcast.
+    pub(crate) fn simulcast(&self) -> bool {
+        self.simulcast
     }
 
     pub(crate) fn token(&self, room: &str) -> anyhow::Result<String> {
@@ -155,6 +185,17 @@ impl Signaller {
 
     async fn connect(&self, url: String, token: &str, role: PeerRole) -> anyhow::Result<Connected> {
         let mut peer = ClientPeer::new(role, &[self.profile])?;
+        // A subscriber that negotiates transport-cc gets the server's estimate, which
+        // starts at 300 kbps, is capped at 20 Mbps and only grows with feedback the
+        // bench does not send: its layer would be paused at bench rates. With
+        // simulcast, TWCC is therefore the publishers' only.
+        let subscriber = matches!(role, PeerRole::Subscriber);
+        if self.twcc && !(subscriber && self.simulcast) {
+            peer = peer.twcc();
+        }
+        if let (true, PeerRole::Publisher { video_ssrc, .. }) = (self.simulcast, role) {
+            peer = peer.simulcast(layer_ssrcs(video_ssrc));
+        }
         let resp = self
             .http
             .post(&url)

@@ -18,7 +18,7 @@ use crate::netio::set_buffers;
 use crate::procfs::{UdpPort, sum_ports, udp_ports};
 use crate::relay::RawRelay;
 use crate::server::{ServerProcess, ServerSpec, metric_series, metric_sum};
-use crate::signal::{Connected, Keepalive, Signaller};
+use crate::signal::{Connected, Keepalive, Signaller, layer_ssrcs};
 
 /// Concurrent session setups.
 const SETUP_CONCURRENCY: usize = 16;
@@ -99,6 +99,14 @@ impl Target {
             c.not_others = not_others.to_vec();
             c.not_others.push(std::process::id());
             c.not_others.push(c.server.pid());
+        }
+    }
+
+    /// Offers of the sessions set up from now on: transport-cc (`twcc`), publishers
+    /// with three simulcast layers (`simulcast`). Cascade targets only.
+    pub(crate) fn set_offer_options(&mut self, twcc: bool, simulcast: bool) {
+        if let Target::Cascade(c) = self {
+            c.sig.set_offer_options(twcc, simulcast);
         }
     }
 
@@ -238,11 +246,27 @@ impl Target {
                         ..
                     } = conn;
                     c.keepalive.add(peer, clone);
+                    let (video, layers) = if c.sig.simulcast() {
+                        // Layers q, h, f at 1/4, 1/2 and 1 of the video rate; f is
+                        // the one subscribers get (see the README, Benchmarks).
+                        let [q, h, f] = layer_ssrcs(v);
+                        (
+                            StreamTx::new(f, VIDEO_PT).keyframes(),
+                            vec![
+                                (StreamTx::new(q, VIDEO_PT).keyframes(), 0.25),
+                                (StreamTx::new(h, VIDEO_PT).keyframes(), 0.5),
+                            ],
+                        )
+                    } else {
+                        (StreamTx::new(v, VIDEO_PT), Vec::new())
+                    };
                     rig.publishers.push(Publisher {
                         socket,
                         tx: Some(tx),
                         audio: StreamTx::new(a, AUDIO_PT),
-                        video: StreamTx::new(v, VIDEO_PT),
+                        video,
+                        layers,
+                        transport_seq: c.sig.twcc().then_some(0),
                         resource,
                     });
                 }
@@ -259,6 +283,8 @@ impl Target {
                         tx: None,
                         audio: StreamTx::new(rand::random(), AUDIO_PT),
                         video: StreamTx::new(rand::random(), VIDEO_PT),
+                        layers: Vec::new(),
+                        transport_seq: None,
                         resource: String::new(),
                     });
                 }
@@ -415,7 +441,8 @@ impl CascadeTarget {
                 publisher,
                 streams: Vec::new(),
                 resource,
-                same_seq: true,
+                // A layered route renumbers (layer switches stay contiguous).
+                same_seq: !self.sig.simulcast(),
             });
         }
         Ok(())

@@ -60,7 +60,20 @@ pub struct ClientPeer {
     keys: Option<PeerKeys>,
     /// Offer `a=setup:passive` and be the DTLS server (as the FFmpeg WHIP muxer does).
     passive: bool,
+    /// Offer the transport-wide sequence number extension and `transport-cc` feedback.
+    twcc: bool,
+    /// A publisher's video as three simulcast layers `q`, `h`, `f` with these SSRCs
+    /// (declared by `a=ssrc-group:SIM`); its `video_ssrc` is then unused.
+    simulcast: Option<[u32; 3]>,
 }
+
+/// The transport-wide congestion control header extension (its `a=extmap` URI).
+pub const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+/// The rtp-stream-id header extension (RFC 8852), needed to offer simulcast.
+pub const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+/// The rids of [`ClientPeer::simulcast`]'s layers, lowest first.
+pub const SIMULCAST_RIDS: [&str; 3] = ["q", "h", "f"];
 
 impl std::fmt::Debug for ClientPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,12 +104,31 @@ impl ClientPeer {
             next_check: None,
             keys: None,
             passive: false,
+            twcc: false,
+            simulcast: None,
         })
     }
 
     /// Offers `a=setup:passive`: the server must then be the DTLS client.
     pub fn passive(mut self) -> Self {
         self.passive = true;
+        self
+    }
+
+    /// Offers the transport-wide congestion control extension (`a=extmap` with
+    /// [`TWCC_URI`] and `a=rtcp-fb:<pt> transport-cc` on both m-lines): the server then
+    /// stamps transport sequence numbers on what it sends this peer and sends
+    /// transport feedback for what it receives from it.
+    pub fn twcc(mut self) -> Self {
+        self.twcc = true;
+        self
+    }
+
+    /// A publisher offers its video as three simulcast layers (rids `q`, `h`, `f`,
+    /// `a=simulcast:send q;h;f`) whose SSRCs `ssrcs` are declared in that order by
+    /// `a=ssrc-group:SIM`, without RTX. No effect on a subscriber.
+    pub fn simulcast(mut self, ssrcs: [u32; 3]) -> Self {
+        self.simulcast = Some(ssrcs);
         self
     }
 
@@ -125,17 +157,50 @@ impl ClientPeer {
                 if self.passive { "passive" } else { "actpass" },
             )
         };
+        let twcc_ext = if self.twcc {
+            format!("a=extmap:3 {TWCC_URI}\r\n")
+        } else {
+            String::new()
+        };
+        let twcc_fb = |pt: u8| {
+            if self.twcc {
+                format!("a=rtcp-fb:{pt} transport-cc\r\n")
+            } else {
+                String::new()
+            }
+        };
         s += "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n";
         s += &common("0");
+        s += &twcc_ext;
         s += "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n";
+        s += &twcc_fb(111);
         if let Some(ssrc) = audio_ssrc {
             s += &format!("a=msid:load audio\r\na=ssrc:{ssrc} cname:load\r\n");
         }
         s += "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n";
         s += &common("1");
+        s += &twcc_ext;
+        let layers = self.simulcast.filter(|_| video_ssrc.is_some());
+        if layers.is_some() {
+            s += &format!("a=extmap:4 {RID_URI}\r\n");
+        }
         s += "a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n\
-              a=rtcp-fb:96 ccm fir\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
-        if let Some(ssrc) = video_ssrc {
+              a=rtcp-fb:96 ccm fir\r\n";
+        s += &twcc_fb(96);
+        s += "a=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n";
+        if let Some(ssrcs) = layers {
+            for rid in SIMULCAST_RIDS {
+                s += &format!("a=rid:{rid} send\r\n");
+            }
+            s += &format!("a=simulcast:send {}\r\n", SIMULCAST_RIDS.join(";"));
+            s += &format!(
+                "a=msid:load video\r\na=ssrc-group:SIM {} {} {}\r\n",
+                ssrcs[0], ssrcs[1], ssrcs[2]
+            );
+            for ssrc in ssrcs {
+                s += &format!("a=ssrc:{ssrc} cname:load\r\n");
+            }
+        } else if let Some(ssrc) = video_ssrc {
             let rtx = ssrc.wrapping_add(1);
             s += &format!(
                 "a=msid:load video\r\na=ssrc-group:FID {ssrc} {rtx}\r\n\

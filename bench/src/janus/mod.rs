@@ -380,6 +380,8 @@ impl JanusTarget {
                 tx: Some(cascade_dataplane::srtp::SrtpContext::new(&keys.tx)?),
                 audio: StreamTx::new(a, AUDIO_PT),
                 video: StreamTx::new(v, VIDEO_PT),
+                layers: Vec::new(),
+                transport_seq: None,
                 resource: format!("{handle}:{feed}"),
             });
         }
