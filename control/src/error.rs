@@ -81,3 +81,16 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// An error and its causes, `a: b: c` (what a TLS refusal or a failed probe says is
+/// in the causes, not in the outer error).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

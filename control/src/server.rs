@@ -15,7 +15,7 @@ use rand::Rng;
 
 use crate::cert::DtlsCertificate;
 use crate::config::{Capacity, DataplaneArg, ServeConfig};
-use crate::error::ApiError;
+use crate::error::{ApiError, error_chain};
 use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
 use crate::placement::Membership;
@@ -230,18 +230,6 @@ impl AppState {
         });
         self.metrics.render(core, self.dataplane.stats(), &kernel)
     }
-}
-
-/// An error and its causes, `a: b: c` (a TLS refusal is in the causes).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 /// What `serve` prints once it is ready.

@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::DnsState;
 use super::zone::Server;
+use crate::error::error_chain;
 
 /// Longest wait for one probe's answer (shortened to the probe interval when that is
 /// shorter, so that a hanging server is out within two intervals too).
@@ -126,15 +127,4 @@ pub async fn prober(state: std::sync::Weak<DnsState>, interval: Duration) {
         };
         probe_round(&state, &client).await;
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
