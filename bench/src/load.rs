@@ -214,6 +214,39 @@ struct SendResult {
     failed: u64,
 }
 
+/// Writes the next packet of `stream` into `batch` (with a transport-wide sequence
+/// number when the publisher has them), protected with `tx` when set. False when
+/// protecting failed (nothing is queued then).
+fn queue(
+    batch: &mut Batch,
+    stream: &mut StreamTx,
+    transport_seq: &mut Option<u16>,
+    tx: Option<&mut SrtpContext>,
+) -> bool {
+    let buf = batch.next_mut();
+    let tseq = transport_seq.as_mut().map(next_transport_seq);
+    let len = stream.write_next(buf, now_ns(), tseq);
+    let len = match tx {
+        Some(ctx) => match ctx.protect_rtp(buf, len) {
+            Ok(n) => n,
+            Err(_) => return false,
+        },
+        None => len,
+    };
+    batch.push(len, None);
+    true
+}
+
+/// Sends what `batch` holds on `fd`: (datagrams sent, datagrams that failed).
+fn flush(batch: &mut Batch, fd: std::os::fd::RawFd) -> (u64, u64) {
+    if batch.len() == 0 {
+        return (0, 0);
+    }
+    let queued = batch.len();
+    let ok = batch.send(fd);
+    (ok as u64, (queued - ok) as u64)
+}
+
 /// Returns the next transport-wide sequence number and advances it.
 fn next_transport_seq(seq: &mut u16) -> u16 {
     let s = *seq;
@@ -261,33 +294,19 @@ fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendRes
                     *iv += 1;
                     &mut p.video
                 };
-                let buf = batch.next_mut();
-                let tseq = p.transport_seq.as_mut().map(next_transport_seq);
-                let len = stream.write_next(buf, now_ns(), tseq);
-                let len = match p.tx.as_mut() {
-                    Some(ctx) => match ctx.protect_rtp(buf, len) {
-                        Ok(n) => n,
-                        Err(_) => {
-                            failed += 1;
-                            continue;
-                        }
-                    },
-                    None => len,
-                };
-                batch.push(len, None);
+                if !queue(&mut batch, stream, &mut p.transport_seq, p.tx.as_mut()) {
+                    failed += 1;
+                    continue;
+                }
                 if batch.is_full() {
-                    let queued = batch.len();
-                    let ok = batch.send(fd);
-                    sent[i] += ok as u64;
-                    failed += (queued - ok) as u64;
+                    let (ok, lost) = flush(&mut batch, fd);
+                    sent[i] += ok;
+                    failed += lost;
                 }
             }
-            if batch.len() > 0 {
-                let queued = batch.len();
-                let ok = batch.send(fd);
-                sent[i] += ok as u64;
-                failed += (queued - ok) as u64;
-            }
+            let (ok, lost) = flush(&mut batch, fd);
+            sent[i] += ok;
+            failed += lost;
             // Lower simulcast layers, in batches of their own (not expected downstream).
             for ((layer, frac), issued) in p.layers.iter_mut().zip(&mut layer_issued[i]) {
                 let rate = spec.video_pps * *frac;
@@ -299,33 +318,19 @@ fn send_loop(pubs: &mut [Publisher], spec: &StepSpec, start: Instant) -> SendRes
                 }
                 while *issued < due {
                     *issued += 1;
-                    let buf = batch.next_mut();
-                    let tseq = p.transport_seq.as_mut().map(next_transport_seq);
-                    let len = layer.write_next(buf, now_ns(), tseq);
-                    let len = match p.tx.as_mut() {
-                        Some(ctx) => match ctx.protect_rtp(buf, len) {
-                            Ok(n) => n,
-                            Err(_) => {
-                                failed += 1;
-                                continue;
-                            }
-                        },
-                        None => len,
-                    };
-                    batch.push(len, None);
+                    if !queue(&mut batch, layer, &mut p.transport_seq, p.tx.as_mut()) {
+                        failed += 1;
+                        continue;
+                    }
                     if batch.is_full() {
-                        let queued = batch.len();
-                        let ok = batch.send(fd);
-                        layer_sent += ok as u64;
-                        failed += (queued - ok) as u64;
+                        let (ok, lost) = flush(&mut batch, fd);
+                        layer_sent += ok;
+                        failed += lost;
                     }
                 }
-                if batch.len() > 0 {
-                    let queued = batch.len();
-                    let ok = batch.send(fd);
-                    layer_sent += ok as u64;
-                    failed += (queued - ok) as u64;
-                }
+                let (ok, lost) = flush(&mut batch, fd);
+                layer_sent += ok;
+                failed += lost;
             }
         }
         if el >= dur {
