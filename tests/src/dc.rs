@@ -12,8 +12,8 @@
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -231,19 +231,41 @@ impl DnsProcess {
         listen: SocketAddr,
         http_listen: SocketAddr,
     ) -> anyhow::Result<Self> {
+        let cmd = ns.command(cascade_bin());
+        let place = format!(" in {}", ns.name());
+        Self::launch(
+            cmd,
+            zone.path(),
+            listen,
+            http_listen,
+            PROBE_INTERVAL,
+            &place,
+        )
+    }
+
+    /// `cascade dns` run through `cmd` (the binary itself, or a wrapper such as
+    /// `ip netns exec NS <binary>`) with these settings; waits for its
+    /// `cascade dns listening:` line. `place` names where it runs, for errors.
+    pub fn launch(
+        mut cmd: Command,
+        zone: &Path,
+        listen: SocketAddr,
+        http_listen: SocketAddr,
+        probe_interval: Duration,
+        place: &str,
+    ) -> anyhow::Result<Self> {
         let bin = cascade_bin();
         if !bin.is_file() {
             bail!("no cascade binary at {}", bin.display());
         }
-        let mut cmd = ns.command(&bin);
         cmd.arg("dns")
             .arg("--zone")
-            .arg(zone.path())
+            .arg(zone)
             .args(["--listen", &listen.to_string()])
             .args(["--http-listen", &http_listen.to_string()])
             .args([
                 "--probe-interval",
-                &format!("{}ms", PROBE_INTERVAL.as_millis()),
+                &format!("{}ms", probe_interval.as_millis()),
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -264,7 +286,7 @@ impl DnsProcess {
         }
         let mut child = cmd
             .spawn()
-            .with_context(|| format!("cannot start {} dns in {}", bin.display(), ns.name()))?;
+            .with_context(|| format!("cannot start {} dns{place}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
         let stderr_pipe = child.stderr.take().context("no stderr pipe")?;
         let stderr = Arc::new(Mutex::new(VecDeque::new()));

@@ -2,18 +2,17 @@
 //! health probes taking a server out and back, HTTPDNS agreeing with DNS, and a
 //! server appended to the zone file showing up in SRV without a restart.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cascade_tests::{
-    SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, cascade_bin, command_available, http_client, require,
-};
+use cascade_tests::dc::DnsProcess;
+use cascade_tests::{cascade_bin, command_available, http_client, require};
 use serde_json::Value;
 
 const ZONE_NAME: &str = "media.example.test";
@@ -170,96 +169,15 @@ impl Drop for HealthEndpoint {
     }
 }
 
-/// A running `cascade dns`, stopped (SIGTERM, then SIGKILL) on drop.
-struct DnsProcess {
-    child: Child,
-    dns: SocketAddr,
-    http_base: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
+/// A `cascade dns` on loopback (stopped on drop), and the queries these tests make
+/// of it.
+struct Dns(DnsProcess);
 
-impl DnsProcess {
+impl Dns {
     fn start(zone: &ZoneFile) -> anyhow::Result<Self> {
-        let bin = cascade_bin();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("dns")
-            .arg("--zone")
-            .arg(&zone.0)
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-            .args([
-                "--probe-interval",
-                &format!("{}ms", PROBE_INTERVAL.as_millis()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,hickory_server=warn");
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let stderr_pipe = child.stderr.take().context("no stderr")?;
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        {
-            let stderr = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr_pipe).lines() {
-                    let Ok(line) = line else { return };
-                    stderr.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut process = DnsProcess {
-            child,
-            dns: SocketAddr::from(([127, 0, 0, 1], 0)),
-            http_base: String::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "no `cascade dns listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                    process.stderr_text()
-                );
-            }
-            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    if let Some((dns, http)) = parse_listening(&line) {
-                        process.dns = dns;
-                        process.http_base = http;
-                        return Ok(process);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(200));
-                    bail!(
-                        "cascade dns exited before announcing itself; stderr:\n{}",
-                        process.stderr_text()
-                    );
-                }
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let cmd = Command::new(cascade_bin());
+        DnsProcess::launch(cmd, &zone.0, any, any, PROBE_INTERVAL, "").map(Self)
     }
 
     /// `dig @127.0.0.1 -p PORT args... +short`, one answer per line.
@@ -276,7 +194,7 @@ impl DnsProcess {
     async fn dig(&self, args: &[&str]) -> anyhow::Result<String> {
         let out = tokio::process::Command::new("dig")
             .arg("@127.0.0.1")
-            .args(["-p", &self.dns.port().to_string()])
+            .args(["-p", &self.0.dns.port().to_string()])
             .args(args)
             .args(["+time=2", "+tries=2"])
             .stdin(Stdio::null())
@@ -304,7 +222,7 @@ impl DnsProcess {
     /// HTTPDNS addresses for `ip`, in order.
     async fn resolve(&self, ip: &str) -> anyhow::Result<(Value, Vec<String>)> {
         let body: Value = http_client()
-            .get(format!("{}/resolve", self.http_base))
+            .get(format!("{}/resolve", self.0.http_base))
             .query(&[("name", ZONE_NAME), ("ip", ip)])
             .send()
             .await?
@@ -319,48 +237,6 @@ impl DnsProcess {
             .collect();
         Ok((body, addrs))
     }
-}
-
-impl Drop for DnsProcess {
-    fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: kill(2) on the pid of our own child, not reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        let mut exited = false;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- cascade dns stderr ----\n{}\n----", self.stderr_text());
-        }
-    }
-}
-
-/// Parses `cascade dns listening: dns=udp://IP:PORT http=http://IP:PORT`.
-fn parse_listening(line: &str) -> Option<(SocketAddr, String)> {
-    let rest = line.trim().strip_prefix("cascade dns listening:")?;
-    let mut dns = None;
-    let mut http = None;
-    for field in rest.split_whitespace() {
-        if let Some(v) = field.strip_prefix("dns=udp://") {
-            dns = v.parse().ok();
-        } else if let Some(v) = field.strip_prefix("http=") {
-            http = Some(v.trim_end_matches('/').to_string());
-        }
-    }
-    Some((dns?, http?))
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -379,7 +255,7 @@ async fn dig_gets_the_nearest_servers_and_httpdns_agrees() -> anyhow::Result<()>
     }
     let health = HealthEndpoint::start()?;
     let zone = ZoneFile::new(&zone_text(&health.url))?;
-    let dns = DnsProcess::start(&zone)?;
+    let dns = Dns::start(&zone)?;
 
     let eu = dns.ranked("10.1.2.0/24").await?;
     assert_eq!(sorted(eu.clone()), strings(&EU), "eu client got {eu:?}");
@@ -435,7 +311,7 @@ async fn a_failing_server_leaves_the_answers_and_comes_back() -> anyhow::Result<
     }
     let health = HealthEndpoint::start()?;
     let zone = ZoneFile::new(&zone_text(&health.url))?;
-    let dns = DnsProcess::start(&zone)?;
+    let dns = Dns::start(&zone)?;
     let us_subnet = "10.2.0.0/24";
     assert_eq!(sorted(dns.ranked(us_subnet).await?), strings(&US));
 
@@ -491,7 +367,7 @@ async fn a_server_appended_to_the_zone_file_appears_in_srv() -> anyhow::Result<(
     }
     let health = HealthEndpoint::start()?;
     let zone = ZoneFile::new(&zone_text(&health.url))?;
-    let dns = DnsProcess::start(&zone)?;
+    let dns = Dns::start(&zone)?;
 
     let srv = dns.dig_short(&[SRV_NAME, "SRV"]).await?;
     assert_eq!(
