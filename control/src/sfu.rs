@@ -2366,6 +2366,10 @@ fn keyframe_format(codec: &Codec) -> KeyframeFormat {
         KeyframeFormat::Vp8
     } else if codec.name.eq_ignore_ascii_case("H264") {
         KeyframeFormat::H264
+    } else if codec.name.eq_ignore_ascii_case("VP9") {
+        KeyframeFormat::Vp9
+    } else if codec.name.eq_ignore_ascii_case("AV1") {
+        KeyframeFormat::Av1
     } else {
         KeyframeFormat::Any
     }

@@ -52,6 +52,10 @@ pub enum KeyframeFormat {
     Vp8,
     /// RFC 6184.
     H264,
+    /// RFC 9628.
+    Vp9,
+    /// The AOMedia "RTP Payload Format For AV1".
+    Av1,
     /// Not recognised: every packet counts as a switch point.
     Any,
 }

@@ -929,6 +929,18 @@ impl ForwardingTable {
                 }
                 None => false,
             },
+            Some(KeyframeFormat::Vp9) => {
+                let start = rewrite::vp9_keyframe_start(&buf[payload.clone()]);
+                if let Some((w, h)) = start
+                    .then(|| rewrite::vp9_keyframe_size(&buf[payload]))
+                    .flatten()
+                {
+                    let stream = &mut publisher.inbound[si];
+                    (stream.width, stream.height) = (w, h);
+                }
+                start
+            }
+            Some(KeyframeFormat::Av1) => rewrite::av1_keyframe_start(&buf[payload]),
         };
         for r in 0..n_routes {
             // Routes are plain data: copy one out so the subscriber can be borrowed.
