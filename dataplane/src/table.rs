@@ -1326,8 +1326,10 @@ impl ForwardingTable {
             };
             match kind {
                 RtcpKind::SenderReport(sr) => {
+                    self.round_trip(idx, sr.reports.clone(), now_us);
                     self.forward_sender_report(now, idx, &sr, out);
                 }
+                RtcpKind::ReceiverReport(rr) => self.round_trip(idx, rr.reports, now_us),
                 RtcpKind::Pli(pli) => self.keyframe_from_subscriber(now, idx, pli.media_ssrc, out),
                 RtcpKind::Fir(fir) => {
                     for (ssrc, _) in fir.entries.clone() {
@@ -1363,6 +1365,22 @@ impl ForwardingTable {
             }
         }
         Disposition::Handled
+    }
+
+    /// Feeds session `idx`'s estimator the round-trip time its report blocks show
+    /// about the sender reports the server sent it.
+    fn round_trip(&mut self, idx: usize, blocks: rtcp::ReportBlocks<'_>, now_us: u64) {
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let (Some(bwe), Some(log)) = (s.bwe.as_mut(), s.send_log.as_ref()) else {
+            return;
+        };
+        for b in blocks {
+            if let Some(rtt) = log.rtt_us(b.last_sr, b.delay_since_last_sr, now_us) {
+                bwe.set_rtt(rtt);
+            }
+        }
     }
 
     /// Reports session `idx`'s estimate to control when it moved by more than 10 %.
@@ -1432,6 +1450,13 @@ impl ForwardingTable {
             ) else {
                 continue;
             };
+            if let Some(log) = self.sessions[route.subscriber]
+                .as_ref()
+                .and_then(|s| s.send_log.as_ref())
+            {
+                let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+                log.record_report((sr.ntp_time >> 16) as u32, now_us);
+            }
             self.send_rtcp(route.subscriber, n, out);
         }
     }
