@@ -44,6 +44,9 @@ const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const AUDIO_RESERVE_BPS: u64 = 50_000;
 /// Share of a subscriber's estimate (after audio) its video layers may take.
 const LAYER_HEADROOM: f64 = 0.85;
+/// A layer's peak rate loses 1/`PEAK_DECAY` of itself with every rate report (one a
+/// second) that does not renew it.
+const PEAK_DECAY: u64 = 8;
 /// A layer that reported no bit rate for this long is not being sent.
 const LAYER_STALE: Duration = Duration::from_secs(3);
 /// How long one probe lasts, and the pause between probes (doubling up to the max
@@ -172,6 +175,10 @@ pub struct SimulcastLayer {
     /// Last second's bit rate, when it was measured, and the last keyframe's size.
     pub bps: u64,
     pub rate_at: Option<Instant>,
+    /// The recent peak of `bps` (decaying by [`PEAK_DECAY`] a report): a layer is
+    /// taken only when its peak fits, so that a dip of its rate (an encoder ramping
+    /// up, a quiet scene) does not switch a subscriber up and straight back down.
+    pub peak_bps: u64,
     pub width: u16,
     pub height: u16,
 }
@@ -231,11 +238,12 @@ pub struct PublishedTrack {
 }
 
 impl PublishedTrack {
-    /// Every (SSRC, RTX SSRC) this track sends media with, layers in bit-rate order
-    /// (the offer's order until rates are known).
-    fn sources(&self, now: Instant) -> Vec<(u32, Option<u32>, u64, u16, u16)> {
+    /// Every (SSRC, RTX SSRC) this track sends media with, with its rate, size and
+    /// recent peak rate, layers in bit-rate order (the offer's order until rates are
+    /// known).
+    fn sources(&self, now: Instant) -> Vec<(u32, Option<u32>, u64, u16, u16, u64)> {
         if self.layers.is_empty() {
-            return vec![(self.ssrc, self.rtx_ssrc, 0, 0, 0)];
+            return vec![(self.ssrc, self.rtx_ssrc, 0, 0, 0, 0)];
         }
         let mut v: Vec<_> = self
             .layers
@@ -244,7 +252,7 @@ impl PublishedTrack {
                 let fresh = l
                     .rate_at
                     .is_none_or(|t| now.saturating_duration_since(t) < LAYER_STALE);
-                fresh.then_some((l.ssrc?, l.rtx_ssrc, l.bps, l.width, l.height))
+                fresh.then_some((l.ssrc?, l.rtx_ssrc, l.bps, l.width, l.height, l.peak_bps))
             })
             .collect();
         if v.iter().all(|l| l.2 > 0) {
@@ -658,6 +666,7 @@ impl Sfu {
                                 }),
                                 bps: 0,
                                 rate_at: None,
+                                peak_bps: 0,
                                 width: 0,
                                 height: 0,
                             }
@@ -1178,6 +1187,7 @@ impl Sfu {
                         rtx_ssrc: l.rtx_ssrc,
                         bps: 0,
                         rate_at: None,
+                        peak_bps: 0,
                         width: 0,
                         height: 0,
                     })
@@ -2121,6 +2131,7 @@ impl Sfu {
                     return;
                 };
                 layer.bps = bps;
+                layer.peak_bps = bps.max(layer.peak_bps - layer.peak_bps / PEAK_DECAY);
                 layer.rate_at = Some(now);
                 if width > 0 {
                     (layer.width, layer.height) = (width, height);
@@ -2248,13 +2259,14 @@ impl Sfu {
                         // Layers are sent at their rate plus bursts (keyframes): keep
                         // headroom below the estimate to take a layer, not to keep it.
                         let fit = layers.iter().rposition(|l| {
-                            // A layer whose rate is not known yet does not fit.
-                            let share = if Some(l.0) == d.selected {
-                                1.0
+                            // A layer whose rate is not known yet does not fit; one
+                            // is kept while its rate fits, taken when its peak does.
+                            let (rate, share) = if Some(l.0) == d.selected {
+                                (l.2, 1.0)
                             } else {
-                                LAYER_HEADROOM
+                                (l.2.max(l.5), LAYER_HEADROOM)
                             };
-                            l.2 > 0 && l.2 as f64 <= b as f64 * share
+                            l.2 > 0 && rate as f64 <= b as f64 * share
                         });
                         let pick = match fit {
                             Some(n) => Some(n),

@@ -780,6 +780,29 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             .any(|c| matches!(c, Command::Probe { bps: 0, .. })),
         "probe ends"
     );
+    // A dip of h's rate does not make it fit: a layer is taken by its recent peak.
+    sfu.handle_media_event(
+        now,
+        MediaEvent::Estimate {
+            session: sub_session,
+            bps: 450_000,
+        },
+    );
+    sfu.handle_media_event(
+        now,
+        MediaEvent::StreamRate {
+            session: pub_session,
+            ssrc: 6000,
+            bps: 250_000,
+            width: 640,
+            height: 360,
+        },
+    );
+    let (cmds, _) = drain(&mut sfu);
+    assert!(
+        selections(&cmds).iter().all(|l| *l != Some(6000)),
+        "h at 250 kbit/s for a second, 600 before: not taken at 450 kbit/s: {cmds:?}"
+    );
     // The estimate grows: h.
     sfu.handle_media_event(
         now,
