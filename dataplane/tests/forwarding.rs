@@ -594,3 +594,77 @@ fn another_worker_maps_a_layered_streams_nacks_through_the_shared_map() {
     assert_eq!(nack.media_ssrc, 0xAAAA);
     assert_eq!(nack.lost_sequences().collect::<Vec<_>>(), vec![1003, 1007]);
 }
+
+#[test]
+fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
+    use cascade_dataplane::command::KeyframeFormat;
+
+    let now = Instant::now();
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(8);
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, sub.install.clone(), &mut sink);
+    for layer in [0xAAAA, 0xAAAC] {
+        let Command::Route(mut r) = route_rtx(
+            1,
+            layer,
+            2,
+            0xB002,
+            (96, 96),
+            Some((layer + 1, 97)),
+            Some((0xC002, 97)),
+        ) else {
+            unreachable!()
+        };
+        r.layered = Some(KeyframeFormat::Vp8);
+        table.apply(now, Command::Route(r), &mut sink);
+    }
+    table.apply(
+        now,
+        Command::SelectLayer {
+            subscriber: 2,
+            subscriber_ssrc: 0xB002,
+            layer: Some(0xAAAA),
+        },
+        &mut sink,
+    );
+    let mut sent = Vec::new();
+    for seq in 1000u16..1010 {
+        let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
+        if seq == 1000 {
+            plain.extend([
+                0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
+            ]);
+        } else {
+            plain.extend([0x10, 0x01, 0x00, 0x00]);
+        }
+        plain.resize(300, seq as u8);
+        let mut wire = protect(&mut publisher.send, &plain);
+        sink.clear();
+        table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+        assert_eq!(sink.sent.len(), 1, "forwarded");
+        let mut got = sink.datagram(0).0.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        sent.push((h.sequence, got[h.header_len..len].to_vec()));
+    }
+    // The subscriber lost the fourth and the eighth.
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[sent[3].0, sent[7].0]).unwrap();
+    sink.clear();
+    rtcp_from(&mut table, &mut sub, &buf[..n], &mut sink);
+    assert_eq!(sink.sent.len(), 2, "two retransmissions, nothing upstream");
+    for (i, lost) in [3, 7].into_iter().enumerate() {
+        let (bytes, dest) = sink.datagram(i);
+        assert_eq!(dest, sub.addr);
+        let mut got = bytes.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        assert_eq!((h.ssrc, h.payload_type), (0xC002, 97), "as RTX");
+        let body = &got[h.header_len..len];
+        assert_eq!(&body[..2], &sent[lost].0.to_be_bytes(), "OSN");
+        assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
+    }
+}
