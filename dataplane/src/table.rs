@@ -394,6 +394,15 @@ impl ForwardingTable {
         true
     }
 
+    /// Whether this worker receives the media of the session at `idx` (or no worker
+    /// has been seen to, or there is only this one).
+    fn is_home_of(&self, idx: usize) -> bool {
+        let (Some(homes), Some(p)) = (self.homes.as_ref(), self.sessions[idx].as_ref()) else {
+            return true;
+        };
+        homes.get(p.id).is_none_or(|w| w == self.worker_index)
+    }
+
     /// Number of installed sessions.
     pub fn session_count(&self) -> usize {
         self.by_id.len()
@@ -1791,21 +1800,37 @@ impl ForwardingTable {
     /// padding-only packets on a video stream's RTX SSRC (receivers discard them; their
     /// transport feedback shows what the path carries).
     fn probe(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
-        let Some(s) = self.sessions[idx].as_mut() else {
+        let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
-        let sent = std::mem::take(&mut s.tick_bytes);
         if s.probe_bps == 0 || s.ext.transport_cc == 0 {
+            if let Some(s) = self.sessions[idx].as_mut() {
+                s.tick_bytes = 0;
+            }
             return;
         }
         // The worker that forwards a layer to the subscriber pads (one, as a rule).
-        let Some((li, (rtx_ssrc, rtx_pt))) = s
+        // With every layer paused none does: then the publisher's home worker (where
+        // its layers arrive, and would be forwarded from) pads, so that a subscriber
+        // whose path came back can be found to fit a layer again.
+        let forwarding = s
             .layered
             .iter()
             .enumerate()
             .filter(|(_, l)| l.rewriter.current().is_some())
-            .find_map(|(i, l)| Some((i, l.rtx?)))
-        else {
+            .find_map(|(i, l)| Some((i, l.rtx?)));
+        let chosen = forwarding.or_else(|| {
+            s.layered
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| self.is_home_of(l.publisher))
+                .find_map(|(i, l)| Some((i, l.rtx?)))
+        });
+        let Some(s) = self.sessions[idx].as_mut() else {
+            return;
+        };
+        let sent = std::mem::take(&mut s.tick_bytes);
+        let Some((li, (rtx_ssrc, rtx_pt))) = chosen else {
             return;
         };
         let budget = s.probe_bps / 8 * FAST_TICK.as_millis() as u64 / 1000;

@@ -668,3 +668,75 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
         assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
     }
 }
+
+#[test]
+fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
+    use cascade_dataplane::command::{ExtensionIds, KeyframeFormat};
+
+    let now = Instant::now();
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(64);
+    let publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    if let Command::InstallSession {
+        extensions,
+        send_log,
+        ..
+    } = &mut sub.install
+    {
+        *extensions = ExtensionIds {
+            transport_cc: 3,
+            ..Default::default()
+        };
+        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
+    }
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, sub.install.clone(), &mut sink);
+    let Command::Route(mut r) = route_rtx(1, 0xAAAA, 2, 0xB002, (96, 96), None, Some((0xC002, 97)))
+    else {
+        unreachable!()
+    };
+    r.layered = Some(KeyframeFormat::Vp8);
+    table.apply(now, Command::Route(r), &mut sink);
+    // No layer fits: paused. The estimate is probed all the same.
+    table.apply(
+        now,
+        Command::SelectLayer {
+            subscriber: 2,
+            subscriber_ssrc: 0xB002,
+            layer: None,
+        },
+        &mut sink,
+    );
+    table.apply(
+        now,
+        Command::Probe {
+            subscriber: 2,
+            bps: 1_000_000,
+        },
+        &mut sink,
+    );
+    sink.clear();
+    let mut at = now;
+    for _ in 0..5 {
+        at += Duration::from_millis(10);
+        table.handle_timeout(at, &mut sink);
+    }
+    let padding: Vec<_> = (0..sink.sent.len())
+        .filter_map(|i| {
+            let (bytes, dest) = sink.datagram(i);
+            let mut got = bytes.to_vec();
+            let len = sub.recv.unprotect_rtp(&mut got).ok()?;
+            let h = rtp::parse(&got[..len]).ok()?;
+            (dest == sub.addr).then_some((h.ssrc, h.payload_type, len))
+        })
+        .collect();
+    assert!(
+        padding.len() >= 5,
+        "padding to the paused subscriber: {padding:?}"
+    );
+    assert!(
+        padding.iter().all(|p| (p.0, p.1) == (0xC002, 97)),
+        "on its RTX stream: {padding:?}"
+    );
+}
