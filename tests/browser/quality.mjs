@@ -170,6 +170,10 @@ const PAGE_LIB = () => {
             nackCount: s.nackCount || 0,
             bytesReceived: s.bytesReceived || 0,
             freezeCount: s.freezeCount || 0,
+            pliCount: s.pliCount || 0,
+            keyFramesDecoded: s.keyFramesDecoded || 0,
+            retransmittedPacketsReceived: s.retransmittedPacketsReceived || 0,
+            totalFreezesDuration: s.totalFreezesDuration || 0,
           };
         } else if (s.type === "outbound-rtp" && (s.kind || s.mediaType) === "video") {
           r.layers.push({
@@ -180,6 +184,7 @@ const PAGE_LIB = () => {
             bytesSent: s.bytesSent || 0,
             targetBitrate: s.targetBitrate || 0,
             qualityLimitationReason: s.qualityLimitationReason || "",
+            scalabilityMode: s.scalabilityMode || "",
           });
         } else if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate) {
           r.available_outgoing_bps = s.availableOutgoingBitrate;

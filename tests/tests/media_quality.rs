@@ -352,22 +352,56 @@ fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
     if !browser_tools() || !netns::require() || !require(command_available("nft"), "nft") {
         return Ok(());
     }
+    decodes_under_loss(false)
+}
+
+/// The same with a simulcast publisher: the subscriber's layer must hold steady under
+/// random loss (loss alone is no reason to step down), so it decodes at least 95 % of
+/// the frames of the layer it receives.
+#[test]
+fn simulcast_subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
+    if !browser_tools() || !netns::require() || !require(command_available("nft"), "nft") {
+        return Ok(());
+    }
+    decodes_under_loss(true)
+}
+
+fn decodes_under_loss(simulcast: bool) -> anyhow::Result<()> {
+    let what = if simulcast { " (simulcast)" } else { "" };
     let topo = Topology::new()?;
     let room = random_room("loss");
     let token = topo
         .server
         .token(&room, "loss", &["publish", "subscribe"])?;
-    let (mut publisher, resource) = topo.publisher(&room, &token, false)?;
+    let (mut publisher, resource) = topo.publisher(&room, &token, simulcast)?;
     let mut subscriber = topo.subscriber(&room, &token, &resource)?;
-    // Media first flows cleanly, then the loss starts.
+    // Media first flows cleanly (with simulcast, until the subscriber's estimate has
+    // taken it up to the widest layer), then the loss starts.
     let warm = Instant::now() + Duration::from_secs(5);
     while Instant::now() < warm {
         subscriber.wait_event("sample", Duration::from_secs(10))?;
     }
+    if simulcast {
+        let widest = Instant::now() + Duration::from_secs(25);
+        let mut at_top = 0;
+        while at_top < 4 && Instant::now() < widest {
+            let s = subscriber.wait_event("sample", Duration::from_secs(10))?;
+            at_top = if u64_at(&s, "/video/frameWidth") >= 960 {
+                at_top + 1
+            } else {
+                0
+            };
+        }
+    }
     topo.srv.add_loss("sq", 5)?;
+    // Frames of the widest layer sent (layers are sorted by width; one without
+    // simulcast): the layer an unconstrained subscriber receives.
     let sent = |p: &Role| -> anyhow::Result<u64> {
         let s = p.wait_event("sample", Duration::from_secs(10))?;
-        Ok(u64_at(&s, "/layers/0/framesSent"))
+        let top = s["layers"]
+            .as_array()
+            .map_or(0, |l| l.len().saturating_sub(1));
+        Ok(u64_at(&s, &format!("/layers/{top}/framesSent")))
     };
     let decoded = |r: &Role| -> anyhow::Result<(u64, Value)> {
         let s = r.wait_event("sample", Duration::from_secs(10))?;
@@ -377,23 +411,36 @@ fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
     while publisher.lines.try_recv().is_ok() {}
     while subscriber.lines.try_recv().is_ok() {}
     let (s0, d0) = (sent(&publisher)?, decoded(&subscriber)?.0);
-    std::thread::sleep(Duration::from_secs(30));
+    // The subscriber's frame widths meanwhile, one per second, show layer switches.
+    let mut widths = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        let s = subscriber.wait_event("sample", Duration::from_secs(10))?;
+        // `MEDIA_QUALITY_TRACE=1` prints every sample of the subscriber's video.
+        if std::env::var_os("MEDIA_QUALITY_TRACE").is_some() {
+            eprintln!("TRACE {} {}", s["at"], s["video"]);
+        }
+        if s["at"].as_u64().is_some_and(|t| t % 1000 < 500) {
+            widths.push(u64_at(&s, "/video/frameWidth"));
+        }
+    }
     while publisher.lines.try_recv().is_ok() {}
     while subscriber.lines.try_recv().is_ok() {}
     let s1 = sent(&publisher)?;
     let (d1, last) = decoded(&subscriber)?;
     let ratio = (d1 - d0) as f64 / (s1 - s0).max(1) as f64;
     eprintln!(
-        "under 5 % loss: sent {} frames, decoded {}; last sample {last}",
+        "under 5 % loss{what}: sent {} frames, decoded {}; widths {widths:?}; last sample {last}",
         s1 - s0,
         d1 - d0
     );
     println!(
-        "5 % loss: the subscriber decoded {:.1} % of the frames sent over 30 s ({} of {}; {} NACKs)",
+        "5 % loss{what}: the subscriber decoded {:.1} % of the frames sent over 30 s ({} of {}; {} NACKs, {} px wide)",
         ratio * 100.0,
         d1 - d0,
         s1 - s0,
-        u64_at(&last, "/video/nackCount")
+        u64_at(&last, "/video/nackCount"),
+        u64_at(&last, "/video/frameWidth")
     );
     // `MEDIA_QUALITY_SERVER_LOG=1` prints the server's log and counters.
     if std::env::var_os("MEDIA_QUALITY_SERVER_LOG").is_some() {
@@ -406,6 +453,86 @@ fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
         ratio >= 0.95,
         "decoded {:.1} % of the frames",
         ratio * 100.0
+    );
+    subscriber.finish();
+    publisher.finish();
+    Ok(())
+}
+
+/// A subscriber whose link collapses below the lowest simulcast layer gets no video
+/// (paused) while its audio keeps flowing; once the link is back, video resumes.
+#[test]
+fn video_pauses_when_the_path_collapses_and_audio_flows() -> anyhow::Result<()> {
+    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+        return Ok(());
+    }
+    let topo = Topology::new()?;
+    let room = random_room("collapse");
+    let token = topo
+        .server
+        .token(&room, "collapse", &["publish", "subscribe"])?;
+    let (mut publisher, resource) = topo.publisher(&room, &token, true)?;
+    let mut subscriber = topo.subscriber(&room, &token, &resource)?;
+    // Frames received (complete, whether decodable or not) and audio packets.
+    let sample = |r: &Role| -> anyhow::Result<(u64, u64)> {
+        let s = r.wait_event("sample", Duration::from_secs(10))?;
+        Ok((
+            u64_at(&s, "/video/framesReceived"),
+            u64_at(&s, "/audio/packetsReceived"),
+        ))
+    };
+    // Video first flows.
+    let start = Instant::now();
+    while sample(&subscriber)?.0 < 30 {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "no video before the collapse"
+        );
+    }
+    // Room for audio only (about 50 kbit/s with its headers), not for the lowest layer.
+    topo.srv.add_rate("sq", "70kbit")?;
+    let limited = Instant::now();
+    // Paused: three seconds without a video frame while audio packets arrive.
+    let mut paused = None;
+    let mut window: Vec<(Instant, u64, u64)> = Vec::new();
+    while limited.elapsed() < Duration::from_secs(30) {
+        let (frames, audio) = sample(&subscriber)?;
+        let now = Instant::now();
+        window.push((now, frames, audio));
+        window.retain(|w| now.duration_since(w.0) <= Duration::from_millis(3400));
+        let first = window[0];
+        if now.duration_since(first.0) >= Duration::from_millis(2900)
+            && frames == first.1
+            && audio >= first.2 + 50
+        {
+            paused = Some((limited.elapsed(), audio - first.2));
+            break;
+        }
+    }
+    let Some((paused_after, audio_packets)) = paused else {
+        eprintln!(
+            "samples (frames, audio packets): {:?}\nserver log:\n{}",
+            window.iter().map(|w| (w.1, w.2)).collect::<Vec<_>>(),
+            topo.server.stderr_tail()
+        );
+        anyhow::bail!("video never paused behind 70 kbit/s while audio flowed");
+    };
+    topo.srv.clear_rate("sq")?;
+    let lifted = Instant::now();
+    let (frames_at_lift, _) = sample(&subscriber)?;
+    let mut resumed = None;
+    while lifted.elapsed() < Duration::from_secs(20) {
+        if sample(&subscriber)?.0 >= frames_at_lift + 30 {
+            resumed = Some(lifted.elapsed());
+            break;
+        }
+    }
+    let resumed = resumed.context("video never resumed after the limit was lifted")?;
+    println!(
+        "collapse to 70 kbit/s: video paused after {} ms ({} audio packets in the 3 s without video), resumed {} ms after the limit was lifted",
+        paused_after.as_millis(),
+        audio_packets,
+        resumed.as_millis()
     );
     subscriber.finish();
     publisher.finish();
