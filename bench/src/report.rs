@@ -107,7 +107,7 @@ pub(crate) fn table(results: &[RampResult], ratios: &[Ratio]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<8} {:<22} {:>4} {:>5} {:>12} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
+        "{:<8} {:<22} {:>4} {:>5} {:>12} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
         "scenario",
         "target",
         "N",
@@ -117,6 +117,7 @@ pub(crate) fn table(results: &[RampResult], ratios: &[Ratio]) -> String {
         "loss%",
         "limit",
         "CPU s/M",
+        "s/M in+out",
         "p50 µs",
         "p99 µs",
         "p999 µs",
@@ -139,7 +140,7 @@ pub(crate) fn table(results: &[RampResult], ratios: &[Ratio]) -> String {
         let bg = m.and_then(|m| m.other_cpu_s.map(|c| c / (m.secs + m.drain_secs)));
         let _ = writeln!(
             s,
-            "{:<8} {:<22} {:>4} {:>5} {:>12} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
+            "{:<8} {:<22} {:>4} {:>5} {:>12} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8} {:>8} {:>9} {:>6} {:>6}",
             r.scenario,
             r.target,
             r.n,
@@ -149,6 +150,7 @@ pub(crate) fn table(results: &[RampResult], ratios: &[Ratio]) -> String {
             opt(m.map(|m| m.loss_pct), 2),
             r.limited_by,
             opt(m.and_then(|m| m.cpu_s_per_mpkt), 2),
+            opt(m.and_then(|m| m.cpu_s_per_mpkt_handled), 2),
             opt(h.map(|h| h.latency.p50_us), 0),
             opt(h.map(|h| h.latency.p99_us), 0),
             opt(h.map(|h| h.latency.p999_us), 0),

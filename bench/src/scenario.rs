@@ -93,6 +93,10 @@ pub(crate) struct StepRecord {
     /// Server CPU seconds during the step.
     pub(crate) cpu_s: Option<f64>,
     pub(crate) cpu_s_per_mpkt: Option<f64>,
+    /// Server CPU seconds per million packets it handled: received from the
+    /// publishers plus forwarded to the subscribers (compares runs whose ingress per
+    /// forwarded packet differs, e.g. simulcast layers received and not forwarded).
+    pub(crate) cpu_s_per_mpkt_handled: Option<f64>,
     /// Datagrams the kernel dropped at the server's (or relay's) socket.
     pub(crate) server_socket_drops: u64,
     /// Datagrams the kernel dropped at the subscribers' sockets (the load generator
@@ -330,6 +334,9 @@ impl Bench {
             cpu_s_per_mpkt: cpu_s
                 .filter(|_| c.received > 0)
                 .map(|s| s / c.received as f64 * 1e6),
+            cpu_s_per_mpkt_handled: cpu_s
+                .filter(|_| c.received + c.sent > 0)
+                .map(|s| s / (c.received + c.sent) as f64 * 1e6),
             server_socket_drops: srv1.drops.saturating_sub(srv0.drops),
             client_socket_drops: cli1.drops.saturating_sub(cli0.drops),
             server_drops: delta(s0.drops, s1.drops),
