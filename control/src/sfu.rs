@@ -21,7 +21,6 @@ use cascade_dataplane::command::{
     Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
 };
 use cascade_dataplane::demux::{self, PacketClass};
-use cascade_dataplane::rewrite::SharedSourceMap;
 use cascade_dataplane::srtp::SrtpKeyingMaterial;
 use cascade_dataplane::twcc;
 use rand::Rng;
@@ -402,8 +401,6 @@ struct DeliveredTrack {
     prefs: TrackPreferences,
     /// The layer (publisher SSRC) asked of the data plane; `None` when paused.
     selected: Option<u32>,
-    /// The simulcast stream's NACK mapping, shared by the data-plane workers.
-    source_map: std::sync::Arc<SharedSourceMap>,
     ssrc: u32,
     rtx_ssrc: Option<u32>,
     pt: u8,
@@ -820,7 +817,6 @@ impl Sfu {
                 mid: m.mid.clone().unwrap_or_default(),
                 prefs: TrackPreferences::default(),
                 selected: None,
-                source_map: std::sync::Arc::new(SharedSourceMap::new()),
                 ssrc,
                 rtx_ssrc,
                 pt: codec.payload_type,
@@ -1989,11 +1985,6 @@ impl Sfu {
                         media_ssrc: ssrc,
                     });
                 }
-                commands.push(Command::ShareSourceMap {
-                    subscriber: sub.session,
-                    subscriber_ssrc: d.ssrc,
-                    map: d.source_map.clone(),
-                });
                 if let Some(selected) = d.selected {
                     // Re-routing keeps the stream's layer; say it again all the same.
                     commands.push(Command::SelectLayer {

@@ -196,14 +196,6 @@ pub enum Command {
         subscriber_ssrc: u32,
         layer: Option<u32>,
     },
-    /// The layered subscriber stream `subscriber_ssrc` mirrors its NACK mapping in
-    /// `map`, shared by every worker's replica (the worker that reads the subscriber's
-    /// NACKs may not be the one that forwards the stream).
-    ShareSourceMap {
-        subscriber: SessionId,
-        subscriber_ssrc: u32,
-        map: std::sync::Arc<crate::rewrite::SharedSourceMap>,
-    },
     /// Probe the path to `subscriber` up to `bps` with padding (on a video stream's
     /// RTX SSRC), so its estimate can grow beyond what it is sent; 0 stops probing.
     Probe { subscriber: SessionId, bps: u64 },

@@ -9,11 +9,9 @@
 //! it starts a keyframe and the time, and gets back the fields to write (with
 //! `rtp::set_sequence` / `rtp::set_timestamp`) or a reason to drop it. It does not choose
 //! the layer (control does, from the bandwidth estimate), send keyframe requests (it
-//! says when one is needed), or touch the packet bytes. A [`SharedSourceMap`] mirrors
-//! what NACK mapping needs in atomics, for a worker that reads the subscriber's NACKs
-//! but does not forward its stream.
-
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+//! says when one is needed), or touch the packet bytes. A NACK for the stream is mapped
+//! back to its layer ([`SequenceRewriter::source_of`]) by the worker that forwards it;
+//! one that arrives on another worker is handed there (see [`crate::handoff`]).
 
 use crate::rtp;
 
@@ -537,115 +535,6 @@ pub fn av1_keyframe_start(payload: &[u8]) -> bool {
     }
 }
 
-/// What [`SequenceRewriter::source_of`] needs, mirrored in atomics by the worker that
-/// forwards a stream ([`SequenceRewriter::publish`]), so that another worker (the one
-/// that receives the subscriber's NACKs) can map them. One writer; readers retry while
-/// a switch is being written. No lock, no allocation.
-#[derive(Debug, Default)]
-pub struct SharedSourceMap {
-    /// Odd while being written.
-    version: AtomicU32,
-    /// ssrc << 32 | seq_offset << 16 | out_start, for the current and previous layer.
-    current: AtomicU64,
-    previous: AtomicU64,
-    /// Bit 0: current valid, bit 1: previous valid; the previous layer's last outbound
-    /// sequence number in the high 16 bits.
-    flags: AtomicU32,
-    /// Newest outbound sequence number sent (bit 16 set once one was).
-    newest: AtomicU32,
-}
-
-fn pack(m: &LayerMapping) -> u64 {
-    u64::from(m.ssrc) << 32 | u64::from(m.seq_offset) << 16 | u64::from(m.out_start)
-}
-
-impl SharedSourceMap {
-    /// An empty map (nothing sent).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The layer being forwarded, as last published.
-    pub fn current(&self) -> Option<u32> {
-        self.read()
-            .map(|(c, ..)| c)
-            .and_then(|c| c.map(|c| (c >> 32) as u32))
-    }
-
-    /// A consistent snapshot: (current, previous with its last seq, newest sent).
-    #[allow(clippy::type_complexity)]
-    fn read(&self) -> Option<(Option<u64>, Option<(u64, u16)>, Option<u16>)> {
-        for _ in 0..8 {
-            let v = self.version.load(Ordering::Acquire);
-            if v % 2 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let current = self.current.load(Ordering::Relaxed);
-            let previous = self.previous.load(Ordering::Relaxed);
-            let flags = self.flags.load(Ordering::Relaxed);
-            std::sync::atomic::fence(Ordering::Acquire);
-            if self.version.load(Ordering::Relaxed) != v {
-                continue;
-            }
-            let newest = self.newest.load(Ordering::Acquire);
-            return Some((
-                (flags & 1 != 0).then_some(current),
-                (flags & 2 != 0).then_some((previous, (flags >> 16) as u16)),
-                (newest & 0x1_0000 != 0).then_some(newest as u16),
-            ));
-        }
-        None
-    }
-
-    /// [`SequenceRewriter::source_of`], from the mirror.
-    pub fn source_of(&self, out_seq: u16) -> Option<(u32, u16)> {
-        let (current, previous, newest) = self.read()?;
-        let newest = newest?;
-        let unpack = |m: u64| ((m >> 32) as u32, (m >> 16) as u16, m as u16);
-        if let Some(c) = current {
-            let (ssrc, offset, start) = unpack(c);
-            if out_seq.wrapping_sub(start) <= newest.wrapping_sub(start) {
-                return Some((ssrc, out_seq.wrapping_sub(offset)));
-            }
-        }
-        let (p, last) = previous?;
-        let (ssrc, offset, start) = unpack(p);
-        let after_current = current.is_none_or(|c| rtp::is_newer(unpack(c).2, out_seq));
-        (out_seq.wrapping_sub(start) <= last.wrapping_sub(start) && after_current)
-            .then(|| (ssrc, out_seq.wrapping_sub(offset)))
-    }
-}
-
-impl SequenceRewriter {
-    /// Writes the layer mapping into `map` (after a switch or a pause).
-    pub fn publish(&self, map: &SharedSourceMap) {
-        let v = map.version.load(Ordering::Relaxed);
-        map.version.store(v.wrapping_add(1), Ordering::Relaxed);
-        std::sync::atomic::fence(Ordering::Release);
-        let mut flags = 0;
-        if let Some(c) = &self.current {
-            map.current.store(pack(c), Ordering::Relaxed);
-            flags |= 1;
-        }
-        if let Some((p, last)) = &self.previous {
-            map.previous.store(pack(p), Ordering::Relaxed);
-            flags |= 2 | u32::from(*last) << 16;
-        }
-        map.flags.store(flags, Ordering::Relaxed);
-        map.version.store(v.wrapping_add(2), Ordering::Release);
-        self.publish_sent(map);
-    }
-
-    /// Writes the newest outbound sequence number into `map` (after each packet).
-    pub fn publish_sent(&self, map: &SharedSourceMap) {
-        if let Some(sent) = self.sent {
-            map.newest
-                .store(0x1_0000 | u32::from(sent.seq), Ordering::Release);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1077,39 +966,5 @@ mod tests {
             }
         }
         assert!(switches > 20, "{switches}");
-    }
-
-    #[test]
-    fn shared_map_answers_like_the_rewriter() {
-        let mut r = SequenceRewriter::new(90_000);
-        let map = SharedSourceMap::new();
-        assert_eq!(map.source_of(5), None, "nothing sent");
-        let pkt = |ssrc, seq: u16, key| LayerPacket {
-            ssrc,
-            seq,
-            timestamp: u32::from(seq) * 3000,
-            keyframe_start: key,
-        };
-        r.select(Some(1));
-        for (i, seq) in (100u16..110).enumerate() {
-            let out = r.rewrite(&pkt(1, seq, i == 0), i as u64 * 1000);
-            if matches!(out, Rewrite::Forward { switched: true, .. }) {
-                r.publish(&map);
-            }
-            r.publish_sent(&map);
-        }
-        r.select(Some(2));
-        for (i, seq) in (5000u16..5010).enumerate() {
-            let _ = r.rewrite(&pkt(1, 110 + i as u16, false), 20_000 + i as u64);
-            let out = r.rewrite(&pkt(2, seq, i == 3), 20_000 + i as u64);
-            if matches!(out, Rewrite::Forward { switched: true, .. }) {
-                r.publish(&map);
-            }
-            r.publish_sent(&map);
-        }
-        assert_eq!(map.current(), Some(2));
-        for out_seq in 0..=u16::MAX {
-            assert_eq!(map.source_of(out_seq), r.source_of(out_seq), "{out_seq}");
-        }
     }
 }

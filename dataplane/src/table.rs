@@ -27,7 +27,7 @@ use crate::command::{
 };
 use crate::demux::{self, PacketClass};
 use crate::handoff::{Homes, NackHandoff};
-use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter, SharedSourceMap};
+use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter};
 use crate::rtcp::{self, ReportBlock, RtcpKind};
 use crate::rtp::{self, SeqTracker};
 use crate::twcc::{self, TwccFeedback, TwccRecorder};
@@ -166,8 +166,6 @@ struct LayeredStream {
     rtx_seq: u16,
     /// The publisher session the layers come from.
     publisher: usize,
-    /// The NACK mapping every worker sees.
-    shared: Option<Arc<SharedSourceMap>>,
 }
 
 struct Session {
@@ -575,20 +573,6 @@ impl ForwardingTable {
                 subscriber_ssrc,
                 layer,
             } => self.select_layer(now, subscriber, subscriber_ssrc, layer, out),
-            Command::ShareSourceMap {
-                subscriber,
-                subscriber_ssrc,
-                map,
-            } => {
-                if let Some(&idx) = self.by_id.get(&subscriber)
-                    && let Some(l) = self.sessions[idx]
-                        .as_mut()
-                        .and_then(|s| s.layered_mut(subscriber_ssrc))
-                {
-                    l.rewriter.publish(&map);
-                    l.shared = Some(map);
-                }
-            }
             Command::Probe { subscriber, bps } => {
                 if let Some(&idx) = self.by_id.get(&subscriber)
                     && let Some(s) = self.sessions[idx].as_mut()
@@ -697,7 +681,6 @@ impl ForwardingTable {
                             rtx: route.subscriber_rtx,
                             rtx_seq: rand::random(),
                             publisher: p,
-                            shared: None,
                         });
                     }
                 }
@@ -726,9 +709,6 @@ impl ForwardingTable {
             return;
         }
         l.rewriter.select(layer);
-        if let Some(map) = &l.shared {
-            l.rewriter.publish(map);
-        }
         let publisher = l.publisher;
         if let Some(layer) = layer {
             // Only the worker that receives the layer asks for its keyframe.
@@ -1006,20 +986,7 @@ impl ForwardingTable {
             return false;
         };
         let (seq, timestamp) = match l.rewriter.rewrite(pkt, now_us) {
-            Rewrite::Forward {
-                seq,
-                timestamp,
-                switched,
-            } => {
-                if let Some(map) = &l.shared {
-                    if switched {
-                        l.rewriter.publish(map);
-                    } else {
-                        l.rewriter.publish_sent(map);
-                    }
-                }
-                (seq, timestamp)
-            }
+            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
             Rewrite::Drop(rewrite::DropCause::AwaitingKeyframe) => return true,
             Rewrite::Drop(_) => return false,
         };
@@ -1566,39 +1533,32 @@ impl ForwardingTable {
         if self.hand_off_nack(o.publisher, sub_idx, subscriber_ssrc) {
             return;
         }
-        // The mapping is this worker's if it forwards the stream, else the shared one.
+        // Here the mapping is this worker's own: it forwards the stream, or no other
+        // worker is known to.
         let layered = self.sessions[sub_idx].as_ref().and_then(|s| {
-            let l = s
-                .layered
+            s.layered
                 .iter()
-                .find(|l| l.subscriber_ssrc == subscriber_ssrc)?;
-            Some(match (l.rewriter.current(), &l.shared) {
-                (None, Some(map)) => (map.current(), Some(map.clone())),
-                (current, _) => (current, None),
-            })
+                .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+                .map(|l| l.rewriter.current())
         });
-        if let Some((current, shared)) = layered {
+        if let Some(current) = layered {
             // Sequence numbers of the rewritten stream: answer from the caches of the
-            // layers they came from; ask the publisher for the forwarded layer's rest.
+            // layers they came from; ask the publisher for the forwarded layer's rest
+            // (nothing when no layer is forwarded).
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
                 let seq = self.nack_scratch[i];
-                if shared.is_none()
-                    && self.retransmit_layered(now_us, sub_idx, subscriber_ssrc, seq, out)
-                {
+                if self.retransmit_layered(now_us, sub_idx, subscriber_ssrc, seq, out) {
                     continue;
                 }
-                let source = match &shared {
-                    Some(map) => map.source_of(seq),
-                    None => self.sessions[sub_idx]
-                        .as_ref()
-                        .and_then(|s| {
-                            s.layered
-                                .iter()
-                                .find(|l| l.subscriber_ssrc == subscriber_ssrc)
-                        })
-                        .and_then(|l| l.rewriter.source_of(seq)),
-                };
+                let source = self.sessions[sub_idx]
+                    .as_ref()
+                    .and_then(|s| {
+                        s.layered
+                            .iter()
+                            .find(|l| l.subscriber_ssrc == subscriber_ssrc)
+                    })
+                    .and_then(|l| l.rewriter.source_of(seq));
                 if let (Some((layer, orig)), Some(current)) = (source, current)
                     && layer == current
                 {

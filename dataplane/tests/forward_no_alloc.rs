@@ -167,15 +167,6 @@ fn zero_allocations_with_layers_and_congestion_control() {
         }
         table.apply(
             start,
-            cascade_dataplane::command::Command::ShareSourceMap {
-                subscriber: id,
-                subscriber_ssrc: 0xB000 + id as u32,
-                map: std::sync::Arc::new(cascade_dataplane::rewrite::SharedSourceMap::new()),
-            },
-            &mut sink,
-        );
-        table.apply(
-            start,
             cascade_dataplane::command::Command::Probe {
                 subscriber: id,
                 bps: 2_000_000,

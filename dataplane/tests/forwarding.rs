@@ -525,42 +525,51 @@ fn remb_sets_the_estimate_reported_to_control() {
     assert!(estimates[0].abs_diff(800_000) < 10_000 && estimates[1].abs_diff(500_000) < 10_000);
 }
 
-/// Two workers' replicas of one simulcast subscriber stream: worker A forwards it,
-/// worker B reads the subscriber's NACK. Through the shared source map, B asks the
-/// publisher for the original sequence numbers of the forwarded layer.
+/// Two workers' replicas of one simulcast subscriber stream, sharing one home map:
+/// worker A receives the layers and forwards the stream, worker B reads the
+/// subscriber's NACK. B hands it to A, which answers as RTX from the forwarded layer's
+/// cache. Before any media, no worker is home and B (forwarding nothing) asks nothing.
 #[test]
-fn another_worker_maps_a_layered_streams_nacks_through_the_shared_map() {
+fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     use cascade_dataplane::command::KeyframeFormat;
-    use cascade_dataplane::rewrite::SharedSourceMap;
+    use cascade_dataplane::handoff::Homes;
     use std::sync::Arc;
 
     let now = Instant::now();
-    let map = Arc::new(SharedSourceMap::new());
+    let homes = Arc::new(Homes::default());
     let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
     let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
     let mut sink = RecordingSink::with_capacity(8);
-    let mut tables = [ForwardingTable::new(0), ForwardingTable::new(1)];
-    for t in &mut tables {
+    let mut a = ForwardingTable::with_homes(0, homes.clone());
+    let mut b = ForwardingTable::with_homes(1, homes.clone());
+    for t in [&mut a, &mut b] {
         t.apply(now, publisher.install.clone(), &mut sink);
         t.apply(now, sub.install.clone(), &mut sink);
         for layer in [0xAAAA, 0xAAAC] {
-            let Command::Route(mut r) = route(1, layer, 2, 0xB002, (96, 96)) else {
+            let Command::Route(mut r) = route_rtx(
+                1,
+                layer,
+                2,
+                0xB002,
+                (96, 96),
+                Some((layer + 1, 97)),
+                Some((0xC002, 97)),
+            ) else {
                 unreachable!()
             };
             r.layered = Some(KeyframeFormat::Vp8);
             t.apply(now, Command::Route(r), &mut sink);
         }
-        t.apply(
-            now,
-            Command::ShareSourceMap {
-                subscriber: 2,
-                subscriber_ssrc: 0xB002,
-                map: map.clone(),
-            },
-            &mut sink,
-        );
     }
+    // No media yet: B's rewriter forwards no layer and no worker is home.
+    let mut buf = [0u8; 64];
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[10, 11]).unwrap();
+    sink.clear();
+    rtcp_from(&mut b, &mut sub, &buf[..n], &mut sink);
+    assert!(sink.sent.is_empty(), "nothing to answer or ask for");
+    assert!(b.handoffs.is_empty());
     // Worker A forwards layer 0xAAAA from its keyframe at 1000 on.
+    let mut sent = Vec::new();
     for seq in 1000u16..1010 {
         let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
         if seq == 1000 {
@@ -570,29 +579,45 @@ fn another_worker_maps_a_layered_streams_nacks_through_the_shared_map() {
         } else {
             plain.extend([0x10, 0x01, 0x00, 0x00]);
         }
-        plain.resize(300, 0);
+        plain.resize(300, seq as u8);
         let mut wire = protect(&mut publisher.send, &plain);
         sink.clear();
-        tables[0].handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+        a.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
         assert_eq!(sink.sent.len(), 1, "forwarded");
+        let mut got = sink.datagram(0).0.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        sent.push((h.sequence, got[h.header_len..len].to_vec()));
     }
-    assert_eq!(map.current(), Some(0xAAAA));
-    // The subscriber's NACK reaches worker B.
-    let mut buf = [0u8; 64];
-    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[1003, 1007]).unwrap();
+    assert_eq!(homes.get(1), Some(0));
+    // The subscriber lost the fourth and the eighth; its NACK reaches worker B, which
+    // hands it over and sends nothing.
+    let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[sent[3].0, sent[7].0]).unwrap();
     sink.clear();
-    rtcp_from(&mut tables[1], &mut sub, &buf[..n], &mut sink);
-    assert_eq!(sink.sent.len(), 1, "one NACK upstream");
-    let (bytes, dest) = sink.datagram(0);
-    assert_eq!(dest, publisher.addr);
-    let mut got = bytes.to_vec();
-    let len = publisher.recv.unprotect_rtcp(&mut got).unwrap();
-    let pkt = rtcp::packets(&got[..len]).next().unwrap().unwrap();
-    let RtcpKind::Nack(nack) = pkt.kind().unwrap() else {
-        panic!("expected a NACK");
-    };
-    assert_eq!(nack.media_ssrc, 0xAAAA);
-    assert_eq!(nack.lost_sequences().collect::<Vec<_>>(), vec![1003, 1007]);
+    rtcp_from(&mut b, &mut sub, &buf[..n], &mut sink);
+    assert!(sink.sent.is_empty(), "B neither answers nor asks upstream");
+    assert_eq!(b.handoffs.len(), 1);
+    let (to, h) = b.handoffs.pop().unwrap();
+    assert_eq!(to, 0);
+    assert_eq!(h.seqs(), &[sent[3].0, sent[7].0]);
+    // A answers from the forwarded layer's cache.
+    a.handle_handoff(now, &h, &mut sink);
+    assert_eq!(sink.sent.len(), 2, "two retransmissions, nothing upstream");
+    for (i, lost) in [3, 7].into_iter().enumerate() {
+        let (bytes, dest) = sink.datagram(i);
+        assert_eq!(dest, sub.addr);
+        let mut got = bytes.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        assert_eq!((h.ssrc, h.payload_type), (0xC002, 97), "as RTX");
+        let body = &got[h.header_len..len];
+        assert_eq!(&body[..2], &sent[lost].0.to_be_bytes(), "OSN");
+        assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
+    }
+    assert!(
+        a.handoffs.is_empty(),
+        "an answered hand-off is not handed on"
+    );
 }
 
 #[test]
