@@ -531,7 +531,6 @@ fn remb_sets_the_estimate_reported_to_control() {
 /// cache. Before any media, no worker is home and B (forwarding nothing) asks nothing.
 #[test]
 fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
-    use cascade_dataplane::command::KeyframeFormat;
     use cascade_dataplane::handoff::Homes;
     use std::sync::Arc;
 
@@ -545,21 +544,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     for t in [&mut a, &mut b] {
         t.apply(now, publisher.install.clone(), &mut sink);
         t.apply(now, sub.install.clone(), &mut sink);
-        for layer in [0xAAAA, 0xAAAC] {
-            let Command::Route(mut r) = route_rtx(
-                1,
-                layer,
-                2,
-                0xB002,
-                (96, 96),
-                Some((layer + 1, 97)),
-                Some((0xC002, 97)),
-            ) else {
-                unreachable!()
-            };
-            r.layered = Some(KeyframeFormat::Vp8);
-            t.apply(now, Command::Route(r), &mut sink);
-        }
+        route_two_layers(t, now, &mut sink);
     }
     // No media yet: B's rewriter forwards no layer and no worker is home.
     let mut buf = [0u8; 64];
@@ -569,26 +554,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     assert!(sink.sent.is_empty(), "nothing to answer or ask for");
     assert!(b.handoffs.is_empty());
     // Worker A forwards layer 0xAAAA from its keyframe at 1000 on.
-    let mut sent = Vec::new();
-    for seq in 1000u16..1010 {
-        let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
-        if seq == 1000 {
-            plain.extend([
-                0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
-            ]);
-        } else {
-            plain.extend([0x10, 0x01, 0x00, 0x00]);
-        }
-        plain.resize(300, seq as u8);
-        let mut wire = protect(&mut publisher.send, &plain);
-        sink.clear();
-        a.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
-        assert_eq!(sink.sent.len(), 1, "forwarded");
-        let mut got = sink.datagram(0).0.to_vec();
-        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
-        let h = rtp::parse(&got[..len]).unwrap();
-        sent.push((h.sequence, got[h.header_len..len].to_vec()));
-    }
+    let sent = forward_layer_run(&mut a, &mut publisher, &mut sub, now, &mut sink);
     assert_eq!(homes.get(1), Some(0));
     // The subscriber lost the fourth and the eighth; its NACK reaches worker B, which
     // hands it over and sends nothing.
@@ -602,18 +568,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     assert_eq!(h.seqs(), &[sent[3].0, sent[7].0]);
     // A answers from the forwarded layer's cache.
     a.handle_handoff(now, &h, &mut sink);
-    assert_eq!(sink.sent.len(), 2, "two retransmissions, nothing upstream");
-    for (i, lost) in [3, 7].into_iter().enumerate() {
-        let (bytes, dest) = sink.datagram(i);
-        assert_eq!(dest, sub.addr);
-        let mut got = bytes.to_vec();
-        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
-        let h = rtp::parse(&got[..len]).unwrap();
-        assert_eq!((h.ssrc, h.payload_type), (0xC002, 97), "as RTX");
-        let body = &got[h.header_len..len];
-        assert_eq!(&body[..2], &sent[lost].0.to_be_bytes(), "OSN");
-        assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
-    }
+    assert_rtx_answers(&sink, &mut sub, &sent, [3, 7]);
     assert!(
         a.handoffs.is_empty(),
         "an answered hand-off is not handed on"
@@ -622,8 +577,6 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
 
 #[test]
 fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
-    use cascade_dataplane::command::KeyframeFormat;
-
     let now = Instant::now();
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(8);
@@ -631,21 +584,7 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
     let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
-    for layer in [0xAAAA, 0xAAAC] {
-        let Command::Route(mut r) = route_rtx(
-            1,
-            layer,
-            2,
-            0xB002,
-            (96, 96),
-            Some((layer + 1, 97)),
-            Some((0xC002, 97)),
-        ) else {
-            unreachable!()
-        };
-        r.layered = Some(KeyframeFormat::Vp8);
-        table.apply(now, Command::Route(r), &mut sink);
-    }
+    route_two_layers(&mut table, now, &mut sink);
     table.apply(
         now,
         Command::SelectLayer {
@@ -655,43 +594,13 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
         },
         &mut sink,
     );
-    let mut sent = Vec::new();
-    for seq in 1000u16..1010 {
-        let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
-        if seq == 1000 {
-            plain.extend([
-                0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
-            ]);
-        } else {
-            plain.extend([0x10, 0x01, 0x00, 0x00]);
-        }
-        plain.resize(300, seq as u8);
-        let mut wire = protect(&mut publisher.send, &plain);
-        sink.clear();
-        table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
-        assert_eq!(sink.sent.len(), 1, "forwarded");
-        let mut got = sink.datagram(0).0.to_vec();
-        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
-        let h = rtp::parse(&got[..len]).unwrap();
-        sent.push((h.sequence, got[h.header_len..len].to_vec()));
-    }
+    let sent = forward_layer_run(&mut table, &mut publisher, &mut sub, now, &mut sink);
     // The subscriber lost the fourth and the eighth.
     let mut buf = [0u8; 64];
     let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[sent[3].0, sent[7].0]).unwrap();
     sink.clear();
     rtcp_from(&mut table, &mut sub, &buf[..n], &mut sink);
-    assert_eq!(sink.sent.len(), 2, "two retransmissions, nothing upstream");
-    for (i, lost) in [3, 7].into_iter().enumerate() {
-        let (bytes, dest) = sink.datagram(i);
-        assert_eq!(dest, sub.addr);
-        let mut got = bytes.to_vec();
-        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
-        let h = rtp::parse(&got[..len]).unwrap();
-        assert_eq!((h.ssrc, h.payload_type), (0xC002, 97), "as RTX");
-        let body = &got[h.header_len..len];
-        assert_eq!(&body[..2], &sent[lost].0.to_be_bytes(), "OSN");
-        assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
-    }
+    assert_rtx_answers(&sink, &mut sub, &sent, [3, 7]);
 }
 
 #[test]
@@ -764,4 +673,78 @@ fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
         padding.iter().all(|p| (p.0, p.1) == (0xC002, 97)),
         "on its RTX stream: {padding:?}"
     );
+}
+
+/// Two VP8 layers (0xAAAA, 0xAAAC, with RTX) of publisher 1 routed through subscriber
+/// 2's layer switch onto 0xB002 (RTX 0xC002).
+fn route_two_layers(t: &mut ForwardingTable, now: Instant, sink: &mut RecordingSink) {
+    use cascade_dataplane::command::KeyframeFormat;
+    for layer in [0xAAAA, 0xAAAC] {
+        let Command::Route(mut r) = route_rtx(
+            1,
+            layer,
+            2,
+            0xB002,
+            (96, 96),
+            Some((layer + 1, 97)),
+            Some((0xC002, 97)),
+        ) else {
+            unreachable!()
+        };
+        r.layered = Some(KeyframeFormat::Vp8);
+        t.apply(now, Command::Route(r), sink);
+    }
+}
+
+/// Ten packets of layer 0xAAAA from a keyframe at 1000 on, each forwarded once to
+/// `sub`: what it got (outbound sequence number, payload).
+fn forward_layer_run(
+    t: &mut ForwardingTable,
+    publisher: &mut Peer,
+    sub: &mut Peer,
+    now: Instant,
+    sink: &mut RecordingSink,
+) -> Vec<(u16, Vec<u8>)> {
+    let mut sent = Vec::new();
+    for seq in 1000u16..1010 {
+        let mut plain = rtp(0xAAAA, seq, 3000, 96, 0);
+        if seq == 1000 {
+            plain.extend([
+                0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01,
+            ]);
+        } else {
+            plain.extend([0x10, 0x01, 0x00, 0x00]);
+        }
+        plain.resize(300, seq as u8);
+        let mut wire = protect(&mut publisher.send, &plain);
+        sink.clear();
+        t.handle_datagram(now, publisher.addr, &mut wire, sink);
+        assert_eq!(sink.sent.len(), 1, "forwarded");
+        let mut got = sink.datagram(0).0.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        sent.push((h.sequence, got[h.header_len..len].to_vec()));
+    }
+    sent
+}
+
+/// `sink` holds exactly the RTX answers to the packets of `sent` at `lost`.
+fn assert_rtx_answers(
+    sink: &RecordingSink,
+    sub: &mut Peer,
+    sent: &[(u16, Vec<u8>)],
+    lost: [usize; 2],
+) {
+    assert_eq!(sink.sent.len(), 2, "two retransmissions, nothing upstream");
+    for (i, lost) in lost.into_iter().enumerate() {
+        let (bytes, dest) = sink.datagram(i);
+        assert_eq!(dest, sub.addr);
+        let mut got = bytes.to_vec();
+        let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+        let h = rtp::parse(&got[..len]).unwrap();
+        assert_eq!((h.ssrc, h.payload_type), (0xC002, 97), "as RTX");
+        let body = &got[h.header_len..len];
+        assert_eq!(&body[..2], &sent[lost].0.to_be_bytes(), "OSN");
+        assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
+    }
 }
