@@ -240,24 +240,22 @@ impl SequenceRewriter {
     /// publisher layer and sequence number it was sent from, for the current layer and
     /// the one before it. `None` for numbers this rewriter did not send from them.
     pub fn source_of(&self, out_seq: u16) -> Option<(u32, u16)> {
-        let newest_sent = self.sent?.seq;
-        if let Some(c) = self.current {
-            // Sent from the current layer: between its switch packet and the newest.
-            let since_start = out_seq.wrapping_sub(c.out_start);
-            if since_start <= newest_sent.wrapping_sub(c.out_start) {
-                return Some((c.ssrc, out_seq.wrapping_sub(c.seq_offset)));
-            }
+        // Unwrapped in the layer's own numbering (within 2^15 of its newest packet),
+        // so a layer forwarded for more than 2^16 packets still maps its recent ones.
+        let within = |m: &LayerMapping| {
+            let src = out_seq.wrapping_sub(m.seq_offset);
+            let ext = m.newest + i64::from(rtp::seq_diff(src, m.newest as u16));
+            (m.start..=m.newest).contains(&ext).then_some((m.ssrc, src))
+        };
+        if let Some(hit) = self.current.as_ref().and_then(within) {
+            return Some(hit);
         }
-        let (p, last) = self.previous?;
-        let since_start = out_seq.wrapping_sub(p.out_start);
-        if since_start <= last.wrapping_sub(p.out_start)
-            && self
-                .current
+        // The previous layer's numbers end where the current layer's begin.
+        let (p, _) = self.previous.as_ref()?;
+        within(p).filter(|_| {
+            self.current
                 .is_none_or(|c| rtp::is_newer(c.out_start, out_seq))
-        {
-            return Some((p.ssrc, out_seq.wrapping_sub(p.seq_offset)));
-        }
-        None
+        })
     }
 }
 
@@ -904,6 +902,31 @@ mod tests {
         assert!(!av1_keyframe_start(&[0x18, 0x88, 0x00]));
         assert!(!av1_keyframe_start(&[0x08, 0x00, 0x01, 0x08]));
         assert!(!av1_keyframe_start(&[]));
+    }
+
+    #[test]
+    fn maps_nacks_of_a_layer_forwarded_for_more_than_65536_packets() {
+        let mut rw = SequenceRewriter::new(90_000);
+        rw.select(Some(1));
+        let mut last = 0;
+        for i in 0..70_000u32 {
+            let seq = (1000 + i) as u16;
+            let Rewrite::Forward { seq: out, .. } =
+                rw.rewrite(&pkt(1, seq, i * 3000, i == 0), u64::from(i) * 1000)
+            else {
+                panic!("forwarded");
+            };
+            last = out;
+        }
+        let newest_src = (1000 + 69_999u32) as u16;
+        assert_eq!(rw.source_of(last), Some((1, newest_src)));
+        // Sent 5,000 packets ago: before the outbound numbers last passed the switch
+        // packet's.
+        assert_eq!(
+            rw.source_of(last.wrapping_sub(5000)),
+            Some((1, newest_src.wrapping_sub(5000)))
+        );
+        assert_eq!(rw.source_of(last.wrapping_add(1)), None, "not sent yet");
     }
 
     #[test]
