@@ -1559,6 +1559,12 @@ impl ForwardingTable {
                             .find(|l| l.subscriber_ssrc == subscriber_ssrc)
                     })
                     .and_then(|l| l.rewriter.source_of(seq));
+                tracing::debug!(
+                    seq,
+                    ?source,
+                    ?current,
+                    "layered NACK not answered from the cache"
+                );
                 if let (Some((layer, orig)), Some(current)) = (source, current)
                     && layer == current
                 {

@@ -16,6 +16,8 @@
 // publish and subscribe run until stdin closes or --duration-ms passes.
 //
 // Flags: --base URL --room NAME --token JWT [--resource URL] [--simulcast]
+//        [--scalability MODE] (each layer's scalabilityMode, e.g. L1T1; Chrome's
+//        default for VP8 simulcast is L1T3)
 //        [--duration-ms N] [--chromium PATH]
 
 import { chromium } from "playwright-core";
@@ -33,6 +35,7 @@ const { values: flags } = parseArgs({
     token: { type: "string" },
     resource: { type: "string" },
     simulcast: { type: "boolean", default: false },
+    scalability: { type: "string", default: "" },
     "duration-ms": { type: "string", default: "90000" },
     chromium: { type: "string", default: process.env.CHROMIUM_PATH || "/usr/bin/chromium" },
   },
@@ -80,7 +83,7 @@ const PAGE_LIB = () => {
       if (resp.status !== 201) throw new Error(`POST ${url}: ${resp.status} ${body}`);
       return { location: resp.headers.get("Location"), answer: body };
     },
-    async publish({ base, room, token, video, simulcast, audio }) {
+    async publish({ base, room, token, video, simulcast, scalability, audio }) {
       const pc = new RTCPeerConnection();
       q.pc = pc;
       let audioTrack;
@@ -115,6 +118,9 @@ const PAGE_LIB = () => {
             { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
             { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000 },
           ];
+          if (scalability) {
+            for (const e of init.sendEncodings) e.scalabilityMode = scalability;
+          }
         }
         pc.addTransceiver(stream.getVideoTracks()[0], init);
       }
@@ -311,7 +317,7 @@ async function runPublish() {
   const p = await page("publisher");
   const r = await p.evaluate(
     (x) => q.publish(x),
-    { base, room: flags.room, token: flags.token, video: true, simulcast: flags.simulcast, audio: "mic" },
+    { base, room: flags.room, token: flags.token, video: true, simulcast: flags.simulcast, scalability: flags.scalability, audio: "mic" },
   );
   out({ event: "published", resource: r.resource });
   let done = false;
