@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::command::SessionId;
 
-/// Slots of the home table (publisher sessions hash onto them; a collision only
-/// costs a hand-off that is answered where it lands).
-const HOME_SLOTS: usize = 4096;
+/// Slots of the home table. A session's slot is its index in the forwarding table,
+/// the same on every worker (they apply the same commands in the same order) and
+/// reused only once the session is gone, so live sessions share a slot only beyond
+/// this many at once; a shared slot costs hand-offs that are answered where they land.
+const HOME_SLOTS: usize = 65_536;
 
 /// Most sequence numbers one hand-off carries (a longer NACK is split).
 pub const HANDOFF_SEQS: usize = 32;
@@ -35,29 +37,29 @@ impl Default for Homes {
 }
 
 impl Homes {
-    fn slot(&self, session: SessionId) -> &AtomicU64 {
-        &self.slots[(session as usize) % HOME_SLOTS]
+    fn slot(&self, index: usize) -> &AtomicU64 {
+        &self.slots[index % HOME_SLOTS]
     }
 
     fn pack(session: SessionId, worker: u32) -> u64 {
         (session << 16) | u64::from((worker & 0xffff) + 1)
     }
 
-    /// Notes that `worker` receives `session`'s media. A load, and a store only when
-    /// it changed.
+    /// Notes that `worker` receives the media of `session`, at `index` in the
+    /// forwarding table. A load, and a store only when it changed.
     #[inline]
-    pub fn set(&self, session: SessionId, worker: u32) {
+    pub fn set(&self, index: usize, session: SessionId, worker: u32) {
         let v = Self::pack(session, worker);
-        let slot = self.slot(session);
+        let slot = self.slot(index);
         if slot.load(Ordering::Relaxed) != v {
             slot.store(v, Ordering::Relaxed);
         }
     }
 
-    /// The worker that last received `session`'s media, if known.
+    /// The worker that last received the media of `session` (at `index`), if known.
     #[inline]
-    pub fn get(&self, session: SessionId) -> Option<u32> {
-        let v = self.slot(session).load(Ordering::Relaxed);
+    pub fn get(&self, index: usize, session: SessionId) -> Option<u32> {
+        let v = self.slot(index).load(Ordering::Relaxed);
         let worker = (v & 0xffff) as u32;
         (worker != 0 && v >> 16 == session & (u64::MAX >> 16)).then(|| worker - 1)
     }
@@ -101,15 +103,19 @@ mod tests {
     #[test]
     fn homes_remember_the_last_worker_and_ignore_collisions() {
         let h = Homes::default();
-        assert_eq!(h.get(7), None);
-        h.set(7, 1);
-        assert_eq!(h.get(7), Some(1));
-        h.set(7, 0);
-        assert_eq!(h.get(7), Some(0));
-        // Another session on the same slot replaces it; neither is misread.
-        h.set(7 + HOME_SLOTS as u64, 3);
-        assert_eq!(h.get(7), None);
-        assert_eq!(h.get(7 + HOME_SLOTS as u64), Some(3));
+        assert_eq!(h.get(2, 7), None);
+        h.set(2, 7, 1);
+        assert_eq!(h.get(2, 7), Some(1));
+        h.set(2, 7, 0);
+        assert_eq!(h.get(2, 7), Some(0));
+        // Session ids far apart on different table slots do not meet.
+        h.set(3, 7 + 65_536, 1);
+        assert_eq!(h.get(2, 7), Some(0));
+        assert_eq!(h.get(3, 7 + 65_536), Some(1));
+        // The slot's next session replaces the gone one; neither is misread.
+        h.set(2, 9, 3);
+        assert_eq!(h.get(2, 7), None);
+        assert_eq!(h.get(2, 9), Some(3));
     }
 
     #[test]

@@ -376,7 +376,10 @@ impl ForwardingTable {
         ) else {
             return false;
         };
-        let Some(home) = homes.get(p.id).filter(|&w| w != self.worker_index) else {
+        let Some(home) = homes
+            .get(publisher, p.id)
+            .filter(|&w| w != self.worker_index)
+        else {
             return false;
         };
         let mut rest = &self.nack_scratch[..];
@@ -398,7 +401,7 @@ impl ForwardingTable {
         let (Some(homes), Some(p)) = (self.homes.as_ref(), self.sessions[idx].as_ref()) else {
             return true;
         };
-        homes.get(p.id).is_none_or(|w| w == self.worker_index)
+        homes.get(idx, p.id).is_none_or(|w| w == self.worker_index)
     }
 
     /// Number of installed sessions.
@@ -832,7 +835,7 @@ impl ForwardingTable {
         };
         let session_id = publisher.id;
         if let Some(homes) = &self.homes {
-            homes.set(session_id, self.worker_index);
+            homes.set(idx, session_id, self.worker_index);
         }
         let stream = &mut publisher.inbound[si];
         stream.last_packet = Some(now);

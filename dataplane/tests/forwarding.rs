@@ -555,7 +555,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     assert!(b.handoffs.is_empty());
     // Worker A forwards layer 0xAAAA from its keyframe at 1000 on.
     let sent = forward_layer_run(&mut a, &mut publisher, &mut sub, now, &mut sink);
-    assert_eq!(homes.get(1), Some(0));
+    assert_eq!(homes.get(0, 1), Some(0));
     // The subscriber lost the fourth and the eighth; its NACK reaches worker B, which
     // hands it over and sends nothing.
     let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[sent[3].0, sent[7].0]).unwrap();

@@ -60,7 +60,7 @@ fn a_nack_on_the_wrong_worker_is_answered_by_the_publishers_worker() {
         let mut wire = protect(&mut publisher.send, &rtp(0xAAAA, seq, 0, 96, 300));
         a.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
     }
-    assert_eq!(homes.get(1), Some(0));
+    assert_eq!(homes.get(0, 1), Some(0));
     // The subscriber's NACK reaches worker B: B hands it over and sends nothing.
     sink.clear();
     let mut buf = [0u8; 64];
