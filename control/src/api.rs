@@ -4,7 +4,7 @@
 //! the SFU core under its lock and hand what it outputs to the data plane.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,6 +24,8 @@ use crate::token::{Claims, Grant, unix_now};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
 const MAX_BODY: usize = 64 * 1024;
+/// Longest a relay request waits for a publication's simulcast layers to show.
+const RELAY_LAYER_WAIT: Duration = Duration::from_secs(3);
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
@@ -646,6 +648,15 @@ async fn open_relay(
     let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let req: RelayRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_relay_request", e.to_string()))?;
+    // A relay carries the simulcast layers known when it opens: give a new
+    // publisher's layers a moment to show their SSRCs (browsers start every layer
+    // within a second or two of connecting).
+    let deadline = tokio::time::Instant::now() + RELAY_LAYER_WAIT;
+    while state.with_sfu(|sfu| sfu.layers_pending(&id, Instant::now()))
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let answer = state.with_sfu(|sfu| sfu.open_relay(&id, req.relay_addr))?;
     let mut resp = (StatusCode::CREATED, axum::Json(&answer)).into_response();
     if let Ok(v) = HeaderValue::from_str(&answer.relay) {

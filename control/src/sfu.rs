@@ -43,6 +43,8 @@ const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const AUDIO_RESERVE_BPS: u64 = 50_000;
 /// Share of a subscriber's estimate (after audio) its video layers may take.
 const LAYER_HEADROOM: f64 = 0.85;
+/// How soon after publishing a publisher's simulcast layers are expected to show.
+pub const LAYERS_SHOW_WITHIN: Duration = Duration::from_secs(5);
 /// A layer's peak rate loses 1/`PEAK_DECAY` of itself with every rate report (one a
 /// second) that does not renew it.
 const PEAK_DECAY: u64 = 8;
@@ -275,6 +277,8 @@ struct Publication {
     /// Set when the publication lives on another server and reaches this one
     /// through a relay.
     remote: Option<Box<RemoteSource>>,
+    /// When it was created.
+    since: Instant,
 }
 
 /// A publication of another server, relayed to this one.
@@ -571,6 +575,16 @@ impl Sfu {
             .sum()
     }
 
+    /// Whether publication `id`, created less than [`LAYERS_SHOW_WITHIN`] before
+    /// `now`, offered simulcast layers whose SSRC has not been seen yet (a relay
+    /// opened now would not carry them). A layer still missing after that is taken to
+    /// be one the publisher does not send.
+    pub fn layers_pending(&self, id: &str, now: Instant) -> bool {
+        matches!(self.resources.get(id), Some(Resource::Publication(p))
+            if now.saturating_duration_since(p.since) < LAYERS_SHOW_WITHIN
+                && p.tracks.iter().any(|t| t.layers.iter().any(|l| l.ssrc.is_none())))
+    }
+
     /// Number of live peer sessions (connecting or connected).
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -719,6 +733,7 @@ impl Sfu {
                 keys: None,
                 relays: Vec::new(),
                 remote: None,
+                since: now,
             }),
         );
         self.rooms
@@ -1207,6 +1222,7 @@ impl Sfu {
                 tracks,
                 keys: Some(keys),
                 relays: Vec::new(),
+                since: now,
                 remote: Some(Box::new(RemoteSource {
                     url: url.to_owned(),
                     relay: answer.relay,

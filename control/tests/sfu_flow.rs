@@ -688,7 +688,12 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
         .unwrap();
     let pub_session = sub_session - 1;
 
-    // The layers name themselves.
+    // The layers name themselves (until then, a relay would not carry them).
+    assert!(sfu.layers_pending(&created.resource, now));
+    assert!(
+        !sfu.layers_pending(&created.resource, now + Duration::from_secs(6)),
+        "a layer missing that long is not waited for"
+    );
     let id = |s: &str| ShortId::new(s.as_bytes()).unwrap();
     for (ssrc, rid, repaired) in [(5000, "q", false), (6000, "h", false), (5001, "q", true)] {
         sfu.handle_media_event(
@@ -702,6 +707,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             },
         );
     }
+    assert!(!sfu.layers_pending(&created.resource, now));
     let (cmds, _) = drain(&mut sfu);
     assert_eq!(
         selections(&cmds).last(),
