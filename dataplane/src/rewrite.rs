@@ -8,8 +8,10 @@
 //! Sans-IO and allocation-free: the caller passes each packet's header fields, whether
 //! it starts a keyframe and the time, and gets back the fields to write (with
 //! `rtp::set_sequence` / `rtp::set_timestamp`) or a reason to drop it. It does not choose
-//! the layer (control does, from the bandwidth estimate), send keyframe requests (it
-//! says when one is needed), or touch the packet bytes. A NACK for the stream is mapped
+//! the layer (control does, from the bandwidth estimate) or send keyframe requests (it
+//! says when one is needed). The one thing written into payloads is a VP8 stream's
+//! PictureID and TL0PICIDX, kept continuous across switches ([`Vp8Continuity`]). A
+//! NACK for the stream is mapped
 //! back to its layer ([`SequenceRewriter::source_of`]) by the worker that forwards it;
 //! one that arrives on another worker is handed there (see [`crate::handoff`]).
 
@@ -295,6 +297,107 @@ pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
     match payload.get(at..at + 6) {
         Some(&[tag, _, _, 0x9d, 0x01, 0x2a]) => tag & 0x01 == 0,
         _ => false,
+    }
+}
+
+/// Where a VP8 payload descriptor (RFC 7741 §4.2) keeps the indices a receiver
+/// follows frames by: the PictureID (offset, and whether it is 15 bits wide) and the
+/// TL0PICIDX (offset). `None` where the descriptor lacks one or is cut short.
+fn vp8_indices(payload: &[u8]) -> (Option<(usize, bool)>, Option<usize>) {
+    let (Some(&first), Some(&ext)) = (payload.first(), payload.get(1)) else {
+        return (None, None);
+    };
+    if first & 0x80 == 0 {
+        return (None, None);
+    }
+    let mut at = 2;
+    let mut picture_id = None;
+    if ext & 0x80 != 0 {
+        let Some(&b) = payload.get(at) else {
+            return (None, None);
+        };
+        let wide = b & 0x80 != 0;
+        let len = if wide { 2 } else { 1 };
+        if payload.len() < at + len {
+            return (None, None);
+        }
+        picture_id = Some((at, wide));
+        at += len;
+    }
+    let tl0 = (ext & 0x40 != 0 && at < payload.len()).then_some(at);
+    (picture_id, tl0)
+}
+
+/// Keeps a layered VP8 stream's PictureID and TL0PICIDX continuous across layer
+/// switches, as the receiver's frame-reference tracking expects of one stream: each
+/// simulcast layer numbers its pictures on its own, so at a switch the new layer's
+/// numbers are shifted to go on from the last ones sent (RFC 7741 §4.2). Rewrites in
+/// place; never panics; 7-bit PictureIDs stay 7 bits wide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vp8Continuity {
+    picture_offset: u16,
+    tl0_offset: u8,
+    /// The last PictureID and TL0PICIDX sent (after the shift).
+    last_picture: Option<u16>,
+    last_tl0: Option<u8>,
+}
+
+impl Vp8Continuity {
+    /// Rewrites the descriptor of a forwarded packet's `payload`; `switched` when the
+    /// packet starts the stream's new layer ([`Rewrite::Forward`]), which sets the
+    /// shift from its numbers.
+    pub fn forward(&mut self, payload: &mut [u8], switched: bool) {
+        let (picture_id, tl0) = vp8_indices(payload);
+        if switched {
+            if let (Some((at, wide)), Some(last)) = (picture_id, self.last_picture) {
+                let id = read_picture_id(payload, at, wide);
+                self.picture_offset = last.wrapping_add(1).wrapping_sub(id);
+            }
+            if let (Some(at), Some(last)) = (tl0, self.last_tl0) {
+                self.tl0_offset = last.wrapping_add(1).wrapping_sub(payload[at]);
+            }
+        }
+        if let Some((at, wide)) = picture_id {
+            self.last_picture = Some(self.shift_picture_id(payload, at, wide));
+        }
+        if let Some(at) = tl0 {
+            payload[at] = payload[at].wrapping_add(self.tl0_offset);
+            self.last_tl0 = Some(payload[at]);
+        }
+    }
+
+    /// Rewrites a retransmitted packet of the forwarded layer as it was sent.
+    pub fn resend(&self, payload: &mut [u8]) {
+        let (picture_id, tl0) = vp8_indices(payload);
+        if let Some((at, wide)) = picture_id {
+            self.shift_picture_id(payload, at, wide);
+        }
+        if let Some(at) = tl0 {
+            payload[at] = payload[at].wrapping_add(self.tl0_offset);
+        }
+    }
+
+    /// Shifts the PictureID at `at` (checked by [`vp8_indices`]) and returns it.
+    fn shift_picture_id(&self, payload: &mut [u8], at: usize, wide: bool) -> u16 {
+        let id = read_picture_id(payload, at, wide).wrapping_add(self.picture_offset);
+        if wide {
+            let id = id & 0x7fff;
+            payload[at] = 0x80 | (id >> 8) as u8;
+            payload[at + 1] = id as u8;
+            id
+        } else {
+            let id = id & 0x7f;
+            payload[at] = id as u8;
+            id
+        }
+    }
+}
+
+fn read_picture_id(payload: &[u8], at: usize, wide: bool) -> u16 {
+    if wide {
+        u16::from_be_bytes([payload[at] & 0x7f, payload[at + 1]])
+    } else {
+        u16::from(payload[at] & 0x7f)
     }
 }
 
@@ -929,6 +1032,65 @@ mod tests {
         assert_eq!(rw.source_of(last.wrapping_add(1)), None, "not sent yet");
     }
 
+    /// A VP8 descriptor with a 15-bit PictureID and a TL0PICIDX, then `rest`.
+    fn vp8(picture_id: u16, tl0: u8, start: bool, rest: &[u8]) -> Vec<u8> {
+        let mut p = vec![
+            0x80 | if start { 0x10 } else { 0 },
+            0xc0,
+            0x80 | (picture_id >> 8) as u8,
+            picture_id as u8,
+            tl0,
+        ];
+        p.extend_from_slice(rest);
+        p
+    }
+
+    fn indices(p: &[u8]) -> (u16, u8) {
+        (u16::from_be_bytes([p[2] & 0x7f, p[3]]), p[4])
+    }
+
+    #[test]
+    fn vp8_picture_ids_and_tl0_go_on_across_a_switch() {
+        let mut c = Vp8Continuity::default();
+        // The first layer keeps its numbers.
+        for (i, id) in (100u16..103).enumerate() {
+            let mut p = vp8(id, 7 + i as u8, i == 0, &[1, 2, 3]);
+            c.forward(&mut p, i == 0);
+            assert_eq!(indices(&p), (id, 7 + i as u8));
+            assert_eq!(&p[5..], &[1, 2, 3], "the payload is untouched");
+        }
+        // Switch to a layer numbering from 32760 (about to wrap) and TL0 250.
+        let mut p = vp8(32_760, 250, true, &[9]);
+        c.forward(&mut p, true);
+        assert_eq!(indices(&p), (103, 10), "one after the last sent");
+        let mut p = vp8(32_767, 251, false, &[9]);
+        c.forward(&mut p, false);
+        assert_eq!(indices(&p), (110, 11));
+        let mut p = vp8(2, 252, false, &[9]);
+        c.forward(&mut p, false);
+        assert_eq!(indices(&p), (113, 12), "wraps with the layer's own numbers");
+        // A retransmission of that layer's packet is shifted the same way.
+        let mut p = vp8(32_767, 251, false, &[9]);
+        c.resend(&mut p);
+        assert_eq!(indices(&p), (110, 11));
+        // 7-bit PictureIDs stay 7 bits wide.
+        let mut p = vec![0x90, 0x80, 0x05, 0xaa];
+        c.forward(&mut p, true);
+        assert_eq!(p[2], 114, "(113 + 1) mod 128");
+        assert_eq!(p[3], 0xaa);
+        // Descriptors without the fields, cut short or empty, are left alone.
+        for mut p in [
+            vec![0x10, 0x00, 0x9d],
+            vec![0x90, 0x80],
+            vec![0x90, 0x80, 0x85],
+            vec![],
+        ] {
+            let before = p.clone();
+            c.forward(&mut p, true);
+            assert_eq!(p, before);
+        }
+    }
+
     #[test]
     fn random_payloads_never_panic() {
         let mut rng = StdRng::seed_from_u64(6184);
@@ -942,6 +1104,10 @@ mod tests {
             hits += usize::from(vp9_keyframe_start(&buf[..n]));
             hits += usize::from(vp9_keyframe_size(&buf[..n]).is_some());
             hits += usize::from(av1_keyframe_start(&buf[..n]));
+            let mut c = Vp8Continuity::default();
+            c.forward(&mut buf[..n], true);
+            c.forward(&mut buf[..n], false);
+            c.resend(&mut buf[..n]);
         }
         assert!(hits > 0);
     }

@@ -27,7 +27,7 @@ use crate::command::{
 };
 use crate::demux::{self, PacketClass};
 use crate::handoff::{Homes, NackHandoff};
-use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter};
+use crate::rewrite::{self, LayerPacket, Rewrite, SequenceRewriter, Vp8Continuity};
 use crate::rtcp::{self, ReportBlock, RtcpKind};
 use crate::rtp::{self, SeqTracker};
 use crate::twcc::{self, TwccFeedback, TwccRecorder};
@@ -166,6 +166,8 @@ struct LayeredStream {
     rtx_seq: u16,
     /// The publisher session the layers come from.
     publisher: usize,
+    /// VP8 streams only: PictureID and TL0PICIDX shifts across switches.
+    vp8: Option<Vp8Continuity>,
 }
 
 struct Session {
@@ -684,6 +686,8 @@ impl ForwardingTable {
                             rtx: route.subscriber_rtx,
                             rtx_seq: rand::random(),
                             publisher: p,
+                            vp8: (route.layered == Some(KeyframeFormat::Vp8))
+                                .then(Vp8Continuity::default),
                         });
                     }
                 }
@@ -988,8 +992,12 @@ impl ForwardingTable {
         let Some(l) = sub.layered_mut(route.subscriber_ssrc) else {
             return false;
         };
-        let (seq, timestamp) = match l.rewriter.rewrite(pkt, now_us) {
-            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
+        let (seq, timestamp, switched) = match l.rewriter.rewrite(pkt, now_us) {
+            Rewrite::Forward {
+                seq,
+                timestamp,
+                switched,
+            } => (seq, timestamp, switched),
             Rewrite::Drop(rewrite::DropCause::AwaitingKeyframe) => return true,
             Rewrite::Drop(_) => return false,
         };
@@ -1004,6 +1012,13 @@ impl ForwardingTable {
         let _ = rtp::set_payload_type(&mut slot[..len], pt);
         let _ = rtp::set_sequence(&mut slot[..len], seq);
         let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
+        if let Some(vp8) = sub
+            .layered_mut(route.subscriber_ssrc)
+            .and_then(|l| l.vp8.as_mut())
+            && let Ok(h) = rtp::parse(&slot[..len])
+        {
+            vp8.forward(&mut slot[h.payload_range(len)], switched);
+        }
         match sub.finish_rtp(slot, len, now_us) {
             Some(n) => {
                 out.commit(n, sub.peer);
@@ -1182,6 +1197,7 @@ impl ForwardingTable {
             let Some(ts) = l.rewriter.outbound_timestamp(layer, header.timestamp) else {
                 return false;
             };
+            let vp8 = l.vp8;
             if slot.len() < plain.len() + 2 + 8 + 16 {
                 return true;
             }
@@ -1198,6 +1214,9 @@ impl ForwardingTable {
                     let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt);
                     let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
                     let _ = rtp::set_timestamp(&mut slot[..len], ts);
+                    if let Some(vp8) = vp8 {
+                        vp8.resend(&mut slot[hl + 2..len]);
+                    }
                     len
                 }
                 None => {
@@ -1207,6 +1226,9 @@ impl ForwardingTable {
                     let _ = rtp::set_payload_type(&mut slot[..len], pt);
                     let _ = rtp::set_sequence(&mut slot[..len], out_seq);
                     let _ = rtp::set_timestamp(&mut slot[..len], ts);
+                    if let Some(vp8) = vp8 {
+                        vp8.resend(&mut slot[header.payload_range(len)]);
+                    }
                     len
                 }
             }

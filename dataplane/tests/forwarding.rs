@@ -748,3 +748,77 @@ fn assert_rtx_answers(
         assert_eq!(&body[2..], &sent[lost].1[..], "the original payload");
     }
 }
+
+#[test]
+fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
+    let now = Instant::now();
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(8);
+    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, sub.install.clone(), &mut sink);
+    route_two_layers(&mut table, now, &mut sink);
+    let mut commands = RecordingSink::with_capacity(8);
+    let mut select = |table: &mut ForwardingTable, layer| {
+        table.apply(
+            now,
+            Command::SelectLayer {
+                subscriber: 2,
+                subscriber_ssrc: 0xB002,
+                layer: Some(layer),
+            },
+            &mut commands,
+        );
+    };
+    // A VP8 packet with a 15-bit PictureID and a TL0PICIDX, a keyframe start or not;
+    // what the subscriber got: (sequence number, PictureID, TL0PICIDX), if anything.
+    let mut send = |table: &mut ForwardingTable, ssrc, seq: u16, pid: u16, tl0: u8, key: bool| {
+        let mut plain = rtp(ssrc, seq, u32::from(seq) * 3000, 96, 0);
+        plain.extend([
+            if key { 0x90 } else { 0x80 },
+            0xc0,
+            0x80 | (pid >> 8) as u8,
+            pid as u8,
+            tl0,
+        ]);
+        if key {
+            plain.extend([0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+        } else {
+            plain.extend([0x01, 0x00, 0x00]);
+        }
+        let mut wire = protect(&mut publisher.send, &plain);
+        sink.clear();
+        table.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
+        // A keyframe request may go to the publisher; the media goes to the subscriber.
+        (0..sink.sent.len())
+            .find(|&i| sink.datagram(i).1 == sub.addr)
+            .map(|i| {
+                let mut got = sink.datagram(i).0.to_vec();
+                let len = sub.recv.unprotect_rtp(&mut got).unwrap();
+                let h = rtp::parse(&got[..len]).unwrap();
+                let p = &got[h.payload_range(len)];
+                (h.sequence, u16::from_be_bytes([p[2] & 0x7f, p[3]]), p[4])
+            })
+    };
+    select(&mut table, 0xAAAA);
+    let mut got = Vec::new();
+    for i in 0..3u16 {
+        got.extend(send(&mut table, 0xAAAA, 1000 + i, 100 + i, 7, i == 0));
+    }
+    select(&mut table, 0xAAAC);
+    // Layer 0xAAAC numbers its pictures on its own; it starts at its keyframe.
+    assert_eq!(send(&mut table, 0xAAAC, 50, 20_000, 200, false), None);
+    for i in 0..3u16 {
+        got.extend(send(&mut table, 0xAAAC, 51 + i, 20_001 + i, 201, i == 0));
+    }
+    let pids: Vec<u16> = got.iter().map(|g| g.1).collect();
+    let tl0s: Vec<u8> = got.iter().map(|g| g.2).collect();
+    assert_eq!(pids, vec![100, 101, 102, 103, 104, 105], "{got:?}");
+    assert_eq!(tl0s, vec![7, 7, 7, 8, 8, 8], "{got:?}");
+    let seqs: Vec<u16> = got.iter().map(|g| g.0).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+}
