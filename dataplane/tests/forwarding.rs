@@ -447,7 +447,6 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
 /// extension block or not; the payload is unchanged.
 #[test]
 fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them() {
-    use cascade_dataplane::command::ExtensionIds;
     use cascade_dataplane::twcc;
 
     let mut table = ForwardingTable::new(0);
@@ -455,18 +454,7 @@ fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them()
     let now = Instant::now();
     let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
     let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
-    if let Command::InstallSession {
-        extensions,
-        send_log,
-        ..
-    } = &mut sub.install
-    {
-        *extensions = ExtensionIds {
-            transport_cc: 5,
-            ..Default::default()
-        };
-        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
-    }
+    with_transport_cc(&mut sub, 5);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
     table.apply(now, route(1, 0xAAAA, 2, 0xB002, (96, 96)), &mut sink);
@@ -605,25 +593,14 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
 
 #[test]
 fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
-    use cascade_dataplane::command::{ExtensionIds, KeyframeFormat};
+    use cascade_dataplane::command::KeyframeFormat;
 
     let now = Instant::now();
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
     let publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
     let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
-    if let Command::InstallSession {
-        extensions,
-        send_log,
-        ..
-    } = &mut sub.install
-    {
-        *extensions = ExtensionIds {
-            transport_cc: 3,
-            ..Default::default()
-        };
-        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
-    }
+    with_transport_cc(&mut sub, 3);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
     let Command::Route(mut r) = route_rtx(1, 0xAAAA, 2, 0xB002, (96, 96), None, Some((0xC002, 97)))

@@ -51,6 +51,20 @@ pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
     }
 }
 
+/// Makes `p` a peer that negotiated transport-wide sequence numbers (extension `id`),
+/// with the send log its estimator reads.
+pub fn with_transport_cc(p: &mut Peer, id: u8) {
+    if let Command::InstallSession {
+        extensions,
+        send_log,
+        ..
+    } = &mut p.install
+    {
+        extensions.transport_cc = id;
+        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
+    }
+}
+
 pub fn route(
     publisher: SessionId,
     pssrc: u32,
