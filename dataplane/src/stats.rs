@@ -20,18 +20,22 @@ pub enum DropReason {
     NoRoute,
     /// STUN/DTLS could not be handed to control (control is overloaded).
     ControlBusy,
+    /// A NACK could not be handed to the worker that holds its stream's cache (that
+    /// worker's inbox was full).
+    WorkerBusy,
     /// The kernel refused a send.
     SendFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::UnknownSource,
         DropReason::Malformed,
         DropReason::AuthFailed,
         DropReason::Replayed,
         DropReason::NoRoute,
         DropReason::ControlBusy,
+        DropReason::WorkerBusy,
         DropReason::SendFailed,
     ];
 
@@ -44,6 +48,7 @@ impl DropReason {
             DropReason::Replayed => "replayed",
             DropReason::NoRoute => "no_route",
             DropReason::ControlBusy => "control_busy",
+            DropReason::WorkerBusy => "worker_busy",
             DropReason::SendFailed => "send_failed",
         }
     }
@@ -168,5 +173,16 @@ mod tests {
         assert_eq!(s.packets_in, 10);
         assert_eq!(s.bytes_in, 600);
         assert_eq!(s.drops[DropReason::Replayed as usize], 2);
+    }
+
+    #[test]
+    fn every_reason_has_its_own_counter_and_label() {
+        for (i, r) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "{r:?} counts in its own slot");
+        }
+        let mut labels: Vec<_> = DropReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), DropReason::ALL.len());
     }
 }

@@ -390,7 +390,7 @@ impl ForwardingTable {
             if self.handoffs.len() < self.handoffs.capacity() {
                 self.handoffs.push((home, h));
             } else {
-                self.stats.drop(DropReason::ControlBusy);
+                self.stats.drop(DropReason::WorkerBusy);
             }
             rest = &rest[n..];
         }

@@ -309,7 +309,7 @@ impl Worker {
                     .get(worker as usize)
                     .is_some_and(|inbox| inbox.try_send(h).is_ok());
                 if !sent {
-                    self.table.stats.drop(DropReason::ControlBusy);
+                    self.table.stats.drop(DropReason::WorkerBusy);
                 }
             }
             for e in self.table.events.drain(..) {
