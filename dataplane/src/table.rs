@@ -1408,6 +1408,7 @@ impl ForwardingTable {
         sr: &rtcp::SenderReport<'_>,
         out: &mut impl TransmitSink,
     ) {
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
         let Some(publisher) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -1455,7 +1456,6 @@ impl ForwardingTable {
                 .as_ref()
                 .and_then(|s| s.send_log.as_ref())
             {
-                let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
                 log.record_report((sr.ntp_time >> 16) as u32, now_us);
             }
             self.send_rtcp(route.subscriber, n, out);
