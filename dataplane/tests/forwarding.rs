@@ -566,13 +566,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
 #[test]
 fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
     let now = Instant::now();
-    let mut table = ForwardingTable::new(0);
-    let mut sink = RecordingSink::with_capacity(8);
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
-    table.apply(now, publisher.install.clone(), &mut sink);
-    table.apply(now, sub.install.clone(), &mut sink);
-    route_two_layers(&mut table, now, &mut sink);
+    let (mut table, mut publisher, mut sub, mut sink) = two_layer_table(now);
     table.apply(
         now,
         Command::SelectLayer {
@@ -673,6 +667,19 @@ fn route_two_layers(t: &mut ForwardingTable, now: Instant, sink: &mut RecordingS
     }
 }
 
+/// One table with publisher 1 and subscriber 2, two layers routed as in
+/// [`route_two_layers`].
+fn two_layer_table(now: Instant) -> (ForwardingTable, Peer, Peer, RecordingSink) {
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(8);
+    let publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    table.apply(now, publisher.install.clone(), &mut sink);
+    table.apply(now, sub.install.clone(), &mut sink);
+    route_two_layers(&mut table, now, &mut sink);
+    (table, publisher, sub, sink)
+}
+
 /// Ten packets of layer 0xAAAA from a keyframe at 1000 on, each forwarded once to
 /// `sub`: what it got (outbound sequence number, payload).
 fn forward_layer_run(
@@ -729,13 +736,7 @@ fn assert_rtx_answers(
 #[test]
 fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
     let now = Instant::now();
-    let mut table = ForwardingTable::new(0);
-    let mut sink = RecordingSink::with_capacity(8);
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
-    table.apply(now, publisher.install.clone(), &mut sink);
-    table.apply(now, sub.install.clone(), &mut sink);
-    route_two_layers(&mut table, now, &mut sink);
+    let (mut table, mut publisher, mut sub, mut sink) = two_layer_table(now);
     let mut commands = RecordingSink::with_capacity(8);
     let mut select = |table: &mut ForwardingTable, layer| {
         table.apply(
