@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::bwe::SendLog;
 use cascade_dataplane::command::{
     Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
 };
@@ -1068,7 +1067,6 @@ impl Sfu {
                         tx: random_keys(),
                         rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                         extensions: ExtensionIds::default(),
-                        send_log: None,
                     }));
                 self.edges.insert(
                     peer,
@@ -1306,7 +1304,6 @@ impl Sfu {
                 tx: feedback,
                 rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                 extensions: ExtensionIds::default(),
-                send_log: None,
             }));
     }
 
@@ -1914,8 +1911,6 @@ impl Sfu {
                             tx,
                             rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
                             extensions: ext,
-                            send_log: (ext.transport_cc != 0)
-                                .then(|| std::sync::Arc::new(SendLog::new())),
                         }));
                     self.install_routes_for(id);
                     self.states_dirty = true;

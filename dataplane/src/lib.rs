@@ -4,8 +4,6 @@
 //! decides policy (who may publish, which codec, when to ask for a keyframe): control does.
 
 pub mod bwe;
-pub mod command;
-pub mod demux;
 pub mod handoff;
 pub mod io;
 pub mod rewrite;
@@ -16,3 +14,5 @@ pub mod stats;
 pub mod table;
 pub mod twcc;
 pub mod worker;
+
+pub use cascade_command::{command, demux};

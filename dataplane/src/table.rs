@@ -63,6 +63,29 @@ const PROBE_PADDING: usize = 240;
 const MAX_PROBES_PER_TICK: usize = 16;
 
 /// Where forwarded datagrams go: the I/O backend's batch of send buffers.
+/// What the data plane adds to a command for its workers: the structures every
+/// worker's replica of a session shares. [`crate::worker::Dataplane::command`] makes
+/// one per command and hands a clone to each worker; control never sees it.
+#[derive(Debug, Clone, Default)]
+pub struct SessionShared {
+    /// With transport-wide congestion control: the session's send log (sequence
+    /// numbers, what was sent when), written by every worker that sends to it.
+    pub send_log: Option<Arc<SendLog>>,
+}
+
+impl SessionShared {
+    /// What `cmd` needs shared: a fresh send log for a session that negotiated
+    /// transport-wide sequence numbers, nothing otherwise.
+    pub fn for_command(cmd: &Command) -> Self {
+        match cmd {
+            Command::InstallSession { extensions, .. } if extensions.transport_cc != 0 => Self {
+                send_log: Some(Arc::new(SendLog::new())),
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
 pub trait TransmitSink {
     /// The next free send buffer (at least [`MAX_DATAGRAM`] bytes). The backend
     /// flushes its batch first when it is full.
@@ -416,8 +439,22 @@ impl ForwardingTable {
         self.by_addr.contains_key(addr)
     }
 
-    /// Applies one command from control. Returns false for `Shutdown`.
+    /// Applies one command from control, with state of its own for what the command
+    /// creates (a new session's send log). Returns false for `Shutdown`.
     pub fn apply(&mut self, now: Instant, cmd: Command, out: &mut impl TransmitSink) -> bool {
+        let shared = SessionShared::for_command(&cmd);
+        self.apply_shared(now, cmd, shared, out)
+    }
+
+    /// Applies one command from control, with the state `shared` by every worker's
+    /// replica of what it creates. Returns false for `Shutdown`.
+    pub fn apply_shared(
+        &mut self,
+        now: Instant,
+        cmd: Command,
+        shared: SessionShared,
+        out: &mut impl TransmitSink,
+    ) -> bool {
         match cmd {
             Command::InstallSession {
                 id,
@@ -426,8 +463,8 @@ impl ForwardingTable {
                 tx,
                 rtcp_ssrc,
                 extensions,
-                send_log,
             } => {
+                let send_log = shared.send_log;
                 self.remove_session(id);
                 let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
                     (Ok(rx), Ok(tx)) => (rx, tx),

@@ -18,7 +18,7 @@ use crate::command::{Command, Upcall};
 use crate::handoff::{Homes, NackHandoff};
 use crate::io::{self, BatchRecv, BatchSend, uring, userspace};
 use crate::stats::{self, DropReason, LocalStats, WorkerStats};
-use crate::table::{Disposition, ForwardingTable};
+use crate::table::{Disposition, ForwardingTable, SessionShared};
 
 /// How long a worker waits for packets before it looks at commands and timers.
 const IDLE_WAKE: Duration = Duration::from_millis(10);
@@ -97,7 +97,7 @@ pub enum DataplaneError {
 
 /// Control's handle on the running data plane.
 pub struct Dataplane {
-    commands: Vec<Sender<Command>>,
+    commands: Vec<Sender<(Command, SessionShared)>>,
     stats: Vec<Arc<WorkerStats>>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
     control_socket: Socket,
@@ -202,11 +202,13 @@ impl Dataplane {
         self.backend
     }
 
-    /// Sends a command to every worker.
+    /// Sends a command to every worker, with the state their replicas of what it
+    /// creates share (made here, once).
     pub fn command(&self, cmd: Command) {
+        let shared = SessionShared::for_command(&cmd);
         for tx in &self.commands {
             // A worker only goes away at shutdown; nothing to do then.
-            let _ = tx.send(cmd.clone());
+            let _ = tx.send((cmd.clone(), shared.clone()));
         }
     }
 
@@ -238,7 +240,7 @@ struct Worker {
     inbox: Receiver<NackHandoff>,
     /// Every worker's inbox, by worker index.
     inboxes: Arc<[Sender<NackHandoff>]>,
-    commands: Receiver<Command>,
+    commands: Receiver<(Command, SessionShared)>,
     upcalls: Sender<Upcall>,
     stats: Arc<WorkerStats>,
 }
@@ -276,8 +278,8 @@ impl Worker {
             // Commands sent while the worker waited apply to the batch that woke it.
             let now = Instant::now();
             let mut running = true;
-            while let Ok(cmd) = self.commands.try_recv() {
-                running &= self.table.apply(now, cmd, tx);
+            while let Ok((cmd, shared)) = self.commands.try_recv() {
+                running &= self.table.apply_shared(now, cmd, shared, tx);
             }
             if !running {
                 break;

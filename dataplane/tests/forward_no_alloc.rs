@@ -125,14 +125,10 @@ fn zero_allocations_with_layers_and_congestion_control() {
         ..Default::default()
     };
     let with_ext = |p: &mut common::Peer| {
-        if let cascade_dataplane::command::Command::InstallSession {
-            extensions,
-            send_log,
-            ..
-        } = &mut p.install
+        if let cascade_dataplane::command::Command::InstallSession { extensions, .. } =
+            &mut p.install
         {
             *extensions = ext;
-            *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
         }
     };
     let mut table = ForwardingTable::new(0);

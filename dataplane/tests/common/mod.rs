@@ -46,22 +46,15 @@ pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
             tx: down,
             rtcp_ssrc: 0x5000_0000 + id as u32 * 256,
             extensions: Default::default(),
-            send_log: None,
         },
     }
 }
 
-/// Makes `p` a peer that negotiated transport-wide sequence numbers (extension `id`),
-/// with the send log its estimator reads.
+/// Makes `p` a peer that negotiated transport-wide sequence numbers (extension `id`):
+/// the table gives it the send log its estimator reads.
 pub fn with_transport_cc(p: &mut Peer, id: u8) {
-    if let Command::InstallSession {
-        extensions,
-        send_log,
-        ..
-    } = &mut p.install
-    {
+    if let Command::InstallSession { extensions, .. } = &mut p.install {
         extensions.transport_cc = id;
-        *send_log = Some(std::sync::Arc::new(cascade_dataplane::bwe::SendLog::new()));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::srtp::SrtpKeyingMaterial;
+use crate::keys::SrtpKeyingMaterial;
 
 /// Identifies one WebRTC session (one peer connection) on this server.
 pub type SessionId = u64;
@@ -121,7 +121,7 @@ impl Route {
 }
 
 /// A change to forwarding state, from control to every data-plane worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// A session whose ICE check passed from `peer` and whose DTLS handshake exported
     /// keys. Media is accepted from and sent to `peer` only.
@@ -134,11 +134,10 @@ pub enum Command {
         tx: SrtpKeyingMaterial,
         /// SSRC the server uses as sender of its own RTCP (receiver reports, PLI, NACK).
         rtcp_ssrc: u32,
-        /// Header extensions the peer negotiated.
+        /// Header extensions the peer negotiated. With transport-wide congestion
+        /// control (`transport_cc`), the data plane gives the session a send log that
+        /// every worker's replica of it shares.
         extensions: ExtensionIds,
-        /// With transport-wide congestion control: the log every worker's replica of
-        /// the session shares (sequence numbers, what was sent when).
-        send_log: Option<std::sync::Arc<crate::bwe::SendLog>>,
     },
     /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
     /// kernel guard. The userspace tables need nothing for this; the eBPF shell adds
@@ -204,7 +203,7 @@ pub enum Command {
 }
 
 /// What the data plane hands up to control.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upcall {
     /// A STUN or DTLS datagram from any source.
     Datagram { from: SocketAddr, data: Vec<u8> },
