@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cascade::peer::{ClientPeer, PeerRole};
-use cascade::token::{Claims, Grant, TokenSecret, mint, mint_cluster, unix_now};
+use cascade::unix_now;
+use cascade_core::token::{Claims, Grant, TokenSecret, mint, mint_cluster};
 use cascade_dataplane::srtp::{SrtpContext, SrtpProfile};
+use cascade_peer::{ClientPeer, PeerRole};
 
 /// How long ICE + DTLS may take for one peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,7 +144,7 @@ impl Signaller {
         resource: &str,
         cluster_token: &str,
         relay_addr: SocketAddr,
-    ) -> anyhow::Result<cascade::sfu::RelayAnswer> {
+    ) -> anyhow::Result<cascade_core::sfu::RelayAnswer> {
         let url = format!("{resource}/relay");
         let resp = self
             .http

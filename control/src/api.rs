@@ -15,12 +15,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::error::ApiError;
-use crate::placement::Member;
-use crate::routing::{self, Decision, Handover};
+use crate::config::Handover;
+use crate::error::HttpError;
 use crate::server::AppState;
-use crate::sfu::{Patched, ResourceState, SubscriptionPreferences};
-use crate::token::{Claims, Grant, unix_now};
+use crate::unix_now;
+use cascade_core::error::{ApiError, ErrorKind};
+use cascade_core::placement::{self, Decision, Member};
+use cascade_core::sfu::{Patched, ResourceState, SubscriptionPreferences};
+use cascade_core::token::{Claims, Grant};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
 const MAX_BODY: usize = 64 * 1024;
@@ -63,7 +65,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/rtc/v1/resources/{id}/relay", post(open_relay))
         .route("/rtc/v1/relays/{id}", axum::routing::delete(close_relay))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            HttpError(ApiError::new(
+                ErrorKind::NotFound,
+                "not_found",
+                "no such endpoint",
+            ))
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(cors)
@@ -74,11 +80,11 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(crate::token::TokenError::Missing)?;
+        .ok_or(cascade_core::token::TokenError::Missing)?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
-        .ok_or(crate::token::TokenError::Missing)?;
+        .ok_or(cascade_core::token::TokenError::Missing)?;
     Ok(token.trim())
 }
 
@@ -113,12 +119,12 @@ fn sdp_body(
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(content_type))
     {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::UnsupportedMediaType,
             "unsupported_media_type",
             format!("expected Content-Type: {content_type}"),
         ));
     }
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_sdp("the body is not UTF-8"))
 }
 
@@ -188,15 +194,15 @@ async fn place(
             .collect();
     let spill = params
         .iter()
-        .find(|(k, _)| k == routing::SPILL_PARAM)
+        .find(|(k, _)| k == placement::SPILL_PARAM)
         .and_then(|(_, v)| v.parse::<usize>().ok());
     let members = membership.members();
-    let decision = routing::decide(room, &members, &state.server_name, spill, state.is_full());
+    let decision = placement::decide(room, &members, &state.server_name, spill, state.is_full());
     let (member, next) = match decision {
         Decision::Here { owner } => return Ok(Placed::Here(owner)),
         Decision::Full => {
             return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Unavailable,
                 "capacity_exhausted",
                 format!("every media server that can take room {room} is at capacity"),
             ));
@@ -209,12 +215,12 @@ async fn place(
     let query = |with_token: bool| {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &params {
-            if k != routing::SPILL_PARAM && k != "access_token" {
+            if k != placement::SPILL_PARAM && k != "access_token" {
                 q.append_pair(k, v);
             }
         }
         if let Some(n) = next {
-            q.append_pair(routing::SPILL_PARAM, &n.to_string());
+            q.append_pair(placement::SPILL_PARAM, &n.to_string());
         }
         if with_token {
             q.append_pair("access_token", &token);
@@ -240,7 +246,7 @@ async fn place(
             }
             let upstream = req.send().await.map_err(|e| {
                 ApiError::new(
-                    StatusCode::BAD_GATEWAY,
+                    ErrorKind::BadGateway,
                     "member_unreachable",
                     format!("proxy to {}: {e}", member.url),
                 )
@@ -269,8 +275,9 @@ async fn place(
 fn moved_from(state: &AppState, room: &str) -> Option<Member> {
     let membership = state.membership.as_ref()?;
     let previous = membership.previous_members();
-    let before = crate::placement::owner(room, &previous)?;
-    if routing::same_url(&before.url, &state.server_name) || !membership.members().contains(before)
+    let before = placement::owner(room, &previous)?;
+    if placement::same_url(&before.url, &state.server_name)
+        || !membership.members().contains(before)
     {
         return None;
     }
@@ -289,7 +296,7 @@ async fn owner_publications(
     state.count_cluster("room");
     let unreachable = |e: String| {
         ApiError::new(
-            StatusCode::BAD_GATEWAY,
+            ErrorKind::BadGateway,
             "member_unreachable",
             format!("room {room} on its owner {}: {e}", owner.url),
         )
@@ -319,11 +326,11 @@ async fn publish(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
     let claims = authorize(&headers, &state, &room, Grant::Publish)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/publish");
     if let Placed::There(resp) =
         place(&state, &room, &path, query.as_deref(), &headers, &body).await?
@@ -344,11 +351,11 @@ async fn subscribe(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
     authorize(&headers, &state, &room, Grant::Subscribe)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/subscribe");
     let owner = match place(&state, &room, &path, query.as_deref(), &headers, &body).await? {
         Placed::There(resp) => return Ok(resp),
@@ -431,7 +438,7 @@ async fn room_events(
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::stream::{self, StreamExt};
     use tokio::sync::broadcast::error::RecvError;
@@ -441,7 +448,7 @@ async fn room_events(
     let token = bearer(&headers)?;
     let claims = state.verifier.verify_signature(token, unix_now())?;
     if claims.room != room {
-        return Err(crate::token::TokenError::WrongRoom {
+        return Err(cascade_core::token::TokenError::WrongRoom {
             token_room: claims.room,
             room,
         }
@@ -476,12 +483,12 @@ async fn room_info(
     State(state): State<Arc<AppState>>,
     Path(room): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_room(&room)?;
     let token = bearer(&headers)?;
     let claims = state.verifier.verify_signature(token, unix_now())?;
     if claims.room != room {
-        return Err(crate::token::TokenError::WrongRoom {
+        return Err(cascade_core::token::TokenError::WrongRoom {
             token_room: claims.room,
             room,
         }
@@ -499,7 +506,7 @@ fn authorize_resource(headers: &HeaderMap, state: &AppState, id: &str) -> Result
         .with_sfu(|sfu| sfu.resource_room(id).map(str::to_owned))
         .ok_or_else(|| ApiError::unknown_resource(id))?;
     if claims.room != room {
-        return Err(crate::token::TokenError::WrongRoom {
+        return Err(cascade_core::token::TokenError::WrongRoom {
             token_room: claims.room,
             room,
         }
@@ -513,7 +520,7 @@ fn authorize_resource(headers: &HeaderMap, state: &AppState, id: &str) -> Result
 async fn resource_info(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let info = state
         .with_sfu(|sfu| sfu.resource_info(&id))
         .ok_or_else(|| ApiError::unknown_resource(&id))?;
@@ -526,7 +533,7 @@ async fn resource_info(
 async fn resource_events(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use futures_util::stream::{self, StreamExt};
     use tokio::sync::broadcast::error::RecvError;
@@ -574,7 +581,7 @@ async fn delete_resource(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, HttpError> {
     authorize_resource(&headers, &state, &id)?;
     state.with_sfu(|sfu| sfu.delete(&id))?;
     Ok(StatusCode::NO_CONTENT)
@@ -585,7 +592,7 @@ async fn patch_resource(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     authorize_resource(&headers, &state, &id)?;
     let json = headers
         .get(header::CONTENT_TYPE)
@@ -594,7 +601,7 @@ async fn patch_resource(
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"));
     if json {
         // A subscriber's layer preferences.
-        let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+        let body = body.map_err(body_error)?;
         let prefs: SubscriptionPreferences = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("bad_preferences", e.to_string()))?;
         state.with_sfu(|sfu| sfu.set_preferences(Instant::now(), &id, &prefs))?;
@@ -616,7 +623,7 @@ async fn patch_resource(
 fn authorize_cluster(headers: &HeaderMap, state: &AppState) -> Result<(), ApiError> {
     let Some(secret) = &state.cluster_secret else {
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+            ErrorKind::NotFound,
             "relay_disabled",
             "this server has no cluster secret: relaying is off",
         ));
@@ -628,7 +635,7 @@ fn authorize_cluster(headers: &HeaderMap, state: &AppState) -> Result<(), ApiErr
         ));
     }
     let token = bearer(headers)?;
-    crate::token::verify_cluster(secret, token, unix_now())?;
+    cascade_core::token::verify_cluster(secret, token, unix_now())?;
     Ok(())
 }
 
@@ -643,9 +650,9 @@ async fn open_relay(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     authorize_cluster(&headers, &state)?;
-    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let body = body.map_err(body_error)?;
     let req: RelayRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_relay_request", e.to_string()))?;
     // A relay carries the simulcast layers known when it opens: give a new
@@ -669,7 +676,7 @@ async fn close_relay(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, HttpError> {
     authorize_cluster(&headers, &state)?;
     state.with_sfu(|sfu| sfu.close_relay(&id))?;
     Ok(StatusCode::NO_CONTENT)
@@ -678,4 +685,14 @@ async fn close_relay(
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A request body that could not be read: too large (413) or cut short (400).
+fn body_error(e: BytesRejection) -> ApiError {
+    let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorKind::PayloadTooLarge
+    } else {
+        ErrorKind::BadRequest
+    };
+    ApiError::new(kind, "bad_body", e.body_text())
 }

@@ -2,8 +2,8 @@
 //! variables and an optional TOML file, in that order of precedence, over embedded
 //! defaults that run a complete server on loopback with nothing set.
 
-use crate::placement::MembershipSource;
-use crate::routing::{Handover, member_from_url};
+use cascade_core::placement::member_from_url;
+use cascade_dns::membership::MembershipSource;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -340,4 +340,14 @@ mod tests {
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+/// How a request that belongs to another member is handed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Handover {
+    /// `307 Temporary Redirect` to the member (WHIP/WHEP clients follow it).
+    #[default]
+    Redirect,
+    /// Forward the request and relay the member's answer.
+    Proxy,
 }

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 
-use cascade_dataplane::command::{Command, SessionId};
+use cascade_command::command::{Command, SessionId};
 use cascade_dataplane::worker::Dataplane;
 use cascade_ebpf::{EbpfError, EbpfFastPath, EbpfMode, FanoutPeer, GuardConfig};
 

@@ -1,25 +1,23 @@
-//! The `cascade` media server's control plane: HTTP API, tokens, SDP negotiation,
-//! ICE-lite, DTLS and rooms. It decides what the data plane forwards and tells it
-//! only through `cascade_dataplane::command::Command`; it never touches a media packet
-//! on the forwarding path.
+//! The `cascade` media server's shell: it turns HTTP requests and datagrams into
+//! inputs of the sans-IO core ([`cascade_core`]) and the core's outputs into I/O:
+//! the HTTP API ([`api`]), the server loop and its state ([`server`]), configuration,
+//! metrics, the cluster's TLS trust and the eBPF shell ([`kernel`]). The core decides;
+//! the shell carries out, and changes the data plane only with the core's
+//! `cascade_command::command::Command`s.
 
 pub mod api;
-pub mod cert;
 pub mod cluster_tls;
 pub mod config;
-pub mod dns;
-pub mod dtls;
 pub mod error;
-pub mod ice;
 pub mod kernel;
 pub mod metrics;
-pub mod peer;
-pub mod placement;
-pub mod routing;
-pub mod sdp;
 pub mod server;
-pub mod session;
-pub mod sfu;
-pub mod speaker;
-pub mod stun;
-pub mod token;
+
+/// Seconds since the Unix epoch: the shell's one reading of the wall clock for tokens
+/// and certificates (the core takes it as an argument).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 
 use cascade::config::ServeArgs;
-use cascade::token::{Claims, Grant, TokenSecret, mint, unix_now};
+use cascade::unix_now;
+use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,27 +30,21 @@ enum Command {
         #[arg(long)]
         user: String,
         /// What the token allows; repeat for several.
-        #[arg(long = "grant", value_enum, required = true)]
+        #[arg(long = "grant", required = true)]
         grants: Vec<Grant>,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
     /// Run the Smart DNS / HTTPDNS service for a media zone.
-    Dns(cascade::dns::DnsArgs),
+    Dns(cascade_dns::DnsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
+            init_logging("info");
             let config = args.resolve()?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -78,6 +73,20 @@ fn main() -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Dns(args) => cascade::dns::run(args),
+        Command::Dns(args) => {
+            init_logging(cascade_dns::DEFAULT_LOG_FILTER);
+            cascade_dns::run(args)
+        }
     }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` or else by `default_filter`.
+fn init_logging(default_filter: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .init();
 }

@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use cascade_dataplane::command::{Command, Upcall};
 use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
-use crate::cert::DtlsCertificate;
+use crate::config::Handover;
 use crate::config::{Capacity, DataplaneArg, ServeConfig};
-use crate::error::{ApiError, error_chain};
 use crate::kernel::KernelShell;
 use crate::metrics::{CoreGauges, Metrics};
-use crate::placement::Membership;
-use crate::routing::Handover;
-use crate::sfu::{RelayAnswer, ResourceEvent, RoomEvent, Sfu, SfuOutput};
-use crate::token::{Claims, Grant, TokenSecret, TokenVerifier, mint, unix_now};
+use crate::unix_now;
+use cascade_core::cert::DtlsCertificate;
+use cascade_core::error::{ApiError, ErrorKind, error_chain};
+use cascade_core::sfu::{RelayAnswer, ResourceEvent, RoomEvent, Sfu, SfuOutput};
+use cascade_core::token::{Claims, Grant, TokenSecret, TokenVerifier, mint};
+use cascade_dns::membership::Membership;
 
 /// Longest the media thread sleeps when no datagram arrives and no timer is due.
 const MAX_IDLE: Duration = Duration::from_millis(100);
@@ -155,7 +157,7 @@ impl AppState {
     /// A fresh cluster service token, when a cluster secret is configured.
     pub fn cluster_token(&self) -> Option<String> {
         let secret = self.cluster_secret.as_ref()?;
-        crate::token::mint_cluster(secret, &self.server_name, unix_now(), 60).ok()
+        cascade_core::token::mint_cluster(secret, &self.server_name, unix_now(), 60).ok()
     }
 
     /// Asks the origin of `url` (a publication resource URL on another server) to
@@ -163,14 +165,14 @@ impl AppState {
     pub async fn open_remote_relay(&self, url: &str) -> Result<RelayAnswer, ApiError> {
         let token = self.cluster_token().ok_or_else(|| {
             ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
+                ErrorKind::NotFound,
                 "unknown_resource",
                 format!("{url} is on another server and this server has no cluster secret"),
             )
         })?;
         let unreachable = |e: String| {
             ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
+                ErrorKind::BadGateway,
                 "origin_unreachable",
                 format!("relay from {url}: {e}"),
             )
@@ -256,7 +258,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // `secrets` is non-empty by construction just above.
     let verifier = TokenVerifier::new(&secrets).context("no token secret")?;
 
-    let cert = DtlsCertificate::generate().context("generating the DTLS certificate")?;
+    let cert = DtlsCertificate::generate(unix_now()).context("generating the DTLS certificate")?;
     let backend = match config.dataplane {
         DataplaneArg::Auto => BackendChoice::Auto,
         DataplaneArg::Userspace => BackendChoice::Userspace,
@@ -300,7 +302,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let state = Arc::new(AppState {
-        sfu: Mutex::new(Sfu::new(cert, candidate, public_url.clone())),
+        sfu: Mutex::new(Sfu::new(
+            cert,
+            candidate,
+            public_url.clone(),
+            Instant::now(),
+            StdRng::from_os_rng(),
+        )),
         dataplane,
         kernel,
         verifier,

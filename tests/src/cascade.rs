@@ -114,7 +114,7 @@ impl Cluster {
         i: usize,
         path: &str,
         token: &str,
-        role: cascade::peer::PeerRole,
+        role: cascade_peer::PeerRole,
     ) -> anyhow::Result<UdpPeer> {
         let base = &self.servers[i].http_base;
         let bind = std::net::SocketAddr::from((self.ip(i), 0));
@@ -174,10 +174,10 @@ fn index_of(payload: &[u8]) -> Option<u32> {
 /// The SSRCs the subscriber's answer announces for its video: the media SSRC
 /// and its RTX SSRC when there is one.
 pub fn video_ssrcs(answer: &str) -> anyhow::Result<(u32, Option<u32>)> {
-    let sdp = cascade::sdp::parse(answer).context("the answer does not parse")?;
+    let sdp = cascade_core::sdp::parse(answer).context("the answer does not parse")?;
     sdp.media
         .iter()
-        .find(|m| m.media_type == cascade::sdp::MediaType::Video)
+        .find(|m| m.media_type == cascade_core::sdp::MediaType::Video)
         .and_then(|m| m.sender_ssrcs().first().copied())
         .context("no video SSRC in the answer")
 }

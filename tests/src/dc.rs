@@ -397,7 +397,7 @@ mod unit {
         assert!(record.contains("name = \"m2\""), "{record}");
         assert!(record.contains("health_url = \"http://10.77.0.2/healthz\""));
         let zone = format!("zone = \"{ZONE}\"\nttl = 1\n{record}");
-        assert!(cascade::dns::zone::Zone::parse(&zone).is_ok(), "{zone}");
+        assert!(cascade_dns::zone::Zone::parse(&zone).is_ok(), "{zone}");
         assert_eq!(
             parse_listening(
                 "cascade dns listening: dns=udp://10.77.0.53:53 http=http://10.77.0.53:8053"

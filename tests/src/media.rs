@@ -6,8 +6,8 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cascade::peer::{ClientPeer, PeerRole};
 use cascade_dataplane::srtp::SrtpContext;
+use cascade_peer::{ClientPeer, PeerRole};
 
 use crate::{ServerProcess, http_client};
 

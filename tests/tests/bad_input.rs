@@ -4,8 +4,9 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use cascade::peer::PeerRole;
-use cascade::token::{Claims, Grant, TokenSecret, mint, unix_now};
+use cascade::unix_now;
+use cascade_core::token::{Claims, Grant, TokenSecret, mint};
+use cascade_peer::PeerRole;
 use cascade_tests::media::{connect, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use rand::{Rng, SeedableRng};
@@ -60,7 +61,7 @@ async fn post_offer(
 }
 
 fn valid_offer() -> String {
-    cascade::peer::ClientPeer::new(
+    cascade_peer::ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 1,
             video_ssrc: 2,

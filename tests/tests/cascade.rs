@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cascade::peer::PeerRole;
 use cascade_dataplane::rtcp::{self, RtcpKind};
+use cascade_peer::PeerRole;
 use cascade_tests::media::{UdpPeer, connect, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use serde_json::Value;
@@ -42,10 +42,10 @@ fn servers(n: usize) -> Option<Vec<ServerProcess>> {
 
 /// The SSRC the subscriber's answer announces for its video.
 fn video_ssrc(answer: &str) -> u32 {
-    let sdp = cascade::sdp::parse(answer).unwrap();
+    let sdp = cascade_core::sdp::parse(answer).unwrap();
     sdp.media
         .iter()
-        .find(|m| m.media_type == cascade::sdp::MediaType::Video)
+        .find(|m| m.media_type == cascade_core::sdp::MediaType::Video)
         .and_then(|m| m.sender_ssrcs().first().copied())
         .expect("video SSRC in the answer")
         .0
@@ -232,7 +232,7 @@ async fn edge_relays_once_and_chains() {
         assert_eq!(st, 204);
     }
     // M2's copy still feeds M3, so M1 keeps its one relay.
-    tokio::time::sleep(cascade::sfu::RELAY_GRACE + Duration::from_secs(1)).await;
+    tokio::time::sleep(cascade_core::sfu::RELAY_GRACE + Duration::from_secs(1)).await;
     assert_eq!(metric(&m1.http_base, "cascade_relays").await, Some(1.0));
 }
 
@@ -261,7 +261,7 @@ async fn relay_closes_after_the_last_subscriber() {
         .send()
         .await
         .unwrap();
-    let deadline = Instant::now() + cascade::sfu::RELAY_GRACE + Duration::from_secs(4);
+    let deadline = Instant::now() + cascade_core::sfu::RELAY_GRACE + Duration::from_secs(4);
     loop {
         if metric(&m1.http_base, "cascade_relays").await == Some(0.0) {
             break;
@@ -274,7 +274,7 @@ async fn relay_closes_after_the_last_subscriber() {
     }
     // A token for another room cannot pull the publication through an edge.
     let other = m2.token("elsewhere", "eve", &["subscribe"]).unwrap();
-    let offer = cascade::peer::ClientPeer::new(PeerRole::Subscriber, &[])
+    let offer = cascade_peer::ClientPeer::new(PeerRole::Subscriber, &[])
         .unwrap()
         .offer();
     let resp = http_client()
@@ -307,7 +307,7 @@ async fn try_subscribe(
     token: &str,
     resource: &str,
 ) -> (u16, String) {
-    let offer = cascade::peer::ClientPeer::new(PeerRole::Subscriber, &[])
+    let offer = cascade_peer::ClientPeer::new(PeerRole::Subscriber, &[])
         .unwrap()
         .offer();
     let resp = http_client()

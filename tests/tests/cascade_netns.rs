@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cascade::peer::PeerRole;
+use cascade_peer::PeerRole;
 use cascade_tests::cascade::{
     Arrival, Cluster, NackPolicy, ResourceEvent, ResourceEvents, VideoReceiver, numbered_video,
 };

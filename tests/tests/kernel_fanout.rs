@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use cascade::peer::PeerRole;
-use cascade::token::{TokenSecret, mint_cluster, unix_now};
+use cascade::unix_now;
+use cascade_core::token::{TokenSecret, mint_cluster};
 use cascade_dataplane::srtp::SrtpContext;
+use cascade_peer::PeerRole;
 use cascade_tests::media::{UdpPeer, connect_from, relay_keys, rtp_packet};
 use cascade_tests::netns::{self, Bridge, Netns, grow_receive_buffer};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, random_room, require};

@@ -613,7 +613,7 @@ fn active_speaker_follows_the_page_that_speaks() -> anyhow::Result<()> {
 /// preferences and refuses what it cannot apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_events_and_preferences_over_http() -> anyhow::Result<()> {
-    use cascade::peer::{ClientPeer, PeerRole};
+    use cascade_peer::{ClientPeer, PeerRole};
 
     if !require(
         cascade_tests::cascade_bin().is_file(),

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use cascade::peer::PeerRole;
-use cascade::placement::{Member, rank};
-use cascade::routing::member_from_url;
+use cascade_core::placement::member_from_url;
+use cascade_core::placement::{Member, rank};
+use cascade_peer::PeerRole;
 use cascade_tests::media::{UdpPeer, connect_via, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, metric_in, metrics_text, random_room, require};
 

@@ -22,9 +22,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cascade::peer::PeerRole;
-use cascade::placement::{Member, rank, resolve_srv};
-use cascade::token::{Claims, Grant, TokenSecret};
+use cascade_core::placement::{Member, rank};
+use cascade_core::token::{Claims, Grant, TokenSecret};
+use cascade_dns::membership::resolve_srv;
+use cascade_peer::PeerRole;
 use cascade_tests::dc::{self, DataCentre};
 use cascade_tests::media::{UdpPeer, connect_via, rtp_packet};
 use cascade_tests::{
@@ -129,7 +130,7 @@ fn scenario(dc: &DataCentre) {
         let relays = rt.block_on(cascade_tests::wait_for_metric(
             &dc::member_url(i),
             "cascade_relays",
-            cascade::sfu::RELAY_GRACE + Duration::from_secs(3),
+            cascade_core::sfu::RELAY_GRACE + Duration::from_secs(3),
             |v| v == 0.0,
         ));
         assert_eq!(relays, Ok(0.0), "relays left open on m{}", i + 1);
@@ -224,7 +225,7 @@ fn in_parallel<T: Send>(
 
 /// A token for `room` with both grants.
 fn token(room: &str) -> String {
-    let now = cascade::token::unix_now();
+    let now = cascade::unix_now();
     let claims = Claims {
         sub: "u".into(),
         room: room.into(),
@@ -232,7 +233,7 @@ fn token(room: &str) -> String {
         exp: now + 600,
         iat: now,
     };
-    cascade::token::mint(&TokenSecret::parse(SECRET), &claims).expect("minting a token")
+    cascade_core::token::mint(&TokenSecret::parse(SECRET), &claims).expect("minting a token")
 }
 
 /// The members server `0..n` of the data centre should have, as SRV gives them.

@@ -5,9 +5,10 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use cascade::peer::PeerRole;
-use cascade::token::{TokenSecret, mint_cluster, unix_now};
+use cascade::unix_now;
+use cascade_core::token::{TokenSecret, mint_cluster};
 use cascade_dataplane::srtp::{SrtpContext, SrtpKeyingMaterial, SrtpProfile};
+use cascade_peer::PeerRole;
 use cascade_tests::media::{connect, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use serde_json::{Value, json};

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use cascade::cert::{DtlsCertificate, Fingerprint};
-use cascade::dtls::{DtlsEndpoint, DtlsEvent, DtlsRole};
-use cascade::ice::IceCredentials;
-use cascade::sdp::{self, MediaType, Setup};
-use cascade::stun;
+use cascade_core::cert::{DtlsCertificate, Fingerprint};
+use cascade_core::dtls::{DtlsEndpoint, DtlsEvent, DtlsRole};
+use cascade_core::ice::IceCredentials;
+use cascade_core::sdp::{self, MediaType, Setup};
+use cascade_core::stun;
 use cascade_dataplane::srtp::{SrtpKeyingMaterial, SrtpProfile};
 
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -45,8 +45,8 @@ pub(crate) struct FlexPeer {
 impl FlexPeer {
     pub(crate) fn new(profiles: &[SrtpProfile], server_ip: IpAddr) -> anyhow::Result<Self> {
         Ok(Self {
-            cert: DtlsCertificate::generate()?,
-            ice: IceCredentials::random(),
+            cert: DtlsCertificate::generate(cascade::unix_now())?,
+            ice: IceCredentials::random(&mut rand::rng()),
             profiles: profiles.to_vec(),
             server_ip,
             remote_ice: None,
@@ -200,7 +200,7 @@ impl FlexPeer {
             let remote = self.remote_ice.as_ref()?;
             let username = format!("{}:{}", remote.ufrag, self.ice.ufrag);
             let req = stun::binding_request(
-                stun::random_transaction_id(),
+                stun::random_transaction_id(&mut rand::rng()),
                 &username,
                 0x6e7f_00ff,
                 rand::random(),

@@ -60,6 +60,11 @@ pub enum KeyframeFormat {
     Any,
 }
 
+/// The `a=extmap` URI of transport-wide sequence numbers
+/// (draft-holmer-rmcat-transport-wide-cc-extensions-01).
+pub const TRANSPORT_CC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
 /// Header-extension ids a peer negotiated (RFC 8285); 0 where it did not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExtensionIds {

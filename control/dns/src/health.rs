@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use super::DnsState;
 use super::zone::Server;
-use crate::error::error_chain;
+use cascade_core::error::error_chain;
 
 /// Longest wait for one probe's answer (shortened to the probe interval when that is
 /// shorter, so that a hanging server is out within two intervals too).

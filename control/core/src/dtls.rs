@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::srtp::{SrtpKeyingMaterial, SrtpProfile};
+use cascade_command::keys::{SrtpKeyingMaterial, SrtpProfile};
 use openssl::error::ErrorStack;
 use openssl::ssl::{
     ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode,
@@ -666,8 +666,8 @@ mod tests {
 
     fn certs() -> (DtlsCertificate, DtlsCertificate) {
         (
-            DtlsCertificate::generate().unwrap(),
-            DtlsCertificate::generate().unwrap(),
+            DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap(),
+            DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap(),
         )
     }
 
@@ -810,7 +810,7 @@ mod tests {
 
     #[test]
     fn handshake_connects_with_gcm_by_default() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         p.pump(now);
         assert_eq!(p.assert_connected(), SrtpProfile::AeadAes128Gcm);
@@ -818,7 +818,7 @@ mod tests {
 
     #[test]
     fn client_offering_only_cm_gets_cm() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let mut p = Pair::with(
             &s,
@@ -835,7 +835,7 @@ mod tests {
 
     #[test]
     fn server_preference_wins() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let mut p = Pair::with(
             &s,
@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn no_common_profile_fails_without_keys() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let mut p = Pair::with(
             &s,
@@ -878,7 +878,7 @@ mod tests {
             DtlsRole::Client,
             c.fingerprint().clone(),
             &[],
-            Instant::now(),
+            crate::testing::start(),
         )
         .unwrap_err();
         assert_eq!(err, DtlsError::NoSrtpProfile);
@@ -886,7 +886,7 @@ mod tests {
 
     #[test]
     fn other_fingerprint_algorithms_are_checked() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let server_expects = Fingerprint::of_x509(FingerprintAlgorithm::Sha1, c.x509()).unwrap();
         let client_expects = Fingerprint::of_x509(FingerprintAlgorithm::Sha512, s.x509()).unwrap();
@@ -905,9 +905,9 @@ mod tests {
 
     #[test]
     fn wrong_fingerprint_at_server_fails() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
-        let stranger = DtlsCertificate::generate().unwrap();
+        let stranger = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         let mut p = Pair::with(
             &s,
             &c,
@@ -945,7 +945,7 @@ mod tests {
 
     #[test]
     fn wrong_fingerprint_at_client_fails() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let mut wrong = s.fingerprint().clone();
         wrong.bytes[0] ^= 1;
@@ -977,7 +977,7 @@ mod tests {
 
     #[test]
     fn dropped_server_flight_is_retransmitted() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut p = Pair::new(t0);
         let hello = drain(&mut p.client);
         assert!(!hello.is_empty());
@@ -1018,7 +1018,7 @@ mod tests {
 
     #[test]
     fn dropped_final_flight_is_resent_when_client_retransmits() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut p = Pair::new(t0);
         // ClientHello → server, server flight → client, client flight → server.
         for d in drain(&mut p.client) {
@@ -1053,7 +1053,7 @@ mod tests {
 
     #[test]
     fn retransmission_backs_off_then_gives_up() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let (s, c) = certs();
         let mut client =
             DtlsEndpoint::new(&c, DtlsRole::Client, s.fingerprint().clone(), t0).unwrap();
@@ -1147,7 +1147,7 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_and_later_handshakes_work() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let (s, c) = certs();
         let mut server =
             DtlsEndpoint::new(&s, DtlsRole::Server, c.fingerprint().clone(), now).unwrap();
@@ -1161,7 +1161,7 @@ mod tests {
         assert_eq!(server.poll_timeout(), None);
 
         // Random bytes: any outcome but a panic. Most are refused by the record check.
-        let mut rng = rand::rng();
+        let mut rng = crate::testing::rng();
         let mut refused = 0;
         for _ in 0..2000 {
             let len = rng.random_range(0..300);
@@ -1203,7 +1203,7 @@ mod tests {
 
     #[test]
     fn garbage_interleaved_into_handshake_is_harmless() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         let junk = garbage();
         let mut refused = 0;
@@ -1242,7 +1242,7 @@ mod tests {
 
     #[test]
     fn handshake_datagrams_are_whole_records_within_mtu() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         let mut seen = 0;
         for _ in 0..10 {
@@ -1266,7 +1266,7 @@ mod tests {
 
     #[test]
     fn close_notify_reaches_peer() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         p.pump(now);
         p.assert_connected();
@@ -1292,7 +1292,7 @@ mod tests {
 
     #[test]
     fn close_during_handshake_stops_timers() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         drain(&mut p.client);
         p.client.close();
@@ -1304,7 +1304,7 @@ mod tests {
 
     #[test]
     fn application_data_is_ignored() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         p.pump(now);
         p.assert_connected();
@@ -1329,7 +1329,7 @@ mod tests {
 
     #[test]
     fn debug_output_has_no_secrets() {
-        let now = Instant::now();
+        let now = crate::testing::start();
         let mut p = Pair::new(now);
         p.pump(now);
         let debug = format!("{:?} {:?}", p.server, p.server_events);

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::srtp::{SrtpKeyingMaterial, SrtpProfile};
+use cascade_command::keys::{SrtpKeyingMaterial, SrtpProfile};
 use rand::Rng;
 
-use crate::cert::{DtlsCertificate, Fingerprint};
-use crate::dtls::{DtlsEndpoint, DtlsEvent, DtlsRole};
-use crate::ice::IceCredentials;
-use crate::stun;
+use cascade_core::cert::{DtlsCertificate, Fingerprint};
+use cascade_core::dtls::{DtlsEndpoint, DtlsEvent, DtlsRole};
+use cascade_core::ice::IceCredentials;
+use cascade_core::stun;
 
 /// How often a connectivity check is repeated until it succeeds, then as consent.
 const CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -90,8 +90,9 @@ impl ClientPeer {
     pub fn new(role: PeerRole, profiles: &[SrtpProfile]) -> Result<Self, PeerError> {
         Ok(Self {
             role,
-            cert: DtlsCertificate::generate().map_err(|e| PeerError::Dtls(e.to_string()))?,
-            local_ice: IceCredentials::random(),
+            cert: DtlsCertificate::generate(unix_now())
+                .map_err(|e| PeerError::Dtls(e.to_string()))?,
+            local_ice: IceCredentials::random(&mut rand::rng()),
             profiles: if profiles.is_empty() {
                 vec![SrtpProfile::AeadAes128Gcm, SrtpProfile::Aes128CmHmacSha1_80]
             } else {
@@ -212,7 +213,7 @@ impl ClientPeer {
 
     /// Reads the server's answer: ICE credentials, fingerprint, host candidate.
     pub fn accept_answer(&mut self, answer: &str, now: Instant) -> Result<(), PeerError> {
-        let sdp = crate::sdp::parse(answer).map_err(|e| PeerError::Answer(e.to_string()))?;
+        let sdp = cascade_core::sdp::parse(answer).map_err(|e| PeerError::Answer(e.to_string()))?;
         let (ufrag, pwd) = sdp
             .ice_credentials()
             .map_err(|e| PeerError::Answer(e.to_string()))?;
@@ -253,7 +254,7 @@ impl ClientPeer {
             let remote = self.remote_ice.as_ref()?;
             let username = format!("{}:{}", remote.ufrag, self.local_ice.ufrag);
             let req = stun::binding_request(
-                stun::random_transaction_id(),
+                stun::random_transaction_id(&mut rand::rng()),
                 &username,
                 0x6e7f_00ff,
                 rand::rng().random(),
@@ -335,4 +336,12 @@ fn host_candidate(c: &str) -> Option<SocketAddr> {
     let ip = f.get(4)?.parse().ok()?;
     let port = f.get(5)?.parse().ok()?;
     (f.get(7) == Some(&"host")).then_some(SocketAddr::new(ip, port))
+}
+
+/// Seconds since the Unix epoch (the issue time of the peer's certificate).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -5,20 +5,39 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade::cert::DtlsCertificate;
-use cascade::peer::{ClientPeer, PeerRole};
-use cascade::sfu::{ResourceEvent, ResourceState, Sfu, SfuOutput};
-use cascade_dataplane::command::{Command, MediaKind};
-use cascade_dataplane::srtp::SrtpProfile;
+use cascade_command::command::{Command, MediaKind};
+use cascade_command::keys::SrtpProfile;
+use cascade_core::cert::DtlsCertificate;
+use cascade_core::error::ErrorKind;
+use cascade_core::sfu::{ResourceEvent, ResourceState, Sfu, SfuOutput};
+use cascade_peer::{ClientPeer, PeerRole};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 const SERVER: &str = "127.0.0.1:8443";
 
-fn sfu() -> Sfu {
+/// 2027-01-15, as seconds since the Unix epoch: the certificates' issue time.
+const UNIX_NOW: u64 = 1_800_000_000;
+
+/// An instant to count simulated time from; only differences between instants matter.
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+/// A server at `media`, started at `now`, with a seeded RNG.
+fn server(media: &str, public_url: &str, now: Instant, seed: u64) -> Sfu {
     Sfu::new(
-        DtlsCertificate::generate().unwrap(),
-        SERVER.parse().unwrap(),
-        "http://127.0.0.1:8080".into(),
+        DtlsCertificate::generate(UNIX_NOW).unwrap(),
+        media.parse().unwrap(),
+        public_url.into(),
+        now,
+        StdRng::seed_from_u64(seed),
     )
+}
+
+fn sfu(now: Instant) -> Sfu {
+    server(SERVER, "http://127.0.0.1:8080", now, 1)
 }
 
 /// Runs the exchange between `peer` (at `addr`) and the SFU until the peer has keys
@@ -63,8 +82,8 @@ fn connect(
 
 #[test]
 fn publish_subscribe_route_and_delete() {
-    let mut sfu = sfu();
-    let mut now = Instant::now();
+    let mut now = start();
+    let mut sfu = sfu(now);
     let pub_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
     let sub_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
 
@@ -168,8 +187,8 @@ fn publish_subscribe_route_and_delete() {
 
 #[test]
 fn passive_offer_makes_the_server_the_dtls_client() {
-    let mut sfu = sfu();
-    let mut now = Instant::now();
+    let mut now = start();
+    let mut sfu = sfu(now);
     let mut publisher = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 5,
@@ -206,8 +225,8 @@ fn passive_offer_makes_the_server_the_dtls_client() {
 
 #[test]
 fn cm_profile_when_peer_offers_only_cm() {
-    let mut sfu = sfu();
-    let mut now = Instant::now();
+    let mut now = start();
+    let mut sfu = sfu(now);
     let mut publisher = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 5,
@@ -232,8 +251,8 @@ fn cm_profile_when_peer_offers_only_cm() {
 
 #[test]
 fn unchecked_address_gets_no_dtls_and_no_media() {
-    let mut sfu = sfu();
-    let now = Instant::now();
+    let now = start();
+    let mut sfu = sfu(now);
     let mut publisher = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 5,
@@ -258,8 +277,8 @@ fn unchecked_address_gets_no_dtls_and_no_media() {
 
 #[test]
 fn never_connected_session_is_freed() {
-    let mut sfu = sfu();
-    let now = Instant::now();
+    let now = start();
+    let mut sfu = sfu(now);
     let publisher = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 5,
@@ -277,8 +296,8 @@ fn never_connected_session_is_freed() {
 
 #[test]
 fn offers_the_server_must_refuse() {
-    let mut sfu = sfu();
-    let now = Instant::now();
+    let now = start();
+    let mut sfu = sfu(now);
     let good = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 5,
@@ -306,7 +325,7 @@ fn offers_the_server_must_refuse() {
     for (offer, code) in cases {
         let err = sfu.publish(now, "r", "u", offer).unwrap_err();
         assert_eq!(err.code, code, "{offer:?}: {err}");
-        assert_eq!(err.status, 400);
+        assert_eq!(err.kind, ErrorKind::BadRequest);
     }
     assert_eq!(
         sfu.session_count(),
@@ -369,14 +388,10 @@ const EDGE_MEDIA: &str = "10.9.0.2:8443";
 
 #[test]
 fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
-    let mut origin = sfu();
-    let mut edge = Sfu::new(
-        DtlsCertificate::generate().unwrap(),
-        EDGE_MEDIA.parse().unwrap(),
-        "http://10.9.0.2:8080".into(),
-    );
-    let start = Instant::now();
+    let start = start();
     let mut now = start;
+    let mut origin = sfu(now);
+    let mut edge = server(EDGE_MEDIA, "http://10.9.0.2:8080", now, 2);
     let mut publisher = ClientPeer::new(
         PeerRole::Publisher {
             audio_ssrc: 1111,
@@ -470,8 +485,8 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
     edge.relay_reopened(
         now,
         &url,
-        Err(cascade::error::ApiError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
+        Err(cascade_core::error::ApiError::new(
+            ErrorKind::BadGateway,
             "origin_unreachable",
             "connection refused",
         )),
@@ -538,7 +553,7 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
     edge.relay_reopened(
         now,
         &url,
-        Err(cascade::error::ApiError::unknown_resource(&url)),
+        Err(cascade_core::error::ApiError::unknown_resource(&url)),
     );
     relay_exchange(
         &mut origin,
@@ -565,7 +580,7 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
 }
 
 /// Commands and room events the SFU has queued.
-fn drain(sfu: &mut Sfu) -> (Vec<Command>, Vec<cascade::sfu::RoomEvent>) {
+fn drain(sfu: &mut Sfu) -> (Vec<Command>, Vec<cascade_core::sfu::RoomEvent>) {
     let mut commands = Vec::new();
     let mut rooms = Vec::new();
     while let Some(o) = sfu.poll_output() {
@@ -595,12 +610,12 @@ fn selections(cmds: &[Command]) -> Vec<Option<u32>> {
 /// of publications coming and going.
 #[test]
 fn simulcast_layers_estimates_preferences_and_speaker() {
-    use cascade::sfu::{RoomEventKind, SubscriptionPreferences};
-    use cascade_dataplane::command::{KeyframeFormat, MediaEvent, ShortId};
+    use cascade_command::command::{KeyframeFormat, MediaEvent, ShortId};
+    use cascade_core::sfu::{RoomEventKind, SubscriptionPreferences};
 
     const TWCC: &str = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
-    let mut sfu = sfu();
-    let mut now = Instant::now();
+    let mut now = start();
+    let mut sfu = sfu(now);
     let pub_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
     let sub_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
     let mut publisher = ClientPeer::new(

@@ -6,7 +6,6 @@
 //! `crate::dtls`), and it never prints or exposes the private key.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
@@ -226,16 +225,11 @@ impl fmt::Debug for DtlsCertificate {
 }
 
 impl DtlsCertificate {
-    /// Generates a fresh self-signed ECDSA P-256 certificate: random serial, CN
-    /// "cascade", valid for 30 days starting a day in the past, signed with SHA-256.
-    ///
-    /// Reads the wall clock once, for the validity period.
-    pub fn generate() -> Result<Self, CertError> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| CertError::Clock)?
-            .as_secs();
-        let now = i64::try_from(now).map_err(|_| CertError::Clock)?;
+    /// Generates a fresh self-signed ECDSA P-256 certificate: random serial (from
+    /// OpenSSL's generator), CN "cascade", valid for 30 days starting a day before
+    /// `now_unix` (seconds since the Unix epoch), signed with SHA-256.
+    pub fn generate(now_unix: u64) -> Result<Self, CertError> {
+        let now = i64::try_from(now_unix).map_err(|_| CertError::Clock)?;
         Self::generate_at(now)
     }
 
@@ -331,7 +325,7 @@ mod tests {
 
     #[test]
     fn every_algorithm_round_trips() {
-        let cert = DtlsCertificate::generate().unwrap();
+        let cert = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         for algorithm in [
             FingerprintAlgorithm::Sha1,
             FingerprintAlgorithm::Sha224,
@@ -392,17 +386,17 @@ mod tests {
 
     #[test]
     fn of_der_matches_certificate_digest() {
-        let cert = DtlsCertificate::generate().unwrap();
+        let cert = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         let der = cert.x509().to_der().unwrap();
         let fp = Fingerprint::of_der(FingerprintAlgorithm::Sha256, &der).unwrap();
         assert_eq!(&fp, cert.fingerprint());
-        let other = DtlsCertificate::generate().unwrap();
+        let other = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         assert!(!fp.matches(other.x509()));
     }
 
     #[test]
     fn generated_certificate_properties() {
-        let cert = DtlsCertificate::generate().unwrap();
+        let cert = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         let x509 = cert.x509();
         let cn = x509
             .subject_name()
@@ -419,8 +413,8 @@ mod tests {
         assert!(public.public_eq(cert.private_key()));
         let ec = public.ec_key().unwrap();
         assert_eq!(ec.group().curve_name(), Some(Nid::X9_62_PRIME256V1));
-        // Validity: from a day ago to 30 days ahead.
-        let now = Asn1Time::days_from_now(0).unwrap();
+        // Validity: from a day before the issue time to 30 days after it.
+        let now = Asn1Time::from_unix(crate::testing::UNIX_NOW as i64).unwrap();
         let start = x509.not_before().diff(&now).unwrap();
         assert_eq!(start.days, 1);
         let end = now.diff(x509.not_after()).unwrap();
@@ -429,7 +423,7 @@ mod tests {
             "{end:?}"
         );
         // Serials are random.
-        let other = DtlsCertificate::generate().unwrap();
+        let other = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         assert_ne!(
             x509.serial_number().to_bn().unwrap(),
             other.x509().serial_number().to_bn().unwrap()
@@ -439,7 +433,7 @@ mod tests {
 
     #[test]
     fn clone_shares_identity_and_debug_hides_key() {
-        let cert = DtlsCertificate::generate().unwrap();
+        let cert = DtlsCertificate::generate(crate::testing::UNIX_NOW).unwrap();
         let copy = cert.clone();
         assert_eq!(copy.fingerprint(), cert.fingerprint());
         assert!(copy.private_key().public_eq(cert.private_key()));

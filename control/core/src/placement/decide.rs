@@ -1,6 +1,7 @@
-//! Which server of the data centre serves a publish or subscribe for a room.
+//! Which server of the data centre serves a publish or subscribe for a room: the
+//! placement decision for one HTTP request.
 //!
-//! Every server ranks the members by rendezvous hash of the room ([`placement`]):
+//! Every server ranks the members by rendezvous hash of the room ([`super::rank`]):
 //! the first is the room's owner. A request that reaches another member is sent to
 //! the owner (a `307` redirect, or proxied). An owner at its capacity sends it on to
 //! the next member in rank, with `spill=<rank>` in the query so that member serves it
@@ -8,24 +9,13 @@
 //! spill member passes it further down the ranking, and the last one answers `503`.
 //! Each server judges only its own load: no state is shared.
 //!
-//! [`decide`] is pure; the HTTP side (redirect, proxy) lives in [`crate::api`].
+//! [`decide`] is pure; the HTTP side (redirect, proxy) lives in the server's shell.
 
-use crate::placement::{Member, rank};
+use super::{Member, rank};
 
 /// Query parameter that marks a request sent on by a full owner: the rank of the
 /// member it was sent to.
 pub const SPILL_PARAM: &str = "spill";
-
-/// How a request that belongs to another member is handed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Handover {
-    /// `307 Temporary Redirect` to the member (WHIP/WHEP clients follow it).
-    #[default]
-    Redirect,
-    /// Forward the request and relay the member's answer.
-    Proxy,
-}
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::command::SessionId;
-use cascade_dataplane::srtp::SrtpKeyingMaterial;
+use cascade_command::command::SessionId;
+use cascade_command::keys::SrtpKeyingMaterial;
 
 use crate::cert::{DtlsCertificate, Fingerprint};
 use crate::dtls::{DtlsEndpoint, DtlsEvent, DtlsRole};
@@ -156,11 +156,10 @@ impl PeerSession {
         self.ice.accepts(data)
     }
 
-    /// ICE restart (PATCH with new credentials): new local credentials are returned.
-    pub fn restart_ice(&mut self, remote: IceCredentials, now: Instant) -> IceCredentials {
-        let local = IceCredentials::random();
-        self.ice.restart(local.clone(), remote, now);
-        local
+    /// ICE restart (PATCH with new credentials): checks go on with fresh `local`
+    /// credentials and the peer's new `remote` ones.
+    pub fn restart_ice(&mut self, local: IceCredentials, remote: IceCredentials, now: Instant) {
+        self.ice.restart(local, remote, now);
     }
 
     pub fn handle_input(&mut self, now: Instant, input: SessionInput<'_>) {

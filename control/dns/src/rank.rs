@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::health::Health;
 use super::zone::{Server, Zone, canonical};
-use crate::placement;
+use cascade_core::placement;
 
 /// Granularity of the load-spreading key: clients in the same /24 (IPv4) or /56
 /// (IPv6) get the same order among equally near servers.

@@ -16,13 +16,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::command::{
+use cascade_command::command::{
     Command, ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaEvent, MediaKind, Route, SessionId,
+    TRANSPORT_CC_URI,
 };
-use cascade_dataplane::demux::{self, PacketClass};
-use cascade_dataplane::srtp::SrtpKeyingMaterial;
-use cascade_dataplane::twcc;
+use cascade_command::demux::{self, PacketClass};
+use cascade_command::keys::SrtpKeyingMaterial;
 use rand::Rng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::cert::{DtlsCertificate, Fingerprint};
@@ -516,6 +517,8 @@ pub struct Sfu {
     speakers: HashMap<String, SpeakerDetector<ResourceId>>,
     /// Origin of the µs clock of speaker detection.
     epoch: Instant,
+    /// Where every id, key, SSRC and ICE credential comes from.
+    rng: StdRng,
     out: VecDeque<SfuOutput>,
 }
 
@@ -537,7 +540,15 @@ impl std::fmt::Debug for Sfu {
 }
 
 impl Sfu {
-    pub fn new(cert: DtlsCertificate, candidate: SocketAddr, public_url: String) -> Self {
+    /// A server with no sessions yet, started at `now`, drawing every id, key and
+    /// credential from `rng` (seed it from the operating system in production).
+    pub fn new(
+        cert: DtlsCertificate,
+        candidate: SocketAddr,
+        public_url: String,
+        now: Instant,
+        rng: StdRng,
+    ) -> Self {
         Self {
             cert,
             candidate,
@@ -557,7 +568,8 @@ impl Sfu {
             states_dirty: false,
             session_ext: HashMap::new(),
             speakers: HashMap::new(),
-            epoch: Instant::now(),
+            epoch: now,
+            rng,
             out: VecDeque::new(),
         }
     }
@@ -713,7 +725,7 @@ impl Sfu {
         let (session, answer) = self.new_session(now, &offer, media)?;
         self.session_ext
             .insert(session, extension_ids(&offer, true));
-        let id = new_resource_id();
+        let id = new_resource_id(&mut self.rng);
         self.session_resource.insert(session, id.clone());
         self.out.push_back(SfuOutput::Room(RoomEvent {
             room: room.to_owned(),
@@ -785,7 +797,7 @@ impl Sfu {
         let total = pending.len();
         let mut delivered = Vec::new();
         let mut media = Vec::new();
-        let cname = format!("cascade-{}", &new_resource_id()[..8]);
+        let cname = format!("cascade-{}", &new_resource_id(&mut self.rng)[..8]);
         for m in &offer.media {
             let receives = matches!(m.direction, Direction::RecvOnly | Direction::SendRecv);
             let kind = media_kind(&m.media_type);
@@ -812,9 +824,8 @@ impl Sfu {
             // The server answers NACKs from its own cache, so a subscriber gets RTX
             // whenever it offers it, whatever the publisher does.
             let rtx_pt = m.rtx_payload_for(codec.payload_type);
-            let mut rng = rand::rng();
-            let ssrc = rng.random::<u32>() | 1;
-            let rtx_ssrc = rtx_pt.map(|_| rng.random::<u32>() | 1);
+            let ssrc = self.rng.random::<u32>() | 1;
+            let rtx_ssrc = rtx_pt.map(|_| self.rng.random::<u32>() | 1);
             let send = SendStream {
                 ssrc,
                 rtx_ssrc,
@@ -845,7 +856,7 @@ impl Sfu {
         let (session, answer) = self.new_session(now, &offer, media)?;
         let ext = extension_ids(&offer, false);
         self.session_ext.insert(session, ext);
-        let id = new_resource_id();
+        let id = new_resource_id(&mut self.rng);
         self.session_resource.insert(session, id.clone());
         self.resources.insert(
             id.clone(),
@@ -889,7 +900,7 @@ impl Sfu {
         };
         let id = self.next_session;
         self.next_session += 1;
-        let local = IceCredentials::random();
+        let local = IceCredentials::random(&mut self.rng);
         let remote = IceCredentials { ufrag, pwd };
         let session = PeerSession::new(
             id,
@@ -902,7 +913,7 @@ impl Sfu {
         )
         .map_err(|e| ApiError::internal(format!("DTLS setup failed: {e}")))?;
         let answer = SessionAnswer {
-            session_id: rand::rng().random::<u32>().into(),
+            session_id: self.rng.random::<u32>().into(),
             ice_ufrag: local.ufrag.clone(),
             ice_pwd: local.pwd.clone(),
             fingerprint: self.cert.fingerprint().to_sdp(),
@@ -983,13 +994,13 @@ impl Sfu {
     /// address): every packet the publisher sends goes there unchanged, and the answer
     /// carries what the edge needs to read them.
     pub fn open_relay(&mut self, id: &str, peer: SocketAddr) -> Result<RelayAnswer, ApiError> {
-        let relay_id = new_resource_id();
+        let relay_id = new_resource_id(&mut self.rng);
         let Some(Resource::Publication(p)) = self.resources.get_mut(id) else {
             return Err(ApiError::unknown_resource(id));
         };
         let keys = p.keys.ok_or_else(|| {
             ApiError::new(
-                axum::http::StatusCode::CONFLICT,
+                crate::error::ErrorKind::Conflict,
                 "not_connected",
                 "the publisher has not connected yet",
             )
@@ -1051,7 +1062,7 @@ impl Sfu {
                 e.keys
             }
             None => {
-                let keys = random_keys();
+                let keys = random_keys(&mut self.rng);
                 let edge = self.next_session;
                 self.next_session += 1;
                 self.out
@@ -1064,8 +1075,8 @@ impl Sfu {
                         id: edge,
                         peer,
                         rx: keys,
-                        tx: random_keys(),
-                        rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                        tx: random_keys(&mut self.rng),
+                        rtcp_ssrc: self.rng.random::<u32>() & !0xff,
                         extensions: ExtensionIds::default(),
                     }));
                 self.edges.insert(
@@ -1151,7 +1162,7 @@ impl Sfu {
         }
         let bad = |what: &str| {
             ApiError::new(
-                axum::http::StatusCode::BAD_GATEWAY,
+                crate::error::ErrorKind::BadGateway,
                 "bad_relay_answer",
                 format!("the origin's relay answer has bad {what}"),
             )
@@ -1165,7 +1176,7 @@ impl Sfu {
             .material()
             .ok_or_else(|| bad("feedback keys"))?;
         let origin = answer.origin_media;
-        let session = self.link_for(origin, feedback);
+        let session = self.link_for(now, origin, feedback);
         let mut tracks = Vec::new();
         for t in &answer.tracks {
             let kind = match t.kind.as_str() {
@@ -1210,7 +1221,7 @@ impl Sfu {
                 ssrcs,
                 rx: keys,
             }));
-        let id = new_resource_id();
+        let id = new_resource_id(&mut self.rng);
         self.resources.insert(
             id.clone(),
             Resource::Publication(Publication {
@@ -1244,7 +1255,12 @@ impl Sfu {
     /// The link session from `origin`, set up with `feedback` keys when there is none
     /// (or re-keyed when the origin now gives other keys); counts one more
     /// publication on it.
-    fn link_for(&mut self, origin: SocketAddr, feedback: SrtpKeyingMaterial) -> SessionId {
+    fn link_for(
+        &mut self,
+        now: Instant,
+        origin: SocketAddr,
+        feedback: SrtpKeyingMaterial,
+    ) -> SessionId {
         if let Some(link) = self.origins.get_mut(&origin) {
             link.publications += 1;
             if link.keys == feedback {
@@ -1273,7 +1289,7 @@ impl Sfu {
                         rx,
                     }));
             }
-            self.install_routes_for(id);
+            self.install_routes_for(now, id);
             return id;
         }
         let id = self.next_session;
@@ -1300,9 +1316,9 @@ impl Sfu {
             .push_back(SfuOutput::Command(Command::InstallSession {
                 id,
                 peer: origin,
-                rx: random_keys(),
+                rx: random_keys(&mut self.rng),
                 tx: feedback,
-                rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                rtcp_ssrc: self.rng.random::<u32>() & !0xff,
                 extensions: ExtensionIds::default(),
             }));
     }
@@ -1441,7 +1457,7 @@ impl Sfu {
             if now >= remote.next_probe
                 && let Some(link) = self.origins.get(&remote.origin)
             {
-                let tid = stun::random_transaction_id();
+                let tid = stun::random_transaction_id(&mut self.rng);
                 remote.probes[remote.probes_sent % RELAY_PROBES_KEPT] = tid;
                 remote.probes_sent += 1;
                 remote.next_probe = now + RELAY_PROBE_INTERVAL;
@@ -1538,7 +1554,7 @@ impl Sfu {
                 ssrcs: ssrcs.clone(),
             }));
         self.leave_link(old.origin);
-        let session = self.link_for(answer.origin_media, feedback);
+        let session = self.link_for(now, answer.origin_media, feedback);
         self.out
             .push_back(SfuOutput::Command(Command::AddRelayedSource {
                 session,
@@ -1558,7 +1574,7 @@ impl Sfu {
             remote.reopening = false;
         }
         if session != old_session {
-            self.install_routes_for(session);
+            self.install_routes_for(now, session);
         }
         if old.relay != answer.relay {
             // The origin may still hold the old relay (it was only unreachable).
@@ -1765,7 +1781,8 @@ impl Sfu {
             .is_some_and(|u| *u != session.remote_ice().ufrag);
         match (frag.ice_ufrag, frag.ice_pwd) {
             (Some(ufrag), Some(pwd)) if restart => {
-                let local = session.restart_ice(IceCredentials { ufrag, pwd }, now);
+                let local = IceCredentials::random(&mut self.rng);
+                session.restart_ice(local.clone(), IceCredentials { ufrag, pwd }, now);
                 self.by_ufrag.retain(|_, v| *v != session_id);
                 self.by_ufrag.insert(local.ufrag.clone(), session_id);
                 let mids: String = frag.mids.iter().map(|m| format!("a=mid:{m}\r\n")).collect();
@@ -1874,7 +1891,7 @@ impl Sfu {
         self.out.pop_front()
     }
 
-    fn drain(&mut self, id: SessionId, _now: Instant) {
+    fn drain(&mut self, id: SessionId, now: Instant) {
         loop {
             let Some(s) = self.sessions.get_mut(&id) else {
                 return;
@@ -1909,10 +1926,10 @@ impl Sfu {
                             peer,
                             rx,
                             tx,
-                            rtcp_ssrc: rand::rng().random::<u32>() & !0xff,
+                            rtcp_ssrc: self.rng.random::<u32>() & !0xff,
                             extensions: ext,
                         }));
-                    self.install_routes_for(id);
+                    self.install_routes_for(now, id);
                     self.states_dirty = true;
                 }
                 SessionOutput::PeerChanged(peer) => {
@@ -1934,7 +1951,7 @@ impl Sfu {
     }
 
     /// Installs every route that involves `session` and whose other end is connected.
-    fn install_routes_for(&mut self, session: SessionId) {
+    fn install_routes_for(&mut self, now: Instant, session: SessionId) {
         let connected = |sfu: &Sfu, s: SessionId| {
             sfu.sessions.get(&s).is_some_and(|x| x.is_connected())
                 || sfu.origins.values().any(|o| o.session == s)
@@ -1977,7 +1994,7 @@ impl Sfu {
                 }
                 // Simulcast goes through the subscriber stream's layer switch: every
                 // layer is routed, the one forwarded is chosen by `select_layers`.
-                for (ssrc, rtx_ssrc, ..) in t.sources(Instant::now()) {
+                for (ssrc, rtx_ssrc, ..) in t.sources(now) {
                     if ssrc == 0 {
                         continue;
                     }
@@ -2025,7 +2042,7 @@ impl Sfu {
             })
             .collect();
         for id in subs {
-            self.select_layers(&id, Instant::now(), true);
+            self.select_layers(&id, now, true);
         }
     }
 
@@ -2077,7 +2094,7 @@ impl Sfu {
                     .get(&session)
                     .is_some_and(|x| x.is_connected());
                 if connected {
-                    self.install_routes_for(session);
+                    self.install_routes_for(now, session);
                 }
             }
             MediaEvent::AudioLevel { session, level, .. } => {
@@ -2395,7 +2412,7 @@ fn accepted_extmaps(m: &sdp::MediaDescription, publisher: bool) -> Vec<sdp::ExtM
     m.extmaps
         .iter()
         .filter(|e| {
-            e.uri == twcc::EXTENSION_URI
+            e.uri == TRANSPORT_CC_URI
                 || (publisher
                     && [speaker::AUDIO_LEVEL_URI, MID_URI, RID_URI, REPAIRED_RID_URI]
                         .contains(&e.uri.as_str()))
@@ -2418,7 +2435,7 @@ fn extension_ids(offer: &sdp::SessionDescription, publisher: bool) -> ExtensionI
                 .any(|c| c.rtcp_fb.iter().any(|f| f == "goog-remb"));
         for e in accepted_extmaps(m, publisher) {
             let slot = match e.uri.as_str() {
-                twcc::EXTENSION_URI => &mut ids.transport_cc,
+                TRANSPORT_CC_URI => &mut ids.transport_cc,
                 speaker::AUDIO_LEVEL_URI => &mut ids.audio_level,
                 MID_URI => &mut ids.mid,
                 RID_URI => &mut ids.rid,
@@ -2454,7 +2471,7 @@ impl From<&SrtpKeyingMaterial> for RelayKeys {
 impl RelayKeys {
     /// The keying material these hex strings describe.
     pub fn material(&self) -> Option<SrtpKeyingMaterial> {
-        let profile = cascade_dataplane::srtp::SrtpProfile::from_openssl_name(&self.profile)?;
+        let profile = cascade_command::keys::SrtpProfile::from_openssl_name(&self.profile)?;
         let key = hex::decode(&self.key).ok()?;
         let salt = hex::decode(&self.salt).ok()?;
         SrtpKeyingMaterial::new(profile, &key, &salt)
@@ -2490,12 +2507,12 @@ fn track_ssrcs(tracks: &[PublishedTrack]) -> Vec<u32> {
     v
 }
 
-fn random_keys() -> SrtpKeyingMaterial {
-    let key: [u8; 16] = rand::rng().random();
-    let salt: [u8; 12] = rand::rng().random();
+fn random_keys(rng: &mut StdRng) -> SrtpKeyingMaterial {
+    let key: [u8; 16] = rng.random();
+    let salt: [u8; 12] = rng.random();
     // 16 + 12 bytes are exactly what the GCM profile takes.
     SrtpKeyingMaterial::new(
-        cascade_dataplane::srtp::SrtpProfile::AeadAes128Gcm,
+        cascade_command::keys::SrtpProfile::AeadAes128Gcm,
         &key,
         &salt,
     )
@@ -2567,7 +2584,7 @@ fn rejected(m: &sdp::MediaDescription) -> MediaAnswer {
     }
 }
 
-fn new_resource_id() -> ResourceId {
-    let bytes: [u8; 16] = rand::rng().random();
+fn new_resource_id(rng: &mut StdRng) -> ResourceId {
+    let bytes: [u8; 16] = rng.random();
     hex::encode(bytes)
 }

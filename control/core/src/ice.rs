@@ -41,8 +41,7 @@ pub struct IceCredentials {
 impl IceCredentials {
     /// Fresh random credentials: an 8-character ufrag and a 24-character password
     /// (RFC 8839 requires at least 4 and 22), drawn from the ice-char alphabet.
-    pub fn random() -> Self {
-        let mut rng = rand::rng();
+    pub fn random(rng: &mut impl Rng) -> Self {
         let mut draw = |n: usize| -> String {
             (0..n)
                 .map(|_| {
@@ -359,7 +358,7 @@ mod tests {
 
     fn browser_request_with(user: &str, pwd: &str, use_candidate: bool) -> Vec<u8> {
         stun::binding_request(
-            stun::random_transaction_id(),
+            stun::random_transaction_id(&mut crate::testing::rng()),
             user,
             0x6e00_1eff,
             0x1234_5678_9abc_def0,
@@ -379,8 +378,8 @@ mod tests {
 
     #[test]
     fn random_credentials_use_ice_chars() {
-        let a = IceCredentials::random();
-        let b = IceCredentials::random();
+        let a = IceCredentials::random(&mut crate::testing::rng());
+        let b = IceCredentials::random(&mut crate::testing::rng());
         assert_eq!(a.ufrag.len(), 8);
         assert_eq!(a.pwd.len(), 24);
         assert!(
@@ -395,7 +394,7 @@ mod tests {
 
     #[test]
     fn full_flow_answers_and_nominates() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:54321");
         let request = browser_request(true);
@@ -429,7 +428,7 @@ mod tests {
 
     #[test]
     fn ipv6_source_gets_its_mapped_address() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("[2001:db8::7]:40000");
         let response = ice
@@ -446,7 +445,7 @@ mod tests {
 
     #[test]
     fn wrong_password_gets_401_and_validates_nothing() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:54321");
         let request = browser_request_with("Lu9fRag1:rEm0", "not-the-password-at-all!", true);
@@ -462,7 +461,7 @@ mod tests {
 
     #[test]
     fn wrong_ufrag_is_not_accepted() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:54321");
         for user in [
@@ -485,7 +484,7 @@ mod tests {
 
     #[test]
     fn accepts_rejects_responses_and_garbage() {
-        let ice = IceLite::new(local(), remote(), Instant::now());
+        let ice = IceLite::new(local(), remote(), crate::testing::start());
         let response = stun::binding_success_response([1; 12], addr("192.0.2.1:1"), b"k").unwrap();
         assert!(!ice.accepts(&response));
         assert!(!ice.accepts(&[]));
@@ -494,10 +493,10 @@ mod tests {
 
     #[test]
     fn requests_without_credentials_get_400() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
-        let tid = stun::random_transaction_id();
+        let tid = stun::random_transaction_id(&mut crate::testing::rng());
 
         let no_integrity = StunWriter::new(StunClass::Request, stun::METHOD_BINDING, tid)
             .username("Lu9fRag1:rEm0")
@@ -529,7 +528,7 @@ mod tests {
 
     #[test]
     fn bad_fingerprint_responses_and_indications_get_nothing() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
 
@@ -556,14 +555,14 @@ mod tests {
 
     #[test]
     fn peer_claiming_controlled_gets_487() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
         let pwd = local().pwd;
         let request = StunWriter::new(
             StunClass::Request,
             stun::METHOD_BINDING,
-            stun::random_transaction_id(),
+            stun::random_transaction_id(&mut crate::testing::rng()),
         )
         .username("Lu9fRag1:rEm0")
         .priority(1)
@@ -584,14 +583,14 @@ mod tests {
 
     #[test]
     fn unknown_required_attribute_gets_420() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
         let pwd = local().pwd;
         let request = StunWriter::new(
             StunClass::Request,
             stun::METHOD_BINDING,
-            stun::random_transaction_id(),
+            stun::random_transaction_id(&mut crate::testing::rng()),
         )
         .username("Lu9fRag1:rEm0")
         .attribute(0x0042, &[1, 2, 3, 4])
@@ -611,7 +610,7 @@ mod tests {
 
     #[test]
     fn nomination_moves_to_a_new_address() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let a = addr("198.51.100.20:1000");
         let b = addr("203.0.113.5:2000");
@@ -640,7 +639,7 @@ mod tests {
 
     #[test]
     fn unpolled_nominations_coalesce() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         for port in 1..=100u16 {
             let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), port);
@@ -655,7 +654,7 @@ mod tests {
 
     #[test]
     fn nominated_address_is_never_evicted() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let nominated = addr("198.51.100.1:9");
         ice.handle_stun(t0, nominated, &browser_request(true))
@@ -674,7 +673,7 @@ mod tests {
 
     #[test]
     fn consent_expires_after_30s_of_silence_and_not_before() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
         ice.handle_stun(t0, from, &browser_request(true)).unwrap();
@@ -720,7 +719,7 @@ mod tests {
 
     #[test]
     fn late_request_after_missed_timeout_does_not_extend_expired_consent() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let from = addr("198.51.100.20:1000");
         ice.handle_stun(t0, from, &browser_request(true)).unwrap();
@@ -738,7 +737,7 @@ mod tests {
 
     #[test]
     fn time_does_not_go_backwards() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0 + Duration::from_secs(10));
         let from = addr("198.51.100.20:1000");
         ice.handle_stun(t0, from, &browser_request(true)).unwrap();
@@ -750,7 +749,7 @@ mod tests {
 
     #[test]
     fn restart_switches_credentials_and_keeps_media_flowing() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let a = addr("198.51.100.20:1000");
         let c = addr("198.51.100.21:1000");
@@ -786,7 +785,7 @@ mod tests {
 
     #[test]
     fn flood_of_random_packets_stays_bounded_and_never_nominates() {
-        let t0 = Instant::now();
+        let t0 = crate::testing::start();
         let mut ice = IceLite::new(local(), remote(), t0);
         let mut rng = StdRng::seed_from_u64(8445);
         let mut answered = 0usize;

@@ -1,14 +1,12 @@
 //! Active speaker detection for a room, from the audio levels publishers put in their
 //! RTP packets (RFC 6464 client-to-mixer audio level header extension).
 //!
-//! [`audio_level`] reads the extension element (with the data plane's RFC 8285 reader);
-//! a [`SpeakerDetector`] takes (publication, level, time) samples and decides which
+//! The data plane reads the extension element and hands up the loudest level per
+//! period; a [`SpeakerDetector`] takes (publication, level, time) samples and decides which
 //! publication is the dominant speaker, with a windowed average, a silence threshold
 //! and hysteresis, and reports only changes. It is sans-IO and allocates only when it
 //! first sees a publication. It does not read packets off the forwarding path itself
 //! (the data plane hands levels up) and does not tell clients (the room does).
-
-use cascade_dataplane::rtp::{self, RtpHeader};
 
 /// The `a=extmap` URI of the RFC 6464 audio level extension.
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -28,17 +26,6 @@ pub struct AudioLevel {
     pub voice: bool,
     /// The level in -dBov: 0 is the loudest (0 dBov), 127 silence.
     pub level: u8,
-}
-
-/// Reads the audio level from extension element `ext_id` of an RTP packet (either
-/// RFC 8285 form). `None` when the element is absent or empty. Senders that pad the
-/// element beyond its one byte are accepted.
-pub fn audio_level(pkt: &[u8], hdr: &RtpHeader, ext_id: u8) -> Option<AudioLevel> {
-    let &b = rtp::extension_element(pkt, hdr, ext_id)?.first()?;
-    Some(AudioLevel {
-        voice: b & 0x80 != 0,
-        level: b & 0x7f,
-    })
 }
 
 /// How a [`SpeakerDetector`] decides.
@@ -243,40 +230,6 @@ mod tests {
 
     fn level(level: u8) -> AudioLevel {
         AudioLevel { voice: true, level }
-    }
-
-    #[test]
-    fn reads_the_audio_level_extension() {
-        // One-byte form: id 3 = transport seq (2 bytes), id 1 = audio level V=1, 42.
-        let mut p = vec![0x90, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0xbe, 0xde, 0, 2];
-        p.extend_from_slice(&[0x31, 0, 7, 0x10, 0x80 | 42, 0, 0, 0]);
-        let h = rtp::parse(&p).unwrap();
-        assert_eq!(
-            audio_level(&p, &h, 1),
-            Some(AudioLevel {
-                voice: true,
-                level: 42
-            })
-        );
-        assert_eq!(audio_level(&p, &h, 2), None);
-        // Two-byte form, id 20, V=0, silence.
-        let mut p = vec![0x90, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0x10, 0x00, 0, 1];
-        p.extend_from_slice(&[20, 1, 127, 0]);
-        let h = rtp::parse(&p).unwrap();
-        assert_eq!(
-            audio_level(&p, &h, 20),
-            Some(AudioLevel {
-                voice: false,
-                level: SILENT
-            })
-        );
-        // No extension; an empty two-byte element.
-        let p = [0x80, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
-        assert_eq!(audio_level(&p, &rtp::parse(&p).unwrap(), 1), None);
-        let p = [
-            0x90, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9, 0x10, 0, 0, 1, 5, 0, 0, 0,
-        ];
-        assert_eq!(audio_level(&p, &rtp::parse(&p).unwrap(), 5), None);
     }
 
     /// Feeds 20 ms packets from `speakers` (id, level; `None` = sends nothing) from

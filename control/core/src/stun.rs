@@ -577,9 +577,9 @@ pub fn username(buf: &[u8]) -> Option<&str> {
     None
 }
 
-/// A random 96-bit transaction ID.
-pub fn random_transaction_id() -> [u8; 12] {
-    rand::random()
+/// A random 96-bit transaction ID drawn from `rng`.
+pub fn random_transaction_id(rng: &mut impl rand::Rng) -> [u8; 12] {
+    rng.random()
 }
 
 /// The conventional reason phrase for an error code.
@@ -924,7 +924,7 @@ mod tests {
             "[::ffff:198.51.100.9]:6000",
         ] {
             let mapped: SocketAddr = mapped.parse().unwrap();
-            let tid = random_transaction_id();
+            let tid = random_transaction_id(&mut crate::testing::rng());
             let out = binding_success_response(tid, mapped, b"secret-pwd").unwrap();
             let msg = parse(&out).expect("parses");
             assert_eq!(msg.class, StunClass::SuccessResponse);
@@ -946,7 +946,7 @@ mod tests {
 
     #[test]
     fn builder_request_round_trips() {
-        let tid = random_transaction_id();
+        let tid = random_transaction_id(&mut crate::testing::rng());
         let out = binding_request(tid, "abcd:wxyz1", 0x7e7f_00ff, 42, true, PASSWORD).unwrap();
         assert_eq!(out.len() % 4, 0);
         let msg = parse(&out).expect("parses");

@@ -104,6 +104,7 @@
 
 pub mod health;
 pub mod http;
+pub mod membership;
 pub mod rank;
 pub mod server;
 pub mod zone;
@@ -378,15 +379,11 @@ pub async fn start(config: DnsConfig) -> anyhow::Result<RunningDns> {
     })
 }
 
+/// The log filter `cascade dns` runs with when `RUST_LOG` is not set.
+pub const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn";
+
 /// `cascade dns`: runs until SIGINT or SIGTERM.
 pub fn run(args: DnsArgs) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
-        )
-        .try_init();
     let config = DnsConfig::from(args);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,7 +13,7 @@ use hickory_server::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::placement::{Membership, MembershipSource, resolve_srv};
+use crate::membership::{Membership, MembershipSource, resolve_srv};
 
 /// A zone file in the temp directory, removed on drop.
 struct TempZone(PathBuf);

@@ -9,11 +9,35 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 /// What a token allows its bearer to do in its room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Grant {
     Publish,
     Subscribe,
+}
+
+impl Grant {
+    /// Every grant, as named in tokens and on the command line.
+    pub const ALL: [Grant; 2] = [Grant::Publish, Grant::Subscribe];
+
+    /// The grant's name in a token's `grants` claim.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grant::Publish => "publish",
+            Grant::Subscribe => "subscribe",
+        }
+    }
+}
+
+impl std::str::FromStr for Grant {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Grant::ALL
+            .into_iter()
+            .find(|g| g.name() == s)
+            .ok_or_else(|| format!("unknown grant {s:?} (publish, subscribe)"))
+    }
 }
 
 /// The claims Cascade puts in and reads from a token.
@@ -257,14 +281,6 @@ pub fn mint(secret: &TokenSecret, claims: &Claims) -> Result<String, TokenError>
     header.kid = secret.kid.clone();
     jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(&secret.secret))
         .map_err(|e| TokenError::Malformed(e.to_string()))
-}
-
-/// Seconds since the Unix epoch, for callers that need "now" for [`TokenVerifier::verify`].
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
