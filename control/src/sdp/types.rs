@@ -388,7 +388,6 @@ impl MediaDescription {
         out
     }
 
-    /// The first `a=ssrc:<ssrc> cname:<cname>` value.
     /// The rids this m-line sends as simulcast layers (`a=simulcast:send`, first
     /// alternative of each, paused ones included), in the offer's order; each must
     /// have an `a=rid:<id> send`. Empty without simulcast.
@@ -425,6 +424,7 @@ impl MediaDescription {
         self.extmaps.iter().find(|e| e.uri == uri).map(|e| e.id)
     }
 
+    /// The first `a=ssrc:<ssrc> cname:<cname>` value.
     pub fn cname(&self) -> Option<&str> {
         self.ssrcs
             .iter()
