@@ -17,16 +17,16 @@
 
 //!
 //! Where things are:
-//! - [`session`]: per-session state (streams, routes, layered streams, SRTP contexts);
+//! - `session`: per-session state (streams, routes, layered streams, SRTP contexts);
 //! - this module: the table itself, construction, and [`ForwardingTable::apply`] of
 //!   control's commands (sessions, routes, layer selection);
-//! - [`ingress`]: datagrams from peers, RTP from publishers;
-//! - [`egress`]: the last steps of every outgoing packet (rewrite, protect, queue);
-//! - [`rtcp`]: RTCP from peers (reports, keyframe requests, estimator feedback), PLIs;
-//! - [`retransmit`] and [`nack_cache`]: answering subscribers' NACKs;
-//! - [`timers`]: periodic work (receiver reports, transport feedback, audio levels,
+//! - `ingress`: datagrams from peers, RTP from publishers;
+//! - `egress`: the last steps of every outgoing packet (rewrite, protect, queue);
+//! - `rtcp`: RTCP from peers (reports, keyframe requests, estimator feedback), PLIs;
+//! - `retransmit` and `nack_cache`: answering subscribers' NACKs;
+//! - `timers`: periodic work (receiver reports, transport feedback, audio levels,
 //!   rates, padding probes);
-//! - [`cascade`]: cascade edges (packets relayed as they arrived, relayed sources).
+//! - `cascade`: cascade edges (packets relayed as they arrived, relayed sources).
 
 mod cascade;
 mod egress;
@@ -53,9 +53,8 @@ use crate::srtp::SrtpContext;
 use crate::stats::{DropReason, LocalStats};
 use crate::twcc::TwccRecorder;
 
-/// Size of every receive and send buffer; larger datagrams are truncated by the
-/// kernel and then fail authentication.
-pub const MAX_DATAGRAM: usize = 2048;
+/// Size of every receive and send buffer (the I/O layer's).
+pub use crate::io::MAX_DATAGRAM;
 
 /// Minimum time between two keyframe requests sent to one publisher stream.
 pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
@@ -75,7 +74,8 @@ pub const EVENT_CAPACITY: usize = 1024;
 /// NACK hand-offs one batch may queue for other workers.
 pub const HANDOFF_CAPACITY: usize = 256;
 
-/// Where forwarded datagrams go: the I/O backend's batch of send buffers.
+/// Where forwarded datagrams go: in the server, the I/O backend's batch of send
+/// buffers (the worker adapts it); in tests, a recorder.
 pub trait TransmitSink {
     /// The next free send buffer (at least [`MAX_DATAGRAM`] bytes). The backend
     /// flushes its batch first when it is full.
