@@ -11,7 +11,6 @@ use super::{ForwardingTable, TransmitSink};
 use crate::rewrite::{self, LayerPacket, Rewrite};
 use crate::rtp;
 use crate::stats::DropReason;
-use crate::twcc;
 
 impl Session {
     /// Copies the plaintext `plain` into `slot` and returns its length there. When the
@@ -42,7 +41,7 @@ impl Session {
             && let Some(log) = self.send_log.as_ref()
         {
             let seq = log.next_seq();
-            if let Ok(n) = twcc::set_transport_seq(slot, len, self.ext.transport_cc, seq) {
+            if let Ok(n) = rtp::set_transport_seq(slot, len, self.ext.transport_cc, seq) {
                 len = n;
                 tseq = Some((seq, log));
             }

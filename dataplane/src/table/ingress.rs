@@ -18,7 +18,6 @@ use crate::rewrite::{self, LayerPacket};
 use crate::rtp;
 use crate::srtp::SrtpError;
 use crate::stats::DropReason;
-use crate::twcc;
 
 impl ForwardingTable {
     /// Handles one received datagram in place in `buf`.
@@ -78,7 +77,7 @@ impl ForwardingTable {
         let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
         let ext = publisher.ext;
         if let Some(rec) = publisher.twcc.as_mut()
-            && let Some(tseq) = twcc::transport_seq(&buf[..len], &header, ext.transport_cc)
+            && let Some(tseq) = rtp::transport_seq(&buf[..len], &header, ext.transport_cc)
         {
             rec.record(tseq, now_us);
         }
