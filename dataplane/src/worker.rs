@@ -18,7 +18,7 @@ use crate::command::{Command, Upcall};
 use crate::handoff::{Homes, NackHandoff};
 use crate::io::{self, BatchRecv, BatchSend, uring, userspace};
 use crate::stats::{self, DropReason, LocalStats, WorkerStats};
-use crate::table::{Disposition, ForwardingTable, SessionShared};
+use crate::table::{Disposition, ForwardingTable, SessionShared, TransmitSink};
 
 /// How long a worker waits for packets before it looks at commands and timers.
 const IDLE_WAKE: Duration = Duration::from_millis(10);
@@ -231,6 +231,17 @@ impl Dataplane {
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// The table queues what it forwards straight into the backend's send batch.
+impl<S: BatchSend> TransmitSink for S {
+    fn next_buffer(&mut self) -> &mut [u8] {
+        BatchSend::next_buffer(self)
+    }
+
+    fn commit(&mut self, len: usize, dest: SocketAddr) {
+        BatchSend::commit(self, len, dest);
     }
 }
 

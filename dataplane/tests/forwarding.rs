@@ -447,8 +447,6 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
 /// extension block or not; the payload is unchanged.
 #[test]
 fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them() {
-    use cascade_dataplane::twcc;
-
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(8);
     let now = Instant::now();
@@ -473,7 +471,7 @@ fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them()
         let mut got = sink.datagram(0).0.to_vec();
         let n = sub.recv.unprotect_rtp(&mut got).unwrap();
         let h = rtp::parse(&got[..n]).unwrap();
-        assert_eq!(twcc::transport_seq(&got[..n], &h, 5), Some(i));
+        assert_eq!(rtp::transport_seq(&got[..n], &h, 5), Some(i));
         assert_eq!(h.sequence, 100 + i);
         assert_eq!(&got[h.payload_range(n)], &payload[..], "payload unchanged");
     }

@@ -5,8 +5,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use cascade_dataplane::io::{BATCH, uring};
-use cascade_dataplane::table::{MAX_DATAGRAM, TransmitSink};
+use cascade_dataplane::io::{BATCH, MAX_DATAGRAM, uring};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// Whether the tests can run: io_uring must work here when `CI` is set.

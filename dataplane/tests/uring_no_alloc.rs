@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cascade_dataplane::io::{BATCH, uring};
-use cascade_dataplane::table::TransmitSink;
 use socket2::{Domain, Protocol, Socket, Type};
 
 struct Counting;

@@ -1,5 +1,6 @@
 //! The pure-userspace backend: `recvmmsg`/`sendmmsg` on a blocking socket with a short
-//! receive timeout (so the worker regularly drains commands and runs timers).
+//! receive timeout (so the caller regularly gets control back even when no datagram
+//! arrives).
 //! Buffers are allocated once; a batch call allocates nothing.
 
 use std::mem::MaybeUninit;
@@ -9,8 +10,7 @@ use std::time::Duration;
 
 use socket2::{SockAddr, Socket};
 
-use super::{BATCH, BatchRecv, BatchSend};
-use crate::table::{MAX_DATAGRAM, TransmitSink};
+use super::{BATCH, BatchRecv, BatchSend, MAX_DATAGRAM};
 
 /// Fixed receive buffers and the headers `recvmmsg` fills.
 pub struct RecvBatch<'s> {
@@ -167,6 +167,27 @@ impl<'s> SendBatch<'s> {
         }
     }
 
+    /// The next free send buffer ([`MAX_DATAGRAM`] bytes); flushes the batch first
+    /// when it is full.
+    pub fn next_buffer(&mut self) -> &mut [u8] {
+        if self.queued == BATCH {
+            self.flush();
+        }
+        &mut self.bufs[self.queued][..]
+    }
+
+    /// Queues the first `len` bytes of the buffer last returned by
+    /// [`Self::next_buffer`] for `dest`.
+    pub fn commit(&mut self, len: usize, dest: SocketAddr) {
+        if self.queued == BATCH {
+            // commit without next_buffer: nothing valid was written.
+            return;
+        }
+        self.lens[self.queued] = len.min(MAX_DATAGRAM);
+        self.dests[self.queued] = SockAddr::from(dest);
+        self.queued += 1;
+    }
+
     /// Sends everything queued with one `sendmmsg` (more only if the kernel takes
     /// part of the batch).
     pub fn flush(&mut self) {
@@ -231,6 +252,14 @@ impl BatchRecv for RecvBatch<'_> {
 }
 
 impl BatchSend for SendBatch<'_> {
+    fn next_buffer(&mut self) -> &mut [u8] {
+        SendBatch::next_buffer(self)
+    }
+
+    fn commit(&mut self, len: usize, dest: SocketAddr) {
+        SendBatch::commit(self, len, dest);
+    }
+
     fn flush(&mut self) {
         SendBatch::flush(self);
     }
@@ -240,26 +269,7 @@ impl BatchSend for SendBatch<'_> {
     }
 }
 
-impl TransmitSink for SendBatch<'_> {
-    fn next_buffer(&mut self) -> &mut [u8] {
-        if self.queued == BATCH {
-            self.flush();
-        }
-        &mut self.bufs[self.queued][..]
-    }
-
-    fn commit(&mut self, len: usize, dest: SocketAddr) {
-        if self.queued == BATCH {
-            // commit without next_buffer: nothing valid was written.
-            return;
-        }
-        self.lens[self.queued] = len.min(MAX_DATAGRAM);
-        self.dests[self.queued] = SockAddr::from(dest);
-        self.queued += 1;
-    }
-}
-
-/// Sets the receive timeout the worker loop relies on to wake up.
+/// Sets the receive timeout that bounds every wait of [`RecvBatch::recv`].
 pub fn set_recv_timeout(socket: &Socket, timeout: Duration) -> std::io::Result<()> {
     socket.set_read_timeout(Some(timeout))
 }

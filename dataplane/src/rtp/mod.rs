@@ -3,6 +3,13 @@
 //! type), sequence-number arithmetic and the receive statistics behind receiver reports.
 //! Everything works on borrowed slices and never allocates. This module does not decide
 //! what to rewrite (the forwarding table does) and knows nothing about SRTP or codecs.
+//!
+//! Finding an extension element is here; writing one (and the transport-wide sequence
+//! number element) is in `extension.rs`.
+
+mod extension;
+
+pub use self::extension::{ExtensionError, set_transport_seq, transport_seq};
 
 use std::ops::Range;
 

@@ -1,27 +1,10 @@
-//! The io_uring backend: the same two operations as the userspace one (receive a
-//! batch into fixed buffers, send a batch from fixed buffers), driven through two
-//! rings per worker socket.
+//! The receive side of the io_uring backend: one multishot `IORING_OP_RECVMSG` armed
+//! on the socket, the provided-buffer ring it picks its buffers from, and the batch of
+//! datagrams reaped from its completions.
 //!
-//! Receive: one multishot `IORING_OP_RECVMSG` stays armed on the socket and picks its
-//! buffers from a provided-buffer ring (`IORING_REGISTER_PBUF_RING`). Each completion
-//! is one datagram laid out by the kernel as `io_uring_recvmsg_out` header, source
-//! address, payload. [`UringRecv::recv`] waits for the first completion with one
-//! `io_uring_enter` carrying a timeout, then reaps every completion ready; the
-//! buffers go back to the ring when the batch has been processed. When the kernel ends
-//! the multishot request (no `IORING_CQE_F_MORE`, typically because every buffer was
-//! in use), the next `recv` arms it again and the re-arm is counted.
-//!
-//! Send: [`BATCH`] fixed slots (message header, iovec, destination, buffer). A flush
-//! pushes one `IORING_OP_SENDMSG` per queued slot and submits them with one
-//! `io_uring_enter` that also waits for their completions, so every slot is free again
-//! when `flush` returns. Sends use `MSG_DONTWAIT`: a full socket buffer fails the
-//! datagram (counted) instead of stalling the worker.
-//!
-//! Both rings are created with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`
-//! when the kernel has them (completion work then runs only inside our own
-//! `io_uring_enter` calls), so the backend is used from the thread that created it:
-//! the types are deliberately not `Send`. Everything is allocated in `new`; receiving
-//! and sending allocate nothing.
+//! It owns the receive ring, the buffer memory and the buffer ring. It must not hand
+//! a buffer back to the kernel while the caller still borrows it, or free the buffer
+//! memory while the kernel may still write into it.
 
 use std::io;
 use std::marker::PhantomData;
@@ -30,17 +13,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use io_uring::types::{BufRingEntry, Fd, RecvMsgOut, SubmitArgs, Timespec};
-use io_uring::{IoUring, Probe, cqueue, opcode};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use io_uring::{IoUring, cqueue, opcode};
+use socket2::Socket;
 
-use super::BATCH;
-use crate::table::{MAX_DATAGRAM, TransmitSink};
-
-/// Receive buffers in the provided-buffer ring of [`UringIo::new`].
-pub const RECV_BUFFERS: u16 = 512;
+use super::{NotSend, build_ring, is_transient};
+use crate::io::{BatchRecv, MAX_DATAGRAM};
 
 /// Size of `struct io_uring_recvmsg_out`, which opens every multishot recvmsg buffer.
 const RECVMSG_OUT_LEN: usize = 16;
@@ -58,210 +38,15 @@ const BUF_GROUP: u16 = 0;
 const RECV_TAG: u64 = 1;
 /// `user_data` of the cancellation issued when the receive side is dropped.
 const CANCEL_TAG: u64 = 2;
-/// `user_data` of the sends.
-const SEND_TAG: u64 = 3;
 
 /// Submission queue sizes: the receive ring only ever holds a re-arm and a cancel.
 const RECV_SQ_ENTRIES: u32 = 8;
-const SEND_SQ_ENTRIES: u32 = BATCH as u32;
 
 /// Completions copied out of the completion queue at a time.
 const REAP_CHUNK: usize = 64;
 
-/// `io_uring_enter` attempts a flush makes before it gives up on confirming its sends.
-const SEND_WAIT_ATTEMPTS: usize = 64;
-
 /// Longest wait accepted by [`UringRecv::recv`] (keeps the kernel timespec positive).
 const MAX_WAIT: Duration = Duration::from_secs(u32::MAX as u64);
-
-/// Payload the probe sends to itself.
-const PROBE_PAYLOAD: &[u8] = b"cascade io_uring probe";
-
-/// Marker that keeps the backend on the thread that created its rings.
-type NotSend = PhantomData<*mut ()>;
-
-/// Checks that this kernel and process can run the backend: ring setup, provided
-/// buffer ring registration, multishot `IORING_OP_RECVMSG` and `IORING_OP_SENDMSG`,
-/// by sending one datagram to itself on a loopback socket. `Err` says what is
-/// missing (io_uring blocked by seccomp or `kernel.io_uring_disabled`, old kernel);
-/// the caller then uses the userspace backend.
-pub fn probe() -> Result<(), io::Error> {
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())?;
-    let local = socket
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("probe socket has no IP address"))?;
-    let mut io = UringIo::with_buffers(&socket, 4).map_err(|e| context("io_uring setup", e))?;
-
-    let mut ops = Probe::new();
-    io.rx
-        .ring
-        .submitter()
-        .register_probe(&mut ops)
-        .map_err(|e| context("io_uring opcode probe", e))?;
-    for (code, name) in [
-        (opcode::RecvMsgMulti::CODE, "IORING_OP_RECVMSG"),
-        (opcode::SendMsg::CODE, "IORING_OP_SENDMSG"),
-        (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
-    ] {
-        if !ops.is_supported(code) {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("io_uring: {name} not supported by this kernel"),
-            ));
-        }
-    }
-
-    // Arm the multishot receive: a kernel without it fails the request at once.
-    io.recv(Duration::ZERO)
-        .map_err(|e| context("io_uring multishot recvmsg", e))?;
-
-    let buf = io.tx.next_buffer();
-    buf[..PROBE_PAYLOAD.len()].copy_from_slice(PROBE_PAYLOAD);
-    io.tx.commit(PROBE_PAYLOAD.len(), local);
-    io.flush();
-    if io.take_failed() > 0 {
-        return Err(io::Error::other("io_uring: sendmsg to loopback failed"));
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        let n = io
-            .recv(Duration::from_millis(20))
-            .map_err(|e| context("io_uring multishot recvmsg", e))?;
-        for i in 0..n {
-            if let Some((from, data)) = io.get_mut(i)
-                && from == local
-                && data == PROBE_PAYLOAD
-            {
-                return Ok(());
-            }
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::TimedOut,
-        "io_uring: probe datagram not received on loopback",
-    ))
-}
-
-/// Prefixes an error with the step that failed.
-fn context(step: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{step}: {e}"))
-}
-
-/// Creates a ring, with single-issuer deferred task running when the kernel has it.
-fn build_ring(sq_entries: u32, cq_entries: u32) -> io::Result<IoUring> {
-    let fast = IoUring::builder()
-        .setup_cqsize(cq_entries)
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .build(sq_entries);
-    match fast {
-        // Kernels before 6.1 reject the flags they do not know.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
-            .setup_cqsize(cq_entries)
-            .build(sq_entries),
-        other => other,
-    }
-}
-
-/// Whether an `io_uring_enter` error only means "nothing more happened this time".
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ETIME | libc::EINTR | libc::EAGAIN | libc::EBUSY)
-    )
-}
-
-/// The io_uring backend of one worker socket: the receive side and the send side,
-/// each with its own ring. Use [`UringIo::split`] to forward a received datagram
-/// (borrowed from the receive side) through the send side. Not `Send`: create it on
-/// the thread that uses it (the rings are single-issuer).
-pub struct UringIo<'s> {
-    rx: UringRecv<'s>,
-    tx: UringSend<'s>,
-}
-
-impl std::fmt::Debug for UringIo<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringIo")
-            .field("rx", &self.rx)
-            .field("tx", &self.tx)
-            .finish()
-    }
-}
-
-impl<'s> UringIo<'s> {
-    /// Sets up both rings on `socket` with [`RECV_BUFFERS`] receive buffers.
-    pub fn new(socket: &'s Socket) -> io::Result<Self> {
-        Self::with_buffers(socket, RECV_BUFFERS)
-    }
-
-    /// Sets up both rings with `buffers` receive buffers (a power of two, 1 to 32768).
-    pub fn with_buffers(socket: &'s Socket, buffers: u16) -> io::Result<Self> {
-        Ok(Self {
-            rx: UringRecv::new(socket, buffers)?,
-            tx: UringSend::new(socket)?,
-        })
-    }
-
-    /// See [`UringRecv::recv`].
-    pub fn recv(&mut self, timeout: Duration) -> io::Result<usize> {
-        self.rx.recv(timeout)
-    }
-
-    /// See [`UringRecv::get_mut`].
-    pub fn get_mut(&mut self, i: usize) -> Option<(SocketAddr, &mut [u8])> {
-        self.rx.get_mut(i)
-    }
-
-    /// See [`UringRecv::recycle`].
-    pub fn recycle(&mut self) {
-        self.rx.recycle();
-    }
-
-    /// The send side, a [`TransmitSink`].
-    pub fn sender(&mut self) -> &mut UringSend<'s> {
-        &mut self.tx
-    }
-
-    /// Both sides at once: datagrams borrowed from the first can be forwarded through
-    /// the second.
-    pub fn split(&mut self) -> (&mut UringRecv<'s>, &mut UringSend<'s>) {
-        (&mut self.rx, &mut self.tx)
-    }
-
-    /// See [`UringSend::flush`].
-    pub fn flush(&mut self) {
-        self.tx.flush();
-    }
-
-    /// See [`UringSend::take_failed`].
-    pub fn take_failed(&mut self) -> u64 {
-        self.tx.take_failed()
-    }
-
-    /// See [`UringRecv::take_rearms`].
-    pub fn take_rearms(&mut self) -> u64 {
-        self.rx.take_rearms()
-    }
-
-    /// See [`UringRecv::take_dropped`].
-    pub fn take_dropped(&mut self) -> u64 {
-        self.rx.take_dropped()
-    }
-}
-
-impl TransmitSink for UringIo<'_> {
-    fn next_buffer(&mut self) -> &mut [u8] {
-        self.tx.next_buffer()
-    }
-
-    fn commit(&mut self, len: usize, dest: SocketAddr) {
-        self.tx.commit(len, dest);
-    }
-}
 
 /// A datagram delivered by the kernel and not yet given back to the buffer ring.
 #[derive(Clone, Copy)]
@@ -313,7 +98,7 @@ impl Drop for Region {
 /// provided buffers it fills.
 pub struct UringRecv<'s> {
     /// Dropped before `region`, after the multishot receive has been cancelled.
-    ring: ManuallyDrop<IoUring>,
+    pub(super) ring: ManuallyDrop<IoUring>,
     /// Buffer ring entries then buffers; leaked if the kernel might still use them.
     region: ManuallyDrop<Region>,
     /// Template of the multishot recvmsg: only the name and control lengths matter.
@@ -668,152 +453,7 @@ fn parse_sockaddr(name: &[u8]) -> Option<SocketAddr> {
     }
 }
 
-/// One send slot: everything a queued sendmsg points at.
-struct SendSlot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
-    dest: SockAddr,
-    len: usize,
-    buf: [u8; MAX_DATAGRAM],
-}
-
-impl SendSlot {
-    fn new() -> Self {
-        Self {
-            // SAFETY: msghdr and iovec are plain C structs for which all-zero bytes are valid.
-            hdr: unsafe { MaybeUninit::zeroed().assume_init() },
-            // SAFETY: as above.
-            iov: unsafe { MaybeUninit::zeroed().assume_init() },
-            dest: SockAddr::from(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))),
-            len: 0,
-            buf: [0; MAX_DATAGRAM],
-        }
-    }
-}
-
-/// The send side: [`BATCH`] fixed slots flushed as one batch of sendmsg requests.
-pub struct UringSend<'s> {
-    /// Declared first so it is closed before the slots are freed.
-    ring: IoUring,
-    fd: RawFd,
-    slots: Box<[SendSlot]>,
-    queued: usize,
-    /// Datagrams the kernel refused since the last call to `take_failed`.
-    failed: u64,
-    _socket: PhantomData<&'s Socket>,
-    _thread: NotSend,
-}
-
-impl std::fmt::Debug for UringSend<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringSend")
-            .field("queued", &self.queued)
-            .finish()
-    }
-}
-
-impl<'s> UringSend<'s> {
-    /// Creates the send ring and its slots.
-    pub fn new(socket: &'s Socket) -> io::Result<Self> {
-        Ok(Self {
-            ring: build_ring(SEND_SQ_ENTRIES, 2 * SEND_SQ_ENTRIES)?,
-            fd: socket.as_raw_fd(),
-            slots: (0..BATCH).map(|_| SendSlot::new()).collect(),
-            queued: 0,
-            failed: 0,
-            _socket: PhantomData,
-            _thread: PhantomData,
-        })
-    }
-
-    /// Submits every queued datagram as one sendmsg request each, with one
-    /// `io_uring_enter` that also waits for their completions. Every slot is free
-    /// again on return; refused datagrams are counted in `take_failed`.
-    pub fn flush(&mut self) {
-        let n = self.queued;
-        if n == 0 {
-            return;
-        }
-        self.queued = 0;
-        let mut pushed = 0;
-        {
-            let mut sq = self.ring.submission();
-            for slot in &mut self.slots[..n] {
-                slot.iov = libc::iovec {
-                    iov_base: slot.buf.as_mut_ptr().cast(),
-                    iov_len: slot.len,
-                };
-                slot.hdr.msg_name = slot.dest.as_ptr() as *mut libc::c_void;
-                slot.hdr.msg_namelen = slot.dest.len();
-                slot.hdr.msg_iov = &mut slot.iov;
-                slot.hdr.msg_iovlen = 1;
-                let entry = opcode::SendMsg::new(Fd(self.fd), &slot.hdr)
-                    .flags(libc::MSG_DONTWAIT as u32)
-                    .build()
-                    .user_data(SEND_TAG);
-                // SAFETY: header, iovec, address and payload live in this slot, which
-                // is neither moved nor written until the completion is reaped below
-                // (and the ring is closed before the slots are freed).
-                if unsafe { sq.push(&entry) }.is_err() {
-                    break;
-                }
-                pushed += 1;
-            }
-        }
-        self.failed += (n - pushed) as u64;
-        let mut pending = pushed;
-        let mut attempts = 0;
-        while pending > 0 {
-            if let Err(e) = self.ring.submit_and_wait(pending)
-                && !is_transient(&e)
-            {
-                attempts = SEND_WAIT_ATTEMPTS;
-            }
-            for cqe in self.ring.completion() {
-                if cqe.user_data() != SEND_TAG {
-                    continue;
-                }
-                pending = pending.saturating_sub(1);
-                if cqe.result() < 0 {
-                    self.failed += 1;
-                }
-            }
-            attempts += 1;
-            if attempts >= SEND_WAIT_ATTEMPTS {
-                // The kernel did not take or confirm these sends: count them lost.
-                self.failed += pending as u64;
-                break;
-            }
-        }
-    }
-
-    /// Datagrams the kernel refused since the last call.
-    pub fn take_failed(&mut self) -> u64 {
-        std::mem::take(&mut self.failed)
-    }
-}
-
-impl TransmitSink for UringSend<'_> {
-    fn next_buffer(&mut self) -> &mut [u8] {
-        if self.queued == BATCH {
-            self.flush();
-        }
-        &mut self.slots[self.queued].buf[..]
-    }
-
-    fn commit(&mut self, len: usize, dest: SocketAddr) {
-        if self.queued == BATCH {
-            // commit without next_buffer: nothing valid was written.
-            return;
-        }
-        let slot = &mut self.slots[self.queued];
-        slot.len = len.min(MAX_DATAGRAM);
-        slot.dest = SockAddr::from(dest);
-        self.queued += 1;
-    }
-}
-
-impl super::BatchRecv for UringRecv<'_> {
+impl BatchRecv for UringRecv<'_> {
     fn recv_batch(&mut self, timeout: Duration) -> io::Result<usize> {
         self.recv(timeout)
     }
@@ -828,15 +468,5 @@ impl super::BatchRecv for UringRecv<'_> {
 
     fn take_dropped(&mut self) -> u64 {
         UringRecv::take_dropped(self)
-    }
-}
-
-impl super::BatchSend for UringSend<'_> {
-    fn flush(&mut self) {
-        UringSend::flush(self);
-    }
-
-    fn take_failed(&mut self) -> u64 {
-        UringSend::take_failed(self)
     }
 }

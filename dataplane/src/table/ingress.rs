@@ -1,0 +1,271 @@
+//! Ingress: a datagram from a peer. It is classified (STUN and DTLS go up to control),
+//! copied as it arrived to the session's cascade peers, then unprotected in place. RTP
+//! from a publisher is recorded (transport-wide arrival, loss and jitter, rate, audio
+//! level, rtp-stream-id), unwrapped when it is a retransmission, cached for NACKs and
+//! forwarded along the stream's routes; RTCP goes to [`super::rtcp`].
+//!
+//! It owns what the table learns from a publisher's packet. It must not build what
+//! goes out (egress does) or allocate once the stream is known.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::session::InboundStream;
+use super::{Disposition, ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink, push_event};
+use crate::command::{KeyframeFormat, MediaEvent, MediaKind, ShortId};
+use crate::demux::{self, PacketClass};
+use crate::rewrite::{self, LayerPacket};
+use crate::rtp;
+use crate::srtp::SrtpError;
+use crate::stats::DropReason;
+
+impl ForwardingTable {
+    /// Handles one received datagram in place in `buf`.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &mut [u8],
+        out: &mut impl TransmitSink,
+    ) -> Disposition {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += buf.len() as u64;
+        let disposition = match demux::classify(buf) {
+            PacketClass::Stun | PacketClass::Dtls => Disposition::ToControl,
+            PacketClass::Other => Disposition::Dropped(DropReason::Malformed),
+            class @ (PacketClass::Rtp | PacketClass::Rtcp) => match self.by_addr.get(&from) {
+                None => Disposition::Dropped(DropReason::UnknownSource),
+                Some(&idx) => {
+                    self.relay(idx, buf, out);
+                    if class == PacketClass::Rtp {
+                        self.handle_rtp(now, idx, buf, out)
+                    } else {
+                        self.handle_rtcp(now, idx, buf, out)
+                    }
+                }
+            },
+        };
+        if let Disposition::Dropped(reason) = disposition {
+            self.stats.drop(reason);
+        }
+        disposition
+    }
+
+    /// Handles an SRTP packet from the session at `idx`: unprotects it in place,
+    /// records it and forwards it along its stream's routes.
+    fn handle_rtp(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        buf: &mut [u8],
+        out: &mut impl TransmitSink,
+    ) -> Disposition {
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return Disposition::Dropped(DropReason::UnknownSource);
+        };
+        // RTP's SSRC is in clear at bytes 8..12 (demux checked the length).
+        let ssrc = buf
+            .get(8..12)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let mut len = match publisher.rx_for(ssrc).unprotect_rtp(buf) {
+            Ok(len) => len,
+            Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
+        };
+        let Ok(mut header) = rtp::parse(&buf[..len]) else {
+            return Disposition::Dropped(DropReason::Malformed);
+        };
+        let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        let ext = publisher.ext;
+        if let Some(rec) = publisher.twcc.as_mut()
+            && let Some(tseq) = rtp::transport_seq(&buf[..len], &header, ext.transport_cc)
+        {
+            rec.record(tseq, now_us);
+        }
+        let mut si = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
+            Some(i) => i,
+            None if publisher.inbound.len() < MAX_INBOUND_STREAMS => {
+                publisher.inbound.push(InboundStream::new(header.ssrc));
+                publisher.inbound.len() - 1
+            }
+            None => return Disposition::Dropped(DropReason::NoRoute),
+        };
+        let session_id = publisher.id;
+        if let Some(homes) = &self.homes {
+            homes.set(idx, session_id, self.worker_index);
+        }
+        let stream = &mut publisher.inbound[si];
+        stream.last_packet = Some(now);
+        stream.bytes += len as u64;
+        if ext.rid != 0 && !stream.identified {
+            let pkt = &buf[..len];
+            let rid = rtp::extension_element(pkt, &header, ext.rid)
+                .map(|r| (r, false))
+                .or_else(|| {
+                    (ext.repaired_rid != 0)
+                        .then(|| rtp::extension_element(pkt, &header, ext.repaired_rid))
+                        .flatten()
+                        .map(|r| (r, true))
+                });
+            if let Some((rid, repaired)) = rid
+                && let Some(rid) = ShortId::new(rid)
+            {
+                stream.identified = true;
+                let mid = (ext.mid != 0)
+                    .then(|| rtp::extension_element(pkt, &header, ext.mid))
+                    .flatten()
+                    .and_then(ShortId::new);
+                push_event(
+                    &mut self.events,
+                    MediaEvent::StreamIdentified {
+                        session: session_id,
+                        ssrc: header.ssrc,
+                        mid,
+                        rid,
+                        repaired,
+                    },
+                );
+            }
+        }
+        if ext.audio_level != 0
+            && let Some(&b) = rtp::extension_element(&buf[..len], &header, ext.audio_level)
+                .and_then(|e| e.first())
+        {
+            stream.level = stream.level.min(b & 0x7f);
+        }
+        if let Some((primary, primary_pt)) = publisher.inbound[si].rtx_of {
+            // A retransmission (RFC 4588): restore the original packet in place and
+            // treat it as one of the primary stream.
+            let Some(n) = unwrap_rtx(&mut buf[..len], &header, primary, primary_pt) else {
+                return Disposition::Dropped(DropReason::Malformed);
+            };
+            len = n;
+            let Ok(h) = rtp::parse(&buf[..len]) else {
+                return Disposition::Dropped(DropReason::Malformed);
+            };
+            header = h;
+            match publisher.inbound.iter().position(|s| s.ssrc == primary) {
+                Some(i) => si = i,
+                None => return Disposition::Handled,
+            }
+        } else {
+            let stream = &mut publisher.inbound[si];
+            let clock = match stream.kind {
+                Some(MediaKind::Audio) => 48_000,
+                _ => 90_000,
+            };
+            let arrival =
+                now.saturating_duration_since(self.epoch).as_micros() as u64 * clock / 1_000_000;
+            stream
+                .seq
+                .record(header.sequence, header.timestamp, arrival as u32);
+        }
+        if let Some(cache) = publisher.inbound[si].cache.as_mut() {
+            cache.insert(header.sequence, &buf[..len]);
+        }
+        let n_routes = publisher.inbound[si].routes.len();
+        // Whether the packet starts a keyframe, for layered routes (all of one stream
+        // share a codec).
+        let payload = header.payload_range(len);
+        let keyframe_start = match publisher.inbound[si].routes.iter().find_map(|r| r.layered) {
+            None | Some(KeyframeFormat::Any) => true,
+            Some(KeyframeFormat::H264) => rewrite::h264_keyframe_start(&buf[payload]),
+            Some(KeyframeFormat::Vp8) => match vp8_keyframe_size(&buf[payload]) {
+                Some((w, h)) => {
+                    let stream = &mut publisher.inbound[si];
+                    (stream.width, stream.height) = (w, h);
+                    true
+                }
+                None => false,
+            },
+            Some(KeyframeFormat::Vp9) => {
+                let start = rewrite::vp9_keyframe_start(&buf[payload.clone()]);
+                if let Some((w, h)) = start
+                    .then(|| rewrite::vp9_keyframe_size(&buf[payload]))
+                    .flatten()
+                {
+                    let stream = &mut publisher.inbound[si];
+                    (stream.width, stream.height) = (w, h);
+                }
+                start
+            }
+            Some(KeyframeFormat::Av1) => rewrite::av1_keyframe_start(&buf[payload]),
+        };
+        for r in 0..n_routes {
+            // Routes are plain data: copy one out so the subscriber can be borrowed.
+            let Some(route) = self.sessions[idx]
+                .as_ref()
+                .and_then(|p| p.inbound.get(si))
+                .and_then(|s| s.routes.get(r).copied())
+            else {
+                break;
+            };
+            let Some(pt) = route.map_pt(header.payload_type) else {
+                self.stats.drop(DropReason::NoRoute);
+                continue;
+            };
+            if route.layered.is_some() {
+                let pkt = LayerPacket {
+                    ssrc: header.ssrc,
+                    seq: header.sequence,
+                    timestamp: header.timestamp,
+                    keyframe_start,
+                };
+                if self.send_layered(now_us, &route, &buf[..len], &pkt, pt, out) {
+                    self.send_pli(now, idx, header.ssrc, out);
+                }
+                continue;
+            }
+            self.send_rewritten(
+                now_us,
+                route.subscriber,
+                &buf[..len],
+                route.subscriber_ssrc,
+                pt,
+                out,
+            );
+        }
+        Disposition::Handled
+    }
+}
+
+/// Width and height of a VP8 keyframe whose payload (descriptor included) starts at
+/// `payload`; `None` when it is not a keyframe start.
+fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    if !rewrite::vp8_keyframe_start(payload) {
+        return None;
+    }
+    let start = payload.windows(3).position(|w| w == [0x9d, 0x01, 0x2a])?;
+    let d = payload.get(start + 3..start + 7)?;
+    Some((
+        u16::from_le_bytes([d[0], d[1]]) & 0x3fff,
+        u16::from_le_bytes([d[2], d[3]]) & 0x3fff,
+    ))
+}
+
+/// The drop counter a failed unprotect goes to.
+pub(super) fn srtp_drop_reason(e: &SrtpError) -> DropReason {
+    match e {
+        SrtpError::Replayed => DropReason::Replayed,
+        SrtpError::AuthenticationFailed => DropReason::AuthFailed,
+        _ => DropReason::Malformed,
+    }
+}
+
+/// Turns an RTX packet (RFC 4588: original sequence number, then the original
+/// payload) back into the original packet, in place; returns its length.
+fn unwrap_rtx(pkt: &mut [u8], header: &rtp::RtpHeader, ssrc: u32, pt: u8) -> Option<usize> {
+    let payload = header.payload_range(pkt.len());
+    if payload.len() < 2 {
+        return None;
+    }
+    let hl = header.header_len;
+    let osn = u16::from_be_bytes([pkt[payload.start], pkt[payload.start + 1]]);
+    let body = payload.start + 2..payload.end;
+    let len = hl + body.len();
+    pkt.copy_within(body, hl);
+    pkt[0] &= !0x20; // the original's padding is not carried over
+    rtp::set_ssrc(&mut pkt[..len], ssrc).ok()?;
+    rtp::set_payload_type(&mut pkt[..len], pt).ok()?;
+    rtp::set_sequence(&mut pkt[..len], osn).ok()?;
+    Some(len)
+}
