@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use cascade_dataplane::command::{Command, Upcall};
+use cascade_command::command::Upcall;
 use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -82,14 +82,11 @@ impl AppState {
     fn pump(&self, sfu: &mut Sfu) {
         while let Some(o) = sfu.poll_output() {
             match o {
-                SfuOutput::Command(mut c) => {
+                SfuOutput::Command(c) => {
                     if let Some(k) = &self.kernel {
-                        let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
-                        if k.apply(&c)
-                            && let Command::CascadeOut { peers, .. } = &mut c
-                        {
-                            // The kernel clones to the cascade peers: userspace must not.
-                            peers.clear();
+                        let outcome = k.lock().unwrap_or_else(|p| p.into_inner()).apply(&c);
+                        if let Some(outcome) = outcome {
+                            sfu.handle_kernel_outcome(Instant::now(), &c, outcome);
                         }
                     }
                     self.dataplane.command(c);
@@ -199,27 +196,6 @@ impl AppState {
         }
     }
 
-    /// Hands to the kernel the cascade fan-outs that waited for a neighbour entry,
-    /// and stops userspace copying for those it took.
-    fn retry_kernel_fanout(&self) {
-        let Some(k) = &self.kernel else {
-            return;
-        };
-        let taken = {
-            let mut k = k.lock().unwrap_or_else(|p| p.into_inner());
-            if !k.has_waiting() {
-                return;
-            }
-            k.retry()
-        };
-        for publisher in taken {
-            self.dataplane.command(Command::CascadeOut {
-                publisher,
-                peers: Vec::new(),
-            });
-        }
-    }
-
     pub fn render_metrics(&self) -> String {
         let core = self.with_sfu(|s| CoreGauges {
             sessions: s.session_count(),
@@ -300,15 +276,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.cluster_insecure_http,
     )?;
 
+    let mut sfu = Sfu::new(
+        cert,
+        candidate,
+        public_url.clone(),
+        Instant::now(),
+        StdRng::from_os_rng(),
+    );
+    if kernel.is_some() {
+        sfu.enable_kernel_fanout();
+    }
     let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let state = Arc::new(AppState {
-        sfu: Mutex::new(Sfu::new(
-            cert,
-            candidate,
-            public_url.clone(),
-            Instant::now(),
-            StdRng::from_os_rng(),
-        )),
+        sfu: Mutex::new(sfu),
         dataplane,
         kernel,
         verifier,
@@ -375,7 +355,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let media_thread = std::thread::Builder::new()
         .name("cascade-control".into())
         .spawn(move || {
-            let mut last_retry = Instant::now();
             loop {
                 let wait = media_state
                     .with_sfu(|s| s.poll_timeout())
@@ -405,10 +384,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
                 }
                 media_state.with_sfu(|s| s.handle_timeout(Instant::now()));
-                if last_retry.elapsed() >= Duration::from_secs(1) {
-                    last_retry = Instant::now();
-                    media_state.retry_kernel_fanout();
-                }
             }
         })?;
 

@@ -15,6 +15,7 @@
 pub mod cert;
 pub mod dtls;
 pub mod error;
+pub mod fanout;
 pub mod ice;
 pub mod placement;
 pub mod sdp;

@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::cert::{DtlsCertificate, Fingerprint};
 use crate::error::ApiError;
+use crate::fanout::{CascadeFanout, KernelOutcome};
 use crate::ice::IceCredentials;
 use crate::sdp::{self, Codec, Direction, MediaAnswer, MediaType, SendStream, SessionAnswer};
 use crate::session::{PeerSession, SessionInput, SessionOutput};
@@ -519,6 +520,9 @@ pub struct Sfu {
     epoch: Instant,
     /// Where every id, key, SSRC and ICE credential comes from.
     rng: StdRng,
+    /// Who copies each publisher's packets to its cascade peers; what the kernel
+    /// guard lets through.
+    fanout: CascadeFanout,
     out: VecDeque<SfuOutput>,
 }
 
@@ -570,6 +574,7 @@ impl Sfu {
             speakers: HashMap::new(),
             epoch: now,
             rng,
+            fanout: CascadeFanout::default(),
             out: VecDeque::new(),
         }
     }
@@ -1724,8 +1729,9 @@ impl Sfu {
                 .collect(),
             _ => Vec::new(),
         };
-        self.out
-            .push_back(SfuOutput::Command(Command::CascadeOut { publisher, peers }));
+        let mut cmds = VecDeque::new();
+        self.fanout.set_peers(publisher, peers, &mut cmds);
+        self.out.extend(cmds.into_iter().map(SfuOutput::Command));
     }
 
     /// `GET /rtc/v1/rooms/{room}`.
@@ -1844,6 +1850,9 @@ impl Sfu {
     /// subscription using it, so call this at least every second while relays exist).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.end_probes(now);
+        let mut cmds = VecDeque::new();
+        self.fanout.handle_timeout(now, &mut cmds);
+        self.out.extend(cmds.into_iter().map(SfuOutput::Command));
         if !self.remote.is_empty() {
             self.sweep_remote(now);
             self.check_origins(now);
@@ -1883,12 +1892,42 @@ impl Sfu {
             .filter_map(PeerSession::poll_timeout)
             .chain(idle)
             .chain(probes)
+            .chain(self.fanout.poll_timeout())
             .min()
     }
 
     pub fn poll_output(&mut self) -> Option<SfuOutput> {
         self.report_states();
-        self.out.pop_front()
+        let o = self.out.pop_front()?;
+        if let SfuOutput::Command(c) = &o {
+            // What follows from a command (kernel fan-out, revocations) comes right
+            // after it.
+            let mut follow = VecDeque::new();
+            self.fanout.observe(c, &mut follow);
+            for c in follow.into_iter().rev() {
+                self.out.push_front(SfuOutput::Command(c));
+            }
+        }
+        Some(o)
+    }
+
+    /// A kernel fast path can clone packets to cascade peers: publishers' cascade
+    /// copying is asked of it ([`Command::KernelFanout`]) from now on.
+    pub fn enable_kernel_fanout(&mut self) {
+        self.fanout = CascadeFanout::new(true);
+    }
+
+    /// The eBPF shell's report on `request`, a [`Command::KernelFanout`] with peers.
+    pub fn handle_kernel_outcome(
+        &mut self,
+        now: Instant,
+        request: &Command,
+        outcome: KernelOutcome,
+    ) {
+        let mut cmds = VecDeque::new();
+        self.fanout
+            .handle_kernel_outcome(now, request, outcome, &mut cmds);
+        self.out.extend(cmds.into_iter().map(SfuOutput::Command));
     }
 
     fn drain(&mut self, id: SessionId, now: Instant) {

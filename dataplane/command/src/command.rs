@@ -145,9 +145,14 @@ pub enum Command {
         extensions: ExtensionIds,
     },
     /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
-    /// kernel guard. The userspace tables need nothing for this; the eBPF shell adds
-    /// the 5-tuple to its allow map.
+    /// kernel guard, on the worker that owns the session. The userspace tables need
+    /// nothing for this; the eBPF shell adds the 5-tuple to its allow and steering
+    /// maps.
     PeerValidated { id: SessionId, peer: SocketAddr },
+    /// Session `id` is gone: `peer`, validated for it before, may no longer pass the
+    /// kernel guard. The userspace tables need nothing for this (`RemoveSession` does
+    /// their part); the eBPF shell removes the 5-tuple from its maps.
+    PeerRevoked { id: SessionId, peer: SocketAddr },
     /// The peer's nominated address changed (ICE restart, NAT rebinding after a check).
     UpdatePeer { id: SessionId, peer: SocketAddr },
     /// Forget a session and every route to or from it.
@@ -160,12 +165,26 @@ pub enum Command {
         publisher_ssrc: u32,
         subscriber: SessionId,
     },
-    /// Relay everything the publisher of session `publisher` sends (SRTP and SRTCP,
-    /// unchanged, still under the publisher's keys) to these cascade peers, besides
-    /// forwarding it locally. Replaces the previous set; empty stops relaying.
+    /// The data-plane workers copy everything the publisher of session `publisher`
+    /// sends (SRTP and SRTCP, unchanged, still under the publisher's keys) to these
+    /// cascade peers, besides forwarding it locally. Replaces the previous set; empty
+    /// stops copying (nobody to copy to, or the kernel copies: [`Command::KernelFanout`]).
     CascadeOut {
         publisher: SessionId,
         peers: Vec<SocketAddr>,
+    },
+    /// The kernel clones the packets that come from `source` (the publisher's
+    /// address) to these cascade peers (TC clone-redirect), replacing what it did for
+    /// `source` before; empty peers stop it. `originals_up`: the packets still go up
+    /// to the userspace workers besides (the publisher has local subscribers, or its
+    /// feedback or speaker detection needs every packet); otherwise the kernel's
+    /// copies are all there is. Only the eBPF shell acts on it; it reports back to
+    /// control whether the kernel took it (`Sfu::handle_kernel_fanout`).
+    KernelFanout {
+        publisher: SessionId,
+        source: SocketAddr,
+        peers: Vec<SocketAddr>,
+        originals_up: bool,
     },
     /// Packets from session `session`'s peer (a cascade origin) with these SSRCs are
     /// a relayed publisher's, protected with that publisher's keys `rx`.

@@ -311,7 +311,10 @@ impl ForwardingTable {
                 }
             }
             Command::RemoveSession { id } => self.remove_session(id),
-            Command::PeerValidated { .. } => {}
+            // The eBPF shell's part; nothing in the userspace tables.
+            Command::PeerValidated { .. }
+            | Command::PeerRevoked { .. }
+            | Command::KernelFanout { .. } => {}
             Command::AddRelayedSource { session, ssrcs, rx } => {
                 self.add_relayed_source(session, ssrcs, &rx)
             }
