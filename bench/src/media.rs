@@ -291,7 +291,7 @@ mod tests {
         assert_eq!(buf[0], 0x90);
         assert_ne!(buf[1] & 0x80, 0, "every packet ends a frame");
         let hdr = cascade_dataplane::rtp::parse(&buf[..n]).unwrap();
-        assert!(cascade_dataplane::rewrite::vp8_keyframe_start(
+        assert!(cascade_dataplane::codec::vp8::keyframe_start(
             &buf[hdr.header_len..n]
         ));
         assert_eq!(read_stamp(&buf[..n], true), Some(987_654));

@@ -13,6 +13,7 @@
 //! [`command::MediaEvent`]s the data plane reports.
 
 pub mod bwe;
+pub mod codec;
 pub mod handoff;
 pub mod io;
 pub mod rewrite;

@@ -1,20 +1,20 @@
 //! Simulcast layer switching for one outbound stream: a [`SequenceRewriter`] maps the
 //! packets of whichever publisher layer (SSRC) is selected onto one continuous outbound
 //! sequence-number and timestamp space, switching layers only at a keyframe of the
-//! target layer, and the keyframe detectors it needs ([`vp8_keyframe_start`] for RFC
-//! 7741, [`h264_keyframe_start`] for RFC 6184, [`vp9_keyframe_start`] for RFC 9628,
-//! [`av1_keyframe_start`] for the AOMedia AV1 RTP payload format).
+//! target layer (found by [`crate::codec::keyframe_start`]), and a [`Vp8Continuity`]
+//! keeps a VP8 stream's PictureID and TL0PICIDX continuous across those switches.
 //!
 //! Sans-IO and allocation-free: the caller passes each packet's header fields, whether
 //! it starts a keyframe and the time, and gets back the fields to write (with
 //! `rtp::set_sequence` / `rtp::set_timestamp`) or a reason to drop it. It does not choose
 //! the layer (control does, from the bandwidth estimate) or send keyframe requests (it
-//! says when one is needed). The one thing written into payloads is a VP8 stream's
-//! PictureID and TL0PICIDX, kept continuous across switches ([`Vp8Continuity`]). A
+//! says when one is needed), and it does not parse payloads ([`crate::codec`] finds
+//! keyframes and the VP8 descriptor fields; this module only decides their numbers). A
 //! NACK for the stream is mapped
 //! back to its layer ([`SequenceRewriter::source_of`]) by the worker that forwards it;
 //! one that arrives on another worker is handed there (see [`crate::handoff`]).
 
+use crate::codec::vp8;
 use crate::rtp;
 
 /// Largest timestamp step (in seconds of media clock) a switch may add: a pause longer
@@ -30,9 +30,8 @@ pub struct LayerPacket {
     pub seq: u16,
     /// ...and timestamp, as the publisher sent them.
     pub timestamp: u32,
-    /// The packet is the first of a keyframe (see [`vp8_keyframe_start`],
-    /// [`h264_keyframe_start`], [`vp9_keyframe_start`], [`av1_keyframe_start`]); always
-    /// true for codecs without inter-frame dependencies, such as audio.
+    /// The packet is the first of a keyframe (see [`crate::codec::keyframe_start`]);
+    /// always true for codecs without inter-frame dependencies, such as audio.
     pub keyframe_start: bool,
 }
 
@@ -261,73 +260,6 @@ impl SequenceRewriter {
     }
 }
 
-/// True when an RTP payload in the VP8 format (RFC 7741) starts a keyframe: the payload
-/// descriptor's S bit is set with partition index 0, and the VP8 payload header's P bit
-/// is 0 with the keyframe start code (RFC 6386 §9.1) after it. Never panics.
-pub fn vp8_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&first) = payload.first() else {
-        return false;
-    };
-    // S bit and PID (RFC 7741 §4.2).
-    if first & 0x10 == 0 || first & 0x07 != 0 {
-        return false;
-    }
-    let mut at = 1;
-    if first & 0x80 != 0 {
-        let Some(&ext) = payload.get(1) else {
-            return false;
-        };
-        at = 2;
-        if ext & 0x80 != 0 {
-            // PictureID, 15 bits when its M bit is set.
-            let Some(&pid) = payload.get(at) else {
-                return false;
-            };
-            at += if pid & 0x80 != 0 { 2 } else { 1 };
-        }
-        if ext & 0x40 != 0 {
-            at += 1; // TL0PICIDX
-        }
-        if ext & 0x30 != 0 {
-            at += 1; // TID/Y/KEYIDX
-        }
-    }
-    // VP8 payload header (RFC 7741 §4.3): 3-byte frame tag, P bit is the lowest bit
-    // of the first byte; keyframes go on with the start code 9d 01 2a.
-    match payload.get(at..at + 6) {
-        Some(&[tag, _, _, 0x9d, 0x01, 0x2a]) => tag & 0x01 == 0,
-        _ => false,
-    }
-}
-
-/// Where a VP8 payload descriptor (RFC 7741 §4.2) keeps the indices a receiver
-/// follows frames by: the PictureID (offset, and whether it is 15 bits wide) and the
-/// TL0PICIDX (offset). `None` where the descriptor lacks one or is cut short.
-fn vp8_indices(payload: &[u8]) -> (Option<(usize, bool)>, Option<usize>) {
-    let (Some(&first), Some(&ext)) = (payload.first(), payload.get(1)) else {
-        return (None, None);
-    };
-    if first & 0x80 == 0 {
-        return (None, None);
-    }
-    let mut at = 2;
-    let mut picture_id = None;
-    if ext & 0x80 != 0 {
-        let Some(&b) = payload.get(at) else {
-            return (None, None);
-        };
-        let wide = b & 0x80 != 0;
-        let len = if wide { 2 } else { 1 };
-        if payload.len() < at + len {
-            return (None, None);
-        }
-        picture_id = Some((at, wide));
-        at += len;
-    }
-    let tl0 = (ext & 0x40 != 0 && at < payload.len()).then_some(at);
-    (picture_id, tl0)
-}
-
 /// Keeps a layered VP8 stream's PictureID and TL0PICIDX continuous across layer
 /// switches, as the receiver's frame-reference tracking expects of one stream: each
 /// simulcast layer numbers its pictures on its own, so at a switch the new layer's
@@ -347,10 +279,10 @@ impl Vp8Continuity {
     /// packet starts the stream's new layer ([`Rewrite::Forward`]), which sets the
     /// shift from its numbers.
     pub fn forward(&mut self, payload: &mut [u8], switched: bool) {
-        let (picture_id, tl0) = vp8_indices(payload);
+        let (picture_id, tl0) = vp8::picture_indices(payload);
         if switched {
             if let (Some((at, wide)), Some(last)) = (picture_id, self.last_picture) {
-                let id = read_picture_id(payload, at, wide);
+                let id = vp8::read_picture_id(payload, at, wide);
                 self.picture_offset = last.wrapping_add(1).wrapping_sub(id);
             }
             if let (Some(at), Some(last)) = (tl0, self.last_tl0) {
@@ -368,7 +300,7 @@ impl Vp8Continuity {
 
     /// Rewrites a retransmitted packet of the forwarded layer as it was sent.
     pub fn resend(&self, payload: &mut [u8]) {
-        let (picture_id, tl0) = vp8_indices(payload);
+        let (picture_id, tl0) = vp8::picture_indices(payload);
         if let Some((at, wide)) = picture_id {
             self.shift_picture_id(payload, at, wide);
         }
@@ -377,262 +309,10 @@ impl Vp8Continuity {
         }
     }
 
-    /// Shifts the PictureID at `at` (checked by [`vp8_indices`]) and returns it.
+    /// Shifts the PictureID at `at` (checked by [`vp8::picture_indices`]) and returns it.
     fn shift_picture_id(&self, payload: &mut [u8], at: usize, wide: bool) -> u16 {
-        let id = read_picture_id(payload, at, wide).wrapping_add(self.picture_offset);
-        if wide {
-            let id = id & 0x7fff;
-            payload[at] = 0x80 | (id >> 8) as u8;
-            payload[at + 1] = id as u8;
-            id
-        } else {
-            let id = id & 0x7f;
-            payload[at] = id as u8;
-            id
-        }
-    }
-}
-
-fn read_picture_id(payload: &[u8], at: usize, wide: bool) -> u16 {
-    if wide {
-        u16::from_be_bytes([payload[at] & 0x7f, payload[at + 1]])
-    } else {
-        u16::from(payload[at] & 0x7f)
-    }
-}
-
-/// NAL unit types that start an H.264 keyframe: IDR slice and sequence parameter set.
-fn h264_starts_keyframe(nal_type: u8) -> bool {
-    matches!(nal_type, 5 | 7)
-}
-
-/// True when an RTP payload in the H.264 format (RFC 6184) starts a keyframe: a single
-/// NAL unit packet holding an IDR slice or an SPS, a STAP-A aggregating one, or the
-/// first fragment (S bit) of an FU-A of one. Never panics.
-pub fn h264_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&header) = payload.first() else {
-        return false;
-    };
-    match header & 0x1f {
-        t @ 1..=23 => h264_starts_keyframe(t),
-        24 => {
-            // STAP-A (§5.7.1): 16-bit size, then the NAL unit, repeated.
-            let mut rest = &payload[1..];
-            while let Some((size, tail)) = rest.split_first_chunk::<2>() {
-                let size = usize::from(u16::from_be_bytes(*size));
-                let Some(nal) = tail.get(..size) else {
-                    return false;
-                };
-                if nal.first().is_some_and(|&h| h264_starts_keyframe(h & 0x1f)) {
-                    return true;
-                }
-                rest = &tail[size..];
-            }
-            false
-        }
-        28 => {
-            // FU-A (§5.8): FU header S bit and the fragmented NAL unit's type.
-            payload
-                .get(1)
-                .is_some_and(|&fu| fu & 0x80 != 0 && h264_starts_keyframe(fu & 0x1f))
-        }
-        _ => false,
-    }
-}
-
-/// VP9 payload descriptor bits (RFC 9628 §4.2): picture ID present, inter-picture
-/// predicted, layer indices present, flexible mode, start of frame, scalability
-/// structure present.
-const VP9_I: u8 = 0x80;
-const VP9_P: u8 = 0x40;
-const VP9_L: u8 = 0x20;
-const VP9_F: u8 = 0x10;
-const VP9_B: u8 = 0x08;
-const VP9_V: u8 = 0x02;
-
-/// A frame's width and height in pixels.
-type FrameSize = (u16, u16);
-
-/// What keyframe detection reads from a VP9 payload descriptor.
-struct Vp9Descriptor<'a> {
-    /// The first octet: I, P, L, F, B, E, V and Z.
-    flags: u8,
-    /// Spatial layer id from the layer indices; 0 without them.
-    sid: u8,
-    /// Width and height of the first spatial layer, when the scalability structure
-    /// carries them.
-    size: Option<FrameSize>,
-    /// The VP9 frame data after the descriptor.
-    frame: &'a [u8],
-}
-
-/// Parses a whole VP9 payload descriptor (RFC 9628 §4.2), flexible or non-flexible;
-/// `None` when it runs past the end of the payload.
-fn vp9_descriptor(payload: &[u8]) -> Option<Vp9Descriptor<'_>> {
-    let (&flags, mut rest) = payload.split_first()?;
-    if flags & VP9_I != 0 {
-        // Picture ID, 15 bits when its M bit is set.
-        let (&pid, tail) = rest.split_first()?;
-        rest = if pid & 0x80 != 0 {
-            tail.get(1..)?
-        } else {
-            tail
-        };
-    }
-    let mut sid = 0;
-    if flags & VP9_L != 0 {
-        // Layer indices: TID (3 bits), U, SID (3 bits), D; then TL0PICIDX in
-        // non-flexible mode.
-        let (&layers, tail) = rest.split_first()?;
-        sid = (layers >> 1) & 0x07;
-        rest = if flags & VP9_F == 0 {
-            tail.get(1..)?
-        } else {
-            tail
-        };
-    }
-    if flags & VP9_F != 0 && flags & VP9_P != 0 {
-        // Flexible mode reference indices: up to three P_DIFF octets, each with its
-        // N bit set when another follows.
-        for i in 0..3 {
-            let (&diff, tail) = rest.split_first()?;
-            rest = tail;
-            if diff & 0x01 == 0 {
-                break;
-            }
-            if i == 2 {
-                return None;
-            }
-        }
-    }
-    let mut size = None;
-    if flags & VP9_V != 0 {
-        (size, rest) = vp9_scalability_structure(rest)?;
-    }
-    Some(Vp9Descriptor {
-        flags,
-        sid,
-        size,
-        frame: rest,
-    })
-}
-
-/// Parses a VP9 scalability structure (RFC 9628 §4.2.1): the width and height of the
-/// first spatial layer when its Y bit is set (and they are not zero), and what
-/// follows the structure.
-fn vp9_scalability_structure(ss: &[u8]) -> Option<(Option<FrameSize>, &[u8])> {
-    let (&head, mut rest) = ss.split_first()?;
-    // N_S (3 bits) is the number of spatial layers minus one, then the Y and G bits.
-    let layers = usize::from(head >> 5) + 1;
-    let mut size = None;
-    if head & 0x10 != 0 {
-        // 16-bit width and height of each spatial layer, in network byte order.
-        let &[w0, w1, h0, h1] = rest.first_chunk::<4>()?;
-        let (w, h) = (u16::from_be_bytes([w0, w1]), u16::from_be_bytes([h0, h1]));
-        size = (w > 0 && h > 0).then_some((w, h));
-        rest = rest.get(4 * layers..)?;
-    }
-    if head & 0x08 != 0 {
-        // Picture group: N_G, then per picture T (3 bits), U, R (2 bits) and R
-        // P_DIFF octets.
-        let (&pictures, tail) = rest.split_first()?;
-        rest = tail;
-        for _ in 0..pictures {
-            let (&picture, tail) = rest.split_first()?;
-            rest = tail.get(usize::from((picture >> 2) & 0x03)..)?;
-        }
-    }
-    Some((size, rest))
-}
-
-/// The VP9 keyframe start, if `payload` is one, with the size its scalability
-/// structure carries.
-fn vp9_keyframe(payload: &[u8]) -> Option<Option<FrameSize>> {
-    let d = vp9_descriptor(payload)?;
-    let start = d.flags & VP9_B != 0 && d.flags & VP9_P == 0 && d.sid == 0;
-    (start && !d.frame.is_empty()).then_some(d.size)
-}
-
-/// True when an RTP payload in the VP9 format (RFC 9628) starts a keyframe: the
-/// payload descriptor (§4.2, flexible or non-flexible mode, parsed whole including a
-/// scalability structure) has the B bit (start of a frame) set and the P bit
-/// (inter-picture predicted) clear, and, when it carries layer indices, spatial layer
-/// 0 (with spatial scalability the first layer starts the picture); frame data
-/// follows. Never panics.
-pub fn vp9_keyframe_start(payload: &[u8]) -> bool {
-    vp9_keyframe(payload).is_some()
-}
-
-/// Width and height of a VP9 keyframe whose payload (descriptor included) is
-/// `payload`, from the first spatial layer of its scalability structure (RFC 9628
-/// §4.2.1, V and Y bits); `None` when it is not a keyframe start
-/// ([`vp9_keyframe_start`]) or carries no size. Never panics.
-pub fn vp9_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
-    vp9_keyframe(payload).flatten()
-}
-
-/// AV1 aggregation header bits (AV1 RTP payload format §4.4): Z (the first OBU element
-/// continues a fragment), W (2 bits, the number of OBU elements, 0 when each has a
-/// length field) and N (first packet of a coded video sequence).
-const AV1_Z: u8 = 0x80;
-const AV1_W_SHIFT: u8 = 4;
-const AV1_N: u8 = 0x08;
-
-/// AV1 OBU types (AV1 bitstream §6.2.2).
-const OBU_SEQUENCE_HEADER: u8 = 1;
-const OBU_TEMPORAL_DELIMITER: u8 = 2;
-
-/// Reads an unsigned LEB128 value of at most 8 octets (AV1 bitstream §4.10.5), and
-/// what follows it.
-fn leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (i, &b) in bytes.iter().take(8).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Some((value, bytes.get(i + 1..)?));
-        }
-    }
-    None
-}
-
-/// True when an RTP payload in the AV1 format ("RTP Payload Format For AV1",
-/// AOMedia) starts a keyframe: the aggregation header (§4.4) has N set (the first
-/// packet of a coded video sequence) and Z clear, and the first OBU element, after
-/// any temporal delimiters (which §5 says receivers ignore), is a sequence header
-/// OBU (which §5 puts first in its packet). OBU elements have a LEB128 length field
-/// (§4.5), except the last one when W counts the elements. Never panics.
-pub fn av1_keyframe_start(payload: &[u8]) -> bool {
-    let Some((&aggregation, mut rest)) = payload.split_first() else {
-        return false;
-    };
-    if aggregation & AV1_Z != 0 || aggregation & AV1_N == 0 {
-        return false;
-    }
-    let count = usize::from((aggregation >> AV1_W_SHIFT) & 0x03);
-    let mut element = 1;
-    loop {
-        let obu = if element == count {
-            // The last of W elements fills the rest of the packet.
-            std::mem::take(&mut rest)
-        } else {
-            let Some((len, tail)) = leb128(rest) else {
-                return false;
-            };
-            let Some((obu, tail)) = usize::try_from(len)
-                .ok()
-                .and_then(|n| tail.split_at_checked(n))
-            else {
-                return false;
-            };
-            rest = tail;
-            obu
-        };
-        // OBU header (AV1 bitstream §5.3.2): forbidden bit, then the 4-bit type.
-        match obu.first().map(|&h| (h & 0x80, (h >> 3) & 0x0f)) {
-            Some((0, OBU_SEQUENCE_HEADER)) => return true,
-            Some((0, OBU_TEMPORAL_DELIMITER)) if element != count => element += 1,
-            _ => return false,
-        }
+        let id = vp8::read_picture_id(payload, at, wide).wrapping_add(self.picture_offset);
+        vp8::write_picture_id(payload, at, wide, id)
     }
 }
 
@@ -840,174 +520,6 @@ mod tests {
     }
 
     #[test]
-    fn detects_vp8_keyframes() {
-        let key_header = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01];
-        let delta_header = [0x11, 0x02, 0x00, 0xaa, 0xbb, 0xcc];
-        // Minimal descriptor: S=1, PID=0.
-        let mut p = vec![0x10];
-        p.extend_from_slice(&key_header);
-        assert!(vp8_keyframe_start(&p));
-        // Extended: I with 15-bit picture id, L, T.
-        let mut p = vec![0x90, 0xe0, 0x80 | 0x12, 0x34, 0x05, 0x40];
-        p.extend_from_slice(&key_header);
-        assert!(vp8_keyframe_start(&p));
-        // Extended with a 7-bit picture id only.
-        let mut p = vec![0x90, 0x80, 0x12];
-        p.extend_from_slice(&key_header);
-        assert!(vp8_keyframe_start(&p));
-        // Interframe (P bit set).
-        let mut p = vec![0x10];
-        p.extend_from_slice(&delta_header);
-        assert!(!vp8_keyframe_start(&p));
-        // Not the start of a partition, or not partition 0.
-        let mut p = vec![0x00];
-        p.extend_from_slice(&key_header);
-        assert!(!vp8_keyframe_start(&p));
-        let mut p = vec![0x11];
-        p.extend_from_slice(&key_header);
-        assert!(!vp8_keyframe_start(&p));
-        // Truncated anywhere.
-        let mut p = vec![0x90, 0xe0, 0x80 | 0x12, 0x34, 0x05, 0x40];
-        p.extend_from_slice(&key_header);
-        for n in 0..12 {
-            assert!(!vp8_keyframe_start(&p[..n]), "{n}");
-        }
-    }
-
-    #[test]
-    fn detects_h264_keyframes() {
-        // Single NAL units: IDR (0x65), SPS (0x67), non-IDR slice (0x41), PPS (0x68).
-        assert!(h264_keyframe_start(&[0x65, 0x88, 0x84]));
-        assert!(h264_keyframe_start(&[0x67, 0x42, 0xc0, 0x1f]));
-        assert!(!h264_keyframe_start(&[0x41, 0x9a]));
-        assert!(!h264_keyframe_start(&[0x68, 0xce]));
-        // STAP-A with SPS + PPS, and with two non-IDR units.
-        assert!(h264_keyframe_start(&[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68]));
-        assert!(h264_keyframe_start(&[0x78, 0, 1, 0x68, 0, 2, 0x65, 0x88]));
-        assert!(!h264_keyframe_start(&[0x78, 0, 1, 0x68, 0, 2, 0x41, 0x9a]));
-        // STAP-A whose size runs past the end.
-        assert!(!h264_keyframe_start(&[0x78, 0, 9, 0x67, 0x42]));
-        // FU-A of an IDR: start fragment yes, middle and end no; FU-A of a P slice no.
-        assert!(h264_keyframe_start(&[0x7c, 0x85, 0x88]));
-        assert!(!h264_keyframe_start(&[0x7c, 0x05, 0x88]));
-        assert!(!h264_keyframe_start(&[0x7c, 0x45, 0x88]));
-        assert!(!h264_keyframe_start(&[0x7c, 0x81, 0x9a]));
-        assert!(!h264_keyframe_start(&[0x7c]));
-        assert!(!h264_keyframe_start(&[]));
-    }
-
-    #[test]
-    fn detects_vp9_keyframes() {
-        // Start of a VP9 keyframe's uncompressed header: frame marker, sync code.
-        let frame = [0x82, 0x49, 0x83, 0x42, 0x00];
-        // Non-flexible keyframe: I (15-bit picture id), L (TID 0, SID 0, TL0PICIDX),
-        // B, V; the SS has one spatial layer of 1280x720 (Y) and a picture group of
-        // two (G), the second with one reference.
-        let mut key = vec![0xaa, 0x80 | 0x12, 0x34, 0x00, 0x05];
-        key.extend_from_slice(&[0x18, 0x05, 0x00, 0x02, 0xd0, 0x02, 0x00, 0x24, 0x01]);
-        let descriptor = key.len();
-        key.extend_from_slice(&frame);
-        assert!(vp9_keyframe_start(&key));
-        assert_eq!(vp9_keyframe_size(&key), Some((1280, 720)));
-        // Truncated anywhere in the descriptor, or with no frame data after it.
-        for n in 0..=descriptor {
-            assert!(!vp9_keyframe_start(&key[..n]), "{n}");
-            assert_eq!(vp9_keyframe_size(&key[..n]), None, "{n}");
-        }
-        // Minimal descriptor (B only): a keyframe start of unknown size.
-        let mut p = vec![0x08];
-        p.extend_from_slice(&frame);
-        assert!(vp9_keyframe_start(&p));
-        assert_eq!(vp9_keyframe_size(&p), None);
-        // Three spatial layers (N_S = 2): the size is the first layer's.
-        let mut p = vec![0x0a, 0x50];
-        p.extend_from_slice(&[0x01, 0x40, 0x00, 0xb4, 0x02, 0x80, 0x01, 0x68]);
-        p.extend_from_slice(&[0x05, 0x00, 0x02, 0xd0]);
-        p.extend_from_slice(&frame);
-        assert!(vp9_keyframe_start(&p));
-        assert_eq!(vp9_keyframe_size(&p), Some((320, 180)));
-        // Flexible mode keyframe: I (7-bit picture id), L (SID 0, no TL0PICIDX), F, B.
-        let mut p = vec![0xb8, 0x12, 0x00];
-        p.extend_from_slice(&frame);
-        assert!(vp9_keyframe_start(&p));
-        // Flexible mode inter frame: P with two P_DIFF octets (N set on the first).
-        let mut p = vec![0xd8, 0x12, 0x03, 0x04, 0x86, 0x00, 0x40];
-        assert!(!vp9_keyframe_start(&p));
-        // ...whose P_DIFF chain runs past three octets or past the end.
-        p = vec![0xd8, 0x12, 0x03, 0x03, 0x03, 0x03, 0x86];
-        assert!(!vp9_keyframe_start(&p));
-        assert!(!vp9_keyframe_start(&[0xd8, 0x12, 0x03]));
-        // Continuation packet of the keyframe (B clear).
-        let mut p = vec![0xa0, 0x12, 0x00, 0x05];
-        p.extend_from_slice(&[0x11, 0x22, 0x33]);
-        assert!(!vp9_keyframe_start(&p));
-        // Spatial layer 1 of an SVC picture (SID 1, D) with P clear and B set: not a
-        // switch point; the same packet on spatial layer 0 is.
-        let mut p = vec![0xa8, 0x12, 0x03, 0x05];
-        p.extend_from_slice(&frame);
-        assert!(!vp9_keyframe_start(&p));
-        p[2] = 0x00;
-        assert!(vp9_keyframe_start(&p));
-        assert!(!vp9_keyframe_start(&[]));
-    }
-
-    #[test]
-    fn detects_av1_keyframes() {
-        // OBU headers (type << 3): sequence header, temporal delimiter, frame.
-        let mut sequence_header = vec![0x08, 0x00, 0x00, 0x00, 0x42, 0xa7, 0xbf, 0xe4];
-        sequence_header.extend_from_slice(&[0x30, 0x20, 0x20]);
-        let frame = [0x30, 0x10, 0x01, 0x50, 0x6e, 0x10];
-        let sh_len = sequence_header.len() as u8;
-        // N, W = 2: the sequence header with a length field, then the frame without.
-        let mut key = vec![0x28, sh_len];
-        key.extend_from_slice(&sequence_header);
-        key.extend_from_slice(&frame);
-        assert!(av1_keyframe_start(&key));
-        // Truncated before the sequence header element is whole.
-        for n in 0..2 + sequence_header.len() {
-            assert!(!av1_keyframe_start(&key[..n]), "{n}");
-        }
-        // W = 1: the sequence header alone, without a length field.
-        let mut p = vec![0x18];
-        p.extend_from_slice(&sequence_header);
-        assert!(av1_keyframe_start(&p));
-        // W = 0: a temporal delimiter (ignored), then the sequence header, then the
-        // frame, each with a length field.
-        let mut p = vec![0x08, 0x01, 0x10, sh_len];
-        p.extend_from_slice(&sequence_header);
-        p.push(frame.len() as u8);
-        p.extend_from_slice(&frame);
-        assert!(av1_keyframe_start(&p));
-        // W = 0 with a 130-octet sequence header: a two-octet LEB128 length.
-        let mut p = vec![0x08, 0x82, 0x01, 0x08];
-        p.resize(4 + 129, 0xab);
-        assert!(av1_keyframe_start(&p));
-        assert!(
-            !av1_keyframe_start(&p[..p.len() - 1]),
-            "length past the end"
-        );
-        // N = 0 (a later packet, or a frame of the same sequence).
-        let mut p = vec![0x20, sh_len];
-        p.extend_from_slice(&sequence_header);
-        p.extend_from_slice(&frame);
-        assert!(!av1_keyframe_start(&p));
-        // Z = 1: the first element continues a fragment (and N with Z is invalid).
-        let mut p = key.clone();
-        p[0] |= 0x80;
-        assert!(!av1_keyframe_start(&p));
-        // N set, but the first OBU is a frame, or only a temporal delimiter.
-        let mut p = vec![0x18];
-        p.extend_from_slice(&frame);
-        assert!(!av1_keyframe_start(&p));
-        assert!(!av1_keyframe_start(&[0x18, 0x10]));
-        assert!(!av1_keyframe_start(&[0x08, 0x01, 0x10]));
-        // Forbidden bit set in the OBU header; empty element; empty payload.
-        assert!(!av1_keyframe_start(&[0x18, 0x88, 0x00]));
-        assert!(!av1_keyframe_start(&[0x08, 0x00, 0x01, 0x08]));
-        assert!(!av1_keyframe_start(&[]));
-    }
-
-    #[test]
     fn maps_nacks_of_a_layer_forwarded_for_more_than_65536_packets() {
         let mut rw = SequenceRewriter::new(90_000);
         rw.select(Some(1));
@@ -1092,24 +604,17 @@ mod tests {
     }
 
     #[test]
-    fn random_payloads_never_panic() {
+    fn vp8_continuity_never_panics_on_random_payloads() {
         let mut rng = StdRng::seed_from_u64(6184);
         let mut buf = [0u8; 32];
-        let mut hits = 0;
         for _ in 0..100_000 {
             let n = rng.random_range(0..buf.len());
             rng.fill(&mut buf[..n]);
-            hits += usize::from(vp8_keyframe_start(&buf[..n]));
-            hits += usize::from(h264_keyframe_start(&buf[..n]));
-            hits += usize::from(vp9_keyframe_start(&buf[..n]));
-            hits += usize::from(vp9_keyframe_size(&buf[..n]).is_some());
-            hits += usize::from(av1_keyframe_start(&buf[..n]));
             let mut c = Vp8Continuity::default();
             c.forward(&mut buf[..n], true);
             c.forward(&mut buf[..n], false);
             c.resend(&mut buf[..n]);
         }
-        assert!(hits > 0);
     }
 
     #[test]

@@ -523,7 +523,7 @@ mod unit {
         assert_eq!((h.ssrc, h.sequence, h.payload_type), (7, 0x0304, 96));
         let payload = &p[h.payload_range(p.len())];
         assert_eq!(index_of(payload), Some(0x0102_0304));
-        assert!(cascade_dataplane::rewrite::vp8_keyframe_start(payload));
+        assert!(cascade_dataplane::codec::vp8::keyframe_start(payload));
         assert_eq!(p.len(), 12 + NUMBERED_PAYLOAD);
     }
 

@@ -12,9 +12,10 @@ use std::time::Instant;
 
 use super::session::InboundStream;
 use super::{Disposition, ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink, push_event};
-use crate::command::{KeyframeFormat, MediaEvent, MediaKind, ShortId};
+use crate::codec;
+use crate::command::{MediaEvent, MediaKind, ShortId};
 use crate::demux::{self, PacketClass};
-use crate::rewrite::{self, LayerPacket};
+use crate::rewrite::LayerPacket;
 use crate::rtp;
 use crate::srtp::SrtpError;
 use crate::stats::DropReason;
@@ -167,28 +168,17 @@ impl ForwardingTable {
         // share a codec).
         let payload = header.payload_range(len);
         let keyframe_start = match publisher.inbound[si].routes.iter().find_map(|r| r.layered) {
-            None | Some(KeyframeFormat::Any) => true,
-            Some(KeyframeFormat::H264) => rewrite::h264_keyframe_start(&buf[payload]),
-            Some(KeyframeFormat::Vp8) => match vp8_keyframe_size(&buf[payload]) {
-                Some((w, h)) => {
-                    let stream = &mut publisher.inbound[si];
-                    (stream.width, stream.height) = (w, h);
+            None => true,
+            Some(format) => match codec::keyframe_start(format, &buf[payload]) {
+                Some(start) => {
+                    if let Some((w, h)) = start.size {
+                        let stream = &mut publisher.inbound[si];
+                        (stream.width, stream.height) = (w, h);
+                    }
                     true
                 }
                 None => false,
             },
-            Some(KeyframeFormat::Vp9) => {
-                let start = rewrite::vp9_keyframe_start(&buf[payload.clone()]);
-                if let Some((w, h)) = start
-                    .then(|| rewrite::vp9_keyframe_size(&buf[payload]))
-                    .flatten()
-                {
-                    let stream = &mut publisher.inbound[si];
-                    (stream.width, stream.height) = (w, h);
-                }
-                start
-            }
-            Some(KeyframeFormat::Av1) => rewrite::av1_keyframe_start(&buf[payload]),
         };
         for r in 0..n_routes {
             // Routes are plain data: copy one out so the subscriber can be borrowed.
@@ -226,20 +216,6 @@ impl ForwardingTable {
         }
         Disposition::Handled
     }
-}
-
-/// Width and height of a VP8 keyframe whose payload (descriptor included) starts at
-/// `payload`; `None` when it is not a keyframe start.
-fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
-    if !rewrite::vp8_keyframe_start(payload) {
-        return None;
-    }
-    let start = payload.windows(3).position(|w| w == [0x9d, 0x01, 0x2a])?;
-    let d = payload.get(start + 3..start + 7)?;
-    Some((
-        u16::from_le_bytes([d[0], d[1]]) & 0x3fff,
-        u16::from_le_bytes([d[2], d[3]]) & 0x3fff,
-    ))
 }
 
 /// The drop counter a failed unprotect goes to.
