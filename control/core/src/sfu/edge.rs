@@ -38,13 +38,16 @@ pub const RELAY_GIVE_UP: Duration = Duration::from_secs(30);
 /// Probes in flight an answer may match.
 const RELAY_PROBES_KEPT: usize = 4;
 
-/// A publication of another server, relayed to this one.
+/// A publication of another server, relayed to this one: this edge's side of a relay
+/// (the origin's side is a [`RelayToEdge`]).
+///
+/// [`RelayToEdge`]: super::origin::RelayToEdge
 #[derive(Debug, Clone)]
 pub(super) struct RemoteSource {
     /// Its resource URL on the origin.
     pub(super) url: String,
-    /// The relay resource on the origin, closed when nobody here needs it.
-    pub(super) relay: String,
+    /// The URL of the relay resource on the origin, closed when nobody here needs it.
+    pub(super) relay_url: String,
     pub(super) origin: SocketAddr,
     /// Since when no subscription here uses it.
     pub(super) idle_since: Option<Instant>,
@@ -170,7 +173,7 @@ impl Sfu {
                 since: now,
                 remote: Some(Box::new(RemoteSource {
                     url: url.to_owned(),
-                    relay: answer.relay,
+                    relay_url: answer.relay,
                     origin,
                     idle_since: Some(now),
                     last_answer: now,
@@ -307,7 +310,7 @@ impl Sfu {
             }));
         self.leave_link(remote.origin);
         self.out.push_back(SfuOutput::CloseRelay {
-            relay: remote.relay,
+            relay: remote.relay_url,
         });
         tracing::info!(url = %remote.url, "remote publication released");
     }
@@ -368,7 +371,7 @@ impl Sfu {
                 remote.probes[remote.probes_sent % RELAY_PROBES_KEPT] = tid;
                 remote.probes_sent += 1;
                 remote.next_probe = now + RELAY_PROBE_INTERVAL;
-                let relay_id = remote.relay.rsplit('/').next().unwrap_or_default();
+                let relay_id = remote.relay_url.rsplit('/').next().unwrap_or_default();
                 let probe = stun::StunWriter::new(StunClass::Request, stun::METHOD_BINDING, tid)
                     .username(&format!("{RELAY_PROBE_USERNAME}{relay_id}"))
                     .finish(Some(&probe_key(&link.keys)), true);
@@ -473,7 +476,7 @@ impl Sfu {
         {
             p.session = session;
             p.keys = Some(keys);
-            remote.relay = answer.relay.clone();
+            remote.relay_url = answer.relay.clone();
             remote.origin = answer.origin_media;
             remote.last_answer = now;
             remote.next_probe = now + RELAY_PROBE_INTERVAL;
@@ -483,10 +486,11 @@ impl Sfu {
         if session != old_session {
             self.install_routes_for(now, session);
         }
-        if old.relay != answer.relay {
+        if old.relay_url != answer.relay {
             // The origin may still hold the old relay (it was only unreachable).
-            self.out
-                .push_back(SfuOutput::CloseRelay { relay: old.relay });
+            self.out.push_back(SfuOutput::CloseRelay {
+                relay: old.relay_url,
+            });
         }
         self.states_dirty = true;
         tracing::info!(%url, "relay re-opened");

@@ -58,7 +58,7 @@ pub use layers::{LAYERS_SHOW_WITHIN, SimulcastLayer};
 pub use resource::{PublishedTrack, ResourceId};
 
 use edge::OriginLink;
-use origin::{EdgeFeedback, Relay};
+use origin::{EdgeFeedback, RelayToEdge};
 use relay_link::RELAY_PROBE_USERNAME;
 use resource::Resource;
 
@@ -100,7 +100,8 @@ pub struct Sfu {
     resources: HashMap<ResourceId, Resource>,
     /// Room → publications in publish order.
     rooms: BTreeMap<String, Vec<ResourceId>>,
-    relays: HashMap<String, Relay>,
+    /// Relays this server runs as an origin, by relay id.
+    relays: HashMap<String, RelayToEdge>,
     /// Edges this server relays to, by their media address.
     edges: HashMap<SocketAddr, EdgeFeedback>,
     /// Origins this server receives relays from, by their media address.

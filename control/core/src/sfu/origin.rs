@@ -17,9 +17,12 @@ use super::{Sfu, SfuOutput};
 use crate::error::ApiError;
 use crate::stun::{self, StunClass};
 
-/// One cascade relay: a publication's packets, unchanged, to another server.
+/// What an origin knows of one relay it runs: a publication's packets, unchanged, to
+/// the edge at `peer` (the edge's own record of it is a [`RemoteSource`]).
+///
+/// [`RemoteSource`]: super::edge::RemoteSource
 #[derive(Debug, Clone)]
-pub(super) struct Relay {
+pub(super) struct RelayToEdge {
     pub(super) publication: ResourceId,
     pub(super) peer: SocketAddr,
 }
@@ -92,7 +95,7 @@ impl Sfu {
             .collect();
         self.relays.insert(
             relay_id.clone(),
-            Relay {
+            RelayToEdge {
                 publication: id.to_owned(),
                 peer,
             },
