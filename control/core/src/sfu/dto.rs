@@ -235,3 +235,35 @@ impl RelayKeys {
         SrtpKeyingMaterial::new(profile, &key, &salt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sfu::relay_link::random_keys;
+    use crate::testing;
+
+    /// Keys survive the hex round trip of a relay answer; anything malformed is no key.
+    #[test]
+    fn relay_keys_round_trip_and_refuse_malformed_hex() {
+        let keys = random_keys(&mut testing::rng());
+        let wire = RelayKeys::from(&keys);
+        assert_eq!(wire.profile, keys.profile.openssl_name());
+        assert_eq!(wire.material(), Some(keys));
+        for bad in [
+            RelayKeys {
+                profile: "ROT13".into(),
+                ..wire.clone()
+            },
+            RelayKeys {
+                key: "not hex".into(),
+                ..wire.clone()
+            },
+            RelayKeys {
+                salt: wire.salt[2..].to_owned(),
+                ..wire.clone()
+            },
+        ] {
+            assert_eq!(bad.material(), None, "{bad:?}");
+        }
+    }
+}

@@ -148,3 +148,55 @@ fn keyframe_format(codec: &Codec) -> KeyframeFormat {
         KeyframeFormat::Any
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codec(name: &str) -> Codec {
+        Codec {
+            payload_type: 96,
+            name: name.into(),
+            clock_rate: 90_000,
+            channels: None,
+            fmtp: None,
+            rtcp_fb: Vec::new(),
+        }
+    }
+
+    /// The data plane is told each video codec's keyframe format whatever the case of
+    /// its name; a codec it cannot parse takes any packet as a switch point.
+    #[test]
+    fn keyframe_format_by_codec_name() {
+        for (name, format) in [
+            ("VP8", KeyframeFormat::Vp8),
+            ("vp8", KeyframeFormat::Vp8),
+            ("H264", KeyframeFormat::H264),
+            ("VP9", KeyframeFormat::Vp9),
+            ("av1", KeyframeFormat::Av1),
+            ("opus", KeyframeFormat::Any),
+        ] {
+            assert_eq!(keyframe_format(&codec(name)), format, "{name}");
+        }
+    }
+
+    /// A route maps one payload type and carries the RTX pairs it was given.
+    #[test]
+    fn route_maps_one_payload_type() {
+        let r = route(
+            (1, 1111),
+            (2, 9999),
+            MediaKind::Video,
+            (96, 100),
+            Some((1112, 97)),
+            None,
+        );
+        assert_eq!((r.publisher, r.subscriber), (1, 2));
+        assert_eq!((r.publisher_ssrc, r.subscriber_ssrc), (1111, 9999));
+        assert_eq!(r.map_pt(96), Some(100));
+        assert_eq!(r.map_pt(97), None);
+        assert_eq!(r.publisher_rtx, Some((1112, 97)));
+        assert_eq!(r.subscriber_rtx, None);
+        assert_eq!(r.layered, None);
+    }
+}
