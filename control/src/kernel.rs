@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 
 use cascade_command::command::Command;
-use cascade_core::fanout::KernelOutcome;
+use cascade_core::sfu::KernelOutcome;
 use cascade_dataplane::worker::Dataplane;
 use cascade_ebpf::{EbpfError, EbpfFastPath, EbpfMode, FanoutPeer, GuardConfig};
 

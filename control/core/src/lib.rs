@@ -15,7 +15,6 @@
 pub mod cert;
 pub mod dtls;
 pub mod error;
-pub mod fanout;
 pub mod ice;
 pub mod placement;
 pub mod sdp;

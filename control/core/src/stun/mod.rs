@@ -280,7 +280,6 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

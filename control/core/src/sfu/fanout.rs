@@ -74,7 +74,7 @@ struct PublisherFanout {
 
 /// See the module documentation.
 #[derive(Debug, Default)]
-pub struct CascadeFanout {
+pub(super) struct CascadeFanout {
     /// A kernel fast path is attached.
     kernel: bool,
     sessions: HashMap<SessionId, SessionFacts>,
@@ -83,7 +83,7 @@ pub struct CascadeFanout {
 
 impl CascadeFanout {
     /// `kernel`: whether an eBPF fast path can clone packets.
-    pub fn new(kernel: bool) -> Self {
+    pub(super) fn new(kernel: bool) -> Self {
         Self {
             kernel,
             ..Self::default()
@@ -91,7 +91,7 @@ impl CascadeFanout {
     }
 
     /// The cascade peers of `publisher` are now `peers` (empty: none).
-    pub fn set_peers(
+    pub(super) fn set_peers(
         &mut self,
         publisher: SessionId,
         peers: Vec<SocketAddr>,
@@ -107,7 +107,7 @@ impl CascadeFanout {
     }
 
     /// Learns from a command the SFU emits; what follows from it goes to `out`.
-    pub fn observe(&mut self, cmd: &Command, out: &mut VecDeque<Command>) {
+    pub(super) fn observe(&mut self, cmd: &Command, out: &mut VecDeque<Command>) {
         match cmd {
             Command::InstallSession {
                 id,
@@ -158,7 +158,7 @@ impl CascadeFanout {
     /// The eBPF shell's report on `request`, a [`Command::KernelFanout`] with peers.
     /// A report on a request that a later one replaced changes nothing: the later
     /// one is carried out after it, and reported too.
-    pub fn handle_kernel_outcome(
+    pub(super) fn handle_kernel_outcome(
         &mut self,
         now: Instant,
         request: &Command,
@@ -206,7 +206,7 @@ impl CascadeFanout {
     }
 
     /// Asks the kernel again for the plans whose retry time has come.
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Command>) {
+    pub(super) fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Command>) {
         let due: Vec<SessionId> = self
             .publishers
             .iter()
@@ -223,7 +223,7 @@ impl CascadeFanout {
     }
 
     /// When [`CascadeFanout::handle_timeout`] should run next.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
         self.publishers.values().filter_map(|f| f.retry_at).min()
     }
 

@@ -1,0 +1,232 @@
+//! This server as a cascade origin: relaying a local publication, packets unchanged,
+//! to an edge (`open_relay`, `close_relay`), the feedback session per edge that reads
+//! the edge's RTCP, the data plane's set of cascade peers per publication
+//! (`emit_cascade`), and answers to the edges' relay probes. An origin knows the relays
+//! it was asked for and nothing of the edges' subscriptions.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
+use cascade_command::keys::SrtpKeyingMaterial;
+use rand::Rng;
+
+use super::dto::{RelayAnswer, RelayKeys, RelayLayer, RelayTrack};
+use super::relay_link::{RELAY_PROBE_USERNAME, probe_key, random_keys};
+use super::resource::{Resource, ResourceId, kind_name, new_resource_id, track_ssrcs};
+use super::{Sfu, SfuOutput};
+use crate::error::ApiError;
+use crate::stun::{self, StunClass};
+
+/// What an origin knows of one relay it runs: a publication's packets, unchanged, to
+/// the edge at `peer` (the edge's own record of it is a [`RemoteSource`]).
+///
+/// [`RemoteSource`]: super::edge::RemoteSource
+#[derive(Debug, Clone)]
+pub(super) struct RelayToEdge {
+    pub(super) publication: ResourceId,
+    pub(super) peer: SocketAddr,
+}
+
+/// The session that reads an edge's RTCP (keyframe requests, NACKs).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EdgeFeedback {
+    pub(super) session: SessionId,
+    pub(super) keys: SrtpKeyingMaterial,
+    pub(super) relays: usize,
+}
+
+impl Sfu {
+    /// Relays publication `id` to the cascade peer at `peer` (an edge's media
+    /// address): every packet the publisher sends goes there unchanged, and the answer
+    /// carries what the edge needs to read them.
+    pub fn open_relay(&mut self, id: &str, peer: SocketAddr) -> Result<RelayAnswer, ApiError> {
+        let relay_id = new_resource_id(&mut self.rng);
+        let Some(Resource::Publication(p)) = self.resources.get_mut(id) else {
+            return Err(ApiError::unknown_resource(id));
+        };
+        let keys = p.keys.ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorKind::Conflict,
+                "not_connected",
+                "the publisher has not connected yet",
+            )
+        })?;
+        p.relays.push(relay_id.clone());
+        let session = p.session;
+        let room = p.room.clone();
+        let ssrcs = track_ssrcs(&p.tracks);
+        let cached: Vec<u32> = p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == MediaKind::Video)
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.layers.iter().filter_map(|l| l.ssrc)))
+            .fold(Vec::new(), |mut v, s| {
+                if s != 0 && !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
+        let tracks = p
+            .tracks
+            .iter()
+            .map(|t| RelayTrack {
+                kind: kind_name(t.kind).to_owned(),
+                mid: t.mid.clone(),
+                ssrc: t.ssrc,
+                rtx_ssrc: t.rtx_ssrc,
+                codec: t.codec.name.clone(),
+                clock_rate: t.codec.clock_rate,
+                channels: t.codec.channels,
+                fmtp: t.codec.fmtp.clone(),
+                payload_type: t.codec.payload_type,
+                rtx_payload_type: t.rtx_pt,
+                layers: t
+                    .layers
+                    .iter()
+                    .filter_map(|l| {
+                        Some(RelayLayer {
+                            rid: l.rid.clone(),
+                            ssrc: l.ssrc?,
+                            rtx_ssrc: l.rtx_ssrc,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.relays.insert(
+            relay_id.clone(),
+            RelayToEdge {
+                publication: id.to_owned(),
+                peer,
+            },
+        );
+        self.emit_cascade(id, session);
+        // The edge's RTCP comes back from `peer`: one feedback session per edge.
+        let feedback = match self.edges.get_mut(&peer) {
+            Some(e) => {
+                e.relays += 1;
+                e.keys
+            }
+            None => {
+                let keys = random_keys(&mut self.rng);
+                let edge = self.next_session;
+                self.next_session += 1;
+                self.out
+                    .push_back(SfuOutput::Command(Command::PeerValidated {
+                        id: edge,
+                        peer,
+                    }));
+                self.out
+                    .push_back(SfuOutput::Command(Command::InstallSession {
+                        id: edge,
+                        peer,
+                        rx: keys,
+                        tx: random_keys(&mut self.rng),
+                        rtcp_ssrc: self.rng.random::<u32>() & !0xff,
+                        extensions: ExtensionIds::default(),
+                    }));
+                self.edges.insert(
+                    peer,
+                    EdgeFeedback {
+                        session: edge,
+                        keys,
+                        relays: 1,
+                    },
+                );
+                keys
+            }
+        };
+        if let Some(e) = self.edges.get(&peer) {
+            self.out
+                .push_back(SfuOutput::Command(Command::RelayFeedback {
+                    relay: e.session,
+                    publisher: session,
+                    ssrcs,
+                    cached,
+                }));
+        }
+        tracing::info!(resource = %id, %peer, relay = %relay_id, "relay opened");
+        Ok(RelayAnswer {
+            relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
+            origin_media: self.candidate,
+            room,
+            feedback_srtp: RelayKeys::from(&feedback),
+            srtp: RelayKeys::from(&keys),
+            tracks,
+        })
+    }
+
+    /// Stops a relay.
+    pub fn close_relay(&mut self, relay_id: &str) -> Result<(), ApiError> {
+        let relay = self
+            .relays
+            .remove(relay_id)
+            .ok_or_else(|| ApiError::unknown_resource(relay_id))?;
+        self.release_edge(relay.peer);
+        if let Some(Resource::Publication(p)) = self.resources.get_mut(&relay.publication) {
+            p.relays.retain(|r| r != relay_id);
+            let session = p.session;
+            self.emit_cascade(&relay.publication, session);
+        }
+        tracing::info!(relay = %relay_id, "relay closed");
+        Ok(())
+    }
+
+    /// One relay fewer to `peer`; the feedback session goes with the last one.
+    pub(super) fn release_edge(&mut self, peer: SocketAddr) {
+        if let Some(e) = self.edges.get_mut(&peer) {
+            e.relays = e.relays.saturating_sub(1);
+            if e.relays == 0 {
+                let id = e.session;
+                self.edges.remove(&peer);
+                self.out
+                    .push_back(SfuOutput::Command(Command::RemoveSession { id }));
+            }
+        }
+    }
+
+    /// An origin answers an edge's relay probe: signed success while it relays
+    /// `relay` to that edge, an error when it does not (so the edge re-opens at once).
+    pub(super) fn answer_relay_probe(&mut self, from: SocketAddr, msg: &stun::StunMessage<'_>) {
+        if msg.class != StunClass::Request {
+            return;
+        }
+        let relay = msg
+            .username()
+            .and_then(|u| u.strip_prefix(RELAY_PROBE_USERNAME))
+            .unwrap_or_default();
+        let key = self.edges.get(&from).map(|e| probe_key(&e.keys));
+        let known = self.relays.get(relay).is_some_and(|r| r.peer == from);
+        let answer = match key {
+            // Only a probe signed with this edge's keys gets a signed answer.
+            Some(key) if msg.verify_integrity(&key) => {
+                if known {
+                    stun::binding_success_response(msg.transaction_id, from, &key)
+                } else {
+                    stun::error_response(msg.method, msg.transaction_id, 437, Some(&key))
+                }
+            }
+            Some(_) => return,
+            None => stun::error_response(msg.method, msg.transaction_id, 437, None),
+        };
+        if let Ok(data) = answer {
+            self.out.push_back(SfuOutput::Transmit { dest: from, data });
+        }
+    }
+
+    /// Tells the data plane the full set of cascade peers of a publication.
+    fn emit_cascade(&mut self, id: &str, publisher: SessionId) {
+        let peers = match self.resources.get(id) {
+            Some(Resource::Publication(p)) => p
+                .relays
+                .iter()
+                .filter_map(|r| self.relays.get(r).map(|r| r.peer))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut cmds = VecDeque::new();
+        self.fanout.set_peers(publisher, peers, &mut cmds);
+        self.out.extend(cmds.into_iter().map(SfuOutput::Command));
+    }
+}
