@@ -300,16 +300,13 @@ async fn exchange_tcp(bytes: &[u8], id: u16, resolver: SocketAddr) -> anyhow::Re
 
 #[cfg(test)]
 mod tests {
+    use cascade_core::placement::member_from_url;
+
     use super::*;
 
     fn members(n: usize) -> Vec<Member> {
         (1..=n)
-            .map(|i| {
-                Member::new(
-                    format!("m{i}.example.test:443"),
-                    format!("https://m{i}.example.test"),
-                )
-            })
+            .filter_map(|i| member_from_url(&format!("https://m{i}.example.test")))
             .collect()
     }
 
