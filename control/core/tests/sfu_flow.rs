@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_command::command::{Command, MediaKind};
+use cascade_command::command::{Command, MediaKind, SessionId};
 use cascade_command::keys::SrtpProfile;
 use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::ErrorKind;
@@ -701,7 +701,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             _ => None,
         })
         .unwrap();
-    let pub_session = sub_session - 1;
+    let pub_session = SessionId(sub_session.0 - 1);
 
     // The layers name themselves (until then, a relay would not carry them).
     assert!(sfu.layers_pending(&created.resource, now));

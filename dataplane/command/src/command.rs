@@ -4,10 +4,8 @@
 
 use std::net::SocketAddr;
 
+pub use crate::ids::SessionId;
 use crate::keys::SrtpKeyingMaterial;
-
-/// Identifies one WebRTC session (one peer connection) on this server.
-pub type SessionId = u64;
 
 /// What kind of media a forwarded stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

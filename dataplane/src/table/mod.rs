@@ -258,7 +258,7 @@ impl ForwardingTable {
                 let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
                     (Ok(rx), Ok(tx)) => (rx, tx),
                     (Err(e), _) | (_, Err(e)) => {
-                        tracing::error!(session = id, error = %e, "cannot key SRTP");
+                        tracing::error!(session = id.0, error = %e, "cannot key SRTP");
                         return true;
                     }
                 };

@@ -232,7 +232,7 @@ impl Sfu {
             return id;
         }
         let id = self.next_session;
-        self.next_session += 1;
+        self.next_session.0 += 1;
         self.install_link(id, origin, feedback);
         self.origins.insert(
             origin,

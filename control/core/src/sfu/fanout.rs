@@ -350,8 +350,8 @@ mod tests {
 
     use super::*;
 
-    const PUB: SessionId = 1;
-    const SUB: SessionId = 2;
+    const PUB: SessionId = SessionId(1);
+    const SUB: SessionId = SessionId(2);
 
     fn addr(last: u8) -> SocketAddr {
         ([10, 0, 0, last], 5000).into()

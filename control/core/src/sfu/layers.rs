@@ -130,7 +130,7 @@ impl Sfu {
                         t.ssrc = ssrc;
                     }
                 }
-                tracing::info!(session, ssrc, rid = %rid, repaired, "simulcast stream identified");
+                tracing::info!(session = session.0, ssrc, rid = %rid, repaired, "simulcast stream identified");
                 let connected = self
                     .sessions
                     .get(&session)

@@ -152,7 +152,7 @@ impl Sfu {
             cert,
             candidate,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            next_session: 1,
+            next_session: SessionId(1),
             sessions: HashMap::new(),
             session_resource: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -379,7 +379,7 @@ impl Sfu {
                         .push_back(SfuOutput::Command(Command::UpdatePeer { id, peer }));
                 }
                 SessionOutput::Closed(reason) => {
-                    tracing::info!(session = id, %reason, "session closed");
+                    tracing::info!(session = id.0, %reason, "session closed");
                     if let Some(resource) = self.session_resource.get(&id).cloned() {
                         // delete() frees the session, its routes and its resource.
                         let _ = self.delete(&resource);

@@ -111,7 +111,7 @@ impl Sfu {
             None => {
                 let keys = random_keys(&mut self.rng);
                 let edge = self.next_session;
-                self.next_session += 1;
+                self.next_session.0 += 1;
                 self.out
                     .push_back(SfuOutput::Command(Command::PeerValidated {
                         id: edge,

@@ -184,14 +184,14 @@ mod tests {
     #[test]
     fn route_maps_one_payload_type() {
         let r = route(
-            (1, 1111),
-            (2, 9999),
+            (SessionId(1), 1111),
+            (SessionId(2), 9999),
             MediaKind::Video,
             (96, 100),
             Some((1112, 97)),
             None,
         );
-        assert_eq!((r.publisher, r.subscriber), (1, 2));
+        assert_eq!((r.publisher, r.subscriber), (SessionId(1), SessionId(2)));
         assert_eq!((r.publisher_ssrc, r.subscriber_ssrc), (1111, 9999));
         assert_eq!(r.map_pt(96), Some(100));
         assert_eq!(r.map_pt(97), None);
