@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::command::SessionId;
+use crate::ids::Ssrc;
 
 /// Slots of the home table. A session's slot is its index in the forwarding table,
 /// the same on every worker (they apply the same commands in the same order) and
@@ -71,14 +72,14 @@ pub struct NackHandoff {
     /// The subscriber (or cascade edge) session that asked.
     pub subscriber: SessionId,
     /// The media SSRC of the NACK, as the subscriber knows the stream.
-    pub subscriber_ssrc: u32,
+    pub subscriber_ssrc: Ssrc,
     len: u8,
     seqs: [u16; HANDOFF_SEQS],
 }
 
 impl NackHandoff {
     /// A hand-off of up to [`HANDOFF_SEQS`] of `seqs`; returns it and how many it took.
-    pub fn new(subscriber: SessionId, subscriber_ssrc: u32, seqs: &[u16]) -> (Self, usize) {
+    pub fn new(subscriber: SessionId, subscriber_ssrc: Ssrc, seqs: &[u16]) -> (Self, usize) {
         let n = seqs.len().min(HANDOFF_SEQS);
         let mut h = Self {
             subscriber,
@@ -121,10 +122,10 @@ mod tests {
     #[test]
     fn long_nacks_are_split() {
         let seqs: Vec<u16> = (0..40).collect();
-        let (a, n) = NackHandoff::new(SessionId(3), 9, &seqs);
+        let (a, n) = NackHandoff::new(SessionId(3), Ssrc(9), &seqs);
         assert_eq!(n, HANDOFF_SEQS);
         assert_eq!(a.seqs(), &seqs[..HANDOFF_SEQS]);
-        let (b, m) = NackHandoff::new(SessionId(3), 9, &seqs[n..]);
+        let (b, m) = NackHandoff::new(SessionId(3), Ssrc(9), &seqs[n..]);
         assert_eq!(m, 8);
         assert_eq!(b.seqs(), &seqs[HANDOFF_SEQS..]);
     }

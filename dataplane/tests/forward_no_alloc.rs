@@ -207,8 +207,8 @@ fn zero_allocations_with_layers_and_congestion_control() {
         .collect();
     let select = cascade_dataplane::command::Command::SelectLayer {
         subscriber: SessionId(2),
-        subscriber_ssrc: 0xB002,
-        layer: Some(0xAAAB),
+        subscriber_ssrc: Ssrc(0xB002),
+        layer: Some(Ssrc(0xAAAB)),
     };
     // Warm-up: the first packet of each layer sets up per-SSRC state.
     for w in wires.iter_mut().take(2) {

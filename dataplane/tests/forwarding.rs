@@ -411,8 +411,8 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
         Command::RelayFeedback {
             relay: SessionId(9),
             publisher: SessionId(1),
-            ssrcs: vec![0xAAAA, 0xAAAB],
-            cached: vec![0xAAAA],
+            ssrcs: vec![Ssrc(0xAAAA), Ssrc(0xAAAB)],
+            cached: vec![Ssrc(0xAAAA)],
         },
         &mut sink,
     );
@@ -592,8 +592,8 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
         now,
         Command::SelectLayer {
             subscriber: SessionId(2),
-            subscriber_ssrc: 0xB002,
-            layer: Some(0xAAAA),
+            subscriber_ssrc: Ssrc(0xB002),
+            layer: Some(Ssrc(0xAAAA)),
         },
         &mut sink,
     );
@@ -636,7 +636,7 @@ fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
         now,
         Command::SelectLayer {
             subscriber: SessionId(2),
-            subscriber_ssrc: 0xB002,
+            subscriber_ssrc: Ssrc(0xB002),
             layer: None,
         },
         &mut sink,
@@ -771,7 +771,7 @@ fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
             now,
             Command::SelectLayer {
                 subscriber: SessionId(2),
-                subscriber_ssrc: 0xB002,
+                subscriber_ssrc: Ssrc(0xB002),
                 layer: Some(layer),
             },
             &mut commands,
@@ -807,12 +807,12 @@ fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
                 (h.sequence, u16::from_be_bytes([p[2] & 0x7f, p[3]]), p[4])
             })
     };
-    select(&mut table, 0xAAAA);
+    select(&mut table, Ssrc(0xAAAA));
     let mut got = Vec::new();
     for i in 0..3u16 {
         got.extend(send(&mut table, 0xAAAA, 1000 + i, 100 + i, 7, i == 0));
     }
-    select(&mut table, 0xAAAC);
+    select(&mut table, Ssrc(0xAAAC));
     // Layer 0xAAAC numbers its pictures on its own; it starts at its keyframe.
     assert_eq!(send(&mut table, 0xAAAC, 50, 20_000, 200, false), None);
     for i in 0..3u16 {

@@ -14,6 +14,7 @@ use super::nack_cache::NackCache;
 use super::session::{InboundStream, OutboundStream};
 use super::{ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink};
 use crate::command::{MediaKind, SessionId};
+use crate::ids::Ssrc;
 use crate::srtp::{SrtpContext, SrtpKeyingMaterial};
 
 impl ForwardingTable {
@@ -32,7 +33,7 @@ impl ForwardingTable {
     pub(super) fn add_relayed_source(
         &mut self,
         session: SessionId,
-        ssrcs: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
         rx: &SrtpKeyingMaterial,
     ) {
         if let Some(&idx) = self.by_id.get(&session)
@@ -46,7 +47,7 @@ impl ForwardingTable {
     }
 
     /// Applies [`Command::RemoveRelayedSource`](crate::command::Command::RemoveRelayedSource).
-    pub(super) fn remove_relayed_source(&mut self, session: SessionId, ssrcs: &[u32]) {
+    pub(super) fn remove_relayed_source(&mut self, session: SessionId, ssrcs: &[Ssrc]) {
         if let Some(&idx) = self.by_id.get(&session)
             && let Some(s) = self.sessions[idx].as_mut()
         {
@@ -61,8 +62,8 @@ impl ForwardingTable {
         &mut self,
         relay: SessionId,
         publisher: SessionId,
-        ssrcs: Vec<u32>,
-        cached: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
+        cached: Vec<Ssrc>,
     ) {
         let (Some(&r), Some(&p)) = (self.by_id.get(&relay), self.by_id.get(&publisher)) else {
             return;
@@ -126,7 +127,7 @@ impl ForwardingTable {
     pub(super) fn resend_to_relay(
         &mut self,
         idx: usize,
-        ssrc: u32,
+        ssrc: Ssrc,
         edge: usize,
         seq: u16,
         out: &mut impl TransmitSink,
@@ -151,7 +152,7 @@ impl ForwardingTable {
         }
         slot[..len].copy_from_slice(plain);
         let ctx = publisher.rx_for(ssrc);
-        let Some(index) = ctx.received_index(ssrc, seq) else {
+        let Some(index) = ctx.received_index(ssrc.0, seq) else {
             return false;
         };
         if let Ok(n) = ctx.protect_rtp_at(slot, len, index) {

@@ -47,6 +47,7 @@ use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Sess
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
+use crate::ids::Ssrc;
 use crate::rewrite::{SequenceRewriter, Vp8Continuity};
 use crate::rtcp::ReportBlock;
 use crate::srtp::SrtpContext;
@@ -204,14 +205,14 @@ impl ForwardingTable {
     }
 
     /// The layered stream subscriber session `sub_idx` knows as `subscriber_ssrc`.
-    fn layered(&self, sub_idx: usize, subscriber_ssrc: u32) -> Option<&LayeredStream> {
+    fn layered(&self, sub_idx: usize, subscriber_ssrc: Ssrc) -> Option<&LayeredStream> {
         self.sessions[sub_idx].as_ref()?.layered(subscriber_ssrc)
     }
 
     /// Whether this worker has received packets of stream `ssrc` of the session at
     /// `idx` (only the worker that receives a stream asks its publisher for keyframes,
     /// so a command broadcast to every worker yields one request, not one per worker).
-    fn has_received(&self, idx: usize, ssrc: u32) -> bool {
+    fn has_received(&self, idx: usize, ssrc: Ssrc) -> bool {
         self.sessions[idx]
             .as_ref()
             .and_then(|s| s.inbound(ssrc))
@@ -267,7 +268,7 @@ impl ForwardingTable {
                     peer,
                     rx,
                     tx,
-                    rtcp_ssrc: rtcp_ssrc.wrapping_add(self.worker_index),
+                    rtcp_ssrc: Ssrc(rtcp_ssrc.0.wrapping_add(self.worker_index)),
                     inbound: Vec::new(),
                     outbound: Vec::new(),
                     cascade: Vec::new(),
@@ -470,8 +471,8 @@ impl ForwardingTable {
         &mut self,
         now: Instant,
         subscriber: SessionId,
-        subscriber_ssrc: u32,
-        layer: Option<u32>,
+        subscriber_ssrc: Ssrc,
+        layer: Option<Ssrc>,
         out: &mut impl TransmitSink,
     ) {
         let Some(&s) = self.by_id.get(&subscriber) else {
@@ -495,7 +496,7 @@ impl ForwardingTable {
         }
     }
 
-    fn unroute(&mut self, publisher: SessionId, publisher_ssrc: u32, subscriber: SessionId) {
+    fn unroute(&mut self, publisher: SessionId, publisher_ssrc: Ssrc, subscriber: SessionId) {
         let (Some(&p), Some(&s)) = (self.by_id.get(&publisher), self.by_id.get(&subscriber)) else {
             return;
         };

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use super::{ForwardingTable, TransmitSink};
 use crate::handoff::NackHandoff;
+use crate::ids::{Pt, Ssrc};
 use crate::rewrite::Vp8Continuity;
 use crate::rtcp;
 use crate::rtp::{self, RtpHeader};
@@ -35,7 +36,7 @@ impl ForwardingTable {
 
     /// Hands the NACK in `nack_scratch` to the publisher's home worker when that is
     /// another worker; true when it did.
-    fn hand_off_nack(&mut self, publisher: usize, sub_idx: usize, subscriber_ssrc: u32) -> bool {
+    fn hand_off_nack(&mut self, publisher: usize, sub_idx: usize, subscriber_ssrc: Ssrc) -> bool {
         if self.in_handoff {
             return false;
         }
@@ -71,7 +72,7 @@ impl ForwardingTable {
         &mut self,
         now_us: u64,
         sub_idx: usize,
-        subscriber_ssrc: u32,
+        subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
@@ -144,7 +145,7 @@ impl ForwardingTable {
 
     /// Asks the publisher at `idx` for the sequence numbers left in `nack_scratch` of
     /// its stream `media_ssrc` (nothing when none is left).
-    fn nack_publisher(&mut self, idx: usize, media_ssrc: u32, out: &mut impl TransmitSink) {
+    fn nack_publisher(&mut self, idx: usize, media_ssrc: Ssrc, out: &mut impl TransmitSink) {
         if self.nack_scratch.is_empty() {
             return;
         }
@@ -153,8 +154,8 @@ impl ForwardingTable {
         };
         if let Ok(n) = rtcp::write_nack(
             &mut self.scratch[..],
-            sender,
-            media_ssrc,
+            sender.0,
+            media_ssrc.0,
             &self.nack_scratch,
         ) {
             self.send_rtcp(idx, n, out);
@@ -168,7 +169,7 @@ impl ForwardingTable {
         &mut self,
         now_us: u64,
         idx: usize,
-        ssrc: u32,
+        ssrc: Ssrc,
         r: usize,
         seq: u16,
         out: &mut impl TransmitSink,
@@ -191,7 +192,7 @@ impl ForwardingTable {
             let Ok(header) = rtp::parse(plain) else {
                 return false;
             };
-            let Some(pt) = route.map_pt(header.payload_type) else {
+            let Some(pt) = route.map_pt(Pt(header.payload_type)) else {
                 return false;
             };
             let resend = Retransmission {
@@ -225,7 +226,7 @@ impl ForwardingTable {
         &mut self,
         now_us: u64,
         sub_idx: usize,
-        subscriber_ssrc: u32,
+        subscriber_ssrc: Ssrc,
         out_seq: u16,
         out: &mut impl TransmitSink,
     ) -> bool {
@@ -248,7 +249,7 @@ impl ForwardingTable {
             .find(|r| r.subscriber == sub_idx)
             .and_then(|r| {
                 let h = rtp::parse(stream.cache.as_ref()?.get(orig)?).ok()?;
-                r.map_pt(h.payload_type)
+                r.map_pt(Pt(h.payload_type))
             })
         else {
             return false;
@@ -308,8 +309,8 @@ impl ForwardingTable {
 /// How a cached packet reaches the subscriber that asked for it again.
 struct Retransmission {
     /// The subscriber's SSRC and payload type of the original stream.
-    ssrc: u32,
-    pt: u8,
+    ssrc: Ssrc,
+    pt: Pt,
     /// The sequence number the subscriber knows the packet by (the OSN of an RTX
     /// packet).
     seq: u16,
@@ -317,7 +318,7 @@ struct Retransmission {
     timestamp: Option<u32>,
     /// The subscriber's RTX SSRC, payload type and the RTX sequence number to use,
     /// when it negotiated RTX.
-    rtx: Option<(u32, u8, u16)>,
+    rtx: Option<(Ssrc, Pt, u16)>,
     /// The VP8 numbering shifts of a layered stream.
     vp8: Option<Vp8Continuity>,
 }
@@ -346,8 +347,8 @@ fn write_retransmission(
             slot[0] &= !0x20; // no padding in the RTX packet
             slot[hl..hl + 2].copy_from_slice(&r.seq.to_be_bytes());
             slot[hl + 2..len].copy_from_slice(&plain[payload]);
-            let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc);
-            let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt);
+            let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc.0);
+            let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt.0);
             let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[hl + 2..len]);
@@ -357,8 +358,8 @@ fn write_retransmission(
         None => {
             let len = plain.len();
             slot[..len].copy_from_slice(plain);
-            let _ = rtp::set_ssrc(&mut slot[..len], r.ssrc);
-            let _ = rtp::set_payload_type(&mut slot[..len], r.pt);
+            let _ = rtp::set_ssrc(&mut slot[..len], r.ssrc.0);
+            let _ = rtp::set_payload_type(&mut slot[..len], r.pt.0);
             let _ = rtp::set_sequence(&mut slot[..len], r.seq);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[header.payload_range(len)]);

@@ -16,6 +16,7 @@ use super::{
     Disposition, ForwardingTable, MAX_INBOUND_STREAMS, PLI_INTERVAL, TransmitSink, push_event,
 };
 use crate::command::MediaEvent;
+use crate::ids::Ssrc;
 use crate::rtcp::{self, RtcpKind};
 use crate::stats::DropReason;
 use crate::twcc::TwccFeedback;
@@ -34,9 +35,10 @@ impl ForwardingTable {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
         // The sender SSRC of SRTCP is in clear at bytes 4..8 (demux checked the length).
-        let ssrc = buf
-            .get(4..8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let ssrc = Ssrc(
+            buf.get(4..8)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        );
         let len = match session.rx_for(ssrc).unprotect_rtcp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
@@ -57,16 +59,18 @@ impl ForwardingTable {
                     self.forward_sender_report(now, idx, &sr, out);
                 }
                 RtcpKind::ReceiverReport(rr) => self.round_trip(idx, rr.reports, now_us),
-                RtcpKind::Pli(pli) => self.keyframe_from_subscriber(now, idx, pli.media_ssrc, out),
+                RtcpKind::Pli(pli) => {
+                    self.keyframe_from_subscriber(now, idx, Ssrc(pli.media_ssrc), out)
+                }
                 RtcpKind::Fir(fir) => {
                     for (ssrc, _) in fir.entries.clone() {
-                        self.keyframe_from_subscriber(now, idx, ssrc, out);
+                        self.keyframe_from_subscriber(now, idx, Ssrc(ssrc), out);
                     }
                 }
                 RtcpKind::Nack(nack) => {
                     self.nack_scratch.clear();
                     self.nack_scratch.extend(nack.lost_sequences());
-                    self.nack_from_subscriber(now_us, idx, nack.media_ssrc, out);
+                    self.nack_from_subscriber(now_us, idx, Ssrc(nack.media_ssrc), out);
                 }
                 RtcpKind::TransportCc(t) => {
                     if let Some(s) = self.sessions[idx].as_mut()
@@ -140,14 +144,15 @@ impl ForwardingTable {
         let Some(publisher) = self.sessions[idx].as_mut() else {
             return;
         };
-        let Some(stream) = publisher.inbound_mut(sr.ssrc) else {
+        let ssrc = Ssrc(sr.ssrc);
+        let Some(stream) = publisher.inbound_mut(ssrc) else {
             return;
         };
         stream.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
         for r in 0..stream.routes.len() {
             let Some(route) = self.sessions[idx]
                 .as_ref()
-                .and_then(|p| p.inbound(sr.ssrc))
+                .and_then(|p| p.inbound(ssrc))
                 .and_then(|s| s.routes.get(r).copied())
             else {
                 break;
@@ -156,7 +161,7 @@ impl ForwardingTable {
                 // Only the forwarded layer's reports, in the outbound timestamp space.
                 let Some(t) = self
                     .layered(route.subscriber, route.subscriber_ssrc)
-                    .and_then(|l| l.rewriter.outbound_timestamp(sr.ssrc, sr.rtp_time))
+                    .and_then(|l| l.rewriter.outbound_timestamp(ssrc, sr.rtp_time))
                 else {
                     continue;
                 };
@@ -166,7 +171,7 @@ impl ForwardingTable {
             };
             let Ok(n) = rtcp::write_sender_report(
                 &mut self.scratch[..],
-                route.subscriber_ssrc,
+                route.subscriber_ssrc.0,
                 sr.ntp_time,
                 rtp_time,
                 sr.packet_count,
@@ -186,7 +191,7 @@ impl ForwardingTable {
     }
 
     /// The publisher stream behind a subscriber's SSRC.
-    pub(super) fn outbound(&self, sub_idx: usize, subscriber_ssrc: u32) -> Option<OutboundStream> {
+    pub(super) fn outbound(&self, sub_idx: usize, subscriber_ssrc: Ssrc) -> Option<OutboundStream> {
         self.sessions[sub_idx]
             .as_ref()?
             .outbound
@@ -201,7 +206,7 @@ impl ForwardingTable {
         &mut self,
         now: Instant,
         sub_idx: usize,
-        subscriber_ssrc: u32,
+        subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
@@ -219,7 +224,7 @@ impl ForwardingTable {
         &mut self,
         now: Instant,
         idx: usize,
-        media_ssrc: u32,
+        media_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(publisher) = self.sessions[idx].as_mut() else {
@@ -243,7 +248,7 @@ impl ForwardingTable {
             return;
         }
         stream.last_pli = Some(now);
-        if let Ok(n) = rtcp::write_pli(&mut self.scratch[..], sender, media_ssrc) {
+        if let Ok(n) = rtcp::write_pli(&mut self.scratch[..], sender.0, media_ssrc.0) {
             self.send_rtcp(idx, n, out);
         }
     }

@@ -91,7 +91,7 @@ impl ForwardingTable {
                 };
                 let r = stream.seq.report();
                 self.report_scratch.push(ReportBlock {
-                    ssrc: stream.ssrc,
+                    ssrc: stream.ssrc.0,
                     fraction_lost: r.fraction_lost,
                     cumulative_lost: r.cumulative_lost,
                     extended_highest_seq: r.extended_highest_seq,
@@ -105,7 +105,7 @@ impl ForwardingTable {
             }
             let sender = s.rtcp_ssrc;
             if let Ok(n) =
-                rtcp::write_receiver_report(&mut self.scratch[..], sender, &self.report_scratch)
+                rtcp::write_receiver_report(&mut self.scratch[..], sender.0, &self.report_scratch)
             {
                 self.send_rtcp(idx, n, out);
             }
@@ -133,13 +133,13 @@ impl ForwardingTable {
             }
         }
         if s.twcc.as_ref().is_some_and(|t| t.has_feedback()) {
-            let media = s.inbound.first().map_or(0, |i| i.ssrc);
+            let media = s.inbound.first().map_or(0, |i| i.ssrc.0);
             let sender = s.rtcp_ssrc;
             for _ in 0..4 {
                 let Some(rec) = self.sessions[idx].as_mut().and_then(|s| s.twcc.as_mut()) else {
                     break;
                 };
-                match rec.build_feedback(&mut self.scratch[..1200], sender, media) {
+                match rec.build_feedback(&mut self.scratch[..1200], sender.0, media) {
                     Ok(Some(n)) => {
                         let more = rec.has_feedback();
                         self.send_rtcp(idx, n, out);
@@ -206,9 +206,9 @@ impl ForwardingTable {
             }
             slot[..len].fill(0);
             slot[0] = 0xa0; // version 2, padding
-            slot[1] = rtx_pt & 0x7f;
+            slot[1] = rtx_pt.0 & 0x7f;
             slot[2..4].copy_from_slice(&seq.to_be_bytes());
-            slot[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
+            slot[8..12].copy_from_slice(&rtx_ssrc.0.to_be_bytes());
             slot[len - 1] = PROBE_PADDING as u8;
             match s.finish_rtp(slot, len, now_us) {
                 Some(n) => {

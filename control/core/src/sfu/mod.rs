@@ -39,6 +39,7 @@ use std::time::Instant;
 
 use cascade_command::command::{Command, ExtensionIds, SessionId};
 use cascade_command::demux::{self, PacketClass};
+use cascade_command::ids::Ssrc;
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -368,7 +369,7 @@ impl Sfu {
                             peer,
                             rx,
                             tx,
-                            rtcp_ssrc: self.rng.random::<u32>() & !0xff,
+                            rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
                             extensions: ext,
                         }));
                     self.install_routes_for(now, id);
