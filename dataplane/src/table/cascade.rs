@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 
 use super::nack_cache::NackCache;
-use super::session::{InboundStream, OutboundStream};
+use super::session::{InboundStream, OutboundStream, Slot};
 use super::{ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink};
 use crate::command::{MediaKind, SessionId};
 use crate::ids::Ssrc;
@@ -103,7 +103,7 @@ impl ForwardingTable {
 
     /// Copies a datagram, as it arrived, to the session's cascade peers (before it is
     /// unprotected in place).
-    pub(super) fn relay(&mut self, idx: usize, buf: &[u8], out: &mut impl TransmitSink) {
+    pub(super) fn relay(&mut self, idx: Slot, buf: &[u8], out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
@@ -126,9 +126,9 @@ impl ForwardingTable {
     /// False when the packet is not in the cache.
     pub(super) fn resend_to_relay(
         &mut self,
-        idx: usize,
+        idx: Slot,
         ssrc: Ssrc,
-        edge: usize,
+        edge: Slot,
         seq: u16,
         out: &mut impl TransmitSink,
     ) -> bool {

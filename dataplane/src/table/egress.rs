@@ -6,7 +6,7 @@
 //! It owns the last steps every outgoing packet takes. It must not decide what is
 //! sent (ingress, retransmit, rtcp and timers do) or allocate.
 
-use super::session::{RouteOut, Session};
+use super::session::{RouteOut, Session, Slot};
 use super::{ForwardingTable, TransmitSink};
 use crate::ids::{Pt, Ssrc};
 use crate::rewrite::{self, LayerPacket, Rewrite};
@@ -117,7 +117,7 @@ impl ForwardingTable {
     pub(super) fn send_rewritten(
         &mut self,
         now_us: u64,
-        sub: usize,
+        sub: Slot,
         plain: &[u8],
         ssrc: Ssrc,
         pt: Pt,
@@ -146,7 +146,7 @@ impl ForwardingTable {
     }
 
     /// Protects `scratch[..len]` for session `idx` and queues it.
-    pub(super) fn send_rtcp(&mut self, idx: usize, len: usize, out: &mut impl TransmitSink) {
+    pub(super) fn send_rtcp(&mut self, idx: Slot, len: usize, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };

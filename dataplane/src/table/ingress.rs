@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::session::InboundStream;
+use super::session::{InboundStream, Slot};
 use super::{Disposition, ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink, push_event};
 use crate::codec;
 use crate::command::{MediaEvent, MediaKind, ShortId};
@@ -58,7 +58,7 @@ impl ForwardingTable {
     fn handle_rtp(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         buf: &mut [u8],
         out: &mut impl TransmitSink,
     ) -> Disposition {
@@ -95,7 +95,7 @@ impl ForwardingTable {
         };
         let session_id = publisher.id;
         if let Some(homes) = &self.homes {
-            homes.set(idx, session_id, self.worker_index);
+            homes.set(idx.0, session_id, self.worker_index);
         }
         let stream = &mut publisher.inbound[si];
         stream.last_packet = Some(now);

@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::nack_cache::NackCache;
-use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session};
+use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session, Slot};
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
@@ -131,9 +131,9 @@ pub struct ForwardingTable {
     /// an SRTCP stream (and so never reuse an SRTCP index under the same key).
     worker_index: u32,
     sessions: Vec<Option<Session>>,
-    free: Vec<usize>,
-    by_addr: HashMap<SocketAddr, usize>,
-    by_id: HashMap<SessionId, usize>,
+    free: Vec<Slot>,
+    by_addr: HashMap<SocketAddr, Slot>,
+    by_id: HashMap<SessionId, Slot>,
     next_rr: Option<Instant>,
     next_fast: Option<Instant>,
     /// Origin of the µs clock (shared with every worker and send log).
@@ -197,22 +197,24 @@ impl ForwardingTable {
 
     /// Whether this worker receives the media of the session at `idx` (or no worker
     /// has been seen to, or there is only this one).
-    fn is_home_of(&self, idx: usize) -> bool {
+    fn is_home_of(&self, idx: Slot) -> bool {
         let (Some(homes), Some(p)) = (self.homes.as_ref(), self.sessions[idx].as_ref()) else {
             return true;
         };
-        homes.get(idx, p.id).is_none_or(|w| w == self.worker_index)
+        homes
+            .get(idx.0, p.id)
+            .is_none_or(|w| w == self.worker_index)
     }
 
     /// The layered stream subscriber session `sub_idx` knows as `subscriber_ssrc`.
-    fn layered(&self, sub_idx: usize, subscriber_ssrc: Ssrc) -> Option<&LayeredStream> {
+    fn layered(&self, sub_idx: Slot, subscriber_ssrc: Ssrc) -> Option<&LayeredStream> {
         self.sessions[sub_idx].as_ref()?.layered(subscriber_ssrc)
     }
 
     /// Whether this worker has received packets of stream `ssrc` of the session at
     /// `idx` (only the worker that receives a stream asks its publisher for keyframes,
     /// so a command broadcast to every worker yields one request, not one per worker).
-    fn has_received(&self, idx: usize, ssrc: Ssrc) -> bool {
+    fn has_received(&self, idx: Slot, ssrc: Ssrc) -> bool {
         self.sessions[idx]
             .as_ref()
             .and_then(|s| s.inbound(ssrc))
@@ -290,7 +292,7 @@ impl ForwardingTable {
                     }
                     None => {
                         self.sessions.push(Some(session));
-                        self.sessions.len() - 1
+                        Slot(self.sessions.len() - 1)
                     }
                 };
                 self.by_id.insert(id, idx);

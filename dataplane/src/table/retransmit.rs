@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::session::Slot;
 use super::{ForwardingTable, TransmitSink};
 use crate::handoff::NackHandoff;
 use crate::ids::{Pt, Ssrc};
@@ -36,7 +37,7 @@ impl ForwardingTable {
 
     /// Hands the NACK in `nack_scratch` to the publisher's home worker when that is
     /// another worker; true when it did.
-    fn hand_off_nack(&mut self, publisher: usize, sub_idx: usize, subscriber_ssrc: Ssrc) -> bool {
+    fn hand_off_nack(&mut self, publisher: Slot, sub_idx: Slot, subscriber_ssrc: Ssrc) -> bool {
         if self.in_handoff {
             return false;
         }
@@ -48,7 +49,7 @@ impl ForwardingTable {
             return false;
         };
         let Some(home) = homes
-            .get(publisher, p.id)
+            .get(publisher.0, p.id)
             .filter(|&w| w != self.worker_index)
         else {
             return false;
@@ -71,7 +72,7 @@ impl ForwardingTable {
     pub(super) fn nack_from_subscriber(
         &mut self,
         now_us: u64,
-        sub_idx: usize,
+        sub_idx: Slot,
         subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
@@ -145,7 +146,7 @@ impl ForwardingTable {
 
     /// Asks the publisher at `idx` for the sequence numbers left in `nack_scratch` of
     /// its stream `media_ssrc` (nothing when none is left).
-    fn nack_publisher(&mut self, idx: usize, media_ssrc: Ssrc, out: &mut impl TransmitSink) {
+    fn nack_publisher(&mut self, idx: Slot, media_ssrc: Ssrc, out: &mut impl TransmitSink) {
         if self.nack_scratch.is_empty() {
             return;
         }
@@ -168,7 +169,7 @@ impl ForwardingTable {
     fn retransmit(
         &mut self,
         now_us: u64,
-        idx: usize,
+        idx: Slot,
         ssrc: Ssrc,
         r: usize,
         seq: u16,
@@ -225,7 +226,7 @@ impl ForwardingTable {
     fn retransmit_layered(
         &mut self,
         now_us: u64,
-        sub_idx: usize,
+        sub_idx: Slot,
         subscriber_ssrc: Ssrc,
         out_seq: u16,
         out: &mut impl TransmitSink,
@@ -292,7 +293,7 @@ impl ForwardingTable {
     /// and counts it; returns the datagram length and where it goes.
     fn protect_retransmission(
         &mut self,
-        sub_idx: usize,
+        sub_idx: Slot,
         slot: &mut [u8],
         len: usize,
         now_us: u64,

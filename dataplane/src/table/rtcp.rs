@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use super::ingress::srtp_drop_reason;
-use super::session::{InboundStream, OutboundStream};
+use super::session::{InboundStream, OutboundStream, Slot};
 use super::{
     Disposition, ForwardingTable, MAX_INBOUND_STREAMS, PLI_INTERVAL, TransmitSink, push_event,
 };
@@ -27,7 +27,7 @@ impl ForwardingTable {
     pub(super) fn handle_rtcp(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         buf: &mut [u8],
         out: &mut impl TransmitSink,
     ) -> Disposition {
@@ -100,7 +100,7 @@ impl ForwardingTable {
 
     /// Feeds session `idx`'s estimator the round-trip time its report blocks show
     /// about the sender reports the server sent it.
-    fn round_trip(&mut self, idx: usize, blocks: rtcp::ReportBlocks<'_>, now_us: u64) {
+    fn round_trip(&mut self, idx: Slot, blocks: rtcp::ReportBlocks<'_>, now_us: u64) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -115,7 +115,7 @@ impl ForwardingTable {
     }
 
     /// Reports session `idx`'s estimate to control when it moved by more than 10 %.
-    fn check_estimate(&mut self, idx: usize) {
+    fn check_estimate(&mut self, idx: Slot) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -136,7 +136,7 @@ impl ForwardingTable {
     fn forward_sender_report(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         sr: &rtcp::SenderReport<'_>,
         out: &mut impl TransmitSink,
     ) {
@@ -191,7 +191,7 @@ impl ForwardingTable {
     }
 
     /// The publisher stream behind a subscriber's SSRC.
-    pub(super) fn outbound(&self, sub_idx: usize, subscriber_ssrc: Ssrc) -> Option<OutboundStream> {
+    pub(super) fn outbound(&self, sub_idx: Slot, subscriber_ssrc: Ssrc) -> Option<OutboundStream> {
         self.sessions[sub_idx]
             .as_ref()?
             .outbound
@@ -205,7 +205,7 @@ impl ForwardingTable {
     fn keyframe_from_subscriber(
         &mut self,
         now: Instant,
-        sub_idx: usize,
+        sub_idx: Slot,
         subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
@@ -223,7 +223,7 @@ impl ForwardingTable {
     pub(super) fn send_pli(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         media_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {

@@ -6,6 +6,7 @@
 //! in the sibling modules. It must not send anything.
 
 use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,9 +19,28 @@ use crate::rtp::SeqTracker;
 use crate::srtp::SrtpContext;
 use crate::twcc::TwccRecorder;
 
+/// A session's place in the table's session vector. The same on every worker (they
+/// apply the same commands in the same order); reused once the session is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Slot(pub(crate) usize);
+
+impl Index<Slot> for Vec<Option<Session>> {
+    type Output = Option<Session>;
+
+    fn index(&self, slot: Slot) -> &Self::Output {
+        &self[slot.0]
+    }
+}
+
+impl IndexMut<Slot> for Vec<Option<Session>> {
+    fn index_mut(&mut self, slot: Slot) -> &mut Self::Output {
+        &mut self[slot.0]
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RouteOut {
-    pub(super) subscriber: usize,
+    pub(super) subscriber: Slot,
     pub(super) subscriber_ssrc: Ssrc,
     pub(super) pt_map: [(Pt, Pt); MAX_PT_MAP],
     pub(super) pt_map_len: u8,
@@ -86,7 +106,7 @@ impl InboundStream {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct OutboundStream {
     pub(super) subscriber_ssrc: Ssrc,
-    pub(super) publisher: usize,
+    pub(super) publisher: Slot,
     pub(super) publisher_ssrc: Ssrc,
     /// The subscriber is a cascade edge reading the publisher's packets as they
     /// arrived (with the publisher's keys).
@@ -102,7 +122,7 @@ pub(super) struct LayeredStream {
     pub(super) rtx: Option<(Ssrc, Pt)>,
     pub(super) rtx_seq: u16,
     /// The publisher session the layers come from.
-    pub(super) publisher: usize,
+    pub(super) publisher: Slot,
     /// VP8 streams only: PictureID and TL0PICIDX shifts across switches.
     pub(super) vp8: Option<Vp8Continuity>,
 }

@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use super::session::Slot;
 use super::{FAST_TICK, ForwardingTable, RR_INTERVAL, TransmitSink, push_event};
 use crate::command::{MediaEvent, MediaKind};
 use crate::rtcp::{self, ReportBlock};
@@ -38,7 +39,7 @@ impl ForwardingTable {
                 Some(now + FAST_TICK)
             };
             let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
-            for idx in 0..self.sessions.len() {
+            for idx in (0..self.sessions.len()).map(Slot) {
                 self.fast_tick(idx, now_us, out);
             }
         }
@@ -53,7 +54,7 @@ impl ForwardingTable {
         } else {
             Some(now + RR_INTERVAL)
         };
-        for idx in 0..self.sessions.len() {
+        for idx in (0..self.sessions.len()).map(Slot) {
             let Some(s) = self.sessions[idx].as_mut() else {
                 continue;
             };
@@ -114,7 +115,7 @@ impl ForwardingTable {
 
     /// One session's share of the fast timer: audio levels up to control, transport
     /// feedback to the peer, probe padding.
-    fn fast_tick(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+    fn fast_tick(&mut self, idx: Slot, now_us: u64, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -157,7 +158,7 @@ impl ForwardingTable {
     /// Pads the path to session `idx` up to its probe rate for this tick, with
     /// padding-only packets on a video stream's RTX SSRC (receivers discard them; their
     /// transport feedback shows what the path carries).
-    fn probe(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+    fn probe(&mut self, idx: Slot, now_us: u64, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
