@@ -15,7 +15,7 @@
 //! one that arrives on another worker is handed there (see [`crate::handoff`]).
 
 use crate::codec::vp8;
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 use crate::rtp;
 
 /// Largest timestamp step (in seconds of media clock) a switch may add: a pause longer
@@ -28,7 +28,7 @@ pub struct LayerPacket {
     /// The publisher SSRC of the layer the packet belongs to.
     pub ssrc: Ssrc,
     /// The packet's RTP sequence number...
-    pub seq: u16,
+    pub seq: SeqNo,
     /// ...and timestamp, as the publisher sent them.
     pub timestamp: u32,
     /// The packet is the first of a keyframe (see [`crate::codec::keyframe_start`]);
@@ -43,7 +43,7 @@ pub enum Rewrite {
     /// Send it with this sequence number and timestamp.
     Forward {
         /// Outbound sequence number to write.
-        seq: u16,
+        seq: SeqNo,
         /// Outbound timestamp to write.
         timestamp: u32,
         /// This packet switched the stream to its layer (a new layer starts here).
@@ -159,17 +159,18 @@ impl SequenceRewriter {
         let Some(target) = self.target else {
             return Rewrite::Drop(DropCause::Paused);
         };
+        let pkt_seq = pkt.seq.0;
         if let Some(layer) = self.current.as_mut().filter(|c| c.ssrc == pkt.ssrc) {
-            let ext = layer.newest + i64::from(rtp::seq_diff(pkt.seq, layer.newest as u16));
+            let ext = layer.newest + i64::from(rtp::seq_diff(pkt_seq, layer.newest as u16));
             if ext < layer.start {
                 return Rewrite::Drop(DropCause::BeforeSwitch);
             }
             layer.newest = layer.newest.max(ext);
-            let seq = pkt.seq.wrapping_add(layer.seq_offset);
+            let seq = pkt_seq.wrapping_add(layer.seq_offset);
             let timestamp = pkt.timestamp.wrapping_add(layer.ts_offset);
             self.note_sent(seq, timestamp, now_us);
             return Rewrite::Forward {
-                seq,
+                seq: SeqNo(seq),
                 timestamp,
                 switched: false,
             };
@@ -192,13 +193,13 @@ impl SequenceRewriter {
                     sent.timestamp.wrapping_add(ticks as u32),
                 )
             }
-            None => (pkt.seq, pkt.timestamp),
+            None => (pkt_seq, pkt.timestamp),
         };
         self.retire_current();
-        let start = i64::from(pkt.seq);
+        let start = i64::from(pkt_seq);
         self.current = Some(LayerMapping {
             ssrc: pkt.ssrc,
-            seq_offset: seq.wrapping_sub(pkt.seq),
+            seq_offset: seq.wrapping_sub(pkt_seq),
             ts_offset: timestamp.wrapping_sub(pkt.timestamp),
             start,
             newest: start,
@@ -210,7 +211,7 @@ impl SequenceRewriter {
             at_us: now_us,
         });
         Rewrite::Forward {
-            seq,
+            seq: SeqNo(seq),
             timestamp,
             switched: true,
         }
@@ -241,13 +242,16 @@ impl SequenceRewriter {
     /// Maps an outbound sequence number (from a subscriber's NACK) back to the
     /// publisher layer and sequence number it was sent from, for the current layer and
     /// the one before it. `None` for numbers this rewriter did not send from them.
-    pub fn source_of(&self, out_seq: u16) -> Option<(Ssrc, u16)> {
+    pub fn source_of(&self, out_seq: SeqNo) -> Option<(Ssrc, SeqNo)> {
+        let out_seq = out_seq.0;
         // Unwrapped in the layer's own numbering (within 2^15 of its newest packet),
         // so a layer forwarded for more than 2^16 packets still maps its recent ones.
         let within = |m: &LayerMapping| {
             let src = out_seq.wrapping_sub(m.seq_offset);
             let ext = m.newest + i64::from(rtp::seq_diff(src, m.newest as u16));
-            (m.start..=m.newest).contains(&ext).then_some((m.ssrc, src))
+            (m.start..=m.newest)
+                .contains(&ext)
+                .then_some((m.ssrc, SeqNo(src)))
         };
         if let Some(hit) = self.current.as_ref().and_then(within) {
             return Some(hit);
@@ -325,7 +329,7 @@ mod tests {
     fn pkt(ssrc: u32, seq: u16, timestamp: u32, keyframe_start: bool) -> LayerPacket {
         LayerPacket {
             ssrc: Ssrc(ssrc),
-            seq,
+            seq: SeqNo(seq),
             timestamp,
             keyframe_start,
         }
@@ -333,7 +337,7 @@ mod tests {
 
     fn forwarded(r: Rewrite) -> (u16, u32) {
         match r {
-            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
+            Rewrite::Forward { seq, timestamp, .. } => (seq.0, timestamp),
             Rewrite::Drop(c) => panic!("dropped: {c:?}"),
         }
     }
@@ -358,7 +362,7 @@ mod tests {
         assert_eq!(
             rw.rewrite(&pkt(1, 12, 4000, true), 0),
             Rewrite::Forward {
-                seq: 12,
+                seq: SeqNo(12),
                 timestamp: 4000,
                 switched: true
             }
@@ -397,7 +401,7 @@ mod tests {
         assert_eq!(
             rw.rewrite(&pkt(2, 5001, 780_000, true), 76_666),
             Rewrite::Forward {
-                seq: 103,
+                seq: SeqNo(103),
                 timestamp: 16_900,
                 switched: true
             }
@@ -505,7 +509,7 @@ mod tests {
     #[test]
     fn maps_nacked_numbers_back_to_their_layer() {
         let mut rw = SequenceRewriter::new(90_000);
-        assert_eq!(rw.source_of(0), None);
+        assert_eq!(rw.source_of(SeqNo(0)), None);
         rw.select(Some(Ssrc(1)));
         for s in 100..105 {
             let _ = rw.rewrite(&pkt(1, s, 0, s == 100), 0);
@@ -513,18 +517,22 @@ mod tests {
         rw.select(Some(Ssrc(2)));
         let _ = rw.rewrite(&pkt(2, 7000, 0, true), 10);
         let _ = rw.rewrite(&pkt(2, 7001, 0, false), 20);
-        assert_eq!(rw.source_of(103), Some((Ssrc(1), 103)));
-        assert_eq!(rw.source_of(105), Some((Ssrc(2), 7000)));
-        assert_eq!(rw.source_of(106), Some((Ssrc(2), 7001)));
-        assert_eq!(rw.source_of(107), None, "not sent yet");
-        assert_eq!(rw.source_of(99), None, "before the first layer started");
+        assert_eq!(rw.source_of(SeqNo(103)), Some((Ssrc(1), SeqNo(103))));
+        assert_eq!(rw.source_of(SeqNo(105)), Some((Ssrc(2), SeqNo(7000))));
+        assert_eq!(rw.source_of(SeqNo(106)), Some((Ssrc(2), SeqNo(7001))));
+        assert_eq!(rw.source_of(SeqNo(107)), None, "not sent yet");
+        assert_eq!(
+            rw.source_of(SeqNo(99)),
+            None,
+            "before the first layer started"
+        );
     }
 
     #[test]
     fn maps_nacks_of_a_layer_forwarded_for_more_than_65536_packets() {
         let mut rw = SequenceRewriter::new(90_000);
         rw.select(Some(Ssrc(1)));
-        let mut last = 0;
+        let mut last = SeqNo(0);
         for i in 0..70_000u32 {
             let seq = (1000 + i) as u16;
             let Rewrite::Forward { seq: out, .. } =
@@ -535,12 +543,12 @@ mod tests {
             last = out;
         }
         let newest_src = (1000 + 69_999u32) as u16;
-        assert_eq!(rw.source_of(last), Some((Ssrc(1), newest_src)));
+        assert_eq!(rw.source_of(last), Some((Ssrc(1), SeqNo(newest_src))));
         // Sent 5,000 packets ago: before the outbound numbers last passed the switch
         // packet's.
         assert_eq!(
-            rw.source_of(last.wrapping_sub(5000)),
-            Some((Ssrc(1), newest_src.wrapping_sub(5000)))
+            rw.source_of(SeqNo(last.0.wrapping_sub(5000))),
+            Some((Ssrc(1), SeqNo(newest_src.wrapping_sub(5000))))
         );
         assert_eq!(rw.source_of(last.wrapping_add(1)), None, "not sent yet");
     }
@@ -627,7 +635,7 @@ mod tests {
         let mut rw = SequenceRewriter::new(90_000);
         rw.select(Some(Ssrc(0)));
         let mut seqs = [1000u16, 30_000, 65_000];
-        let mut last: Option<(u16, u32)> = None;
+        let mut last: Option<(SeqNo, u32)> = None;
         let mut switches = 0;
         for frame in 0..3000u32 {
             if rng.random_bool(0.02) {

@@ -14,7 +14,7 @@ use super::nack_cache::NackCache;
 use super::session::{InboundStream, OutboundStream, Slot};
 use super::{ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink};
 use crate::command::{MediaKind, SessionId};
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 use crate::srtp::{SrtpContext, SrtpKeyingMaterial};
 
 impl ForwardingTable {
@@ -129,7 +129,7 @@ impl ForwardingTable {
         idx: Slot,
         ssrc: Ssrc,
         edge: Slot,
-        seq: u16,
+        seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let Some(dest) = self.sessions[edge].as_ref().map(|s| s.peer) else {
@@ -152,7 +152,7 @@ impl ForwardingTable {
         }
         slot[..len].copy_from_slice(plain);
         let ctx = publisher.rx_for(ssrc);
-        let Some(index) = ctx.received_index(ssrc.0, seq) else {
+        let Some(index) = ctx.received_index(ssrc.0, seq.0) else {
             return false;
         };
         if let Ok(n) = ctx.protect_rtp_at(slot, len, index) {

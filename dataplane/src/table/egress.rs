@@ -92,7 +92,7 @@ impl ForwardingTable {
         // The packet parsed before, so its fixed header is there to rewrite.
         let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc.0);
         let _ = rtp::set_payload_type(&mut slot[..len], pt.0);
-        let _ = rtp::set_sequence(&mut slot[..len], seq);
+        let _ = rtp::set_sequence(&mut slot[..len], seq.0);
         let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
         if let Some(vp8) = sub
             .layered_mut(route.subscriber_ssrc)

@@ -15,7 +15,7 @@ use super::{Disposition, ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink, pus
 use crate::codec;
 use crate::command::{MediaEvent, MediaKind, ShortId};
 use crate::demux::{self, PacketClass};
-use crate::ids::{Pt, Ssrc};
+use crate::ids::{Pt, SeqNo, Ssrc};
 use crate::rewrite::LayerPacket;
 use crate::rtp;
 use crate::srtp::SrtpError;
@@ -164,7 +164,7 @@ impl ForwardingTable {
                 .record(header.sequence, header.timestamp, arrival as u32);
         }
         if let Some(cache) = publisher.inbound[si].cache.as_mut() {
-            cache.insert(header.sequence, &buf[..len]);
+            cache.insert(SeqNo(header.sequence), &buf[..len]);
         }
         let n_routes = publisher.inbound[si].routes.len();
         // Whether the packet starts a keyframe, for layered routes (all of one stream
@@ -199,7 +199,7 @@ impl ForwardingTable {
             if route.layered.is_some() {
                 let pkt = LayerPacket {
                     ssrc: Ssrc(header.ssrc),
-                    seq: header.sequence,
+                    seq: SeqNo(header.sequence),
                     timestamp: header.timestamp,
                     keyframe_start,
                 };

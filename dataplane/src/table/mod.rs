@@ -47,7 +47,7 @@ use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Sess
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
-use crate::ids::Ssrc;
+use crate::ids::{SeqNo, Ssrc};
 use crate::rewrite::{SequenceRewriter, Vp8Continuity};
 use crate::rtcp::ReportBlock;
 use crate::srtp::SrtpContext;
@@ -420,7 +420,7 @@ impl ForwardingTable {
                     pt_map: route.pt_map,
                     pt_map_len: route.pt_map_len,
                     rtx: route.subscriber_rtx,
-                    rtx_seq: rand::random(),
+                    rtx_seq: SeqNo(rand::random()),
                     layered: route.layered,
                 });
             }
@@ -458,7 +458,7 @@ impl ForwardingTable {
                             subscriber_ssrc: route.subscriber_ssrc,
                             rewriter,
                             rtx: route.subscriber_rtx,
-                            rtx_seq: rand::random(),
+                            rtx_seq: SeqNo(rand::random()),
                             publisher: p,
                             vp8: (route.layered == Some(KeyframeFormat::Vp8))
                                 .then(Vp8Continuity::default),

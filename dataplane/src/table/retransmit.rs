@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::session::Slot;
 use super::{ForwardingTable, TransmitSink};
 use crate::handoff::NackHandoff;
-use crate::ids::{Pt, Ssrc};
+use crate::ids::{Pt, SeqNo, Ssrc};
 use crate::rewrite::Vp8Continuity;
 use crate::rtcp;
 use crate::rtp::{self, RtpHeader};
@@ -94,7 +94,7 @@ impl ForwardingTable {
             // (nothing when no layer is forwarded).
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
-                let seq = self.nack_scratch[i];
+                let seq = SeqNo(self.nack_scratch[i]);
                 if self.retransmit_layered(now_us, sub_idx, subscriber_ssrc, seq, out) {
                     continue;
                 }
@@ -102,7 +102,7 @@ impl ForwardingTable {
                     .layered(sub_idx, subscriber_ssrc)
                     .and_then(|l| l.rewriter.source_of(seq));
                 tracing::debug!(
-                    seq,
+                    seq = seq.0,
                     ?source,
                     ?current,
                     "layered NACK not answered from the cache"
@@ -110,7 +110,7 @@ impl ForwardingTable {
                 if let (Some((layer, orig)), Some(current)) = (source, current)
                     && layer == current
                 {
-                    self.nack_scratch[missing] = orig;
+                    self.nack_scratch[missing] = orig.0;
                     missing += 1;
                 }
             }
@@ -129,13 +129,13 @@ impl ForwardingTable {
         if route.is_some() || o.relay {
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
-                let seq = self.nack_scratch[i];
+                let seq = SeqNo(self.nack_scratch[i]);
                 let sent = match route {
                     Some(r) => self.retransmit(now_us, o.publisher, o.publisher_ssrc, r, seq, out),
                     None => self.resend_to_relay(o.publisher, o.publisher_ssrc, sub_idx, seq, out),
                 };
                 if !sent {
-                    self.nack_scratch[missing] = seq;
+                    self.nack_scratch[missing] = seq.0;
                     missing += 1;
                 }
             }
@@ -172,7 +172,7 @@ impl ForwardingTable {
         idx: Slot,
         ssrc: Ssrc,
         r: usize,
-        seq: u16,
+        seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let slot = out.next_buffer();
@@ -228,7 +228,7 @@ impl ForwardingTable {
         now_us: u64,
         sub_idx: Slot,
         subscriber_ssrc: Ssrc,
-        out_seq: u16,
+        out_seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let Some(l) = self.layered(sub_idx, subscriber_ssrc) else {
@@ -314,12 +314,12 @@ struct Retransmission {
     pt: Pt,
     /// The sequence number the subscriber knows the packet by (the OSN of an RTX
     /// packet).
-    seq: u16,
+    seq: SeqNo,
     /// The timestamp the subscriber knows it by, when it differs from the cached one.
     timestamp: Option<u32>,
     /// The subscriber's RTX SSRC, payload type and the RTX sequence number to use,
     /// when it negotiated RTX.
-    rtx: Option<(Ssrc, Pt, u16)>,
+    rtx: Option<(Ssrc, Pt, SeqNo)>,
     /// The VP8 numbering shifts of a layered stream.
     vp8: Option<Vp8Continuity>,
 }
@@ -346,11 +346,11 @@ fn write_retransmission(
             let len = hl + 2 + payload.len();
             slot[..hl].copy_from_slice(&plain[..hl]);
             slot[0] &= !0x20; // no padding in the RTX packet
-            slot[hl..hl + 2].copy_from_slice(&r.seq.to_be_bytes());
+            slot[hl..hl + 2].copy_from_slice(&r.seq.0.to_be_bytes());
             slot[hl + 2..len].copy_from_slice(&plain[payload]);
             let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc.0);
             let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt.0);
-            let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
+            let _ = rtp::set_sequence(&mut slot[..len], rtx_seq.0);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[hl + 2..len]);
             }
@@ -361,7 +361,7 @@ fn write_retransmission(
             slot[..len].copy_from_slice(plain);
             let _ = rtp::set_ssrc(&mut slot[..len], r.ssrc.0);
             let _ = rtp::set_payload_type(&mut slot[..len], r.pt.0);
-            let _ = rtp::set_sequence(&mut slot[..len], r.seq);
+            let _ = rtp::set_sequence(&mut slot[..len], r.seq.0);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[header.payload_range(len)]);
             }

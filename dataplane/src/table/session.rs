@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::nack_cache::NackCache;
 use crate::bwe::{SendLog, SendSideBwe};
 use crate::command::{ExtensionIds, KeyframeFormat, MAX_PT_MAP, MediaKind, SessionId};
-use crate::ids::{Pt, Ssrc};
+use crate::ids::{Pt, SeqNo, Ssrc};
 use crate::rewrite::{SequenceRewriter, Vp8Continuity};
 use crate::rtp::SeqTracker;
 use crate::srtp::SrtpContext;
@@ -46,7 +46,7 @@ pub(super) struct RouteOut {
     pub(super) pt_map_len: u8,
     /// The subscriber's RTX SSRC and payload type, and the next RTX sequence number.
     pub(super) rtx: Option<(Ssrc, Pt)>,
-    pub(super) rtx_seq: u16,
+    pub(super) rtx_seq: SeqNo,
     pub(super) layered: Option<KeyframeFormat>,
 }
 
@@ -120,7 +120,7 @@ pub(super) struct LayeredStream {
     pub(super) rewriter: SequenceRewriter,
     /// The subscriber's RTX SSRC and payload type, and the next RTX sequence number.
     pub(super) rtx: Option<(Ssrc, Pt)>,
-    pub(super) rtx_seq: u16,
+    pub(super) rtx_seq: SeqNo,
     /// The publisher session the layers come from.
     pub(super) publisher: Slot,
     /// VP8 streams only: PictureID and TL0PICIDX shifts across switches.

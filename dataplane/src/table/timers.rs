@@ -208,7 +208,7 @@ impl ForwardingTable {
             slot[..len].fill(0);
             slot[0] = 0xa0; // version 2, padding
             slot[1] = rtx_pt.0 & 0x7f;
-            slot[2..4].copy_from_slice(&seq.to_be_bytes());
+            slot[2..4].copy_from_slice(&seq.0.to_be_bytes());
             slot[8..12].copy_from_slice(&rtx_ssrc.0.to_be_bytes());
             slot[len - 1] = PROBE_PADDING as u8;
             match s.finish_rtp(slot, len, now_us) {
