@@ -104,7 +104,7 @@ impl KernelShell {
         let result = match cmd {
             Command::PeerValidated { id, peer } => {
                 // Steering keeps a session's packets on one worker.
-                let worker = (*id % u64::from(self.workers.max(1))) as u32;
+                let worker = (id.0 % u64::from(self.workers.max(1))) as u32;
                 self.fast
                     .allow(*peer, self.local)
                     .and_then(|()| self.fast.steer(*peer, worker))

@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::command::SessionId;
+use crate::ids::Ssrc;
 
 /// Slots of the home table. A session's slot is its index in the forwarding table,
 /// the same on every worker (they apply the same commands in the same order) and
@@ -42,7 +43,7 @@ impl Homes {
     }
 
     fn pack(session: SessionId, worker: u32) -> u64 {
-        (session << 16) | u64::from((worker & 0xffff) + 1)
+        (session.0 << 16) | u64::from((worker & 0xffff) + 1)
     }
 
     /// Notes that `worker` receives the media of `session`, at `index` in the
@@ -61,7 +62,7 @@ impl Homes {
     pub fn get(&self, index: usize, session: SessionId) -> Option<u32> {
         let v = self.slot(index).load(Ordering::Relaxed);
         let worker = (v & 0xffff) as u32;
-        (worker != 0 && v >> 16 == session & (u64::MAX >> 16)).then(|| worker - 1)
+        (worker != 0 && v >> 16 == session.0 & (u64::MAX >> 16)).then(|| worker - 1)
     }
 }
 
@@ -71,14 +72,14 @@ pub struct NackHandoff {
     /// The subscriber (or cascade edge) session that asked.
     pub subscriber: SessionId,
     /// The media SSRC of the NACK, as the subscriber knows the stream.
-    pub subscriber_ssrc: u32,
+    pub subscriber_ssrc: Ssrc,
     len: u8,
     seqs: [u16; HANDOFF_SEQS],
 }
 
 impl NackHandoff {
     /// A hand-off of up to [`HANDOFF_SEQS`] of `seqs`; returns it and how many it took.
-    pub fn new(subscriber: SessionId, subscriber_ssrc: u32, seqs: &[u16]) -> (Self, usize) {
+    pub fn new(subscriber: SessionId, subscriber_ssrc: Ssrc, seqs: &[u16]) -> (Self, usize) {
         let n = seqs.len().min(HANDOFF_SEQS);
         let mut h = Self {
             subscriber,
@@ -103,28 +104,28 @@ mod tests {
     #[test]
     fn homes_remember_the_last_worker_and_ignore_collisions() {
         let h = Homes::default();
-        assert_eq!(h.get(2, 7), None);
-        h.set(2, 7, 1);
-        assert_eq!(h.get(2, 7), Some(1));
-        h.set(2, 7, 0);
-        assert_eq!(h.get(2, 7), Some(0));
+        assert_eq!(h.get(2, SessionId(7)), None);
+        h.set(2, SessionId(7), 1);
+        assert_eq!(h.get(2, SessionId(7)), Some(1));
+        h.set(2, SessionId(7), 0);
+        assert_eq!(h.get(2, SessionId(7)), Some(0));
         // Session ids far apart on different table slots do not meet.
-        h.set(3, 7 + 65_536, 1);
-        assert_eq!(h.get(2, 7), Some(0));
-        assert_eq!(h.get(3, 7 + 65_536), Some(1));
+        h.set(3, SessionId(7 + 65_536), 1);
+        assert_eq!(h.get(2, SessionId(7)), Some(0));
+        assert_eq!(h.get(3, SessionId(7 + 65_536)), Some(1));
         // The slot's next session replaces the gone one; neither is misread.
-        h.set(2, 9, 3);
-        assert_eq!(h.get(2, 7), None);
-        assert_eq!(h.get(2, 9), Some(3));
+        h.set(2, SessionId(9), 3);
+        assert_eq!(h.get(2, SessionId(7)), None);
+        assert_eq!(h.get(2, SessionId(9)), Some(3));
     }
 
     #[test]
     fn long_nacks_are_split() {
         let seqs: Vec<u16> = (0..40).collect();
-        let (a, n) = NackHandoff::new(3, 9, &seqs);
+        let (a, n) = NackHandoff::new(SessionId(3), Ssrc(9), &seqs);
         assert_eq!(n, HANDOFF_SEQS);
         assert_eq!(a.seqs(), &seqs[..HANDOFF_SEQS]);
-        let (b, m) = NackHandoff::new(3, 9, &seqs[n..]);
+        let (b, m) = NackHandoff::new(SessionId(3), Ssrc(9), &seqs[n..]);
         assert_eq!(m, 8);
         assert_eq!(b.seqs(), &seqs[HANDOFF_SEQS..]);
     }

@@ -25,4 +25,4 @@ pub mod table;
 pub mod twcc;
 pub mod worker;
 
-pub use cascade_command::{command, demux};
+pub use cascade_command::{command, demux, ids};

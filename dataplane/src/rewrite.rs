@@ -15,6 +15,7 @@
 //! one that arrives on another worker is handed there (see [`crate::handoff`]).
 
 use crate::codec::vp8;
+use crate::ids::{SeqNo, Ssrc};
 use crate::rtp;
 
 /// Largest timestamp step (in seconds of media clock) a switch may add: a pause longer
@@ -25,9 +26,9 @@ const MAX_SWITCH_GAP_S: u64 = 60;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayerPacket {
     /// The publisher SSRC of the layer the packet belongs to.
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     /// The packet's RTP sequence number...
-    pub seq: u16,
+    pub seq: SeqNo,
     /// ...and timestamp, as the publisher sent them.
     pub timestamp: u32,
     /// The packet is the first of a keyframe (see [`crate::codec::keyframe_start`]);
@@ -42,7 +43,7 @@ pub enum Rewrite {
     /// Send it with this sequence number and timestamp.
     Forward {
         /// Outbound sequence number to write.
-        seq: u16,
+        seq: SeqNo,
         /// Outbound timestamp to write.
         timestamp: u32,
         /// This packet switched the stream to its layer (a new layer starts here).
@@ -70,7 +71,7 @@ pub enum DropCause {
 /// The mapping of the layer being forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LayerMapping {
-    ssrc: u32,
+    ssrc: Ssrc,
     /// Outbound = incoming + offset, modulo 2^16 and 2^32.
     seq_offset: u16,
     ts_offset: u32,
@@ -101,7 +102,7 @@ struct Sent {
 #[derive(Debug, Clone)]
 pub struct SequenceRewriter {
     clock_rate: u32,
-    target: Option<u32>,
+    target: Option<Ssrc>,
     current: Option<LayerMapping>,
     /// The layer forwarded before the current one, for mapping NACKs of its last packets.
     previous: Option<(LayerMapping, u16)>,
@@ -122,7 +123,7 @@ impl SequenceRewriter {
 
     /// Chooses the layer to forward (its publisher SSRC), or `None` to pause. Switching
     /// to another layer (or resuming) takes effect at its next keyframe.
-    pub fn select(&mut self, ssrc: Option<u32>) {
+    pub fn select(&mut self, ssrc: Option<Ssrc>) {
         self.target = ssrc;
         if ssrc.is_none() {
             self.retire_current();
@@ -130,19 +131,19 @@ impl SequenceRewriter {
     }
 
     /// The layer selected by [`Self::select`] (`None` when paused).
-    pub fn target(&self) -> Option<u32> {
+    pub fn target(&self) -> Option<Ssrc> {
         self.target
     }
 
     /// The layer being forwarded now (`None` when paused or waiting for the first
     /// keyframe).
-    pub fn current(&self) -> Option<u32> {
+    pub fn current(&self) -> Option<Ssrc> {
         self.current.map(|c| c.ssrc)
     }
 
     /// The layer whose keyframe the rewriter waits for, if any: the caller should ask
     /// its publisher for one (rate-limited).
-    pub fn pending_keyframe(&self) -> Option<u32> {
+    pub fn pending_keyframe(&self) -> Option<Ssrc> {
         self.target.filter(|&t| self.current() != Some(t))
     }
 
@@ -158,17 +159,18 @@ impl SequenceRewriter {
         let Some(target) = self.target else {
             return Rewrite::Drop(DropCause::Paused);
         };
+        let pkt_seq = pkt.seq.0;
         if let Some(layer) = self.current.as_mut().filter(|c| c.ssrc == pkt.ssrc) {
-            let ext = layer.newest + i64::from(rtp::seq_diff(pkt.seq, layer.newest as u16));
+            let ext = layer.newest + i64::from(rtp::seq_diff(pkt_seq, layer.newest as u16));
             if ext < layer.start {
                 return Rewrite::Drop(DropCause::BeforeSwitch);
             }
             layer.newest = layer.newest.max(ext);
-            let seq = pkt.seq.wrapping_add(layer.seq_offset);
+            let seq = pkt_seq.wrapping_add(layer.seq_offset);
             let timestamp = pkt.timestamp.wrapping_add(layer.ts_offset);
             self.note_sent(seq, timestamp, now_us);
             return Rewrite::Forward {
-                seq,
+                seq: SeqNo(seq),
                 timestamp,
                 switched: false,
             };
@@ -191,13 +193,13 @@ impl SequenceRewriter {
                     sent.timestamp.wrapping_add(ticks as u32),
                 )
             }
-            None => (pkt.seq, pkt.timestamp),
+            None => (pkt_seq, pkt.timestamp),
         };
         self.retire_current();
-        let start = i64::from(pkt.seq);
+        let start = i64::from(pkt_seq);
         self.current = Some(LayerMapping {
             ssrc: pkt.ssrc,
-            seq_offset: seq.wrapping_sub(pkt.seq),
+            seq_offset: seq.wrapping_sub(pkt_seq),
             ts_offset: timestamp.wrapping_sub(pkt.timestamp),
             start,
             newest: start,
@@ -209,7 +211,7 @@ impl SequenceRewriter {
             at_us: now_us,
         });
         Rewrite::Forward {
-            seq,
+            seq: SeqNo(seq),
             timestamp,
             switched: true,
         }
@@ -231,7 +233,7 @@ impl SequenceRewriter {
     /// Maps an RTP timestamp of layer `ssrc` (e.g. the one in its sender report) into
     /// the outbound timestamp space; `None` unless `ssrc` is the layer being forwarded
     /// (sender reports of other layers must not reach the subscriber).
-    pub fn outbound_timestamp(&self, ssrc: u32, timestamp: u32) -> Option<u32> {
+    pub fn outbound_timestamp(&self, ssrc: Ssrc, timestamp: u32) -> Option<u32> {
         self.current
             .filter(|c| c.ssrc == ssrc)
             .map(|c| timestamp.wrapping_add(c.ts_offset))
@@ -240,13 +242,16 @@ impl SequenceRewriter {
     /// Maps an outbound sequence number (from a subscriber's NACK) back to the
     /// publisher layer and sequence number it was sent from, for the current layer and
     /// the one before it. `None` for numbers this rewriter did not send from them.
-    pub fn source_of(&self, out_seq: u16) -> Option<(u32, u16)> {
+    pub fn source_of(&self, out_seq: SeqNo) -> Option<(Ssrc, SeqNo)> {
+        let out_seq = out_seq.0;
         // Unwrapped in the layer's own numbering (within 2^15 of its newest packet),
         // so a layer forwarded for more than 2^16 packets still maps its recent ones.
         let within = |m: &LayerMapping| {
             let src = out_seq.wrapping_sub(m.seq_offset);
             let ext = m.newest + i64::from(rtp::seq_diff(src, m.newest as u16));
-            (m.start..=m.newest).contains(&ext).then_some((m.ssrc, src))
+            (m.start..=m.newest)
+                .contains(&ext)
+                .then_some((m.ssrc, SeqNo(src)))
         };
         if let Some(hit) = self.current.as_ref().and_then(within) {
             return Some(hit);
@@ -323,8 +328,8 @@ mod tests {
 
     fn pkt(ssrc: u32, seq: u16, timestamp: u32, keyframe_start: bool) -> LayerPacket {
         LayerPacket {
-            ssrc,
-            seq,
+            ssrc: Ssrc(ssrc),
+            seq: SeqNo(seq),
             timestamp,
             keyframe_start,
         }
@@ -332,7 +337,7 @@ mod tests {
 
     fn forwarded(r: Rewrite) -> (u16, u32) {
         match r {
-            Rewrite::Forward { seq, timestamp, .. } => (seq, timestamp),
+            Rewrite::Forward { seq, timestamp, .. } => (seq.0, timestamp),
             Rewrite::Drop(c) => panic!("dropped: {c:?}"),
         }
     }
@@ -344,8 +349,8 @@ mod tests {
             rw.rewrite(&pkt(1, 10, 1000, true), 0),
             Rewrite::Drop(DropCause::Paused)
         );
-        rw.select(Some(1));
-        assert_eq!(rw.pending_keyframe(), Some(1));
+        rw.select(Some(Ssrc(1)));
+        assert_eq!(rw.pending_keyframe(), Some(Ssrc(1)));
         assert_eq!(
             rw.rewrite(&pkt(1, 11, 1000, false), 0),
             Rewrite::Drop(DropCause::AwaitingKeyframe)
@@ -357,12 +362,12 @@ mod tests {
         assert_eq!(
             rw.rewrite(&pkt(1, 12, 4000, true), 0),
             Rewrite::Forward {
-                seq: 12,
+                seq: SeqNo(12),
                 timestamp: 4000,
                 switched: true
             }
         );
-        assert_eq!(rw.current(), Some(1));
+        assert_eq!(rw.current(), Some(Ssrc(1)));
         assert_eq!(rw.pending_keyframe(), None);
         assert_eq!(
             forwarded(rw.rewrite(&pkt(1, 13, 4000, false), 1)),
@@ -377,12 +382,12 @@ mod tests {
     #[test]
     fn switches_layers_only_at_a_keyframe_with_continuous_numbers() {
         let mut rw = SequenceRewriter::new(90_000);
-        rw.select(Some(1));
+        rw.select(Some(Ssrc(1)));
         // Layer 1 (low): seq 100.., 30 fps at 90 kHz; layer 2 (high): seq 5000...
         let _ = rw.rewrite(&pkt(1, 100, 10_000, true), 0);
         let _ = rw.rewrite(&pkt(1, 101, 13_000, false), 33_333);
-        rw.select(Some(2));
-        assert_eq!(rw.pending_keyframe(), Some(2));
+        rw.select(Some(Ssrc(2)));
+        assert_eq!(rw.pending_keyframe(), Some(Ssrc(2)));
         assert_eq!(
             rw.rewrite(&pkt(2, 5000, 777_000, false), 40_000),
             Rewrite::Drop(DropCause::AwaitingKeyframe)
@@ -396,14 +401,14 @@ mod tests {
         assert_eq!(
             rw.rewrite(&pkt(2, 5001, 780_000, true), 76_666),
             Rewrite::Forward {
-                seq: 103,
+                seq: SeqNo(103),
                 timestamp: 16_900,
                 switched: true
             }
         );
-        assert_eq!(rw.current(), Some(2));
-        assert_eq!(rw.outbound_timestamp(2, 783_000), Some(19_900));
-        assert_eq!(rw.outbound_timestamp(1, 19_000), None);
+        assert_eq!(rw.current(), Some(Ssrc(2)));
+        assert_eq!(rw.outbound_timestamp(Ssrc(2), 783_000), Some(19_900));
+        assert_eq!(rw.outbound_timestamp(Ssrc(1), 19_000), None);
         assert_eq!(
             rw.rewrite(&pkt(1, 103, 19_000, false), 80_000),
             Rewrite::Drop(DropCause::NotSelected)
@@ -430,7 +435,7 @@ mod tests {
             Rewrite::Drop(DropCause::BeforeSwitch)
         );
         // A later switch continues from the newest sent (107), not the reordered 106.
-        rw.select(Some(1));
+        rw.select(Some(Ssrc(1)));
         let (seq, ts) = forwarded(rw.rewrite(&pkt(1, 200, 50_000, true), 150_000));
         assert_eq!((seq, ts), (108, 22_900 + 900));
     }
@@ -438,7 +443,7 @@ mod tests {
     #[test]
     fn wraps_incoming_and_outgoing_numbers() {
         let mut rw = SequenceRewriter::new(48_000);
-        rw.select(Some(7));
+        rw.select(Some(Ssrc(7)));
         let _ = rw.rewrite(&pkt(7, 65_534, u32::MAX - 959, true), 0);
         let mut expected = 65_534u16;
         let mut ts = u32::MAX - 959;
@@ -452,12 +457,12 @@ mod tests {
             assert_eq!(forwarded(r), (expected, ts));
         }
         // Switch to a layer far away in number space; outbound continues across wrap.
-        rw.select(Some(8));
+        rw.select(Some(Ssrc(8)));
         let (seq, _) = forwarded(rw.rewrite(&pkt(8, 30_000, 5, true), 200_000));
         assert_eq!(seq, expected.wrapping_add(1));
         // A reordered packet across this layer's own wrap is still mapped.
         let mut rw = SequenceRewriter::new(90_000);
-        rw.select(Some(1));
+        rw.select(Some(Ssrc(1)));
         let _ = rw.rewrite(&pkt(1, 65_530, 0, true), 0);
         assert_eq!(forwarded(rw.rewrite(&pkt(1, 2, 0, false), 1)).0, 2);
         assert_eq!(
@@ -473,7 +478,7 @@ mod tests {
     #[test]
     fn pause_and_resume_at_the_next_keyframe() {
         let mut rw = SequenceRewriter::new(90_000);
-        rw.select(Some(1));
+        rw.select(Some(Ssrc(1)));
         let _ = rw.rewrite(&pkt(1, 10, 90_000, true), 1_000_000);
         let _ = rw.rewrite(&pkt(1, 11, 93_000, false), 1_033_000);
         rw.select(None);
@@ -483,8 +488,8 @@ mod tests {
             rw.rewrite(&pkt(1, 12, 96_000, true), 1_066_000),
             Rewrite::Drop(DropCause::Paused)
         );
-        rw.select(Some(1));
-        assert_eq!(rw.pending_keyframe(), Some(1));
+        rw.select(Some(Ssrc(1)));
+        assert_eq!(rw.pending_keyframe(), Some(Ssrc(1)));
         assert_eq!(
             rw.rewrite(&pkt(1, 40, 180_000, false), 2_000_000),
             Rewrite::Drop(DropCause::AwaitingKeyframe)
@@ -496,7 +501,7 @@ mod tests {
         );
         // A very long pause adds at most a minute.
         rw.select(None);
-        rw.select(Some(1));
+        rw.select(Some(Ssrc(1)));
         let (_, ts) = forwarded(rw.rewrite(&pkt(1, 9000, 0, true), 3_033_000 + 3_600_000_000));
         assert_eq!(ts, 273_000 + 60 * 90_000);
     }
@@ -504,26 +509,30 @@ mod tests {
     #[test]
     fn maps_nacked_numbers_back_to_their_layer() {
         let mut rw = SequenceRewriter::new(90_000);
-        assert_eq!(rw.source_of(0), None);
-        rw.select(Some(1));
+        assert_eq!(rw.source_of(SeqNo(0)), None);
+        rw.select(Some(Ssrc(1)));
         for s in 100..105 {
             let _ = rw.rewrite(&pkt(1, s, 0, s == 100), 0);
         }
-        rw.select(Some(2));
+        rw.select(Some(Ssrc(2)));
         let _ = rw.rewrite(&pkt(2, 7000, 0, true), 10);
         let _ = rw.rewrite(&pkt(2, 7001, 0, false), 20);
-        assert_eq!(rw.source_of(103), Some((1, 103)));
-        assert_eq!(rw.source_of(105), Some((2, 7000)));
-        assert_eq!(rw.source_of(106), Some((2, 7001)));
-        assert_eq!(rw.source_of(107), None, "not sent yet");
-        assert_eq!(rw.source_of(99), None, "before the first layer started");
+        assert_eq!(rw.source_of(SeqNo(103)), Some((Ssrc(1), SeqNo(103))));
+        assert_eq!(rw.source_of(SeqNo(105)), Some((Ssrc(2), SeqNo(7000))));
+        assert_eq!(rw.source_of(SeqNo(106)), Some((Ssrc(2), SeqNo(7001))));
+        assert_eq!(rw.source_of(SeqNo(107)), None, "not sent yet");
+        assert_eq!(
+            rw.source_of(SeqNo(99)),
+            None,
+            "before the first layer started"
+        );
     }
 
     #[test]
     fn maps_nacks_of_a_layer_forwarded_for_more_than_65536_packets() {
         let mut rw = SequenceRewriter::new(90_000);
-        rw.select(Some(1));
-        let mut last = 0;
+        rw.select(Some(Ssrc(1)));
+        let mut last = SeqNo(0);
         for i in 0..70_000u32 {
             let seq = (1000 + i) as u16;
             let Rewrite::Forward { seq: out, .. } =
@@ -534,12 +543,12 @@ mod tests {
             last = out;
         }
         let newest_src = (1000 + 69_999u32) as u16;
-        assert_eq!(rw.source_of(last), Some((1, newest_src)));
+        assert_eq!(rw.source_of(last), Some((Ssrc(1), SeqNo(newest_src))));
         // Sent 5,000 packets ago: before the outbound numbers last passed the switch
         // packet's.
         assert_eq!(
-            rw.source_of(last.wrapping_sub(5000)),
-            Some((1, newest_src.wrapping_sub(5000)))
+            rw.source_of(SeqNo(last.0.wrapping_sub(5000))),
+            Some((Ssrc(1), SeqNo(newest_src.wrapping_sub(5000))))
         );
         assert_eq!(rw.source_of(last.wrapping_add(1)), None, "not sent yet");
     }
@@ -624,13 +633,13 @@ mod tests {
         // and timestamps must never go backwards.
         let mut rng = StdRng::seed_from_u64(8853);
         let mut rw = SequenceRewriter::new(90_000);
-        rw.select(Some(0));
+        rw.select(Some(Ssrc(0)));
         let mut seqs = [1000u16, 30_000, 65_000];
-        let mut last: Option<(u16, u32)> = None;
+        let mut last: Option<(SeqNo, u32)> = None;
         let mut switches = 0;
         for frame in 0..3000u32 {
             if rng.random_bool(0.02) {
-                rw.select(Some(rng.random_range(0..3)));
+                rw.select(Some(Ssrc(rng.random_range(0..3))));
             }
             let now = u64::from(frame) * 33_333;
             for (layer, seq) in seqs.iter_mut().enumerate() {

@@ -47,14 +47,14 @@ fn zero_allocations_per_forwarded_packet() {
         let mut table = ForwardingTable::new(0);
         let mut sink = RecordingSink::with_capacity(8);
         let now = Instant::now();
-        let mut publisher = peer(1, 5000, profile);
+        let mut publisher = peer(SessionId(1), 5000, profile);
         table.apply(now, publisher.install.clone(), &mut sink);
-        for id in 2..5 {
+        for id in (2..5).map(SessionId) {
             let s = peer(id, 6000, profile);
             table.apply(now, s.install.clone(), &mut sink);
             table.apply(
                 now,
-                route(1, 0xAAAA, id, 0xB000 + id as u32, (96, 96)),
+                route(SessionId(1), 0xAAAA, id, 0xB000 + id.0 as u32, (96, 96)),
                 &mut sink,
             );
         }
@@ -134,23 +134,23 @@ fn zero_allocations_with_layers_and_congestion_control() {
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
     let start = Instant::now();
-    let mut publisher = peer(1, 5000, profile);
+    let mut publisher = peer(SessionId(1), 5000, profile);
     with_ext(&mut publisher);
     table.apply(start, publisher.install.clone(), &mut sink);
     let mut subscribers = Vec::new();
-    for id in 2..4 {
+    for id in (2..4).map(SessionId) {
         let mut s = peer(id, 6000, profile);
         with_ext(&mut s);
         table.apply(start, s.install.clone(), &mut sink);
         for layer in [0xAAAA, 0xAAAB] {
             let cascade_dataplane::command::Command::Route(mut r) = route_rtx(
-                1,
+                SessionId(1),
                 layer,
                 id,
-                0xB000 + id as u32,
+                0xB000 + id.0 as u32,
                 (96, 96),
                 None,
-                Some((0xC000 + id as u32, 97)),
+                Some((0xC000 + id.0 as u32, 97)),
             ) else {
                 unreachable!()
             };
@@ -195,7 +195,7 @@ fn zero_allocations_with_layers_and_congestion_control() {
                 }
                 let mut buf = vec![0u8; 1500];
                 let len = rec
-                    .build_feedback(&mut buf, 0x7777 + s.id as u32, 0xB000 + s.id as u32)
+                    .build_feedback(&mut buf, 0x7777 + s.id.0 as u32, 0xB000 + s.id.0 as u32)
                     .unwrap()
                     .unwrap();
                 let n = s.send.protect_rtcp(&mut buf, len).unwrap();
@@ -206,9 +206,9 @@ fn zero_allocations_with_layers_and_congestion_control() {
         })
         .collect();
     let select = cascade_dataplane::command::Command::SelectLayer {
-        subscriber: 2,
-        subscriber_ssrc: 0xB002,
-        layer: Some(0xAAAB),
+        subscriber: SessionId(2),
+        subscriber_ssrc: Ssrc(0xB002),
+        layer: Some(Ssrc(0xAAAB)),
     };
     // Warm-up: the first packet of each layer sets up per-SSRC state.
     for w in wires.iter_mut().take(2) {

@@ -17,14 +17,22 @@ fn setup(profile: SrtpProfile) -> (ForwardingTable, Peer, Vec<Peer>, RecordingSi
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
     let now = Instant::now();
-    let publisher = peer(1, 5000, profile);
-    let subs: Vec<Peer> = (2..5).map(|i| peer(i, 6000 + i as u16, profile)).collect();
+    let publisher = peer(SessionId(1), 5000, profile);
+    let subs: Vec<Peer> = (2..5)
+        .map(|i| peer(SessionId(i), 6000 + i as u16, profile))
+        .collect();
     assert!(table.apply(now, publisher.install.clone(), &mut sink));
     for s in &subs {
         table.apply(now, s.install.clone(), &mut sink);
         table.apply(
             now,
-            route(1, 0xAAAA, s.id, 0xB000 + s.id as u32, (96, 100)),
+            route(
+                SessionId(1),
+                0xAAAA,
+                s.id,
+                0xB000 + s.id.0 as u32,
+                (96, 100),
+            ),
             &mut sink,
         );
     }
@@ -52,7 +60,7 @@ fn one_copy_per_subscriber_with_rewritten_ssrc_and_pt() {
                     .unprotect_rtp(&mut got)
                     .expect("subscriber can decrypt");
                 let h = rtp::parse(&got[..n]).unwrap();
-                assert_eq!(h.ssrc, 0xB000 + s.id as u32);
+                assert_eq!(h.ssrc, 0xB000 + s.id.0 as u32);
                 assert_eq!(h.payload_type, 100);
                 assert_eq!(h.sequence, seq);
                 assert_eq!(&got[12..n], &plain[12..], "payload unchanged");
@@ -123,7 +131,7 @@ fn subscriber_pli_reaches_publisher_rate_limited_and_translated() {
     let pli_from_sub =
         |sub: &mut Peer, t: Instant, sink: &mut RecordingSink, table: &mut ForwardingTable| {
             let mut buf = [0u8; 64];
-            let n = rtcp::write_pli(&mut buf, 0x1234, 0xB000 + sub.id as u32).unwrap();
+            let n = rtcp::write_pli(&mut buf, 0x1234, 0xB000 + sub.id.0 as u32).unwrap();
             let mut out = vec![0u8; 128];
             out[..n].copy_from_slice(&buf[..n]);
             let m = sub.send.protect_rtcp(&mut out, n).unwrap();
@@ -227,18 +235,18 @@ fn nacks_are_answered_from_the_cache_and_only_misses_go_upstream() {
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
     let now = Instant::now();
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut rtx_sub = peer(2, 6002, SrtpProfile::AeadAes128Gcm);
-    let mut plain_sub = peer(3, 6003, SrtpProfile::AeadAes128Gcm);
+    let mut publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let mut rtx_sub = peer(SessionId(2), 6002, SrtpProfile::AeadAes128Gcm);
+    let mut plain_sub = peer(SessionId(3), 6003, SrtpProfile::AeadAes128Gcm);
     for p in [&publisher, &rtx_sub, &plain_sub] {
         table.apply(now, p.install.clone(), &mut sink);
     }
     table.apply(
         now,
         route_rtx(
-            1,
+            SessionId(1),
             0xAAAA,
-            2,
+            SessionId(2),
             0xB002,
             (96, 100),
             Some((0xAAAB, 97)),
@@ -248,7 +256,15 @@ fn nacks_are_answered_from_the_cache_and_only_misses_go_upstream() {
     );
     table.apply(
         now,
-        route_rtx(1, 0xAAAA, 3, 0xB003, (96, 96), Some((0xAAAB, 97)), None),
+        route_rtx(
+            SessionId(1),
+            0xAAAA,
+            SessionId(3),
+            0xB003,
+            (96, 96),
+            Some((0xAAAB, 97)),
+            None,
+        ),
         &mut sink,
     );
     let originals: Vec<Vec<u8>> = (100u16..110).map(|s| rtp(0xAAAA, s, 0, 96, 500)).collect();
@@ -377,15 +393,15 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
     let now = Instant::now();
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
+    let mut publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
     // The edge's feedback session: its RTCP comes from its media address.
-    let mut edge = peer(9, 7000, SrtpProfile::AeadAes128Gcm);
+    let mut edge = peer(SessionId(9), 7000, SrtpProfile::AeadAes128Gcm);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, edge.install.clone(), &mut sink);
     table.apply(
         now,
         Command::CascadeOut {
-            publisher: 1,
+            publisher: SessionId(1),
             peers: vec![edge.addr],
         },
         &mut sink,
@@ -393,10 +409,10 @@ fn a_relay_edges_nacks_are_answered_with_the_publishers_own_packets() {
     table.apply(
         now,
         Command::RelayFeedback {
-            relay: 9,
-            publisher: 1,
-            ssrcs: vec![0xAAAA, 0xAAAB],
-            cached: vec![0xAAAA],
+            relay: SessionId(9),
+            publisher: SessionId(1),
+            ssrcs: vec![Ssrc(0xAAAA), Ssrc(0xAAAB)],
+            cached: vec![Ssrc(0xAAAA)],
         },
         &mut sink,
     );
@@ -450,12 +466,16 @@ fn transport_sequence_numbers_are_stamped_for_subscribers_that_negotiated_them()
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(8);
     let now = Instant::now();
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let mut publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(SessionId(2), 6000, SrtpProfile::AeadAes128Gcm);
     with_transport_cc(&mut sub, 5);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
-    table.apply(now, route(1, 0xAAAA, 2, 0xB002, (96, 96)), &mut sink);
+    table.apply(
+        now,
+        route(SessionId(1), 0xAAAA, SessionId(2), 0xB002, (96, 96)),
+        &mut sink,
+    );
     for i in 0..4u16 {
         let mut plain = rtp(0xAAAA, 100 + i, 9000, 96, 300);
         let payload = plain[12..].to_vec();
@@ -486,7 +506,7 @@ fn remb_sets_the_estimate_reported_to_control() {
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(8);
     let now = Instant::now();
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(SessionId(2), 6000, SrtpProfile::AeadAes128Gcm);
     if let Command::InstallSession { extensions, .. } = &mut sub.install {
         *extensions = ExtensionIds {
             remb: true,
@@ -503,7 +523,10 @@ fn remb_sets_the_estimate_reported_to_control() {
         .events
         .iter()
         .filter_map(|e| match e {
-            MediaEvent::Estimate { session: 2, bps } => Some(*bps),
+            MediaEvent::Estimate {
+                session: SessionId(2),
+                bps,
+            } => Some(*bps),
             _ => None,
         })
         .collect();
@@ -522,8 +545,8 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
 
     let now = Instant::now();
     let homes = Arc::new(Homes::default());
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let mut publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(SessionId(2), 6000, SrtpProfile::AeadAes128Gcm);
     let mut sink = RecordingSink::with_capacity(8);
     let mut a = ForwardingTable::with_homes(0, homes.clone());
     let mut b = ForwardingTable::with_homes(1, homes.clone());
@@ -541,7 +564,7 @@ fn a_layered_streams_nack_on_another_worker_is_handed_to_the_forwarding_one() {
     assert!(b.handoffs.is_empty());
     // Worker A forwards layer 0xAAAA from its keyframe at 1000 on.
     let sent = forward_layer_run(&mut a, &mut publisher, &mut sub, now, &mut sink);
-    assert_eq!(homes.get(0, 1), Some(0));
+    assert_eq!(homes.get(0, SessionId(1)), Some(0));
     // The subscriber lost the fourth and the eighth; its NACK reaches worker B, which
     // hands it over and sends nothing.
     let n = rtcp::write_nack(&mut buf, 0x1, 0xB002, &[sent[3].0, sent[7].0]).unwrap();
@@ -568,9 +591,9 @@ fn a_layered_streams_nacks_are_answered_from_the_layers_cache() {
     table.apply(
         now,
         Command::SelectLayer {
-            subscriber: 2,
-            subscriber_ssrc: 0xB002,
-            layer: Some(0xAAAA),
+            subscriber: SessionId(2),
+            subscriber_ssrc: Ssrc(0xB002),
+            layer: Some(Ssrc(0xAAAA)),
         },
         &mut sink,
     );
@@ -590,13 +613,20 @@ fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
     let now = Instant::now();
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(64);
-    let publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let mut sub = peer(SessionId(2), 6000, SrtpProfile::AeadAes128Gcm);
     with_transport_cc(&mut sub, 3);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
-    let Command::Route(mut r) = route_rtx(1, 0xAAAA, 2, 0xB002, (96, 96), None, Some((0xC002, 97)))
-    else {
+    let Command::Route(mut r) = route_rtx(
+        SessionId(1),
+        0xAAAA,
+        SessionId(2),
+        0xB002,
+        (96, 96),
+        None,
+        Some((0xC002, 97)),
+    ) else {
         unreachable!()
     };
     r.layered = Some(KeyframeFormat::Vp8);
@@ -605,8 +635,8 @@ fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
     table.apply(
         now,
         Command::SelectLayer {
-            subscriber: 2,
-            subscriber_ssrc: 0xB002,
+            subscriber: SessionId(2),
+            subscriber_ssrc: Ssrc(0xB002),
             layer: None,
         },
         &mut sink,
@@ -614,7 +644,7 @@ fn a_paused_subscriber_is_still_probed_so_it_can_resume() {
     table.apply(
         now,
         Command::Probe {
-            subscriber: 2,
+            subscriber: SessionId(2),
             bps: 1_000_000,
         },
         &mut sink,
@@ -650,9 +680,9 @@ fn route_two_layers(t: &mut ForwardingTable, now: Instant, sink: &mut RecordingS
     use cascade_dataplane::command::KeyframeFormat;
     for layer in [0xAAAA, 0xAAAC] {
         let Command::Route(mut r) = route_rtx(
-            1,
+            SessionId(1),
             layer,
-            2,
+            SessionId(2),
             0xB002,
             (96, 96),
             Some((layer + 1, 97)),
@@ -670,8 +700,8 @@ fn route_two_layers(t: &mut ForwardingTable, now: Instant, sink: &mut RecordingS
 fn two_layer_table(now: Instant) -> (ForwardingTable, Peer, Peer, RecordingSink) {
     let mut table = ForwardingTable::new(0);
     let mut sink = RecordingSink::with_capacity(8);
-    let publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let sub = peer(2, 6000, SrtpProfile::AeadAes128Gcm);
+    let publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let sub = peer(SessionId(2), 6000, SrtpProfile::AeadAes128Gcm);
     table.apply(now, publisher.install.clone(), &mut sink);
     table.apply(now, sub.install.clone(), &mut sink);
     route_two_layers(&mut table, now, &mut sink);
@@ -740,8 +770,8 @@ fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
         table.apply(
             now,
             Command::SelectLayer {
-                subscriber: 2,
-                subscriber_ssrc: 0xB002,
+                subscriber: SessionId(2),
+                subscriber_ssrc: Ssrc(0xB002),
                 layer: Some(layer),
             },
             &mut commands,
@@ -777,12 +807,12 @@ fn a_vp8_streams_picture_ids_go_on_across_a_layer_switch() {
                 (h.sequence, u16::from_be_bytes([p[2] & 0x7f, p[3]]), p[4])
             })
     };
-    select(&mut table, 0xAAAA);
+    select(&mut table, Ssrc(0xAAAA));
     let mut got = Vec::new();
     for i in 0..3u16 {
         got.extend(send(&mut table, 0xAAAA, 1000 + i, 100 + i, 7, i == 0));
     }
-    select(&mut table, 0xAAAC);
+    select(&mut table, Ssrc(0xAAAC));
     // Layer 0xAAAC numbers its pictures on its own; it starts at its keyframe.
     assert_eq!(send(&mut table, 0xAAAC, 50, 20_000, 200, false), None);
     for i in 0..3u16 {

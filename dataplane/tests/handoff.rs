@@ -48,19 +48,23 @@ fn a_nack_on_the_wrong_worker_is_answered_by_the_publishers_worker() {
     let mut b = ForwardingTable::with_homes(1, homes.clone());
     let mut sink = RecordingSink::with_capacity(64);
     let now = Instant::now();
-    let mut publisher = peer(1, 5000, SrtpProfile::AeadAes128Gcm);
-    let mut subscriber = peer(2, 6002, SrtpProfile::AeadAes128Gcm);
+    let mut publisher = peer(SessionId(1), 5000, SrtpProfile::AeadAes128Gcm);
+    let mut subscriber = peer(SessionId(2), 6002, SrtpProfile::AeadAes128Gcm);
     for t in [&mut a, &mut b] {
         t.apply(now, publisher.install.clone(), &mut sink);
         t.apply(now, subscriber.install.clone(), &mut sink);
-        t.apply(now, route(1, 0xAAAA, 2, 0xB002, (96, 96)), &mut sink);
+        t.apply(
+            now,
+            route(SessionId(1), 0xAAAA, SessionId(2), 0xB002, (96, 96)),
+            &mut sink,
+        );
     }
     // The publisher's media reaches worker A only.
     for seq in 100u16..110 {
         let mut wire = protect(&mut publisher.send, &rtp(0xAAAA, seq, 0, 96, 300));
         a.handle_datagram(now, publisher.addr, &mut wire, &mut sink);
     }
-    assert_eq!(homes.get(0, 1), Some(0));
+    assert_eq!(homes.get(0, SessionId(1)), Some(0));
     // The subscriber's NACK reaches worker B: B hands it over and sends nothing.
     sink.clear();
     let mut buf = [0u8; 64];

@@ -181,7 +181,9 @@ impl PeerSession {
                         data: response,
                     }),
                     Ok(None) => {}
-                    Err(e) => tracing::debug!(session = self.id, %from, error = %e, "STUN refused"),
+                    Err(e) => {
+                        tracing::debug!(session = self.id.0, %from, error = %e, "STUN refused")
+                    }
                 }
             }
             SessionInput::Dtls { from, data } => {
@@ -196,7 +198,7 @@ impl PeerSession {
                         self.close(CloseReason::DtlsFailed(e.to_string()));
                         return;
                     }
-                    tracing::debug!(session = self.id, %from, error = %e, "DTLS datagram refused");
+                    tracing::debug!(session = self.id.0, %from, error = %e, "DTLS datagram refused");
                 }
             }
             SessionInput::Timeout => {

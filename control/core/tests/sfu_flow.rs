@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_command::command::{Command, MediaKind};
+use cascade_command::command::{Command, MediaKind, SessionId};
+use cascade_command::ids::{Pt, Ssrc};
 use cascade_command::keys::SrtpProfile;
 use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::ErrorKind;
@@ -140,22 +141,22 @@ fn publish_subscribe_route_and_delete() {
         .collect();
     let audio = routes
         .iter()
-        .find(|r| r.publisher_ssrc == 1111)
+        .find(|r| r.publisher_ssrc == Ssrc(1111))
         .expect("audio route");
     assert_eq!(audio.kind, MediaKind::Audio);
-    assert_eq!(audio.map_pt(111), Some(111));
+    assert_eq!(audio.map_pt(Pt(111)), Some(Pt(111)));
     let video = routes
         .iter()
-        .find(|r| r.publisher_ssrc == 2222)
+        .find(|r| r.publisher_ssrc == Ssrc(2222))
         .expect("video route");
     assert_eq!(
         video.publisher_rtx,
-        Some((2223, 97)),
+        Some((Ssrc(2223), Pt(97))),
         "publisher RTX unwrapped"
     );
     assert_eq!(
         video.subscriber_rtx.map(|(_, pt)| pt),
-        Some(97),
+        Some(Pt(97)),
         "subscriber gets RTX"
     );
     assert_eq!(routes.len(), 2, "one route per track");
@@ -163,7 +164,7 @@ fn publish_subscribe_route_and_delete() {
         cmds.iter().any(|c| matches!(
             c,
             Command::RequestKeyframe {
-                media_ssrc: 2222,
+                media_ssrc: Ssrc(2222),
                 ..
             }
         )),
@@ -596,7 +597,7 @@ fn drain(sfu: &mut Sfu) -> (Vec<Command>, Vec<cascade_core::sfu::RoomEvent>) {
 fn selections(cmds: &[Command]) -> Vec<Option<u32>> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::SelectLayer { layer, .. } => Some(*layer),
+            Command::SelectLayer { layer, .. } => Some(layer.map(u32::from)),
             _ => None,
         })
         .collect()
@@ -701,7 +702,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             _ => None,
         })
         .unwrap();
-    let pub_session = sub_session - 1;
+    let pub_session = SessionId(sub_session.0 - 1);
 
     // The layers name themselves (until then, a relay would not carry them).
     assert!(sfu.layers_pending(&created.resource, now));
@@ -715,7 +716,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             now,
             MediaEvent::StreamIdentified {
                 session: pub_session,
-                ssrc,
+                ssrc: Ssrc(ssrc),
                 mid: Some(id("1")),
                 rid: id(rid),
                 repaired,
@@ -742,11 +743,11 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             .all(|r| r.layered == Some(KeyframeFormat::Vp8))
     );
     assert!(
-        layered
-            .iter()
-            .any(|r| r.publisher_ssrc == 5000 && r.publisher_rtx == Some((5001, 97)))
+        layered.iter().any(
+            |r| r.publisher_ssrc == Ssrc(5000) && r.publisher_rtx == Some((Ssrc(5001), Pt(97)))
+        )
     );
-    assert!(layered.iter().any(|r| r.publisher_ssrc == 6000));
+    assert!(layered.iter().any(|r| r.publisher_ssrc == Ssrc(6000)));
     assert!(
         layered
             .windows(2)
@@ -762,7 +763,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
                 now,
                 MediaEvent::StreamRate {
                     session: pub_session,
-                    ssrc,
+                    ssrc: Ssrc(ssrc),
                     bps,
                     width: w,
                     height: w * 9 / 16,
@@ -813,7 +814,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
         now,
         MediaEvent::StreamRate {
             session: pub_session,
-            ssrc: 6000,
+            ssrc: Ssrc(6000),
             bps: 250_000,
             width: 640,
             height: 360,
@@ -869,7 +870,7 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
             now + Duration::from_millis(20 * i),
             MediaEvent::AudioLevel {
                 session: pub_session,
-                ssrc: 1111,
+                ssrc: Ssrc(1111),
                 level: 10,
                 period_ms: 20,
             },

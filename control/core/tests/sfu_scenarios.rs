@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, SessionId};
+use cascade_command::ids::Ssrc;
 use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::sfu::{
@@ -387,7 +388,7 @@ fn preferences_pick_among_signalled_simulcast_layers() {
         commands(&drain(sfu))
             .iter()
             .filter_map(|c| match c {
-                Command::SelectLayer { layer, .. } => Some(*layer),
+                Command::SelectLayer { layer, .. } => Some(layer.map(u32::from)),
                 _ => None,
             })
             .collect()
@@ -703,7 +704,7 @@ fn an_edge_releases_an_unused_relay_after_the_grace() {
     assert_eq!(closed, vec![relay.as_str()]);
     let cmds = commands(&out);
     assert!(cmds.iter().any(|c| matches!(c,
-        Command::RemoveRelayedSource { session, ssrcs } if *session == link && ssrcs.contains(&1111))));
+        Command::RemoveRelayedSource { session, ssrcs } if *session == link && ssrcs.contains(&Ssrc(1111)))));
     assert!(
         cmds.iter()
             .any(|c| matches!(c, Command::RemoveSession { id } if *id == link))

@@ -4,10 +4,9 @@
 
 use std::net::SocketAddr;
 
+pub use crate::ids::SessionId;
+use crate::ids::{Pt, Ssrc};
 use crate::keys::SrtpKeyingMaterial;
-
-/// Identifies one WebRTC session (one peer connection) on this server.
-pub type SessionId = u64;
 
 /// What kind of media a forwarded stream carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,20 +23,20 @@ pub const MAX_PT_MAP: usize = 4;
 pub struct Route {
     pub publisher: SessionId,
     /// SSRC the publisher sends this stream with.
-    pub publisher_ssrc: u32,
+    pub publisher_ssrc: Ssrc,
     pub subscriber: SessionId,
     /// Stable SSRC the subscriber sees (announced in its SDP answer).
-    pub subscriber_ssrc: u32,
+    pub subscriber_ssrc: Ssrc,
     pub kind: MediaKind,
     /// Publisher payload type → subscriber payload type. Unlisted types are dropped.
-    pub pt_map: [(u8, u8); MAX_PT_MAP],
+    pub pt_map: [(Pt, Pt); MAX_PT_MAP],
     pub pt_map_len: u8,
     /// The publisher's RTX stream (RFC 4588) for this stream: SSRC and payload type.
     /// Its packets are unwrapped into the NACK cache and forwarded as the original.
-    pub publisher_rtx: Option<(u32, u8)>,
+    pub publisher_rtx: Option<(Ssrc, Pt)>,
     /// The subscriber's RTX stream: SSRC and payload type. When present, answers to
     /// the subscriber's NACKs are sent as RTX; otherwise as the original packet.
-    pub subscriber_rtx: Option<(u32, u8)>,
+    pub subscriber_rtx: Option<(Ssrc, Pt)>,
     /// Video routes whose packets go through the subscriber stream's layer switch
     /// (sequence-number and timestamp rewriting, one forwarded layer at a time, pause),
     /// with the codec's keyframe format. Several routes of one publisher track (its
@@ -117,7 +116,7 @@ impl std::fmt::Debug for ShortId {
 
 impl Route {
     /// Looks up the subscriber payload type for a publisher payload type.
-    pub fn map_pt(&self, pt: u8) -> Option<u8> {
+    pub fn map_pt(&self, pt: Pt) -> Option<Pt> {
         self.pt_map[..usize::from(self.pt_map_len)]
             .iter()
             .find(|(from, _)| *from == pt)
@@ -138,7 +137,7 @@ pub enum Command {
         /// Keys to protect what we send to the peer.
         tx: SrtpKeyingMaterial,
         /// SSRC the server uses as sender of its own RTCP (receiver reports, PLI, NACK).
-        rtcp_ssrc: u32,
+        rtcp_ssrc: Ssrc,
         /// Header extensions the peer negotiated. With transport-wide congestion
         /// control (`transport_cc`), the data plane gives the session a send log that
         /// every worker's replica of it shares.
@@ -162,7 +161,7 @@ pub enum Command {
     /// Stop forwarding one publisher stream to one subscriber.
     Unroute {
         publisher: SessionId,
-        publisher_ssrc: u32,
+        publisher_ssrc: Ssrc,
         subscriber: SessionId,
     },
     /// The data-plane workers copy everything the publisher of session `publisher`
@@ -190,11 +189,14 @@ pub enum Command {
     /// a relayed publisher's, protected with that publisher's keys `rx`.
     AddRelayedSource {
         session: SessionId,
-        ssrcs: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
         rx: SrtpKeyingMaterial,
     },
     /// Forget relayed SSRCs of `session`.
-    RemoveRelayedSource { session: SessionId, ssrcs: Vec<u32> },
+    RemoveRelayedSource {
+        session: SessionId,
+        ssrcs: Vec<Ssrc>,
+    },
     /// Session `relay` is a cascade edge that receives `publisher`'s packets through
     /// `CascadeOut`: its keyframe requests and NACKs for these SSRCs reach the publisher.
     /// The packets of `cached` (video SSRCs) are kept, so the edge's NACKs are answered
@@ -203,21 +205,21 @@ pub enum Command {
     RelayFeedback {
         relay: SessionId,
         publisher: SessionId,
-        ssrcs: Vec<u32>,
-        cached: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
+        cached: Vec<Ssrc>,
     },
     /// Ask the publisher of `media_ssrc` for a keyframe (PLI), subject to rate limiting.
     RequestKeyframe {
         publisher: SessionId,
-        media_ssrc: u32,
+        media_ssrc: Ssrc,
     },
     /// Forward publisher layer `layer` (a routed publisher SSRC) on the layered
     /// subscriber stream `subscriber_ssrc`, from its next keyframe on (asked for);
     /// `None` pauses the stream.
     SelectLayer {
         subscriber: SessionId,
-        subscriber_ssrc: u32,
-        layer: Option<u32>,
+        subscriber_ssrc: Ssrc,
+        layer: Option<Ssrc>,
     },
     /// Probe the path to `subscriber` up to `bps` with padding (on a video stream's
     /// RTX SSRC), so its estimate can grow beyond what it is sent; 0 stops probing.
@@ -243,7 +245,7 @@ pub enum MediaEvent {
     /// rtp-stream-id (or, for an RTX stream, repaired-rtp-stream-id).
     StreamIdentified {
         session: SessionId,
-        ssrc: u32,
+        ssrc: Ssrc,
         mid: Option<ShortId>,
         rid: ShortId,
         repaired: bool,
@@ -252,7 +254,7 @@ pub enum MediaEvent {
     /// over the last `period_ms`.
     AudioLevel {
         session: SessionId,
-        ssrc: u32,
+        ssrc: Ssrc,
         level: u8,
         period_ms: u16,
     },
@@ -260,7 +262,7 @@ pub enum MediaEvent {
     /// last keyframe (0 when unknown).
     StreamRate {
         session: SessionId,
-        ssrc: u32,
+        ssrc: Ssrc,
         bps: u64,
         width: u16,
         height: u16,

@@ -1,6 +1,7 @@
 //! Where control meets the data plane: the one plain-data [`command::Command`] type
 //! control sends to every data-plane worker, the [`command::MediaEvent`]s the workers
-//! send back, and the values they carry (session ids, SRTP keying material, the
+//! send back, and the values they carry (session ids, SSRCs, payload types and
+//! sequence numbers as their own types, SRTP keying material, the
 //! RFC 7983 first-byte demultiplexer both sides classify datagrams with).
 //!
 //! Everything here is a value: `Clone + PartialEq + Debug`, no shared runtime state,
@@ -9,4 +10,5 @@
 
 pub mod command;
 pub mod demux;
+pub mod ids;
 pub mod keys;

@@ -11,9 +11,10 @@
 use std::net::SocketAddr;
 
 use super::nack_cache::NackCache;
-use super::session::{InboundStream, OutboundStream};
+use super::session::{InboundStream, OutboundStream, Slot};
 use super::{ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink};
 use crate::command::{MediaKind, SessionId};
+use crate::ids::{SeqNo, Ssrc};
 use crate::srtp::{SrtpContext, SrtpKeyingMaterial};
 
 impl ForwardingTable {
@@ -32,7 +33,7 @@ impl ForwardingTable {
     pub(super) fn add_relayed_source(
         &mut self,
         session: SessionId,
-        ssrcs: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
         rx: &SrtpKeyingMaterial,
     ) {
         if let Some(&idx) = self.by_id.get(&session)
@@ -46,7 +47,7 @@ impl ForwardingTable {
     }
 
     /// Applies [`Command::RemoveRelayedSource`](crate::command::Command::RemoveRelayedSource).
-    pub(super) fn remove_relayed_source(&mut self, session: SessionId, ssrcs: &[u32]) {
+    pub(super) fn remove_relayed_source(&mut self, session: SessionId, ssrcs: &[Ssrc]) {
         if let Some(&idx) = self.by_id.get(&session)
             && let Some(s) = self.sessions[idx].as_mut()
         {
@@ -61,8 +62,8 @@ impl ForwardingTable {
         &mut self,
         relay: SessionId,
         publisher: SessionId,
-        ssrcs: Vec<u32>,
-        cached: Vec<u32>,
+        ssrcs: Vec<Ssrc>,
+        cached: Vec<Ssrc>,
     ) {
         let (Some(&r), Some(&p)) = (self.by_id.get(&relay), self.by_id.get(&publisher)) else {
             return;
@@ -102,7 +103,7 @@ impl ForwardingTable {
 
     /// Copies a datagram, as it arrived, to the session's cascade peers (before it is
     /// unprotected in place).
-    pub(super) fn relay(&mut self, idx: usize, buf: &[u8], out: &mut impl TransmitSink) {
+    pub(super) fn relay(&mut self, idx: Slot, buf: &[u8], out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
@@ -125,10 +126,10 @@ impl ForwardingTable {
     /// False when the packet is not in the cache.
     pub(super) fn resend_to_relay(
         &mut self,
-        idx: usize,
-        ssrc: u32,
-        edge: usize,
-        seq: u16,
+        idx: Slot,
+        ssrc: Ssrc,
+        edge: Slot,
+        seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let Some(dest) = self.sessions[edge].as_ref().map(|s| s.peer) else {
@@ -151,7 +152,7 @@ impl ForwardingTable {
         }
         slot[..len].copy_from_slice(plain);
         let ctx = publisher.rx_for(ssrc);
-        let Some(index) = ctx.received_index(ssrc, seq) else {
+        let Some(index) = ctx.received_index(ssrc.0, seq.0) else {
             return false;
         };
         if let Ok(n) = ctx.protect_rtp_at(slot, len, index) {

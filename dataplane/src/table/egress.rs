@@ -6,8 +6,9 @@
 //! It owns the last steps every outgoing packet takes. It must not decide what is
 //! sent (ingress, retransmit, rtcp and timers do) or allocate.
 
-use super::session::{RouteOut, Session};
+use super::session::{RouteOut, Session, Slot};
 use super::{ForwardingTable, TransmitSink};
+use crate::ids::{Pt, Ssrc};
 use crate::rewrite::{self, LayerPacket, Rewrite};
 use crate::rtp;
 use crate::stats::DropReason;
@@ -64,7 +65,7 @@ impl ForwardingTable {
         route: &RouteOut,
         plain: &[u8],
         pkt: &LayerPacket,
-        pt: u8,
+        pt: Pt,
         out: &mut impl TransmitSink,
     ) -> bool {
         let Some(sub) = self.sessions[route.subscriber].as_mut() else {
@@ -89,9 +90,9 @@ impl ForwardingTable {
         }
         let len = sub.copy_rtp(slot, plain);
         // The packet parsed before, so its fixed header is there to rewrite.
-        let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc);
-        let _ = rtp::set_payload_type(&mut slot[..len], pt);
-        let _ = rtp::set_sequence(&mut slot[..len], seq);
+        let _ = rtp::set_ssrc(&mut slot[..len], route.subscriber_ssrc.0);
+        let _ = rtp::set_payload_type(&mut slot[..len], pt.0);
+        let _ = rtp::set_sequence(&mut slot[..len], seq.0);
         let _ = rtp::set_timestamp(&mut slot[..len], timestamp);
         if let Some(vp8) = sub
             .layered_mut(route.subscriber_ssrc)
@@ -116,10 +117,10 @@ impl ForwardingTable {
     pub(super) fn send_rewritten(
         &mut self,
         now_us: u64,
-        sub: usize,
+        sub: Slot,
         plain: &[u8],
-        ssrc: u32,
-        pt: u8,
+        ssrc: Ssrc,
+        pt: Pt,
         out: &mut impl TransmitSink,
     ) {
         let Some(sub) = self.sessions[sub].as_mut() else {
@@ -132,8 +133,8 @@ impl ForwardingTable {
         }
         let len = sub.copy_rtp(slot, plain);
         // The packet parsed before, so its fixed header is there to rewrite.
-        let _ = rtp::set_ssrc(&mut slot[..len], ssrc);
-        let _ = rtp::set_payload_type(&mut slot[..len], pt);
+        let _ = rtp::set_ssrc(&mut slot[..len], ssrc.0);
+        let _ = rtp::set_payload_type(&mut slot[..len], pt.0);
         match sub.finish_rtp(slot, len, now_us) {
             Some(n) => {
                 out.commit(n, sub.peer);
@@ -145,7 +146,7 @@ impl ForwardingTable {
     }
 
     /// Protects `scratch[..len]` for session `idx` and queues it.
-    pub(super) fn send_rtcp(&mut self, idx: usize, len: usize, out: &mut impl TransmitSink) {
+    pub(super) fn send_rtcp(&mut self, idx: Slot, len: usize, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };

@@ -10,11 +10,12 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::session::InboundStream;
+use super::session::{InboundStream, Slot};
 use super::{Disposition, ForwardingTable, MAX_INBOUND_STREAMS, TransmitSink, push_event};
 use crate::codec;
 use crate::command::{MediaEvent, MediaKind, ShortId};
 use crate::demux::{self, PacketClass};
+use crate::ids::{Pt, SeqNo, Ssrc};
 use crate::rewrite::LayerPacket;
 use crate::rtp;
 use crate::srtp::SrtpError;
@@ -57,7 +58,7 @@ impl ForwardingTable {
     fn handle_rtp(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         buf: &mut [u8],
         out: &mut impl TransmitSink,
     ) -> Disposition {
@@ -65,9 +66,10 @@ impl ForwardingTable {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
         // RTP's SSRC is in clear at bytes 8..12 (demux checked the length).
-        let ssrc = buf
-            .get(8..12)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let ssrc = Ssrc(
+            buf.get(8..12)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        );
         let mut len = match publisher.rx_for(ssrc).unprotect_rtp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
@@ -82,17 +84,18 @@ impl ForwardingTable {
         {
             rec.record(tseq, now_us);
         }
-        let mut si = match publisher.inbound.iter().position(|s| s.ssrc == header.ssrc) {
+        let ssrc = Ssrc(header.ssrc);
+        let mut si = match publisher.inbound.iter().position(|s| s.ssrc == ssrc) {
             Some(i) => i,
             None if publisher.inbound.len() < MAX_INBOUND_STREAMS => {
-                publisher.inbound.push(InboundStream::new(header.ssrc));
+                publisher.inbound.push(InboundStream::new(ssrc));
                 publisher.inbound.len() - 1
             }
             None => return Disposition::Dropped(DropReason::NoRoute),
         };
         let session_id = publisher.id;
         if let Some(homes) = &self.homes {
-            homes.set(idx, session_id, self.worker_index);
+            homes.set(idx.0, session_id, self.worker_index);
         }
         let stream = &mut publisher.inbound[si];
         stream.last_packet = Some(now);
@@ -119,7 +122,7 @@ impl ForwardingTable {
                     &mut self.events,
                     MediaEvent::StreamIdentified {
                         session: session_id,
-                        ssrc: header.ssrc,
+                        ssrc,
                         mid,
                         rid,
                         repaired,
@@ -161,7 +164,7 @@ impl ForwardingTable {
                 .record(header.sequence, header.timestamp, arrival as u32);
         }
         if let Some(cache) = publisher.inbound[si].cache.as_mut() {
-            cache.insert(header.sequence, &buf[..len]);
+            cache.insert(SeqNo(header.sequence), &buf[..len]);
         }
         let n_routes = publisher.inbound[si].routes.len();
         // Whether the packet starts a keyframe, for layered routes (all of one stream
@@ -189,19 +192,19 @@ impl ForwardingTable {
             else {
                 break;
             };
-            let Some(pt) = route.map_pt(header.payload_type) else {
+            let Some(pt) = route.map_pt(Pt(header.payload_type)) else {
                 self.stats.drop(DropReason::NoRoute);
                 continue;
             };
             if route.layered.is_some() {
                 let pkt = LayerPacket {
-                    ssrc: header.ssrc,
-                    seq: header.sequence,
+                    ssrc: Ssrc(header.ssrc),
+                    seq: SeqNo(header.sequence),
                     timestamp: header.timestamp,
                     keyframe_start,
                 };
                 if self.send_layered(now_us, &route, &buf[..len], &pkt, pt, out) {
-                    self.send_pli(now, idx, header.ssrc, out);
+                    self.send_pli(now, idx, Ssrc(header.ssrc), out);
                 }
                 continue;
             }
@@ -229,7 +232,7 @@ pub(super) fn srtp_drop_reason(e: &SrtpError) -> DropReason {
 
 /// Turns an RTX packet (RFC 4588: original sequence number, then the original
 /// payload) back into the original packet, in place; returns its length.
-fn unwrap_rtx(pkt: &mut [u8], header: &rtp::RtpHeader, ssrc: u32, pt: u8) -> Option<usize> {
+fn unwrap_rtx(pkt: &mut [u8], header: &rtp::RtpHeader, ssrc: Ssrc, pt: Pt) -> Option<usize> {
     let payload = header.payload_range(pkt.len());
     if payload.len() < 2 {
         return None;
@@ -240,8 +243,8 @@ fn unwrap_rtx(pkt: &mut [u8], header: &rtp::RtpHeader, ssrc: u32, pt: u8) -> Opt
     let len = hl + body.len();
     pkt.copy_within(body, hl);
     pkt[0] &= !0x20; // the original's padding is not carried over
-    rtp::set_ssrc(&mut pkt[..len], ssrc).ok()?;
-    rtp::set_payload_type(&mut pkt[..len], pt).ok()?;
+    rtp::set_ssrc(&mut pkt[..len], ssrc.0).ok()?;
+    rtp::set_payload_type(&mut pkt[..len], pt.0).ok()?;
     rtp::set_sequence(&mut pkt[..len], osn).ok()?;
     Some(len)
 }

@@ -43,10 +43,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::nack_cache::NackCache;
-use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session};
+use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session, Slot};
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
+use crate::ids::{SeqNo, Ssrc};
 use crate::rewrite::{SequenceRewriter, Vp8Continuity};
 use crate::rtcp::ReportBlock;
 use crate::srtp::SrtpContext;
@@ -130,9 +131,9 @@ pub struct ForwardingTable {
     /// an SRTCP stream (and so never reuse an SRTCP index under the same key).
     worker_index: u32,
     sessions: Vec<Option<Session>>,
-    free: Vec<usize>,
-    by_addr: HashMap<SocketAddr, usize>,
-    by_id: HashMap<SessionId, usize>,
+    free: Vec<Slot>,
+    by_addr: HashMap<SocketAddr, Slot>,
+    by_id: HashMap<SessionId, Slot>,
     next_rr: Option<Instant>,
     next_fast: Option<Instant>,
     /// Origin of the µs clock (shared with every worker and send log).
@@ -196,22 +197,24 @@ impl ForwardingTable {
 
     /// Whether this worker receives the media of the session at `idx` (or no worker
     /// has been seen to, or there is only this one).
-    fn is_home_of(&self, idx: usize) -> bool {
+    fn is_home_of(&self, idx: Slot) -> bool {
         let (Some(homes), Some(p)) = (self.homes.as_ref(), self.sessions[idx].as_ref()) else {
             return true;
         };
-        homes.get(idx, p.id).is_none_or(|w| w == self.worker_index)
+        homes
+            .get(idx.0, p.id)
+            .is_none_or(|w| w == self.worker_index)
     }
 
     /// The layered stream subscriber session `sub_idx` knows as `subscriber_ssrc`.
-    fn layered(&self, sub_idx: usize, subscriber_ssrc: u32) -> Option<&LayeredStream> {
+    fn layered(&self, sub_idx: Slot, subscriber_ssrc: Ssrc) -> Option<&LayeredStream> {
         self.sessions[sub_idx].as_ref()?.layered(subscriber_ssrc)
     }
 
     /// Whether this worker has received packets of stream `ssrc` of the session at
     /// `idx` (only the worker that receives a stream asks its publisher for keyframes,
     /// so a command broadcast to every worker yields one request, not one per worker).
-    fn has_received(&self, idx: usize, ssrc: u32) -> bool {
+    fn has_received(&self, idx: Slot, ssrc: Ssrc) -> bool {
         self.sessions[idx]
             .as_ref()
             .and_then(|s| s.inbound(ssrc))
@@ -258,7 +261,7 @@ impl ForwardingTable {
                 let (rx, tx) = match (SrtpContext::new(&rx), SrtpContext::new(&tx)) {
                     (Ok(rx), Ok(tx)) => (rx, tx),
                     (Err(e), _) | (_, Err(e)) => {
-                        tracing::error!(session = id, error = %e, "cannot key SRTP");
+                        tracing::error!(session = id.0, error = %e, "cannot key SRTP");
                         return true;
                     }
                 };
@@ -267,7 +270,7 @@ impl ForwardingTable {
                     peer,
                     rx,
                     tx,
-                    rtcp_ssrc: rtcp_ssrc.wrapping_add(self.worker_index),
+                    rtcp_ssrc: Ssrc(rtcp_ssrc.0.wrapping_add(self.worker_index)),
                     inbound: Vec::new(),
                     outbound: Vec::new(),
                     cascade: Vec::new(),
@@ -289,7 +292,7 @@ impl ForwardingTable {
                     }
                     None => {
                         self.sessions.push(Some(session));
-                        self.sessions.len() - 1
+                        Slot(self.sessions.len() - 1)
                     }
                 };
                 self.by_id.insert(id, idx);
@@ -417,7 +420,7 @@ impl ForwardingTable {
                     pt_map: route.pt_map,
                     pt_map_len: route.pt_map_len,
                     rtx: route.subscriber_rtx,
-                    rtx_seq: rand::random(),
+                    rtx_seq: SeqNo(rand::random()),
                     layered: route.layered,
                 });
             }
@@ -455,7 +458,7 @@ impl ForwardingTable {
                             subscriber_ssrc: route.subscriber_ssrc,
                             rewriter,
                             rtx: route.subscriber_rtx,
-                            rtx_seq: rand::random(),
+                            rtx_seq: SeqNo(rand::random()),
                             publisher: p,
                             vp8: (route.layered == Some(KeyframeFormat::Vp8))
                                 .then(Vp8Continuity::default),
@@ -470,8 +473,8 @@ impl ForwardingTable {
         &mut self,
         now: Instant,
         subscriber: SessionId,
-        subscriber_ssrc: u32,
-        layer: Option<u32>,
+        subscriber_ssrc: Ssrc,
+        layer: Option<Ssrc>,
         out: &mut impl TransmitSink,
     ) {
         let Some(&s) = self.by_id.get(&subscriber) else {
@@ -495,7 +498,7 @@ impl ForwardingTable {
         }
     }
 
-    fn unroute(&mut self, publisher: SessionId, publisher_ssrc: u32, subscriber: SessionId) {
+    fn unroute(&mut self, publisher: SessionId, publisher_ssrc: Ssrc, subscriber: SessionId) {
         let (Some(&p), Some(&s)) = (self.by_id.get(&publisher), self.by_id.get(&subscriber)) else {
             return;
         };

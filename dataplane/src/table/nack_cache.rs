@@ -4,6 +4,8 @@
 //! It owns the storage, allocated once. It must not grow or allocate afterwards, or
 //! know what a route is.
 
+use crate::ids::SeqNo;
+
 /// Packets kept per video stream for retransmission (about half a second of 2 Mbit/s).
 const CACHE_SLOTS: usize = 512;
 /// Largest packet the cache keeps.
@@ -30,17 +32,19 @@ impl NackCache {
         })
     }
 
-    pub(super) fn insert(&mut self, seq: u16, pkt: &[u8]) {
+    pub(super) fn insert(&mut self, seq: SeqNo, pkt: &[u8]) {
         if pkt.len() > CACHE_PACKET {
             return;
         }
+        let seq = seq.0;
         let i = usize::from(seq) % CACHE_SLOTS;
         self.seqs[i] = u32::from(seq);
         self.lens[i] = pkt.len() as u16;
         self.data[i][..pkt.len()].copy_from_slice(pkt);
     }
 
-    pub(super) fn get(&self, seq: u16) -> Option<&[u8]> {
+    pub(super) fn get(&self, seq: SeqNo) -> Option<&[u8]> {
+        let seq = seq.0;
         let i = usize::from(seq) % CACHE_SLOTS;
         (self.seqs[i] == u32::from(seq)).then(|| &self.data[i][..usize::from(self.lens[i])])
     }

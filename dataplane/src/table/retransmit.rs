@@ -12,8 +12,10 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::session::Slot;
 use super::{ForwardingTable, TransmitSink};
 use crate::handoff::NackHandoff;
+use crate::ids::{Pt, SeqNo, Ssrc};
 use crate::rewrite::Vp8Continuity;
 use crate::rtcp;
 use crate::rtp::{self, RtpHeader};
@@ -35,7 +37,7 @@ impl ForwardingTable {
 
     /// Hands the NACK in `nack_scratch` to the publisher's home worker when that is
     /// another worker; true when it did.
-    fn hand_off_nack(&mut self, publisher: usize, sub_idx: usize, subscriber_ssrc: u32) -> bool {
+    fn hand_off_nack(&mut self, publisher: Slot, sub_idx: Slot, subscriber_ssrc: Ssrc) -> bool {
         if self.in_handoff {
             return false;
         }
@@ -47,7 +49,7 @@ impl ForwardingTable {
             return false;
         };
         let Some(home) = homes
-            .get(publisher, p.id)
+            .get(publisher.0, p.id)
             .filter(|&w| w != self.worker_index)
         else {
             return false;
@@ -70,8 +72,8 @@ impl ForwardingTable {
     pub(super) fn nack_from_subscriber(
         &mut self,
         now_us: u64,
-        sub_idx: usize,
-        subscriber_ssrc: u32,
+        sub_idx: Slot,
+        subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
@@ -92,7 +94,7 @@ impl ForwardingTable {
             // (nothing when no layer is forwarded).
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
-                let seq = self.nack_scratch[i];
+                let seq = SeqNo(self.nack_scratch[i]);
                 if self.retransmit_layered(now_us, sub_idx, subscriber_ssrc, seq, out) {
                     continue;
                 }
@@ -100,7 +102,7 @@ impl ForwardingTable {
                     .layered(sub_idx, subscriber_ssrc)
                     .and_then(|l| l.rewriter.source_of(seq));
                 tracing::debug!(
-                    seq,
+                    seq = seq.0,
                     ?source,
                     ?current,
                     "layered NACK not answered from the cache"
@@ -108,7 +110,7 @@ impl ForwardingTable {
                 if let (Some((layer, orig)), Some(current)) = (source, current)
                     && layer == current
                 {
-                    self.nack_scratch[missing] = orig;
+                    self.nack_scratch[missing] = orig.0;
                     missing += 1;
                 }
             }
@@ -127,13 +129,13 @@ impl ForwardingTable {
         if route.is_some() || o.relay {
             let mut missing = 0;
             for i in 0..self.nack_scratch.len() {
-                let seq = self.nack_scratch[i];
+                let seq = SeqNo(self.nack_scratch[i]);
                 let sent = match route {
                     Some(r) => self.retransmit(now_us, o.publisher, o.publisher_ssrc, r, seq, out),
                     None => self.resend_to_relay(o.publisher, o.publisher_ssrc, sub_idx, seq, out),
                 };
                 if !sent {
-                    self.nack_scratch[missing] = seq;
+                    self.nack_scratch[missing] = seq.0;
                     missing += 1;
                 }
             }
@@ -144,7 +146,7 @@ impl ForwardingTable {
 
     /// Asks the publisher at `idx` for the sequence numbers left in `nack_scratch` of
     /// its stream `media_ssrc` (nothing when none is left).
-    fn nack_publisher(&mut self, idx: usize, media_ssrc: u32, out: &mut impl TransmitSink) {
+    fn nack_publisher(&mut self, idx: Slot, media_ssrc: Ssrc, out: &mut impl TransmitSink) {
         if self.nack_scratch.is_empty() {
             return;
         }
@@ -153,8 +155,8 @@ impl ForwardingTable {
         };
         if let Ok(n) = rtcp::write_nack(
             &mut self.scratch[..],
-            sender,
-            media_ssrc,
+            sender.0,
+            media_ssrc.0,
             &self.nack_scratch,
         ) {
             self.send_rtcp(idx, n, out);
@@ -167,10 +169,10 @@ impl ForwardingTable {
     fn retransmit(
         &mut self,
         now_us: u64,
-        idx: usize,
-        ssrc: u32,
+        idx: Slot,
+        ssrc: Ssrc,
         r: usize,
-        seq: u16,
+        seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let slot = out.next_buffer();
@@ -191,7 +193,7 @@ impl ForwardingTable {
             let Ok(header) = rtp::parse(plain) else {
                 return false;
             };
-            let Some(pt) = route.map_pt(header.payload_type) else {
+            let Some(pt) = route.map_pt(Pt(header.payload_type)) else {
                 return false;
             };
             let resend = Retransmission {
@@ -224,9 +226,9 @@ impl ForwardingTable {
     fn retransmit_layered(
         &mut self,
         now_us: u64,
-        sub_idx: usize,
-        subscriber_ssrc: u32,
-        out_seq: u16,
+        sub_idx: Slot,
+        subscriber_ssrc: Ssrc,
+        out_seq: SeqNo,
         out: &mut impl TransmitSink,
     ) -> bool {
         let Some(l) = self.layered(sub_idx, subscriber_ssrc) else {
@@ -248,7 +250,7 @@ impl ForwardingTable {
             .find(|r| r.subscriber == sub_idx)
             .and_then(|r| {
                 let h = rtp::parse(stream.cache.as_ref()?.get(orig)?).ok()?;
-                r.map_pt(h.payload_type)
+                r.map_pt(Pt(h.payload_type))
             })
         else {
             return false;
@@ -291,7 +293,7 @@ impl ForwardingTable {
     /// and counts it; returns the datagram length and where it goes.
     fn protect_retransmission(
         &mut self,
-        sub_idx: usize,
+        sub_idx: Slot,
         slot: &mut [u8],
         len: usize,
         now_us: u64,
@@ -308,16 +310,16 @@ impl ForwardingTable {
 /// How a cached packet reaches the subscriber that asked for it again.
 struct Retransmission {
     /// The subscriber's SSRC and payload type of the original stream.
-    ssrc: u32,
-    pt: u8,
+    ssrc: Ssrc,
+    pt: Pt,
     /// The sequence number the subscriber knows the packet by (the OSN of an RTX
     /// packet).
-    seq: u16,
+    seq: SeqNo,
     /// The timestamp the subscriber knows it by, when it differs from the cached one.
     timestamp: Option<u32>,
     /// The subscriber's RTX SSRC, payload type and the RTX sequence number to use,
     /// when it negotiated RTX.
-    rtx: Option<(u32, u8, u16)>,
+    rtx: Option<(Ssrc, Pt, SeqNo)>,
     /// The VP8 numbering shifts of a layered stream.
     vp8: Option<Vp8Continuity>,
 }
@@ -344,11 +346,11 @@ fn write_retransmission(
             let len = hl + 2 + payload.len();
             slot[..hl].copy_from_slice(&plain[..hl]);
             slot[0] &= !0x20; // no padding in the RTX packet
-            slot[hl..hl + 2].copy_from_slice(&r.seq.to_be_bytes());
+            slot[hl..hl + 2].copy_from_slice(&r.seq.0.to_be_bytes());
             slot[hl + 2..len].copy_from_slice(&plain[payload]);
-            let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc);
-            let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt);
-            let _ = rtp::set_sequence(&mut slot[..len], rtx_seq);
+            let _ = rtp::set_ssrc(&mut slot[..len], rtx_ssrc.0);
+            let _ = rtp::set_payload_type(&mut slot[..len], rtx_pt.0);
+            let _ = rtp::set_sequence(&mut slot[..len], rtx_seq.0);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[hl + 2..len]);
             }
@@ -357,9 +359,9 @@ fn write_retransmission(
         None => {
             let len = plain.len();
             slot[..len].copy_from_slice(plain);
-            let _ = rtp::set_ssrc(&mut slot[..len], r.ssrc);
-            let _ = rtp::set_payload_type(&mut slot[..len], r.pt);
-            let _ = rtp::set_sequence(&mut slot[..len], r.seq);
+            let _ = rtp::set_ssrc(&mut slot[..len], r.ssrc.0);
+            let _ = rtp::set_payload_type(&mut slot[..len], r.pt.0);
+            let _ = rtp::set_sequence(&mut slot[..len], r.seq.0);
             if let Some(vp8) = r.vp8 {
                 vp8.resend(&mut slot[header.payload_range(len)]);
             }

@@ -11,11 +11,12 @@
 use std::time::Instant;
 
 use super::ingress::srtp_drop_reason;
-use super::session::{InboundStream, OutboundStream};
+use super::session::{InboundStream, OutboundStream, Slot};
 use super::{
     Disposition, ForwardingTable, MAX_INBOUND_STREAMS, PLI_INTERVAL, TransmitSink, push_event,
 };
 use crate::command::MediaEvent;
+use crate::ids::Ssrc;
 use crate::rtcp::{self, RtcpKind};
 use crate::stats::DropReason;
 use crate::twcc::TwccFeedback;
@@ -26,7 +27,7 @@ impl ForwardingTable {
     pub(super) fn handle_rtcp(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         buf: &mut [u8],
         out: &mut impl TransmitSink,
     ) -> Disposition {
@@ -34,9 +35,10 @@ impl ForwardingTable {
             return Disposition::Dropped(DropReason::UnknownSource);
         };
         // The sender SSRC of SRTCP is in clear at bytes 4..8 (demux checked the length).
-        let ssrc = buf
-            .get(4..8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        let ssrc = Ssrc(
+            buf.get(4..8)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        );
         let len = match session.rx_for(ssrc).unprotect_rtcp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
@@ -57,16 +59,18 @@ impl ForwardingTable {
                     self.forward_sender_report(now, idx, &sr, out);
                 }
                 RtcpKind::ReceiverReport(rr) => self.round_trip(idx, rr.reports, now_us),
-                RtcpKind::Pli(pli) => self.keyframe_from_subscriber(now, idx, pli.media_ssrc, out),
+                RtcpKind::Pli(pli) => {
+                    self.keyframe_from_subscriber(now, idx, Ssrc(pli.media_ssrc), out)
+                }
                 RtcpKind::Fir(fir) => {
                     for (ssrc, _) in fir.entries.clone() {
-                        self.keyframe_from_subscriber(now, idx, ssrc, out);
+                        self.keyframe_from_subscriber(now, idx, Ssrc(ssrc), out);
                     }
                 }
                 RtcpKind::Nack(nack) => {
                     self.nack_scratch.clear();
                     self.nack_scratch.extend(nack.lost_sequences());
-                    self.nack_from_subscriber(now_us, idx, nack.media_ssrc, out);
+                    self.nack_from_subscriber(now_us, idx, Ssrc(nack.media_ssrc), out);
                 }
                 RtcpKind::TransportCc(t) => {
                     if let Some(s) = self.sessions[idx].as_mut()
@@ -96,7 +100,7 @@ impl ForwardingTable {
 
     /// Feeds session `idx`'s estimator the round-trip time its report blocks show
     /// about the sender reports the server sent it.
-    fn round_trip(&mut self, idx: usize, blocks: rtcp::ReportBlocks<'_>, now_us: u64) {
+    fn round_trip(&mut self, idx: Slot, blocks: rtcp::ReportBlocks<'_>, now_us: u64) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -111,7 +115,7 @@ impl ForwardingTable {
     }
 
     /// Reports session `idx`'s estimate to control when it moved by more than 10 %.
-    fn check_estimate(&mut self, idx: usize) {
+    fn check_estimate(&mut self, idx: Slot) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -132,7 +136,7 @@ impl ForwardingTable {
     fn forward_sender_report(
         &mut self,
         now: Instant,
-        idx: usize,
+        idx: Slot,
         sr: &rtcp::SenderReport<'_>,
         out: &mut impl TransmitSink,
     ) {
@@ -140,14 +144,15 @@ impl ForwardingTable {
         let Some(publisher) = self.sessions[idx].as_mut() else {
             return;
         };
-        let Some(stream) = publisher.inbound_mut(sr.ssrc) else {
+        let ssrc = Ssrc(sr.ssrc);
+        let Some(stream) = publisher.inbound_mut(ssrc) else {
             return;
         };
         stream.last_sr = Some(((sr.ntp_time >> 16) as u32, now));
         for r in 0..stream.routes.len() {
             let Some(route) = self.sessions[idx]
                 .as_ref()
-                .and_then(|p| p.inbound(sr.ssrc))
+                .and_then(|p| p.inbound(ssrc))
                 .and_then(|s| s.routes.get(r).copied())
             else {
                 break;
@@ -156,7 +161,7 @@ impl ForwardingTable {
                 // Only the forwarded layer's reports, in the outbound timestamp space.
                 let Some(t) = self
                     .layered(route.subscriber, route.subscriber_ssrc)
-                    .and_then(|l| l.rewriter.outbound_timestamp(sr.ssrc, sr.rtp_time))
+                    .and_then(|l| l.rewriter.outbound_timestamp(ssrc, sr.rtp_time))
                 else {
                     continue;
                 };
@@ -166,7 +171,7 @@ impl ForwardingTable {
             };
             let Ok(n) = rtcp::write_sender_report(
                 &mut self.scratch[..],
-                route.subscriber_ssrc,
+                route.subscriber_ssrc.0,
                 sr.ntp_time,
                 rtp_time,
                 sr.packet_count,
@@ -186,7 +191,7 @@ impl ForwardingTable {
     }
 
     /// The publisher stream behind a subscriber's SSRC.
-    pub(super) fn outbound(&self, sub_idx: usize, subscriber_ssrc: u32) -> Option<OutboundStream> {
+    pub(super) fn outbound(&self, sub_idx: Slot, subscriber_ssrc: Ssrc) -> Option<OutboundStream> {
         self.sessions[sub_idx]
             .as_ref()?
             .outbound
@@ -200,8 +205,8 @@ impl ForwardingTable {
     fn keyframe_from_subscriber(
         &mut self,
         now: Instant,
-        sub_idx: usize,
-        subscriber_ssrc: u32,
+        sub_idx: Slot,
+        subscriber_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(o) = self.outbound(sub_idx, subscriber_ssrc) else {
@@ -218,8 +223,8 @@ impl ForwardingTable {
     pub(super) fn send_pli(
         &mut self,
         now: Instant,
-        idx: usize,
-        media_ssrc: u32,
+        idx: Slot,
+        media_ssrc: Ssrc,
         out: &mut impl TransmitSink,
     ) {
         let Some(publisher) = self.sessions[idx].as_mut() else {
@@ -243,7 +248,7 @@ impl ForwardingTable {
             return;
         }
         stream.last_pli = Some(now);
-        if let Ok(n) = rtcp::write_pli(&mut self.scratch[..], sender, media_ssrc) {
+        if let Ok(n) = rtcp::write_pli(&mut self.scratch[..], sender.0, media_ssrc.0) {
             self.send_rtcp(idx, n, out);
         }
     }

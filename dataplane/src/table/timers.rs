@@ -9,6 +9,7 @@
 
 use std::time::Instant;
 
+use super::session::Slot;
 use super::{FAST_TICK, ForwardingTable, RR_INTERVAL, TransmitSink, push_event};
 use crate::command::{MediaEvent, MediaKind};
 use crate::rtcp::{self, ReportBlock};
@@ -38,7 +39,7 @@ impl ForwardingTable {
                 Some(now + FAST_TICK)
             };
             let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
-            for idx in 0..self.sessions.len() {
+            for idx in (0..self.sessions.len()).map(Slot) {
                 self.fast_tick(idx, now_us, out);
             }
         }
@@ -53,7 +54,7 @@ impl ForwardingTable {
         } else {
             Some(now + RR_INTERVAL)
         };
-        for idx in 0..self.sessions.len() {
+        for idx in (0..self.sessions.len()).map(Slot) {
             let Some(s) = self.sessions[idx].as_mut() else {
                 continue;
             };
@@ -91,7 +92,7 @@ impl ForwardingTable {
                 };
                 let r = stream.seq.report();
                 self.report_scratch.push(ReportBlock {
-                    ssrc: stream.ssrc,
+                    ssrc: stream.ssrc.0,
                     fraction_lost: r.fraction_lost,
                     cumulative_lost: r.cumulative_lost,
                     extended_highest_seq: r.extended_highest_seq,
@@ -105,7 +106,7 @@ impl ForwardingTable {
             }
             let sender = s.rtcp_ssrc;
             if let Ok(n) =
-                rtcp::write_receiver_report(&mut self.scratch[..], sender, &self.report_scratch)
+                rtcp::write_receiver_report(&mut self.scratch[..], sender.0, &self.report_scratch)
             {
                 self.send_rtcp(idx, n, out);
             }
@@ -114,7 +115,7 @@ impl ForwardingTable {
 
     /// One session's share of the fast timer: audio levels up to control, transport
     /// feedback to the peer, probe padding.
-    fn fast_tick(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+    fn fast_tick(&mut self, idx: Slot, now_us: u64, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_mut() else {
             return;
         };
@@ -133,13 +134,13 @@ impl ForwardingTable {
             }
         }
         if s.twcc.as_ref().is_some_and(|t| t.has_feedback()) {
-            let media = s.inbound.first().map_or(0, |i| i.ssrc);
+            let media = s.inbound.first().map_or(0, |i| i.ssrc.0);
             let sender = s.rtcp_ssrc;
             for _ in 0..4 {
                 let Some(rec) = self.sessions[idx].as_mut().and_then(|s| s.twcc.as_mut()) else {
                     break;
                 };
-                match rec.build_feedback(&mut self.scratch[..1200], sender, media) {
+                match rec.build_feedback(&mut self.scratch[..1200], sender.0, media) {
                     Ok(Some(n)) => {
                         let more = rec.has_feedback();
                         self.send_rtcp(idx, n, out);
@@ -157,7 +158,7 @@ impl ForwardingTable {
     /// Pads the path to session `idx` up to its probe rate for this tick, with
     /// padding-only packets on a video stream's RTX SSRC (receivers discard them; their
     /// transport feedback shows what the path carries).
-    fn probe(&mut self, idx: usize, now_us: u64, out: &mut impl TransmitSink) {
+    fn probe(&mut self, idx: Slot, now_us: u64, out: &mut impl TransmitSink) {
         let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
@@ -206,9 +207,9 @@ impl ForwardingTable {
             }
             slot[..len].fill(0);
             slot[0] = 0xa0; // version 2, padding
-            slot[1] = rtx_pt & 0x7f;
-            slot[2..4].copy_from_slice(&seq.to_be_bytes());
-            slot[8..12].copy_from_slice(&rtx_ssrc.to_be_bytes());
+            slot[1] = rtx_pt.0 & 0x7f;
+            slot[2..4].copy_from_slice(&seq.0.to_be_bytes());
+            slot[8..12].copy_from_slice(&rtx_ssrc.0.to_be_bytes());
             slot[len - 1] = PROBE_PADDING as u8;
             match s.finish_rtp(slot, len, now_us) {
                 Some(n) => {

@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 
-use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route, SessionId};
+use cascade_dataplane::command::{Command, MAX_PT_MAP, MediaKind, Route};
+pub use cascade_dataplane::ids::{Pt, SessionId, Ssrc};
 use cascade_dataplane::srtp::{SrtpContext, SrtpKeyingMaterial, SrtpProfile};
 use cascade_dataplane::table::{MAX_DATAGRAM, TransmitSink};
 
@@ -31,9 +32,9 @@ pub struct Peer {
 }
 
 pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
-    let up = keys(profile, id as u8 * 2);
-    let down = keys(profile, id as u8 * 2 + 1);
-    let addr: SocketAddr = ([10, 0, 0, id as u8], port).into();
+    let up = keys(profile, id.0 as u8 * 2);
+    let down = keys(profile, id.0 as u8 * 2 + 1);
+    let addr: SocketAddr = ([10, 0, 0, id.0 as u8], port).into();
     Peer {
         id,
         addr,
@@ -44,7 +45,7 @@ pub fn peer(id: SessionId, port: u16, profile: SrtpProfile) -> Peer {
             peer: addr,
             rx: up,
             tx: down,
-            rtcp_ssrc: 0x5000_0000 + id as u32 * 256,
+            rtcp_ssrc: Ssrc(0x5000_0000 + id.0 as u32 * 256),
             extensions: Default::default(),
         },
     }
@@ -78,18 +79,18 @@ pub fn route_rtx(
     publisher_rtx: Option<(u32, u8)>,
     subscriber_rtx: Option<(u32, u8)>,
 ) -> Command {
-    let mut pt_map = [(0, 0); MAX_PT_MAP];
-    pt_map[0] = pt;
+    let mut pt_map = [(Pt(0), Pt(0)); MAX_PT_MAP];
+    pt_map[0] = (Pt(pt.0), Pt(pt.1));
     Command::Route(Route {
         publisher,
-        publisher_ssrc: pssrc,
+        publisher_ssrc: Ssrc(pssrc),
         subscriber,
-        subscriber_ssrc: sssrc,
+        subscriber_ssrc: Ssrc(sssrc),
         kind: MediaKind::Video,
         pt_map,
         pt_map_len: 1,
-        publisher_rtx,
-        subscriber_rtx,
+        publisher_rtx: publisher_rtx.map(|(s, p)| (Ssrc(s), Pt(p))),
+        subscriber_rtx: subscriber_rtx.map(|(s, p)| (Ssrc(s), Pt(p))),
         layered: None,
     })
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
+use cascade_command::ids::Ssrc;
 use cascade_command::keys::SrtpKeyingMaterial;
 use rand::Rng;
 
@@ -210,7 +211,7 @@ impl Sfu {
             link.keys = feedback;
             let id = link.session;
             self.install_link(id, origin, feedback);
-            let relayed: Vec<(Vec<u32>, SrtpKeyingMaterial)> = self
+            let relayed: Vec<(Vec<Ssrc>, SrtpKeyingMaterial)> = self
                 .resources
                 .values()
                 .filter_map(|r| match r {
@@ -232,7 +233,7 @@ impl Sfu {
             return id;
         }
         let id = self.next_session;
-        self.next_session += 1;
+        self.next_session.0 += 1;
         self.install_link(id, origin, feedback);
         self.origins.insert(
             origin,
@@ -257,7 +258,7 @@ impl Sfu {
                 peer: origin,
                 rx: random_keys(&mut self.rng),
                 tx: feedback,
-                rtcp_ssrc: self.rng.random::<u32>() & !0xff,
+                rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
                 extensions: ExtensionIds::default(),
             }));
     }

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, SessionId};
+use cascade_command::ids::Ssrc;
 
 /// How long a kernel request refused for an unresolved neighbour waits before it is
 /// made again (the workers' copies make the kernel resolve it meanwhile).
@@ -52,7 +53,7 @@ struct SessionFacts {
     /// Addresses ICE validated for it (to revoke when it goes).
     validated: Vec<SocketAddr>,
     /// As a publisher: its local routes (subscriber, publisher SSRC).
-    routes: HashSet<(SessionId, u32)>,
+    routes: HashSet<(SessionId, Ssrc)>,
 }
 
 /// The cascade copying of one publisher.
@@ -346,12 +347,13 @@ fn clear(publisher: SessionId, source: SocketAddr) -> Command {
 #[cfg(test)]
 mod tests {
     use cascade_command::command::{ExtensionIds, MAX_PT_MAP, MediaKind, Route};
+    use cascade_command::ids::Pt;
     use cascade_command::keys::{SrtpKeyingMaterial, SrtpProfile};
 
     use super::*;
 
-    const PUB: SessionId = 1;
-    const SUB: SessionId = 2;
+    const PUB: SessionId = SessionId(1);
+    const SUB: SessionId = SessionId(2);
 
     fn addr(last: u8) -> SocketAddr {
         ([10, 0, 0, last], 5000).into()
@@ -367,7 +369,7 @@ mod tests {
             peer,
             rx: keys(),
             tx: keys(),
-            rtcp_ssrc: 0x100,
+            rtcp_ssrc: Ssrc(0x100),
             extensions: ExtensionIds {
                 transport_cc,
                 ..Default::default()
@@ -378,11 +380,11 @@ mod tests {
     fn route(publisher: SessionId, subscriber: SessionId) -> Command {
         Command::Route(Route {
             publisher,
-            publisher_ssrc: 0xAAAA,
+            publisher_ssrc: Ssrc(0xAAAA),
             subscriber,
-            subscriber_ssrc: 0xBBBB,
+            subscriber_ssrc: Ssrc(0xBBBB),
             kind: MediaKind::Audio,
-            pt_map: [(111, 111); MAX_PT_MAP],
+            pt_map: [(Pt(111), Pt(111)); MAX_PT_MAP],
             pt_map_len: 1,
             publisher_rtx: None,
             subscriber_rtx: None,

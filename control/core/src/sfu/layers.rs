@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, MediaEvent, MediaKind};
+use cascade_command::ids::Ssrc;
 
 use super::dto::{RoomEvent, RoomEventKind, SubscriptionPreferences};
 use super::resource::{PublishedTrack, Resource, ResourceId};
@@ -98,6 +99,7 @@ impl Sfu {
                 rid,
                 repaired,
             } => {
+                let ssrc = ssrc.0;
                 let Some(Resource::Publication(p)) = self
                     .session_resource
                     .get(&session)
@@ -130,7 +132,7 @@ impl Sfu {
                         t.ssrc = ssrc;
                     }
                 }
-                tracing::info!(session, ssrc, rid = %rid, repaired, "simulcast stream identified");
+                tracing::info!(session = session.0, ssrc, rid = %rid, repaired, "simulcast stream identified");
                 let connected = self
                     .sessions
                     .get(&session)
@@ -178,6 +180,7 @@ impl Sfu {
                 width,
                 height,
             } => {
+                let ssrc = ssrc.0;
                 // A relayed publication's session is its origin link, shared by all
                 // publications relayed from that origin: look for the layer's SSRC.
                 let Some((id, layer)) = self.resources.iter_mut().find_map(|(id, r)| match r {
@@ -371,8 +374,8 @@ impl Sfu {
             tracing::debug!(subscription = %id, mid = %d.mid, layer = ?choice, ?estimate, "layer selected");
             self.out.push_back(SfuOutput::Command(Command::SelectLayer {
                 subscriber,
-                subscriber_ssrc: d.ssrc,
-                layer: choice,
+                subscriber_ssrc: Ssrc(d.ssrc),
+                layer: choice.map(Ssrc),
             }));
         }
         if upgraded {

@@ -39,6 +39,7 @@ use std::time::Instant;
 
 use cascade_command::command::{Command, ExtensionIds, SessionId};
 use cascade_command::demux::{self, PacketClass};
+use cascade_command::ids::Ssrc;
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -152,7 +153,7 @@ impl Sfu {
             cert,
             candidate,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            next_session: 1,
+            next_session: SessionId(1),
             sessions: HashMap::new(),
             session_resource: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -368,7 +369,7 @@ impl Sfu {
                             peer,
                             rx,
                             tx,
-                            rtcp_ssrc: self.rng.random::<u32>() & !0xff,
+                            rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
                             extensions: ext,
                         }));
                     self.install_routes_for(now, id);
@@ -379,7 +380,7 @@ impl Sfu {
                         .push_back(SfuOutput::Command(Command::UpdatePeer { id, peer }));
                 }
                 SessionOutput::Closed(reason) => {
-                    tracing::info!(session = id, %reason, "session closed");
+                    tracing::info!(session = id.0, %reason, "session closed");
                     if let Some(resource) = self.session_resource.get(&id).cloned() {
                         // delete() frees the session, its routes and its resource.
                         let _ = self.delete(&resource);

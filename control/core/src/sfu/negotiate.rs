@@ -293,7 +293,7 @@ impl Sfu {
             _ => (sdp::Setup::Passive, crate::dtls::DtlsRole::Server),
         };
         let id = self.next_session;
-        self.next_session += 1;
+        self.next_session.0 += 1;
         let local = IceCredentials::random(&mut self.rng);
         let remote = IceCredentials { ufrag, pwd };
         let session = PeerSession::new(

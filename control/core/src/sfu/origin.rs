@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
+use cascade_command::ids::Ssrc;
 use cascade_command::keys::SrtpKeyingMaterial;
 use rand::Rng;
 
@@ -56,13 +57,14 @@ impl Sfu {
         let session = p.session;
         let room = p.room.clone();
         let ssrcs = track_ssrcs(&p.tracks);
-        let cached: Vec<u32> = p
+        let cached: Vec<Ssrc> = p
             .tracks
             .iter()
             .filter(|t| t.kind == MediaKind::Video)
             .flat_map(|t| std::iter::once(t.ssrc).chain(t.layers.iter().filter_map(|l| l.ssrc)))
+            .map(Ssrc)
             .fold(Vec::new(), |mut v, s| {
-                if s != 0 && !v.contains(&s) {
+                if s.0 != 0 && !v.contains(&s) {
                     v.push(s);
                 }
                 v
@@ -111,7 +113,7 @@ impl Sfu {
             None => {
                 let keys = random_keys(&mut self.rng);
                 let edge = self.next_session;
-                self.next_session += 1;
+                self.next_session.0 += 1;
                 self.out
                     .push_back(SfuOutput::Command(Command::PeerValidated {
                         id: edge,
@@ -123,7 +125,7 @@ impl Sfu {
                         peer,
                         rx: keys,
                         tx: random_keys(&mut self.rng),
-                        rtcp_ssrc: self.rng.random::<u32>() & !0xff,
+                        rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
                         extensions: ExtensionIds::default(),
                     }));
                 self.edges.insert(

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, MediaKind, SessionId};
+use cascade_command::ids::Ssrc;
 use cascade_command::keys::SrtpKeyingMaterial;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -346,15 +347,19 @@ fn sources_of(s: &Subscription) -> Vec<&ResourceId> {
 }
 
 /// Every SSRC of `tracks`, RTX included.
-pub(super) fn track_ssrcs(tracks: &[PublishedTrack]) -> Vec<u32> {
+pub(super) fn track_ssrcs(tracks: &[PublishedTrack]) -> Vec<Ssrc> {
     let mut v = Vec::new();
     for t in tracks {
         let layers = t
             .layers
             .iter()
             .flat_map(|l| l.ssrc.into_iter().chain(l.rtx_ssrc));
-        for s in std::iter::once(t.ssrc).chain(t.rtx_ssrc).chain(layers) {
-            if s != 0 && !v.contains(&s) {
+        for s in std::iter::once(t.ssrc)
+            .chain(t.rtx_ssrc)
+            .chain(layers)
+            .map(Ssrc)
+        {
+            if s.0 != 0 && !v.contains(&s) {
                 v.push(s);
             }
         }

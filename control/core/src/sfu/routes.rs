@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use cascade_command::command::{Command, KeyframeFormat, MAX_PT_MAP, MediaKind, Route, SessionId};
+use cascade_command::ids::{Pt, Ssrc};
 
 use super::resource::{Resource, ResourceId};
 use super::{Sfu, SfuOutput};
@@ -42,7 +43,7 @@ impl Sfu {
                     if t.kind == MediaKind::Video {
                         commands.push(Command::RequestKeyframe {
                             publisher: p.session,
-                            media_ssrc: t.ssrc,
+                            media_ssrc: Ssrc(t.ssrc),
                         });
                     }
                     commands.push(Command::Route(route(
@@ -73,15 +74,15 @@ impl Sfu {
                     commands.push(Command::Route(r));
                     commands.push(Command::RequestKeyframe {
                         publisher: p.session,
-                        media_ssrc: ssrc,
+                        media_ssrc: Ssrc(ssrc),
                     });
                 }
                 if let Some(selected) = d.selected {
                     // Re-routing keeps the stream's layer; say it again all the same.
                     commands.push(Command::SelectLayer {
                         subscriber: sub.session,
-                        subscriber_ssrc: d.ssrc,
-                        layer: Some(selected),
+                        subscriber_ssrc: Ssrc(d.ssrc),
+                        layer: Some(Ssrc(selected)),
                     });
                 }
             }
@@ -118,18 +119,18 @@ fn route(
     publisher_rtx: Option<(u32, u8)>,
     subscriber_rtx: Option<(u32, u8)>,
 ) -> Route {
-    let mut pt_map = [(0u8, 0u8); MAX_PT_MAP];
-    pt_map[0] = pt;
+    let mut pt_map = [(Pt(0), Pt(0)); MAX_PT_MAP];
+    pt_map[0] = (Pt(pt.0), Pt(pt.1));
     Route {
         publisher,
-        publisher_ssrc,
+        publisher_ssrc: Ssrc(publisher_ssrc),
         subscriber,
-        subscriber_ssrc,
+        subscriber_ssrc: Ssrc(subscriber_ssrc),
         kind,
         pt_map,
         pt_map_len: 1,
-        publisher_rtx,
-        subscriber_rtx,
+        publisher_rtx: publisher_rtx.map(|(s, p)| (Ssrc(s), Pt(p))),
+        subscriber_rtx: subscriber_rtx.map(|(s, p)| (Ssrc(s), Pt(p))),
         layered: None,
     }
 }
@@ -184,18 +185,21 @@ mod tests {
     #[test]
     fn route_maps_one_payload_type() {
         let r = route(
-            (1, 1111),
-            (2, 9999),
+            (SessionId(1), 1111),
+            (SessionId(2), 9999),
             MediaKind::Video,
             (96, 100),
             Some((1112, 97)),
             None,
         );
-        assert_eq!((r.publisher, r.subscriber), (1, 2));
-        assert_eq!((r.publisher_ssrc, r.subscriber_ssrc), (1111, 9999));
-        assert_eq!(r.map_pt(96), Some(100));
-        assert_eq!(r.map_pt(97), None);
-        assert_eq!(r.publisher_rtx, Some((1112, 97)));
+        assert_eq!((r.publisher, r.subscriber), (SessionId(1), SessionId(2)));
+        assert_eq!(
+            (r.publisher_ssrc, r.subscriber_ssrc),
+            (Ssrc(1111), Ssrc(9999))
+        );
+        assert_eq!(r.map_pt(Pt(96)), Some(Pt(100)));
+        assert_eq!(r.map_pt(Pt(97)), None);
+        assert_eq!(r.publisher_rtx, Some((Ssrc(1112), Pt(97))));
         assert_eq!(r.subscriber_rtx, None);
         assert_eq!(r.layered, None);
     }
