@@ -2,40 +2,21 @@
 //! client) publish and subscribe through `Sfu`, datagrams are passed by hand, and the
 //! data-plane commands it emits are checked.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, MediaKind, SessionId};
 use cascade_command::ids::{Pt, Ssrc};
 use cascade_command::keys::SrtpProfile;
-use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::ErrorKind;
 use cascade_core::sfu::{ResourceEvent, ResourceState, Sfu, SfuOutput};
 use cascade_peer::{ClientPeer, PeerRole};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+
+use common::{server, start};
 
 const SERVER: &str = "127.0.0.1:8443";
-
-/// 2027-01-15, as seconds since the Unix epoch: the certificates' issue time.
-const UNIX_NOW: u64 = 1_800_000_000;
-
-/// An instant to count simulated time from; only differences between instants matter.
-#[allow(clippy::disallowed_methods)]
-fn start() -> Instant {
-    Instant::now()
-}
-
-/// A server at `media`, started at `now`, with a seeded RNG.
-fn server(media: &str, public_url: &str, now: Instant, seed: u64) -> Sfu {
-    Sfu::new(
-        DtlsCertificate::generate(UNIX_NOW).unwrap(),
-        media.parse().unwrap(),
-        public_url.into(),
-        now,
-        StdRng::seed_from_u64(seed),
-    )
-}
 
 fn sfu(now: Instant) -> Sfu {
     server(SERVER, "http://127.0.0.1:8080", now, 1)

@@ -2,46 +2,28 @@
 //! publication under a subscription, requests naming resources that do not exist or
 //! are of the wrong kind, subscribing to an empty room, trickle and ICE restart,
 //! room info through a room's life, an origin opening and closing relays, an edge
-//! refusing bad relay answers and releasing unused relays, and timers never due in the
+//! refusing bad relay answers and releasing unused relays, the kernel's part of a
+//! cascade fan-out (asked, taken, refused and asked again), and timers never due in the
 //! past. Client peers come from `cascade-peer`; datagrams are passed by hand.
+
+mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, SessionId};
 use cascade_command::ids::Ssrc;
-use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::sfu::{
-    Patched, RELAY_GRACE, RelayAnswer, ResourceEvent, ResourceState, RoomEventKind, Sfu, SfuOutput,
-    SubscriptionPreferences,
+    KERNEL_RETRY, KernelOutcome, Patched, RELAY_GRACE, RelayAnswer, ResourceEvent, ResourceState,
+    RoomEventKind, Sfu, SfuOutput, SubscriptionPreferences,
 };
 use cascade_peer::{ClientPeer, PeerRole};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+
+use common::{server, start};
 
 const ORIGIN_MEDIA: &str = "127.0.0.1:8443";
 const EDGE_MEDIA: &str = "10.9.0.2:8443";
-
-/// 2027-01-15, as seconds since the Unix epoch: the certificates' issue time.
-const UNIX_NOW: u64 = 1_800_000_000;
-
-/// An instant to count simulated time from; only differences between instants matter.
-#[allow(clippy::disallowed_methods)]
-fn start() -> Instant {
-    Instant::now()
-}
-
-/// A server at `media`, started at `now`, with a seeded RNG.
-fn server(media: &str, public_url: &str, now: Instant, seed: u64) -> Sfu {
-    Sfu::new(
-        DtlsCertificate::generate(UNIX_NOW).unwrap(),
-        media.parse().unwrap(),
-        public_url.into(),
-        now,
-        StdRng::seed_from_u64(seed),
-    )
-}
 
 fn origin(now: Instant) -> Sfu {
     server(ORIGIN_MEDIA, "http://127.0.0.1:8080", now, 7)
@@ -765,5 +747,81 @@ fn timeouts_are_never_due_in_the_past() {
         origin(now).poll_timeout(),
         None,
         "an empty server has no timer"
+    );
+}
+
+#[test]
+fn with_a_kernel_the_workers_copy_until_it_takes_the_fan_out() {
+    let mut now = start();
+    let mut sfu = origin(now);
+    sfu.enable_kernel_fanout();
+    let publisher_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+    let (publication, pub_session) =
+        publish_connected(&mut sfu, "room", "alice", "10.0.0.1:5000", &mut now);
+    drain(&mut sfu);
+    let edge_media: SocketAddr = EDGE_MEDIA.parse().unwrap();
+
+    sfu.open_relay(&publication, edge_media).unwrap();
+    let cmds = commands(&drain(&mut sfu));
+    let request = cmds
+        .iter()
+        .find(|c| {
+            matches!(c, Command::KernelFanout { publisher, source, peers, .. }
+                if *publisher == pub_session && *source == publisher_addr && *peers == [edge_media])
+        })
+        .cloned()
+        .expect("the kernel is asked to clone the publisher's packets to the edge");
+    assert!(
+        cmds.iter().any(|c| matches!(c,
+            Command::CascadeOut { publisher, peers } if *publisher == pub_session && *peers == [edge_media])),
+        "the workers copy until the kernel took it: {cmds:?}"
+    );
+
+    sfu.handle_kernel_outcome(now, &request, KernelOutcome::Taken);
+    assert_eq!(
+        commands(&drain(&mut sfu)),
+        [Command::CascadeOut {
+            publisher: pub_session,
+            peers: vec![]
+        }]
+    );
+
+    // The publisher leaves: the kernel stops cloning and the guard forgets it.
+    sfu.delete(&publication).unwrap();
+    let cmds = commands(&drain(&mut sfu));
+    assert!(cmds.iter().any(|c| matches!(c,
+        Command::KernelFanout { publisher, source, peers, .. }
+            if *publisher == pub_session && *source == publisher_addr && peers.is_empty())));
+    assert!(cmds.iter().any(|c| matches!(c,
+        Command::PeerRevoked { id, peer } if *id == pub_session && *peer == publisher_addr)));
+}
+
+#[test]
+fn a_kernel_refusal_leaves_the_copying_to_the_workers_and_is_asked_again() {
+    let mut now = start();
+    let mut sfu = origin(now);
+    sfu.enable_kernel_fanout();
+    let (publication, pub_session) =
+        publish_connected(&mut sfu, "room", "alice", "10.0.0.1:5000", &mut now);
+    drain(&mut sfu);
+    let edge_media: SocketAddr = EDGE_MEDIA.parse().unwrap();
+    sfu.open_relay(&publication, edge_media).unwrap();
+    let cmds = commands(&drain(&mut sfu));
+    let request = cmds
+        .iter()
+        .find(|c| matches!(c, Command::KernelFanout { publisher, .. } if *publisher == pub_session))
+        .cloned()
+        .expect("a kernel request");
+
+    sfu.handle_kernel_outcome(now, &request, KernelOutcome::Refused { retry: true });
+    // The workers were copying already and go on; nothing was in the kernel.
+    assert!(commands(&drain(&mut sfu)).is_empty());
+    assert!(sfu.poll_timeout().is_some_and(|t| t <= now + KERNEL_RETRY));
+    now += KERNEL_RETRY;
+    sfu.handle_timeout(now);
+    let cmds = commands(&drain(&mut sfu));
+    assert!(
+        cmds.contains(&request),
+        "asked again after {KERNEL_RETRY:?}: {cmds:?}"
     );
 }
