@@ -29,7 +29,7 @@ enum Command {
         room: String,
         #[arg(long)]
         user: String,
-        /// What the token allows; repeat for several.
+        /// What the token allows (publish, subscribe); repeat for several.
         #[arg(long = "grant", required = true)]
         grants: Vec<Grant>,
         /// Lifetime in seconds.
