@@ -194,19 +194,19 @@ async fn serve_frames(
     if !deliver(sink, user, state, cursor).await? {
         return Ok(Flow::Close(close::INTERNAL_ERROR, "store unavailable"));
     }
-    loop {
+    let flow = loop {
         tokio::select! {
-            _ = shutdown.changed() => return Ok(Flow::Close(close::GOING_AWAY, "server shutting down")),
+            _ = shutdown.changed() => break Flow::Close(close::GOING_AWAY, "server shutting down"),
             msg = stream.next(), if pending.len() < MAX_PENDING => {
                 last_heard = Instant::now();
                 let text = match text_of(msg, limits.max_message_bytes) {
                     Ok(Some(text)) => text,
                     Ok(None) => continue,
-                    Err(flow) => return Ok(flow),
+                    Err(flow) => break flow,
                 };
                 if !rate.take(limits.rate, limits.burst) {
                     if f64::from(rate.dropped_in_row) >= limits.burst {
-                        return Ok(Flow::Close(close::RATE_LIMITED, "rate limited"));
+                        break Flow::Close(close::RATE_LIMITED, "rate limited");
                     }
                     let id = serde_json::from_str::<ClientFrame>(&text).ok().and_then(|f| match f {
                         ClientFrame::Send { id, .. } => Some(id),
@@ -220,33 +220,49 @@ async fn serve_frames(
                 }
             }
             Some((id, result)) = pending.next(), if !pending.is_empty() => {
-                let frame = match result {
-                    Ok(appended) => {
-                        if appended.duplicate {
-                            state.metrics.duplicate.inc();
-                        } else {
-                            state.metrics.accepted.inc();
-                        }
-                        ServerFrame::Accepted { id, duplicate: appended.duplicate }
-                    }
-                    Err(StoreError::UnknownRoom(room)) => error(ErrorCode::UnknownRoom, format!("not a member of room {room:?}"), Some(id)),
-                    Err(e) => error(ErrorCode::Unavailable, e.to_string(), Some(id)),
-                };
-                send(sink, &frame).await?;
+                send(sink, &answer(state, id, result)).await?;
             }
             Ok(()) = inbox.changed() => {
                 if !deliver(sink, user, state, cursor).await? {
-                    return Ok(Flow::Close(close::INTERNAL_ERROR, "store unavailable"));
+                    break Flow::Close(close::INTERNAL_ERROR, "store unavailable");
                 }
             }
             Some(frame) = presence.recv() => send(sink, &frame).await?,
             _ = ping.tick() => {
                 if last_heard.elapsed() > limits.idle_timeout {
-                    return Ok(Flow::Close(close::IDLE, "idle timeout"));
+                    break Flow::Close(close::IDLE, "idle timeout");
                 }
                 sink.send(Message::Ping(Default::default())).await?;
             }
         }
+    };
+    // Sends already taken get their answer before the close.
+    while let Some((id, result)) = pending.next().await {
+        send(sink, &answer(state, id, result)).await?;
+    }
+    Ok(flow)
+}
+
+/// The answer to a send once the store is done with it.
+fn answer(state: &AppState, id: String, result: Result<Appended, StoreError>) -> ServerFrame {
+    match result {
+        Ok(appended) => {
+            if appended.duplicate {
+                state.metrics.duplicate.inc();
+            } else {
+                state.metrics.accepted.inc();
+            }
+            ServerFrame::Accepted {
+                id,
+                duplicate: appended.duplicate,
+            }
+        }
+        Err(StoreError::UnknownRoom(room)) => error(
+            ErrorCode::UnknownRoom,
+            format!("not a member of room {room:?}"),
+            Some(id),
+        ),
+        Err(e) => error(ErrorCode::Unavailable, e.to_string(), Some(id)),
     }
 }
 
@@ -285,6 +301,7 @@ async fn handle_frame(
                 client_id: id.clone(),
                 to,
                 body,
+                sender_must_be_member: true,
             };
             match store.submit_append(req).await {
                 Ok(reply) => {
@@ -297,16 +314,11 @@ async fn handle_frame(
                 Err(e) => Some(error(ErrorCode::Unavailable, e.to_string(), Some(id))),
             }
         }
-        ClientFrame::Ack { seq } => {
-            let store = store.clone();
-            let user = user.to_owned();
-            tokio::spawn(async move {
-                if let Err(e) = store.ack(&user, seq).await {
-                    tracing::warn!(user, seq, "ack not stored: {e}");
-                }
-            });
-            None
-        }
+        // Stored before the next frame is read: a `pong` after an `ack` means it is on disk.
+        ClientFrame::Ack { seq } => match store.ack(user, seq).await {
+            Ok(_) => None,
+            Err(e) => Some(error(ErrorCode::Unavailable, e.to_string(), None)),
+        },
         ClientFrame::Join { room } => {
             if !valid_name(&room) {
                 return Some(error(

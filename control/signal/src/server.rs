@@ -205,6 +205,7 @@ async fn post_message(
             client_id: msg.id.clone(),
             to: msg.to,
             body: msg.body,
+            sender_must_be_member: false,
         })
         .await?;
     if appended.duplicate {

@@ -93,6 +93,9 @@ pub struct AppendRequest {
     pub client_id: String,
     pub to: Destination,
     pub body: serde_json::Value,
+    /// A send to a room needs the sender to be a member (clients); backends may post
+    /// to any room that has members.
+    pub sender_must_be_member: bool,
 }
 
 /// The outcome of an append.
@@ -526,7 +529,9 @@ impl Tables<'_> {
             Destination::User(user) => (vec![user.clone()], None),
             Destination::Room(room) => {
                 let members = related(&self.members, room)?;
-                if !members.contains(&req.sender) {
+                if members.is_empty()
+                    || (req.sender_must_be_member && !members.contains(&req.sender))
+                {
                     return Err(StoreError::UnknownRoom(room.clone()));
                 }
                 let others = members.into_iter().filter(|m| *m != req.sender).collect();
@@ -612,6 +617,7 @@ mod tests {
             client_id: id.into(),
             to,
             body: serde_json::json!({"text": id}),
+            sender_must_be_member: true,
         }
     }
 
