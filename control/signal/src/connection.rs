@@ -3,6 +3,9 @@
 //! were sent), and delivers the user's inbox from its cursor whenever the store says
 //! the inbox grew, so that messages go out in the store's order with none skipped.
 //! A connection's garbage, rate or size only ever ends that connection.
+//!
+//! Store reads (the inbox after the cursor, membership) are short redb read
+//! transactions made on the connection's task; writes go to the store's writer.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -99,7 +102,7 @@ fn text_of(msg: Option<Result<Message, axum::Error>>, max: usize) -> Result<Opti
         }
         Some(Ok(Message::Text(t))) => Ok(Some(t.to_string())),
         Some(Ok(Message::Binary(_))) => Err(Flow::Close(
-            close::MESSAGE_TOO_BIG,
+            close::UNSUPPORTED_DATA,
             "binary frames are not accepted",
         )),
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(None),
@@ -170,7 +173,6 @@ async fn run(
     flow
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn serve_frames(
     sink: &mut Sink,
     stream: &mut SplitStream<WebSocket>,

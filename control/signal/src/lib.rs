@@ -68,7 +68,7 @@ pub struct SignalArgs {
     /// Largest text frame (and backend request body), in bytes.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
-    /// Frames per second per connection; a burst of as many again is allowed.
+    /// Frames per second per connection (token bucket), with a burst of as many frames.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
 }

@@ -114,7 +114,9 @@ pub enum ErrorCode {
 pub mod close {
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
-    /// A frame larger than `--max-message-bytes`, or a binary frame.
+    /// A binary frame: the protocol is JSON text only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame larger than `--max-message-bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The store failed while delivering.
     pub const INTERNAL_ERROR: u16 = 1011;
