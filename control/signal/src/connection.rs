@@ -25,6 +25,10 @@ use crate::store::{AppendRequest, Appended, Destination, StoreError};
 const READ_BATCH: usize = 256;
 /// Sends awaiting their commit per connection; beyond it the connection is not read.
 const MAX_PENDING: usize = 1024;
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// The same when the server shuts down.
+const SHUTDOWN_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 type Sink = SplitSink<WebSocket, Message>;
 type PendingSend = Pin<Box<dyn Future<Output = (String, Result<Appended, StoreError>)> + Send>>;
@@ -50,6 +54,20 @@ pub(crate) async fn serve(socket: WebSocket, user: String, state: Arc<AppState>)
             reason: reason.into(),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
+        // Wait for the client's close so that the close frame is not lost to a reset.
+        let grace = if code == close::GOING_AWAY {
+            SHUTDOWN_CLOSE_GRACE
+        } else {
+            CLOSE_GRACE
+        };
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     state.metrics.connections.dec();
 }

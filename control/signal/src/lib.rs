@@ -256,3 +256,19 @@ pub fn run(args: SignalArgs) -> anyhow::Result<()> {
             Ok(())
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_parses_units() {
+        assert_eq!(parse_retention("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_retention("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_retention("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_retention("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("1w").is_err());
+        assert!(parse_retention("d").is_err());
+    }
+}

@@ -130,3 +130,26 @@ async fn a_flood_is_dropped_then_closed_with_4008() {
     bob.round_trip().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_answering_ones_kept() {
+    let mut quick = limits();
+    quick.ping_interval = Duration::from_millis(100);
+    quick.idle_timeout = Duration::from_millis(400);
+    let server = start_with(temp_store("idle"), quick).await;
+    let (mut silent, _) = Client::connect(server.addr, "alice", 0).await;
+    let (mut awake, _) = Client::connect(server.addr, "bob", 0).await;
+    // The awake client reads all along, so its WebSocket answers every ping.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let keep_reading = async {
+        while tokio::time::Instant::now() < deadline {
+            awake.round_trip().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // The silent one neither reads nor answers pings for that long.
+    keep_reading.await;
+    assert_eq!(silent.ended().await, Ended::Closed(4001));
+    awake.round_trip().await;
+    server.shutdown().await;
+}

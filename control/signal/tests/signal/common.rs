@@ -174,9 +174,11 @@ impl Client {
                 .expect("no frame in time");
             match msg {
                 Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
-                Some(Ok(Message::Close(Some(f)))) => return Err(Ended::Closed(u16::from(f.code))),
-                Some(Ok(Message::Close(None))) => {
-                    return Err(Ended::Closed(u16::from(CloseCode::Status)));
+                Some(Ok(Message::Close(frame))) => {
+                    // Send the queued close reply: the handshake is complete.
+                    let _ = self.ws.flush().await;
+                    let code = frame.map_or(CloseCode::Status, |f| f.code);
+                    return Err(Ended::Closed(u16::from(code)));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Err(Ended::Dropped),
