@@ -48,6 +48,7 @@ pub(crate) async fn serve(socket: WebSocket, user: String, state: Arc<AppState>)
         Ok(flow) => flow,
         Err(_) => Flow::Continue, // the socket failed: nothing more to say on it
     };
+    state.store.release(&user);
     if let Flow::Close(code, reason) = flow {
         let frame = CloseFrame {
             code,

@@ -4,7 +4,7 @@
 //! [`Store`] is the one type the rest of the service sees, so that another engine
 //! can take its place behind the same methods. Every write goes through one writer
 //! thread that takes all pending writes from a channel and commits them in one
-//! transaction with [`Durability::Immediate`] (group commit), then answers each:
+//! transaction with [`redb::Durability::Immediate`] (group commit), then answers each:
 //! a send is reported accepted only once it is on disk. After each commit the
 //! writer publishes, per recipient, the last sequence it committed on a watch
 //! channel ([`Store::subscribe`]), so that readers learn an inbox grew.
@@ -16,9 +16,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use self::writer::{WriteOp, Writer};
+
+mod writer;
 
 /// Inbox entries: (user, seq) → (sent_at unix ms, JSON of [`StoredMessage`]).
 const INBOX: TableDefinition<(&str, u64), (u64, &[u8])> = TableDefinition::new("inbox");
@@ -127,15 +131,6 @@ pub struct InboxMessage {
     pub room: Option<String>,
     pub id: String,
     pub body: serde_json::Value,
-}
-
-/// What the writer was asked to do.
-enum WriteOp {
-    Append(AppendRequest, oneshot::Sender<Result<Appended, StoreError>>),
-    Ack(String, u64, oneshot::Sender<Result<u64, StoreError>>),
-    Join(String, String, oneshot::Sender<Result<(), StoreError>>),
-    Leave(String, String, oneshot::Sender<Result<(), StoreError>>),
-    Trim(u64, oneshot::Sender<Result<TrimReport, StoreError>>),
 }
 
 /// What a trim removed.
@@ -313,6 +308,14 @@ impl Store {
             .subscribe()
     }
 
+    /// Forgets `user`'s watch once nobody holds a receiver of it.
+    pub fn release(&self, user: &str) {
+        let mut map = self.watchers.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(user).is_some_and(|tx| tx.receiver_count() == 0) {
+            map.remove(user);
+        }
+    }
+
     /// Number of transactions the writer committed.
     pub fn commits(&self) -> u64 {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
@@ -386,215 +389,6 @@ fn related(
         out.push(b.to_owned());
     }
     Ok(out)
-}
-
-/// The one thread that writes.
-struct Writer {
-    db: Arc<Database>,
-    watchers: Arc<Watchers>,
-    commits: Arc<std::sync::atomic::AtomicU64>,
-    retention_ms: u64,
-}
-
-/// A write's answer, held until the commit.
-enum Reply {
-    Append(
-        oneshot::Sender<Result<Appended, StoreError>>,
-        Result<Appended, StoreError>,
-    ),
-    Ack(oneshot::Sender<Result<u64, StoreError>>, u64),
-    Unit(oneshot::Sender<Result<(), StoreError>>),
-    Trim(oneshot::Sender<Result<TrimReport, StoreError>>, TrimReport),
-}
-
-impl Reply {
-    fn send(self, failure: Option<&StoreError>) {
-        let _ = match (self, failure) {
-            (Reply::Append(tx, _), Some(e)) => tx.send(Err(e.clone())).map_err(drop),
-            (Reply::Append(tx, r), None) => tx.send(r).map_err(drop),
-            (Reply::Ack(tx, _), Some(e)) => tx.send(Err(e.clone())).map_err(drop),
-            (Reply::Ack(tx, v), None) => tx.send(Ok(v)).map_err(drop),
-            (Reply::Unit(tx), Some(e)) => tx.send(Err(e.clone())).map_err(drop),
-            (Reply::Unit(tx), None) => tx.send(Ok(())).map_err(drop),
-            (Reply::Trim(tx, _), Some(e)) => tx.send(Err(e.clone())).map_err(drop),
-            (Reply::Trim(tx, r), None) => tx.send(Ok(r)).map_err(drop),
-        };
-    }
-}
-
-impl Writer {
-    fn run(self, mut rx: mpsc::Receiver<WriteOp>) {
-        let mut batch = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
-            }
-            let mut replies = Vec::with_capacity(batch.len());
-            let mut committed = Vec::new();
-            let outcome = self.commit(&mut batch, &mut replies, &mut committed);
-            if outcome.is_ok() {
-                self.watchers.publish(&committed);
-            } else if let Err(e) = &outcome {
-                tracing::error!("store commit failed: {e}");
-            }
-            for reply in replies {
-                reply.send(outcome.as_ref().err());
-            }
-        }
-    }
-
-    /// Applies every op of `batch` in one transaction and commits it.
-    fn commit(
-        &self,
-        batch: &mut Vec<WriteOp>,
-        replies: &mut Vec<Reply>,
-        committed: &mut Vec<(String, u64)>,
-    ) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        {
-            let mut t = Tables {
-                inbox: txn.open_table(INBOX)?,
-                users: txn.open_table(USERS)?,
-                idempotency: txn.open_table(IDEMPOTENCY)?,
-                members: txn.open_table(MEMBERS)?,
-                user_rooms: txn.open_table(USER_ROOMS)?,
-            };
-            let now = unix_ms();
-            for op in batch.drain(..) {
-                match op {
-                    WriteOp::Append(req, tx) => {
-                        let r = t.append(&req, now);
-                        if let Err(StoreError::Storage(e)) = &r {
-                            return Err(StoreError::Storage(e.clone()));
-                        }
-                        if let Ok(a) = &r
-                            && !a.duplicate
-                        {
-                            committed.extend(a.deliveries.iter().cloned());
-                        }
-                        replies.push(Reply::Append(tx, r));
-                    }
-                    WriteOp::Ack(user, seq, tx) => replies.push(Reply::Ack(tx, t.ack(&user, seq)?)),
-                    WriteOp::Join(room, user, tx) => {
-                        t.members.insert((room.as_str(), user.as_str()), now)?;
-                        t.user_rooms.insert((user.as_str(), room.as_str()), now)?;
-                        replies.push(Reply::Unit(tx));
-                    }
-                    WriteOp::Leave(room, user, tx) => {
-                        t.members.remove((room.as_str(), user.as_str()))?;
-                        t.user_rooms.remove((user.as_str(), room.as_str()))?;
-                        replies.push(Reply::Unit(tx));
-                    }
-                    WriteOp::Trim(now_ms, tx) => {
-                        let report = t.trim(now_ms.saturating_sub(self.retention_ms))?;
-                        replies.push(Reply::Trim(tx, report));
-                    }
-                }
-            }
-        }
-        txn.commit()?;
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// The tables of one write transaction.
-struct Tables<'txn> {
-    inbox: redb::Table<'txn, (&'static str, u64), (u64, &'static [u8])>,
-    users: redb::Table<'txn, &'static str, (u64, u64)>,
-    idempotency: redb::Table<'txn, (&'static str, &'static str), (u64, &'static [u8])>,
-    members: redb::Table<'txn, (&'static str, &'static str), u64>,
-    user_rooms: redb::Table<'txn, (&'static str, &'static str), u64>,
-}
-
-impl Tables<'_> {
-    fn append(&mut self, req: &AppendRequest, now: u64) -> Result<Appended, StoreError> {
-        let key = (req.sender.as_str(), req.client_id.as_str());
-        if let Some(first) = self.idempotency.get(key)? {
-            let (_, bytes) = first.value();
-            let deliveries: Vec<(String, u64)> = serde_json::from_slice(bytes)
-                .map_err(|e| StoreError::Storage(format!("idempotency entry: {e}")))?;
-            return Ok(Appended {
-                deliveries,
-                duplicate: true,
-            });
-        }
-        let (recipients, room) = match &req.to {
-            Destination::User(user) => (vec![user.clone()], None),
-            Destination::Room(room) => {
-                let members = related(&self.members, room)?;
-                if members.is_empty()
-                    || (req.sender_must_be_member && !members.contains(&req.sender))
-                {
-                    return Err(StoreError::UnknownRoom(room.clone()));
-                }
-                let others = members.into_iter().filter(|m| *m != req.sender).collect();
-                (others, Some(room.clone()))
-            }
-        };
-        let stored = serde_json::to_vec(&StoredMessage {
-            from: req.sender.clone(),
-            room,
-            id: req.client_id.clone(),
-            body: req.body.clone(),
-        })
-        .map_err(|e| StoreError::Storage(e.to_string()))?;
-        let mut deliveries = Vec::with_capacity(recipients.len());
-        for user in recipients {
-            let (last, acked) = self
-                .users
-                .get(user.as_str())?
-                .map(|v| v.value())
-                .unwrap_or((0, 0));
-            let seq = last + 1;
-            self.users.insert(user.as_str(), (seq, acked))?;
-            self.inbox
-                .insert((user.as_str(), seq), (now, stored.as_slice()))?;
-            deliveries.push((user, seq));
-        }
-        let encoded =
-            serde_json::to_vec(&deliveries).map_err(|e| StoreError::Storage(e.to_string()))?;
-        self.idempotency.insert(key, (now, encoded.as_slice()))?;
-        Ok(Appended {
-            deliveries,
-            duplicate: false,
-        })
-    }
-
-    fn ack(&mut self, user: &str, seq: u64) -> Result<u64, StoreError> {
-        let Some((last, acked)) = self.users.get(user)?.map(|v| v.value()) else {
-            return Ok(0);
-        };
-        let acked = acked.max(seq.min(last));
-        self.users.insert(user, (last, acked))?;
-        Ok(acked)
-    }
-
-    fn trim(&mut self, cutoff_ms: u64) -> Result<TrimReport, StoreError> {
-        let mut acked = HashMap::new();
-        for entry in self.users.iter()? {
-            let (user, v) = entry?;
-            acked.insert(user.value().to_owned(), v.value().1);
-        }
-        let mut report = TrimReport::default();
-        self.inbox.retain(|(user, seq), (sent_at, _)| {
-            let keep = sent_at >= cutoff_ms && seq > acked.get(user).copied().unwrap_or(0);
-            report.messages += u64::from(!keep);
-            keep
-        })?;
-        self.idempotency.retain(|_, (created, _)| {
-            let keep = created >= cutoff_ms;
-            report.idempotency_keys += u64::from(!keep);
-            keep
-        })?;
-        Ok(report)
-    }
 }
 
 #[cfg(test)]
