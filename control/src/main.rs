@@ -1,4 +1,5 @@
-//! The `cascade` binary: `serve` runs a media server, `token` mints an access token.
+//! The `cascade` binary: `serve` runs a media server, `token` mints an access token,
+//! `dns` runs the Smart DNS service and `signal` the signalling service.
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Run the Smart DNS / HTTPDNS service for a media zone.
     Dns(cascade_dns::DnsArgs),
+    /// Run the signalling service (IM channel with durable inboxes; WebSocket on 127.0.0.1:8090).
+    Signal(cascade_signal::SignalArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,6 +79,10 @@ fn main() -> anyhow::Result<()> {
         Command::Dns(args) => {
             init_logging(cascade_dns::DEFAULT_LOG_FILTER);
             cascade_dns::run(args)
+        }
+        Command::Signal(args) => {
+            init_logging(cascade_signal::DEFAULT_LOG_FILTER);
+            cascade_signal::run(args)
         }
     }
 }

@@ -1,0 +1,274 @@
+//! `cascade signal`: the reference signalling service, an IM channel that never
+//! loses a message. Clients speak JSON over a WebSocket (`GET /v1/connect`),
+//! application backends post messages over HTTP (`POST /v1/messages`); both are
+//! authenticated with the same JWTs as the media servers. It knows nothing about
+//! media servers.
+//!
+//! Every message goes to per-user inboxes with a per-user sequence (1, 2, 3, ...
+//! with no gaps) in a redb file ([`store`]); a sender is told `accepted` only after
+//! the commit, a retry with the same client message id stores nothing new, a client
+//! acknowledges what it processed and resumes after it. The protocol (frames, error
+//! and close codes) is in [`protocol`] and in the README section "Signalling
+//! (`cascade signal`)".
+
+pub mod metrics;
+pub mod presence;
+pub mod protocol;
+pub mod server;
+pub mod store;
+
+mod connection;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cascade_core::token::{TokenSecret, TokenVerifier};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::server::AppState;
+pub use crate::server::Limits;
+use crate::store::{Store, WriterDone};
+
+/// Default `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
+/// Default `--store`, relative to the working directory.
+pub const DEFAULT_STORE: &str = "cascade-signal.redb";
+/// How often acknowledged and expired inbox entries are removed.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// `cascade signal` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SignalArgs {
+    /// HTTP and WebSocket address (port 0 picks one).
+    #[arg(long, env = "CASCADE_SIGNAL_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// The store file (redb), created when missing.
+    #[arg(long, env = "CASCADE_SIGNAL_STORE", default_value = DEFAULT_STORE)]
+    pub store: PathBuf,
+    /// Secret of the clients' tokens, `SECRET` or `KID:SECRET`; repeat (or
+    /// comma-separate) for rotation. The first is used for tokens without a key id.
+    #[arg(
+        long = "token-secret",
+        env = "CASCADE_TOKEN_SECRET",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub token_secrets: Vec<String>,
+    /// Secret of the service tokens of application backends (`POST /v1/messages`);
+    /// the endpoint is off without it.
+    #[arg(long, env = "CASCADE_SIGNAL_SERVICE_SECRET")]
+    pub service_secret: Option<String>,
+    /// How long unacknowledged messages and idempotency keys are kept, e.g. `7d`, `12h`.
+    #[arg(long, default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
+    /// Largest text frame (and backend request body), in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+    /// Frames per second per connection (token bucket), with a burst of as many frames.
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+}
+
+/// Parses `7d`, `12h`, `30m`, `90s` or a plain number of seconds.
+pub fn parse_retention(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 7d, 12h, 30m, 90s)"))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (s, m, h or d)")),
+    };
+    n.checked_mul(unit_secs)
+        .filter(|&secs| secs > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+/// What `cascade signal` runs with.
+#[derive(Debug, Clone)]
+pub struct SignalConfig {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    pub token_secrets: Vec<TokenSecret>,
+    pub service_secret: Option<TokenSecret>,
+    pub retention: Duration,
+    pub limits: Limits,
+}
+
+impl From<SignalArgs> for SignalConfig {
+    fn from(a: SignalArgs) -> Self {
+        let rate = a.rate.max(1.0);
+        SignalConfig {
+            listen: a.listen,
+            store: a.store,
+            token_secrets: a
+                .token_secrets
+                .iter()
+                .map(|s| TokenSecret::parse(s))
+                .collect(),
+            service_secret: a.service_secret.as_deref().map(TokenSecret::parse),
+            retention: a.retention,
+            limits: Limits {
+                max_message_bytes: a.max_message_bytes,
+                rate,
+                burst: rate,
+                hello_timeout: Duration::from_secs(10),
+                ping_interval: Duration::from_secs(20),
+                idle_timeout: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// A running `cascade signal`; [`RunningSignal::shutdown`] stops it and releases
+/// the store file.
+#[derive(Debug)]
+pub struct RunningSignal {
+    /// The bound HTTP and WebSocket address.
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    alive: mpsc::Receiver<()>,
+    http: JoinHandle<()>,
+    trim: JoinHandle<()>,
+    writer: WriterDone,
+}
+
+impl RunningSignal {
+    /// Closes every connection with 1001, stops serving, waits for the last commit
+    /// and closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        self.trim.abort();
+        let _ = (&mut self.trim).await;
+        let _ = (&mut self.http).await;
+        // Every connection holds a sender: `None` once the last one ended.
+        while self.alive.recv().await.is_some() {}
+        self.writer.wait().await;
+    }
+}
+
+impl Drop for RunningSignal {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.trim.abort();
+    }
+}
+
+/// Opens the store, binds the listener and starts serving. Needs a Tokio runtime.
+pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
+    let verifier = TokenVerifier::new(&config.token_secrets).context("no token secret")?;
+    let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
+    let (store, writer) = Store::open(&config.store, retention_ms)
+        .with_context(|| format!("cannot open the store {}", config.store.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (alive_tx, alive_rx) = mpsc::channel(1);
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        presence: Default::default(),
+        metrics: metrics::Metrics::new()?,
+        verifier,
+        service_secret: config.service_secret,
+        limits: config.limits,
+        shutdown: shutdown_rx.clone(),
+        alive: alive_tx,
+    });
+    let app = server::router(state);
+    let mut stop = shutdown_rx.clone();
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("signal HTTP server stopped: {e}");
+        }
+    });
+    let trim = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRIM_INTERVAL);
+        loop {
+            tick.tick().await;
+            match store.trim(store::unix_ms()).await {
+                Ok(r) if r.messages + r.idempotency_keys > 0 => {
+                    tracing::info!(
+                        messages = r.messages,
+                        keys = r.idempotency_keys,
+                        "store trimmed"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("store trim failed: {e}"),
+            }
+        }
+    });
+    Ok(RunningSignal {
+        addr,
+        shutdown: shutdown_tx,
+        alive: alive_rx,
+        http,
+        trim,
+        writer,
+    })
+}
+
+/// The log filter `cascade signal` runs with when `RUST_LOG` is not set.
+pub const DEFAULT_LOG_FILTER: &str = "info";
+
+/// `cascade signal`: runs until SIGINT or SIGTERM.
+pub fn run(args: SignalArgs) -> anyhow::Result<()> {
+    let config = SignalConfig::from(args);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?
+        .block_on(async move {
+            let running = start(config).await?;
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(
+                    out,
+                    "cascade signal listening: ws://{addr}/v1/connect http://{addr}",
+                    addr = running.addr
+                )?;
+                out.flush()?;
+            }
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_parses_units() {
+        assert_eq!(parse_retention("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_retention("12h"), Ok(Duration::from_secs(12 * 3600)));
+        assert_eq!(parse_retention("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_retention("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_retention("0s").is_err());
+        assert!(parse_retention("1w").is_err());
+        assert!(parse_retention("d").is_err());
+    }
+}
