@@ -78,11 +78,29 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dns(args) => {
             init_logging(cascade_dns::DEFAULT_LOG_FILTER);
-            cascade_dns::run(args)
+            run_service(
+                cascade_dns::start(args.into()),
+                |r| {
+                    format!(
+                        "cascade dns listening: dns=udp://{} http=http://{}",
+                        r.dns_addr, r.http_addr
+                    )
+                },
+                async |r| r.shutdown().await,
+            )
         }
         Command::Signal(args) => {
             init_logging(cascade_signal::DEFAULT_LOG_FILTER);
-            cascade_signal::run(args)
+            run_service(
+                cascade_signal::start(args.into()),
+                |r| {
+                    format!(
+                        "cascade signal listening: ws://{addr}/v1/connect http://{addr}",
+                        addr = r.addr
+                    )
+                },
+                async |r| r.shutdown().await,
+            )
         }
     }
 }
@@ -96,4 +114,47 @@ fn init_logging(default_filter: &str) {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
+}
+
+/// Runs a service (`cascade dns`, `cascade signal`) on a two-thread runtime: starts
+/// it, prints the line `announce` makes of it on standard output once it is ready,
+/// and stops it on SIGINT or SIGTERM.
+fn run_service<S>(
+    start: impl Future<Output = anyhow::Result<S>>,
+    announce: impl FnOnce(&S) -> String,
+    stop: impl AsyncFnOnce(S),
+) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()?
+        .block_on(async move {
+            let running = start.await?;
+            {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", announce(&running))?;
+                out.flush()?;
+            }
+            shutdown_signal().await;
+            tracing::info!("stopping");
+            stop(running).await;
+            Ok(())
+        })
+}
+
+/// Resolves on SIGINT or SIGTERM (on SIGINT alone where SIGTERM cannot be watched).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -382,46 +382,5 @@ pub async fn start(config: DnsConfig) -> anyhow::Result<RunningDns> {
 /// The log filter `cascade dns` runs with when `RUST_LOG` is not set.
 pub const DEFAULT_LOG_FILTER: &str = "info,hickory_server=warn";
 
-/// `cascade dns`: runs until SIGINT or SIGTERM.
-pub fn run(args: DnsArgs) -> anyhow::Result<()> {
-    let config = DnsConfig::from(args);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?
-        .block_on(async move {
-            let running = start(config).await?;
-            {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                writeln!(
-                    out,
-                    "cascade dns listening: dns=udp://{} http=http://{}",
-                    running.dns_addr, running.http_addr
-                )?;
-                out.flush()?;
-            }
-            shutdown_signal().await;
-            tracing::info!("stopping");
-            running.shutdown().await;
-            Ok(())
-        })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -226,37 +226,6 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
 /// The log filter `cascade signal` runs with when `RUST_LOG` is not set.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
-/// `cascade signal`: runs until SIGINT or SIGTERM.
-pub fn run(args: SignalArgs) -> anyhow::Result<()> {
-    let config = SignalConfig::from(args);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .worker_threads(2)
-        .build()?
-        .block_on(async move {
-            let running = start(config).await?;
-            {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                writeln!(
-                    out,
-                    "cascade signal listening: ws://{addr}/v1/connect http://{addr}",
-                    addr = running.addr
-                )?;
-                out.flush()?;
-            }
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            tracing::info!("shutting down");
-            running.shutdown().await;
-            Ok(())
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
