@@ -41,6 +41,10 @@ enum Command {
     Dns(cascade_dns::DnsArgs),
     /// Run the signalling service (IM channel with durable inboxes; WebSocket on 127.0.0.1:8090).
     Signal(cascade_signal::SignalArgs),
+    /// Talk to a cascade signal service from the terminal: commands on standard input
+    /// (send USER TEXT, room ROOM TEXT, join ROOM, leave ROOM, ack SEQ, ping), every
+    /// frame received printed as a JSON line.
+    SignalCli(cascade_signal::cli::CliArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -102,6 +106,10 @@ fn main() -> anyhow::Result<()> {
                 async |r| r.shutdown().await,
             )
         }
+        Command::SignalCli(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(cascade_signal::cli::run(args)),
     }
 }
 

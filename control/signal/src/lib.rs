@@ -11,6 +11,7 @@
 //! and close codes) is in [`protocol`] and in the README section "Signalling
 //! (`cascade signal`)".
 
+pub mod cli;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;

@@ -10,7 +10,7 @@ use crate::store::{Destination, InboxMessage};
 pub const MAX_ID_BYTES: usize = 128;
 
 /// A frame from a client.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// The first frame: deliver the inbox after `resume_after` (the last sequence
