@@ -9,18 +9,16 @@
 //! [`DataCentre`] drops, panic or not). What the servers make of it is what is
 //! under test.
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::netns::Netns;
-use crate::{SHUTDOWN_TIMEOUT, STARTUP_TIMEOUT, ServerProcess, cascade_bin};
+use crate::service::ServiceProcess;
+use crate::{SHUTDOWN_TIMEOUT, ServerProcess, cascade_bin};
 
 /// The zone `cascade dns` is authoritative for.
 pub const ZONE: &str = "dc1.cascade.test";
@@ -35,9 +33,6 @@ const CLIENT_HOST: u8 = 100;
 
 /// How often `cascade dns` probes each server's `/healthz`.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Lines of `cascade dns` stderr kept for failure messages.
-const STDERR_TAIL_LINES: usize = 200;
 
 fn host_ip(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(SUBNET[0], SUBNET[1], SUBNET[2], n)
@@ -213,12 +208,11 @@ impl Drop for ZoneFile {
 /// drop; its stderr is printed when the test panics.
 #[derive(Debug)]
 pub struct DnsProcess {
-    child: Child,
+    service: ServiceProcess,
     /// The DNS address (UDP and TCP).
     pub dns: SocketAddr,
     /// `http://IP:PORT` of its HTTPDNS endpoint.
     pub http_base: String,
-    stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl DnsProcess {
@@ -266,99 +260,39 @@ impl DnsProcess {
             .args([
                 "--probe-interval",
                 &format!("{}ms", probe_interval.as_millis()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            ]);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,hickory_server=warn");
         }
-        // `ip netns exec` execs the DNS in place, so the signal reaches it should
-        // this process die without stopping it.
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {} dns{place}", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let stderr_pipe = child.stderr.take().context("no stderr pipe")?;
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        {
-            let stderr = stderr.clone();
-            let _ = crate::drain(stderr_pipe, "cascade-dns-stderr", move |line| {
-                let mut tail = stderr.lock().unwrap_or_else(|p| p.into_inner());
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            });
-        }
-        let (line_tx, line_rx) = mpsc::channel();
-        let _ = crate::drain(stdout, "cascade-dns-stdout", move |line| {
-            let _ = line_tx.send(line);
-        });
-        let mut process = DnsProcess {
-            child,
-            dns: listen,
-            http_base: String::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "no `cascade dns listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                    process.stderr_tail()
-                );
-            }
-            match line_rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    if let Some((dns, http)) = parse_listening(&line) {
-                        process.dns = dns;
-                        process.http_base = http;
-                        return Ok(process);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = process.child.wait();
-                    bail!(
-                        "cascade dns exited before announcing itself; stderr:\n{}",
-                        process.stderr_tail()
-                    );
-                }
-            }
-        }
+        let what = format!("{} dns{place}", bin.display());
+        let (service, (dns, http_base)) = ServiceProcess::start(cmd, &what, parse_listening)?;
+        Ok(DnsProcess {
+            service,
+            dns,
+            http_base,
+        })
     }
 
     /// The last lines it logged.
     pub fn stderr_tail(&self) -> String {
-        let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        tail.iter().map(|l| format!("{l}\n")).collect()
+        self.service.stderr_tail()
     }
 }
 
 impl Drop for DnsProcess {
     fn drop(&mut self) {
-        crate::signal(&self.child, libc::SIGTERM);
+        let child = &mut self.service.child;
+        crate::signal(child, libc::SIGTERM);
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if std::thread::panicking() {
             eprintln!(

@@ -7,6 +7,7 @@ pub mod dc;
 pub mod linkemu;
 pub mod media;
 pub mod netns;
+pub mod service;
 pub mod tls;
 
 use std::collections::VecDeque;

@@ -3,19 +3,19 @@
 //! delivered, each id once, in a gapless sequence; retries of accepted sends are
 //! answered `duplicate: true` and store nothing new.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, HashSet};
+
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use cascade_core::token::{Claims, TokenSecret, mint};
-use cascade_tests::{STARTUP_TIMEOUT, cascade_bin, require};
+use cascade_tests::service::ServiceProcess;
+use cascade_tests::{cascade_bin, require};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -35,8 +35,6 @@ const QUIET: Duration = Duration::from_millis(500);
 const RETRY_UNACCEPTED: usize = 100;
 /// Sends answered `accepted` that alice retries after the restart.
 const RETRY_ACCEPTED: usize = 50;
-/// Lines of the server's stderr kept for failure messages.
-const STDERR_TAIL_LINES: usize = 200;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -64,9 +62,8 @@ impl Drop for TempDir {
 
 /// A running `cascade signal`, killed when dropped.
 struct SignalProcess {
-    child: Child,
+    service: ServiceProcess,
     addr: SocketAddr,
-    stderr: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl SignalProcess {
@@ -80,93 +77,32 @@ impl SignalProcess {
             .arg("--store")
             .arg(store)
             .args(["--token-secret", secret])
-            .args(["--rate", "1000000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .args(["--rate", "1000000"]);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        // Killed too should this test process die without dropping it.
-        // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {} signal", bin.display()))?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let stderr_pipe = child.stderr.take().context("no stderr pipe")?;
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        {
-            let stderr = stderr.clone();
-            drain(stderr_pipe, move |line| {
-                let mut tail = stderr.lock().unwrap_or_else(|p| p.into_inner());
-                if tail.len() == STDERR_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            });
-        }
-        let (line_tx, line_rx) = mpsc::channel();
-        drain(stdout, move |line| {
-            let _ = line_tx.send(line);
-        });
-        let mut process = SignalProcess {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "no `cascade signal listening:` line within {STARTUP_TIMEOUT:?}; stderr:\n{}",
-                    process.stderr_tail()
-                );
-            }
-            match line_rx.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(line) => {
-                    if let Some(addr) = parse_listening(&line) {
-                        process.addr = addr;
-                        return Ok(process);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = process.child.wait()?;
-                    bail!(
-                        "cascade signal exited ({status}) before announcing itself; stderr:\n{}",
-                        process.stderr_tail()
-                    );
-                }
-            }
-        }
+        let what = format!("{} signal", bin.display());
+        let (service, addr) = ServiceProcess::start(cmd, &what, parse_listening)?;
+        Ok(SignalProcess { service, addr })
     }
 
     /// SIGKILL, and the exit status.
     fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
-        self.child.kill()?;
-        Ok(self.child.wait()?)
+        self.service.child.kill()?;
+        Ok(self.service.child.wait()?)
     }
 
     fn stderr_tail(&self) -> String {
-        let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        tail.iter().map(|l| format!("{l}\n")).collect()
+        self.service.stderr_tail()
     }
 }
 
 impl Drop for SignalProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        let child = &mut self.service.child;
+        if let Ok(None) = child.try_wait() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
         if std::thread::panicking() {
             eprintln!(
@@ -176,18 +112,6 @@ impl Drop for SignalProcess {
             );
         }
     }
-}
-
-/// Reads `pipe` line by line on a thread until it closes.
-fn drain(pipe: impl std::io::Read + Send + 'static, mut each: impl FnMut(String) + Send + 'static) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            match line {
-                Ok(line) => each(line),
-                Err(_) => return,
-            }
-        }
-    });
 }
 
 /// Parses `cascade signal listening: ws://ADDR/v1/connect http://ADDR`.
