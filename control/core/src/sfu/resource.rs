@@ -177,7 +177,7 @@ impl Sfu {
         self.out
             .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
         self.ended(id, "deleted");
-        tracing::info!(resource = %id, "resource deleted");
+        tracing::info!(resource = log_id(id), "resource deleted");
         Ok(())
     }
 
@@ -372,6 +372,13 @@ pub(super) fn kind_name(k: MediaKind) -> &'static str {
         MediaKind::Audio => "audio",
         MediaKind::Video => "video",
     }
+}
+
+/// What logs show of a resource id: its first 8 hex digits (32 of its 128 bits). The
+/// whole id is a bearer capability (`GET`/events need nothing else), so it never goes
+/// to a log.
+pub(super) fn log_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 pub(super) fn new_resource_id(rng: &mut StdRng) -> ResourceId {
