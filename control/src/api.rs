@@ -3,13 +3,14 @@
 //! subscriber's layer preferences), metrics, health and the demo page. Handlers check tokens, then call
 //! the SFU core under its lock and hand what it outputs to the data plane.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,11 +18,12 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::config::Handover;
 use crate::error::HttpError;
+use crate::limits::{OpenPermit, Refusal};
 use crate::server::AppState;
 use crate::unix_now;
 use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::placement::{self, Decision, Member};
-use cascade_core::sfu::{Patched, ResourceState, SubscriptionPreferences};
+use cascade_core::sfu::{Client, Patched, ResourceState, SubscriptionPreferences};
 use cascade_core::token::{Claims, Grant};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
@@ -32,6 +34,7 @@ const RELAY_LAYER_WAIT: Duration = Duration::from_secs(3);
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let body_limits = (state.http_limits.body_timeout, MAX_BODY);
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([
@@ -72,6 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limits,
+            crate::listener::read_body_within,
+        ))
         .layer(cors)
         .with_state(state)
 }
@@ -138,7 +145,9 @@ fn authorize(
     Ok(state.verifier.verify(token, room, grant, unix_now())?)
 }
 
-fn created(location: String, answer: String) -> Response {
+/// `201 Created` with the SDP answer, the resource URL and the entity-tag of the
+/// resource's ICE session (RFC 9725 §4.3.1: a client sends it back in `If-Match`).
+fn created(location: String, answer: String, etag: Option<String>) -> Response {
     let mut resp = (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/sdp")],
@@ -147,6 +156,9 @@ fn created(location: String, answer: String) -> Response {
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert(header::ETAG, v);
     }
     resp
 }
@@ -322,6 +334,7 @@ async fn owner_publications(
 
 async fn publish(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -330,6 +343,7 @@ async fn publish(
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
     let claims = authorize(&headers, &state, &room, Grant::Publish)?;
+    let client = Client::new(claims.sub.clone(), Some(peer.ip()));
     let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/publish");
     if let Placed::There(resp) =
@@ -338,15 +352,21 @@ async fn publish(
         return Ok(resp);
     }
     let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
-    let (url, answer) = state.with_sfu(|sfu| {
-        let c = sfu.publish(Instant::now(), &room, &claims.sub, &offer)?;
-        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    state.check_bitrate()?;
+    let (url, answer, etag) = state.with_sfu(|sfu| {
+        let c = sfu.publish_for(Instant::now(), &room, &client, &offer)?;
+        Ok::<_, ApiError>((
+            sfu.resource_url(&c.resource),
+            c.answer,
+            sfu.ice_etag(&c.resource),
+        ))
     })?;
-    Ok(created(url, answer))
+    Ok(created(url, answer, etag))
 }
 
 async fn subscribe(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -354,7 +374,8 @@ async fn subscribe(
 ) -> Result<Response, HttpError> {
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
-    authorize(&headers, &state, &room, Grant::Subscribe)?;
+    let claims = authorize(&headers, &state, &room, Grant::Subscribe)?;
+    let client = Client::new(claims.sub.clone(), Some(peer.ip()));
     let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/subscribe");
     let owner = match place(&state, &room, &path, query.as_deref(), &headers, &body).await? {
@@ -366,6 +387,21 @@ async fn subscribe(
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.into_owned())
         .collect();
+    let most = state.http_limits.max_subscribe_resources;
+    if urls.len() > most {
+        return Err(ApiError::bad_request(
+            "too_many_resources",
+            format!(
+                "{} resource parameters; one subscribe takes at most {most}",
+                urls.len()
+            ),
+        )
+        .into());
+    }
+    // Refuse before any relay is opened on the client's behalf (checked again,
+    // atomically, when the subscription is created).
+    state.check_bitrate()?;
+    state.with_sfu(|sfu| sfu.admit(&client))?;
     if urls.is_empty()
         && let Some(owner) = owner
     {
@@ -388,11 +424,35 @@ async fn subscribe(
             ids.push(id);
         }
     }
-    let (url, answer) = state.with_sfu(|sfu| {
-        let c = sfu.subscribe(Instant::now(), &room, &ids, &offer)?;
-        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    let (url, answer, etag) = state.with_sfu(|sfu| {
+        let c = sfu.subscribe_for(Instant::now(), &room, &client, &ids, &offer)?;
+        Ok::<_, ApiError>((
+            sfu.resource_url(&c.resource),
+            c.answer,
+            sfu.ice_etag(&c.resource),
+        ))
     })?;
-    Ok(created(url, answer))
+    Ok(created(url, answer, etag))
+}
+
+/// A place for one more event stream from `peer`, or the refusal: 503 when this
+/// server holds its maximum of streams, 429 when the address holds its share.
+fn event_stream_permit(state: &AppState, peer: SocketAddr) -> Result<OpenPermit, ApiError> {
+    state
+        .event_streams
+        .try_acquire(peer.ip())
+        .map_err(|r| match r {
+            Refusal::Total => ApiError::new(
+                ErrorKind::Unavailable,
+                "too_many_event_streams",
+                "this server holds its maximum of open event streams",
+            ),
+            Refusal::PerAddress => ApiError::new(
+                ErrorKind::TooManyRequests,
+                "too_many_event_streams_from_address",
+                format!("{} holds its maximum of open event streams", peer.ip()),
+            ),
+        })
 }
 
 /// The local id of a publication named by `url`: ours, or another server's, which is
@@ -435,6 +495,7 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
 /// `Authorization` header or, for `EventSource`, the `access_token` query parameter.
 async fn room_events(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -454,8 +515,10 @@ async fn room_events(
         }
         .into());
     }
+    let permit = event_stream_permit(&state, peer)?;
     let rx = state.subscribe_room_events();
-    let events = stream::unfold(rx, move |mut rx| {
+    // The permit lives in the stream's state: the place frees when the stream ends.
+    let events = stream::unfold((rx, permit), move |(mut rx, permit)| {
         let room = room.clone();
         async move {
             loop {
@@ -465,7 +528,7 @@ async fn room_events(
                             .event(e.kind.name())
                             .json_data(&e)
                             .unwrap_or_else(|_| Event::default().event(e.kind.name()));
-                        return Some((ev, rx));
+                        return Some((ev, (rx, permit)));
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return None,
@@ -532,6 +595,7 @@ async fn resource_info(
 /// change. The stream ends after `ended`.
 async fn resource_events(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
 ) -> Result<Response, HttpError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -549,9 +613,10 @@ async fn resource_events(
             .json_data(serde_json::json!({ "state": state, "reason": reason }))
             .unwrap_or_else(|_| Event::default().event("state"))
     };
+    let permit = event_stream_permit(&state, peer)?;
     let first = event(info.state, "current");
     let ended = info.state == ResourceState::Ended;
-    let changes = stream::unfold((rx, ended), move |(mut rx, ended)| {
+    let changes = stream::unfold((rx, ended, permit), move |(mut rx, ended, permit)| {
         let id = id.clone();
         async move {
             if ended {
@@ -561,7 +626,7 @@ async fn resource_events(
                 match rx.recv().await {
                     Ok(e) if e.resource == id => {
                         let end = e.state == ResourceState::Ended;
-                        return Some((event(e.state, e.reason), (rx, end)));
+                        return Some((event(e.state, e.reason), (rx, end, permit)));
                     }
                     Ok(_) | Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return None,
@@ -577,6 +642,8 @@ async fn resource_events(
         .into_response())
 }
 
+/// `DELETE {resource}`: ends it; `200 OK` (RFC 9725 §4.2). An `If-Match` is ignored:
+/// ending a session needs no particular ICE session (§4.3.1).
 async fn delete_resource(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -584,9 +651,14 @@ async fn delete_resource(
 ) -> Result<StatusCode, HttpError> {
     authorize_resource(&headers, &state, &id)?;
     state.with_sfu(|sfu| sfu.delete(&id))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::OK)
 }
 
+/// `PATCH {resource}`: a subscriber's layer preferences (JSON), or trickle ICE / an
+/// ICE restart (sdpfrag). With `If-Match`, the fragment applies only to the ICE
+/// session it names (412 otherwise; `*` for any); without it, to the current one
+/// (RFC 9725 asks clients to send it, and the server to check it when sent). A
+/// restart answers 200 with the new session's `ETag`.
 async fn patch_resource(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -608,14 +680,38 @@ async fn patch_resource(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let frag = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
-    match state.with_sfu(|sfu| sfu.patch(Instant::now(), &id, &frag))? {
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    // The tag is checked and the fragment applied under one lock: no restart can
+    // slip in between.
+    let (patched, etag) = state.with_sfu(|sfu| {
+        if let Some(condition) = &if_match
+            && !crate::etag::if_match(condition, sfu.ice_etag(&id).as_deref())
+        {
+            return Err(ApiError::new(
+                ErrorKind::PreconditionFailed,
+                "ice_session_mismatch",
+                "If-Match names another ICE session of this resource (restarted since)",
+            ));
+        }
+        let patched = sfu.patch(Instant::now(), &id, &frag)?;
+        Ok::<_, ApiError>((patched, sfu.ice_etag(&id)))
+    })?;
+    match patched {
         Patched::NoContent => Ok(StatusCode::NO_CONTENT.into_response()),
-        Patched::Restarted(frag) => Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
-            frag,
-        )
-            .into_response()),
+        Patched::Restarted(frag) => {
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
+                frag,
+            )
+                .into_response();
+            if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                resp.headers_mut().insert(header::ETAG, v);
+            }
+            Ok(resp)
+        }
     }
 }
 
