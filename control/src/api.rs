@@ -76,6 +76,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             body_limits,
             crate::listener::read_body_within,
         ))
@@ -781,6 +785,23 @@ async fn close_relay(
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Middleware: counts answers refused for load (503, 429) by their code, in
+/// `cascade_refused_total`.
+async fn count_refusals(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
+        && let Some(crate::error::ErrorCode(code)) = resp.extensions().get()
+    {
+        state.metrics.refused.with_label_values(&[code]).inc();
+    }
+    resp
 }
 
 /// A request body that could not be read: too large (413) or cut short (400).

@@ -23,6 +23,10 @@ impl From<cascade_core::token::TokenError> for HttpError {
     }
 }
 
+/// The `code` of an error response, in its extensions (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// Seconds a client refused because this server is full (503) should wait.
 pub const RETRY_AFTER_FULL: u32 = 10;
 /// Seconds a client refused for holding its share (429) should wait.
@@ -58,6 +62,7 @@ impl IntoResponse for HttpError {
             body.to_string(),
         )
             .into_response();
+        resp.extensions_mut().insert(ErrorCode(e.code));
         let retry_after = match status {
             StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_FULL),
             StatusCode::TOO_MANY_REQUESTS => Some(RETRY_AFTER_SHARE),

@@ -42,12 +42,11 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Concurrent requests on one HTTP/2 connection.
 const H2_MAX_STREAMS: u32 = 64;
 
-/// Connections refused at accept, by reason (for metrics).
-#[derive(Debug, Default)]
+/// What the listener reports: open connections, and those refused at accept.
+#[derive(Debug, Clone)]
 pub struct ListenerCounters {
-    pub refused_total: std::sync::atomic::AtomicU64,
-    pub refused_per_address: std::sync::atomic::AtomicU64,
-    pub open: AtomicUsize,
+    pub open: prometheus::IntGauge,
+    pub refused: prometheus::IntCounterVec,
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open
@@ -57,7 +56,7 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
     limits: HttpLimits,
-    counters: Arc<ListenerCounters>,
+    counters: ListenerCounters,
     shutdown: impl Future<Output = ()>,
 ) {
     let cap = OpenCap::new(limits.max_connections, limits.max_connections_per_ip);
@@ -79,17 +78,17 @@ pub async fn serve(
         let permit = match cap.try_acquire(peer.ip()) {
             Ok(p) => p,
             Err(r) => {
-                let counter = match r {
-                    Refusal::Total => &counters.refused_total,
-                    Refusal::PerAddress => &counters.refused_per_address,
+                let reason = match r {
+                    Refusal::Total => "connections",
+                    Refusal::PerAddress => "connections_per_address",
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                counters.refused.with_label_values(&[reason]).inc();
                 tracing::debug!(%peer, reason = ?r, "connection refused: at the cap");
                 drop(tcp);
                 continue;
             }
         };
-        counters.open.fetch_add(1, Ordering::Relaxed);
+        counters.open.inc();
         let conn = Connection {
             peer,
             router: router.clone(),
@@ -126,7 +125,7 @@ struct Connection {
     router: Router,
     limits: HttpLimits,
     stop: tokio::sync::watch::Receiver<bool>,
-    counters: Arc<ListenerCounters>,
+    counters: ListenerCounters,
     /// Its place under the connection caps, freed when it closes.
     _permit: OpenPermit,
 }
@@ -187,7 +186,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        self.counters.open.dec();
     }
 }
 

@@ -66,8 +66,6 @@ pub struct AppState {
     pub http_limits: HttpLimits,
     /// Open event streams (`.../events`), in total and per client address.
     pub event_streams: OpenCap,
-    /// Connections the listener holds and refused.
-    pub listener: Arc<ListenerCounters>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -361,7 +359,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.http_limits.max_event_streams,
             config.http_limits.max_event_streams_per_ip,
         ),
-        listener: Arc::default(),
     });
     if let Some(m) = &state.membership {
         let ids: Vec<String> = m.members().iter().map(|m| m.id.clone()).collect();
@@ -468,7 +465,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tls.map(Arc::new),
         router,
         config.http_limits,
-        state.listener.clone(),
+        ListenerCounters {
+            open: state.metrics.http_connections.clone(),
+            refused: state.metrics.refused.clone(),
+        },
         shutdown_signal(),
     )
     .await;

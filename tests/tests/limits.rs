@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use cascade_peer::{ClientPeer, PeerRole};
-use cascade_tests::{ServerProcess, cascade_bin, mint_token, random_room, require};
+use cascade_tests::{ServerProcess, cascade_bin, metric, mint_token, random_room, require};
 use serde_json::Value;
 
 fn server(args: &[&str]) -> Option<ServerProcess> {
@@ -135,6 +135,13 @@ async fn max_sessions_holds_without_placement() {
         503,
         "server_full",
     );
+    let refused = metric(
+        &server.http_base,
+        "cascade_refused_total{reason=\"server_full\"}",
+    )
+    .await
+    .expect("the refusal counter is exported");
+    assert_eq!(refused, 2.0);
 }
 
 #[tokio::test]

@@ -308,6 +308,24 @@ async fn connection_caps_in_total_and_per_address() {
     assert_eq!(held.len(), 20);
     let mut over = connect_from("127.0.0.9", addr).await.unwrap();
     assert!(!answers(&mut over, get).await, "a 21st connection");
+    let text = get_on(&mut held[0], "/metrics").await;
+    assert_eq!(
+        cascade_tests::metric_in(&text, "cascade_refused_total{reason=\"connections\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        cascade_tests::metric_in(
+            &text,
+            "cascade_refused_total{reason=\"connections_per_address\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        cascade_tests::metric_in(&text, "cascade_http_connections"),
+        Some(20.0)
+    );
     // Closing some makes room again.
     held.truncate(15);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -322,6 +340,23 @@ async fn connection_caps_in_total_and_per_address() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `GET path` as HTTP/1.0 on an open connection (the server then answers without
+/// chunks and closes it); the response body.
+async fn get_on(stream: &mut TcpStream, path: &str) -> String {
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+        .await
+        .expect("a response")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    let (_, body) = text.split_once("\r\n\r\n").expect("a response with a body");
+    body.to_owned()
 }
 
 #[tokio::test]
