@@ -1,7 +1,8 @@
 //! The one HTTP interface: publish (WHIP), subscribe (WHEP), room listing and room
 //! events (publications, active speaker), resource DELETE/PATCH (trickle ICE, or a
 //! subscriber's layer preferences), metrics, health and the demo page. Handlers check tokens, then call
-//! the SFU core under its lock and hand what it outputs to the data plane.
+//! the SFU core under its lock and hand what it outputs to the data plane. The event
+//! streams live in `events`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,12 +19,11 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::config::Handover;
 use crate::error::HttpError;
-use crate::limits::{OpenPermit, Refusal};
 use crate::server::AppState;
 use crate::unix_now;
 use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::placement::{self, Decision, Member};
-use cascade_core::sfu::{Client, Patched, ResourceState, SubscriptionPreferences};
+use cascade_core::sfu::{Client, Patched, SubscriptionPreferences};
 use cascade_core::token::{Claims, Grant};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
@@ -32,6 +32,9 @@ const MAX_BODY: usize = 64 * 1024;
 const RELAY_LAYER_WAIT: Duration = Duration::from_secs(3);
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
+
+mod events;
+use events::{resource_events, room_events};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limits = (state.http_limits.body_timeout, MAX_BODY);
@@ -439,26 +442,6 @@ async fn subscribe(
     Ok(created(url, answer, etag))
 }
 
-/// A place for one more event stream from `peer`, or the refusal: 503 when this
-/// server holds its maximum of streams, 429 when the address holds its share.
-fn event_stream_permit(state: &AppState, peer: SocketAddr) -> Result<OpenPermit, ApiError> {
-    state
-        .event_streams
-        .try_acquire(peer.ip())
-        .map_err(|r| match r {
-            Refusal::Total => ApiError::new(
-                ErrorKind::Unavailable,
-                "too_many_event_streams",
-                "this server holds its maximum of open event streams",
-            ),
-            Refusal::PerAddress => ApiError::new(
-                ErrorKind::TooManyRequests,
-                "too_many_event_streams_from_address",
-                format!("{} holds its maximum of open event streams", peer.ip()),
-            ),
-        })
-}
-
 /// The local id of a publication named by `url`: ours, or another server's, which is
 /// then relayed here (one relay per publication, whatever the number of subscribers).
 async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<String, ApiError> {
@@ -491,59 +474,6 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
         state.with_sfu(|s| s.queue_close_relay(d));
     }
     Ok(id)
-}
-
-/// `GET /rtc/v1/rooms/{room}/events`: server-sent events of the room,
-/// `publication_added`, `publication_removed` and `active_speaker`, each with a JSON
-/// body (`type`, `resource` URL, `user`). The token (for the room) comes in the
-/// `Authorization` header or, for `EventSource`, the `access_token` query parameter.
-async fn room_events(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(room): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, HttpError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::stream::{self, StreamExt};
-    use tokio::sync::broadcast::error::RecvError;
-
-    check_room(&room)?;
-    let headers = with_query_token(headers, query.as_deref());
-    let token = bearer(&headers)?;
-    let claims = state.verifier.verify_signature(token, unix_now())?;
-    if claims.room != room {
-        return Err(cascade_core::token::TokenError::WrongRoom {
-            token_room: claims.room,
-            room,
-        }
-        .into());
-    }
-    let permit = event_stream_permit(&state, peer)?;
-    let rx = state.subscribe_room_events();
-    // The permit lives in the stream's state: the place frees when the stream ends.
-    let events = stream::unfold((rx, permit), move |(mut rx, permit)| {
-        let room = room.clone();
-        async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.room == room => {
-                        let ev = Event::default()
-                            .event(e.kind.name())
-                            .json_data(&e)
-                            .unwrap_or_else(|_| Event::default().event(e.kind.name()));
-                        return Some((ev, (rx, permit)));
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
-    })
-    .map(Ok::<_, std::convert::Infallible>);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
 }
 
 async fn room_info(
@@ -592,58 +522,6 @@ async fn resource_info(
         .with_sfu(|sfu| sfu.resource_info(&id))
         .ok_or_else(|| ApiError::unknown_resource(&id))?;
     Ok(axum::Json(info).into_response())
-}
-
-/// `GET {resource}/events`: server-sent events, `event: state` with
-/// `{"state": .., "reason": ..}`; the first is the current state, then one per
-/// change. The stream ends after `ended`.
-async fn resource_events(
-    State(state): State<Arc<AppState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
-) -> Result<Response, HttpError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::stream::{self, StreamExt};
-    use tokio::sync::broadcast::error::RecvError;
-
-    // Listen before reading the current state, so no change falls in between.
-    let rx = state.subscribe_events();
-    let info = state
-        .with_sfu(|sfu| sfu.resource_info(&id))
-        .ok_or_else(|| ApiError::unknown_resource(&id))?;
-    let event = |state: ResourceState, reason: &str| {
-        Event::default()
-            .event("state")
-            .json_data(serde_json::json!({ "state": state, "reason": reason }))
-            .unwrap_or_else(|_| Event::default().event("state"))
-    };
-    let permit = event_stream_permit(&state, peer)?;
-    let first = event(info.state, "current");
-    let ended = info.state == ResourceState::Ended;
-    let changes = stream::unfold((rx, ended, permit), move |(mut rx, ended, permit)| {
-        let id = id.clone();
-        async move {
-            if ended {
-                return None;
-            }
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.resource == id => {
-                        let end = e.state == ResourceState::Ended;
-                        return Some((event(e.state, e.reason), (rx, end, permit)));
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
-    });
-    let events = stream::once(async move { first })
-        .chain(changes)
-        .map(Ok::<_, std::convert::Infallible>);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
 }
 
 /// `DELETE {resource}`: ends it; `200 OK` (RFC 9725 §4.2). An `If-Match` is ignored:
