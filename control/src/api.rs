@@ -52,7 +52,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::CONTENT_TYPE,
             header::IF_MATCH,
         ])
-        .expose_headers([header::LOCATION, header::ETAG, header::LINK]);
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LINK,
+            header::RETRY_AFTER,
+        ]);
     Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))

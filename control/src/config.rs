@@ -154,7 +154,8 @@ pub struct ServeArgs {
     /// How a request for a room owned by another member is handed over.
     #[arg(long, env = "CASCADE_HANDOVER", value_enum)]
     pub handover: Option<Handover>,
-    /// Capacity: most peer sessions; beyond it new ones spill to the next member.
+    /// Capacity: most peer sessions; beyond it new ones spill to the next member
+    /// (with placement off, or every member full: 503 `server_full`).
     #[arg(long, env = "CASCADE_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
     /// Capacity: most media tracks (published plus delivered).
