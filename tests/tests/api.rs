@@ -266,6 +266,25 @@ fn a_dev_token_only_for_a_generated_secret() {
             .any(|l| l.starts_with("demo page: http://") && l.contains("?room=demo&token=")),
         "stdout: {lines:?}"
     );
+    // A secret from the config file is an operator's secret: no token printed.
+    let dir = std::env::temp_dir().join(format!("cascade-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "token_secrets = [\"k1:from-the-file\"]\n").unwrap();
+    let lines = stdout_until(
+        &["--config", config.to_str().unwrap()],
+        "demo page: ",
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        lines.iter().any(|l| l.starts_with("demo page: ")),
+        "stdout: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("eyJ")),
+        "a token printed for a configured secret: {lines:?}"
+    );
 }
 
 #[tokio::test]
