@@ -26,6 +26,11 @@ pub struct Metrics {
     pub cluster_requests: IntCounterVec,
     /// Publish/subscribe requests handed to another member, by how.
     pub handovers: IntCounterVec,
+    /// Open HTTP connections.
+    pub http_connections: IntGauge,
+    /// Refusals for load: connections closed on accept and requests answered 503/429,
+    /// by reason.
+    pub refused: IntCounterVec,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -35,6 +40,19 @@ impl std::fmt::Debug for Metrics {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
+
+/// Labels of `cascade_refused_total`: connections over the total or per-address cap,
+/// and the stable codes of 503/429 answers.
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "connections",
+    "connections_per_address",
+    "server_full",
+    "too_many_sessions_for_subject",
+    "too_many_sessions_from_address",
+    "too_many_event_streams",
+    "too_many_event_streams_from_address",
+    "capacity_exhausted",
+];
 
 /// Values sampled from the SFU core at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -132,6 +150,21 @@ impl Metrics {
                 )?;
                 registry.register(Box::new(c.clone()))?;
                 for k in ["owner", "capacity"] {
+                    c.with_label_values(&[k]);
+                }
+                c
+            },
+            http_connections: gauge("cascade_http_connections", "Open HTTP connections")?,
+            refused: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "cascade_refused_total",
+                        "Connections and requests refused at a cap, by reason",
+                    ),
+                    &["reason"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                for k in REFUSAL_REASONS {
                     c.with_label_values(&[k]);
                 }
                 c
