@@ -12,6 +12,7 @@
 //! reason ([`command::Command::RequestKeyframe`]); control does, from the
 //! [`command::MediaEvent`]s the data plane reports.
 
+pub mod budget;
 pub mod bwe;
 pub mod codec;
 pub mod handoff;

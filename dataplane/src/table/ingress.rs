@@ -1,4 +1,5 @@
-//! Ingress: a datagram from a peer. It is classified (STUN and DTLS go up to control),
+//! Ingress: a datagram from a peer. It is classified (STUN and DTLS go up to control,
+//! charged to the upcall budget unless their source is validated),
 //! copied as it arrived to the session's cascade peers, then unprotected in place. RTP
 //! from a publisher is recorded (transport-wide arrival, loss and jitter, rate, audio
 //! level, rtp-stream-id), unwrapped when it is a retransmission, cached for NACKs and
@@ -33,7 +34,18 @@ impl ForwardingTable {
         self.stats.packets_in += 1;
         self.stats.bytes_in += buf.len() as u64;
         let disposition = match demux::classify(buf) {
-            PacketClass::Stun | PacketClass::Dtls => Disposition::ToControl,
+            PacketClass::Stun | PacketClass::Dtls => {
+                if self.is_validated(&from) {
+                    Disposition::ToControl
+                } else {
+                    let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+                    if self.budget.admit(from, now_ms) {
+                        Disposition::ToControl
+                    } else {
+                        Disposition::Dropped(DropReason::UpcallBudget)
+                    }
+                }
+            }
             PacketClass::Other => Disposition::Dropped(DropReason::Malformed),
             class @ (PacketClass::Rtp | PacketClass::Rtcp) => match self.by_addr.get(&from) {
                 None => Disposition::Dropped(DropReason::UnknownSource),

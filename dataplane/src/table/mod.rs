@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use self::nack_cache::NackCache;
 use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session, Slot};
+use crate::budget::{UpcallBudget, UpcallBudgetConfig};
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
@@ -133,6 +134,11 @@ pub struct ForwardingTable {
     sessions: Vec<Option<Session>>,
     free: Vec<Slot>,
     by_addr: HashMap<SocketAddr, Slot>,
+    /// Addresses ICE validated, and for which session ([`Command::PeerValidated`]):
+    /// their STUN and DTLS go up to control without being charged to the budget.
+    validated: HashMap<SocketAddr, SessionId>,
+    /// What STUN and DTLS from other sources may cost control.
+    budget: UpcallBudget,
     by_id: HashMap<SessionId, Slot>,
     next_rr: Option<Instant>,
     next_fast: Option<Instant>,
@@ -171,6 +177,8 @@ impl ForwardingTable {
             sessions: Vec::new(),
             free: Vec::new(),
             by_addr: HashMap::new(),
+            validated: HashMap::new(),
+            budget: UpcallBudget::default(),
             by_id: HashMap::new(),
             next_rr: None,
             next_fast: None,
@@ -229,6 +237,17 @@ impl ForwardingTable {
     /// True when `addr` is the peer of an installed session.
     pub fn knows_peer(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)
+    }
+
+    /// True when STUN and DTLS from `addr` go up to control uncharged: it is an
+    /// installed session's peer or an address ICE validated.
+    pub fn is_validated(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr) || self.validated.contains_key(addr)
+    }
+
+    /// Replaces the upcall budget (fresh, full buckets) with one of these limits.
+    pub fn set_upcall_budget(&mut self, config: UpcallBudgetConfig) {
+        self.budget = UpcallBudget::new(config);
     }
 
     /// Applies one command from control, with state of its own for what the command
@@ -314,10 +333,16 @@ impl ForwardingTable {
                 }
             }
             Command::RemoveSession { id } => self.remove_session(id),
+            Command::PeerValidated { id, peer } => {
+                self.validated.insert(peer, id);
+            }
+            Command::PeerRevoked { id, peer } => {
+                if self.validated.get(&peer) == Some(&id) {
+                    self.validated.remove(&peer);
+                }
+            }
             // The eBPF shell's part; nothing in the userspace tables.
-            Command::PeerValidated { .. }
-            | Command::PeerRevoked { .. }
-            | Command::KernelFanout { .. } => {}
+            Command::KernelFanout { .. } => {}
             Command::AddRelayedSource { session, ssrcs, rx } => {
                 self.add_relayed_source(session, ssrcs, &rx)
             }
@@ -365,6 +390,7 @@ impl ForwardingTable {
     }
 
     fn remove_session(&mut self, id: SessionId) {
+        self.validated.retain(|_, v| *v != id);
         let Some(idx) = self.by_id.remove(&id) else {
             return;
         };
