@@ -71,6 +71,10 @@ const MAX_INBOUND_STREAMS: usize = 32;
 /// probes are paced.
 pub const FAST_TICK: Duration = Duration::from_millis(20);
 
+/// Most sequence numbers the NACKs of one datagram get answered or passed on for:
+/// the packets a stream's NACK cache holds. Repeats count once.
+pub const MAX_NACK_SEQS: usize = nack_cache::CACHE_SLOTS;
+
 /// Events kept between two drains by the worker; more are dropped.
 pub const EVENT_CAPACITY: usize = 1024;
 /// NACK hand-offs one batch may queue for other workers.
@@ -146,8 +150,11 @@ pub struct ForwardingTable {
     epoch: Instant,
     /// Scratch buffer for RTCP we build before protecting it into a send buffer.
     scratch: Box<[u8; MAX_DATAGRAM]>,
-    /// Lost sequence numbers of a NACK being translated.
+    /// Lost sequence numbers of a NACK being translated (at most [`MAX_NACK_SEQS`]).
     nack_scratch: Vec<u16>,
+    /// One bit per sequence number, set while a NACK is collected (repeats count
+    /// once); all clear in between.
+    nack_seen: Box<[u64; 1024]>,
     report_scratch: Vec<ReportBlock>,
     /// What control must hear about; the worker drains it.
     pub events: Vec<MediaEvent>,
@@ -184,7 +191,8 @@ impl ForwardingTable {
             next_fast: None,
             epoch: crate::bwe::clock_epoch(),
             scratch: Box::new([0; MAX_DATAGRAM]),
-            nack_scratch: Vec::with_capacity(64),
+            nack_scratch: Vec::with_capacity(MAX_NACK_SEQS),
+            nack_seen: Box::new([0; 1024]),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
             events: Vec::with_capacity(EVENT_CAPACITY),
             homes: None,
@@ -227,6 +235,12 @@ impl ForwardingTable {
             .as_ref()
             .and_then(|s| s.inbound(ssrc))
             .is_some_and(|i| i.last_packet.is_some())
+    }
+
+    /// The bandwidth estimator of session `id`, when it has one.
+    pub fn estimator(&self, id: SessionId) -> Option<&SendSideBwe> {
+        let &idx = self.by_id.get(&id)?;
+        self.sessions[idx].as_ref()?.bwe.as_deref()
     }
 
     /// Number of installed sessions.
