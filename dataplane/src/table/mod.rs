@@ -150,6 +150,10 @@ pub struct ForwardingTable {
     epoch: Instant,
     /// Scratch buffer for RTCP we build before protecting it into a send buffer.
     scratch: Box<[u8; MAX_DATAGRAM]>,
+    /// The datagram being unprotected, as it arrived, while it is to be copied to
+    /// cascade peers once it authenticates (its length, until then).
+    relay_stash: Box<[u8; MAX_DATAGRAM]>,
+    relay_stash_len: Option<usize>,
     /// Lost sequence numbers of a NACK being translated (at most [`MAX_NACK_SEQS`]).
     nack_scratch: Vec<u16>,
     /// One bit per sequence number, set while a NACK is collected (repeats count
@@ -191,6 +195,8 @@ impl ForwardingTable {
             next_fast: None,
             epoch: crate::bwe::clock_epoch(),
             scratch: Box::new([0; MAX_DATAGRAM]),
+            relay_stash: Box::new([0; MAX_DATAGRAM]),
+            relay_stash_len: None,
             nack_scratch: Vec::with_capacity(MAX_NACK_SEQS),
             nack_seen: Box::new([0; 1024]),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),

@@ -45,6 +45,7 @@ impl ForwardingTable {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
+        self.relay_stashed(idx, out);
         let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
         // Counts in the packet drive loops (transport feedback statuses, NACK bitmaps,
         // several of them per compound): what one datagram may make the table walk is
