@@ -223,7 +223,37 @@ fn flood(media: SocketAddr, rate: u64, secs: u64) -> u64 {
 
 /// The server's CPU time so far (user + system), from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time and voluntary context switches (each a wait for more datagrams or
+/// work) so far of each of the server's threads, summed by thread name (the data
+/// plane's workers are `cascade-dp<N>`).
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, (f64, u64)> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let cpu = stat_cpu_seconds(&dir.join("stat").to_string_lossy());
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let waits: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let e = by_name.entry(name.trim().to_owned()).or_insert((0.0, 0));
+        e.0 += cpu;
+        e.1 += waits;
+    }
+    by_name
+}
+
+/// utime + stime of a `/proc/.../stat` file, in seconds.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after ") ".
     let fields: Vec<&str> = stat
         .rsplit_once(") ")
@@ -297,6 +327,7 @@ fn a_stun_and_dtls_flood_in_userspace_mode_is_cut_while_a_session_keeps_working(
 
         let before = metrics_text(&server.http_base).await.unwrap();
         let cpu_before = cpu_seconds(pid);
+        let threads_before = cpu_by_thread(pid);
         let stop = Arc::new(AtomicBool::new(false));
         let subscriber_rx = subscriber.rx.take();
         let readers: Vec<_> = [(&publisher, None), (&subscriber, subscriber_rx)]
@@ -329,6 +360,17 @@ fn a_stun_and_dtls_flood_in_userspace_mode_is_cut_while_a_session_keeps_working(
         }
         let flood_sent = flooder.join().unwrap();
         let cpu = cpu_seconds(pid) - cpu_before;
+        let threads: Vec<String> = cpu_by_thread(pid)
+            .into_iter()
+            .map(|(name, (t, w))| {
+                let (t0, w0) = threads_before.get(&name).copied().unwrap_or_default();
+                format!("{name} {:.2} s ({} waits)", t - t0, w - w0)
+            })
+            .collect();
+        eprintln!(
+            "server CPU by thread during the flood: {}",
+            threads.join(", ")
+        );
         let video_sent = u64::from(seq.wrapping_sub(first_video));
         // Let the last answers and packets arrive, then stop the readers.
         let settle = Instant::now();
@@ -357,7 +399,8 @@ fn a_stun_and_dtls_flood_in_userspace_mode_is_cut_while_a_session_keeps_working(
         let cut = cut_series.unwrap_or(0.0);
         let flood_in = packets_in - video_sent as f64 - f64::from(2 * consent_sent);
         let up = flood_in - cut;
-        let ceiling = (WORKERS * (GLOBAL_BURST + GLOBAL_RATE * secs)) as f64;
+        // A second of slack: the flood and the readings do not start and end together.
+        let ceiling = (WORKERS * (GLOBAL_BURST + GLOBAL_RATE * (secs + 1))) as f64;
         let decoded = got[1].video.range(first_video..).count() as u64;
         eprintln!(
             "flood: {flood_sent} sent in {secs} s ({} /s), {flood_in} reached the server, \
