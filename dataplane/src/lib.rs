@@ -1,6 +1,7 @@
 //! Cascade's data plane: everything that happens per packet. It owns the forwarding
 //! table (changed only through [`command::Command`]s from control), RTP/RTCP parsing,
-//! the SRTP transform and the I/O backends that move packets in batches.
+//! the SRTP transform, the I/O backends that move packets in batches, and the budget
+//! that bounds what unvalidated sources may send up to control ([`budget`]).
 //!
 //! It decides only what must be decided per packet: it turns a subscriber's PLI or FIR
 //! into a PLI for the publisher stream (the layer) it is forwarded from, asks for a
@@ -12,6 +13,7 @@
 //! reason ([`command::Command::RequestKeyframe`]); control does, from the
 //! [`command::MediaEvent`]s the data plane reports.
 
+pub mod budget;
 pub mod bwe;
 pub mod codec;
 pub mod handoff;

@@ -25,10 +25,13 @@ pub enum DropReason {
     WorkerBusy,
     /// The kernel refused a send.
     SendFailed,
+    /// STUN/DTLS from a source no session validated, over its source's or every
+    /// unknown source's budget ([`crate::budget`]).
+    UpcallBudget,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::UnknownSource,
         DropReason::Malformed,
         DropReason::AuthFailed,
@@ -37,6 +40,7 @@ impl DropReason {
         DropReason::ControlBusy,
         DropReason::WorkerBusy,
         DropReason::SendFailed,
+        DropReason::UpcallBudget,
     ];
 
     /// The `reason` label in `/metrics`.
@@ -50,6 +54,7 @@ impl DropReason {
             DropReason::ControlBusy => "control_busy",
             DropReason::WorkerBusy => "worker_busy",
             DropReason::SendFailed => "send_failed",
+            DropReason::UpcallBudget => "upcall_budget",
         }
     }
 }

@@ -4,7 +4,9 @@
 //! worker loops: apply pending commands to its table replica, receive a batch,
 //! forward it, run timers, send the batch, publish its counters. STUN and DTLS, and the
 //! table's media events, go up to control through a bounded channel (dropped and
-//! counted when control lags).
+//! counted when control lags); STUN and DTLS from sources no session validated only
+//! within the table's upcall budget ([`crate::budget`]), so a flood of them is dropped
+//! before it is copied for the channel.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

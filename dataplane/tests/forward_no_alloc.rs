@@ -249,3 +249,110 @@ fn zero_allocations_with_layers_and_congestion_control() {
         "{allocs} allocations for {forwarded} packets with layers and congestion control"
     );
 }
+
+/// The checks hostile input meets allocate nothing either: the upcall budget for STUN
+/// and DTLS from 10,000 unknown sources (and none for validated peers), and cascade
+/// copies that wait for authentication (forgeries included), interleaved with
+/// forwarding; NACKs that repeat sequence numbers, answered from the cache.
+#[test]
+fn zero_allocations_for_the_upcall_budget_and_authenticated_relaying() {
+    use cascade_dataplane::command::Command;
+    use cascade_dataplane::table::Disposition;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let profile = SrtpProfile::AeadAes128Gcm;
+    let mut table = ForwardingTable::new(0);
+    let mut sink = RecordingSink::with_capacity(64);
+    let start = Instant::now();
+    let mut publisher = peer(SessionId(1), 5000, profile);
+    let mut sub = peer(SessionId(2), 6000, profile);
+    table.apply(start, publisher.install.clone(), &mut sink);
+    table.apply(start, sub.install.clone(), &mut sink);
+    table.apply(
+        start,
+        route(SessionId(1), 0xAAAA, SessionId(2), 0xB002, (96, 96)),
+        &mut sink,
+    );
+    let edges: Vec<SocketAddr> = (1..=3)
+        .map(|i| SocketAddr::from(([10, 7, 0, i], 7000)))
+        .collect();
+    table.apply(
+        start,
+        Command::CascadeOut {
+            publisher: publisher.id,
+            peers: edges,
+        },
+        &mut sink,
+    );
+    let n = 5_000u32;
+    let mut wires: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            protect(
+                &mut publisher.send,
+                &rtp(0xAAAA, i as u16, i * 3000, 96, 1000),
+            )
+        })
+        .collect();
+    let mut forged = wires[1].clone();
+    *forged.last_mut().unwrap() ^= 1;
+    let sources: Vec<SocketAddr> = (0..10_000u32)
+        .map(|i| SocketAddr::from(([172, 16, (i >> 8) as u8, i as u8], 30_000)))
+        .collect();
+    let mut stun = [0u8; 20];
+    stun[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+    // A NACK naming sequence numbers 10..=26 a hundred times over.
+    let mut nack = vec![0x81, 0xcd, 0, 0, 0, 0, 0, 1, 0, 0, 0xb0, 0x02];
+    for _ in 0..100 {
+        nack.extend_from_slice(&[0, 10, 0xff, 0xff]);
+    }
+    let words = (nack.len() / 4 - 1) as u16;
+    nack[2..4].copy_from_slice(&words.to_be_bytes());
+    let mut nacks: Vec<Vec<u8>> = (0..n / 100)
+        .map(|_| {
+            let mut buf = vec![0u8; nack.len() + 32];
+            buf[..nack.len()].copy_from_slice(&nack);
+            let len = sub.send.protect_rtcp(&mut buf, nack.len()).unwrap();
+            buf.truncate(len);
+            buf
+        })
+        .collect();
+    let mut scratch = [0u8; 2048];
+    table.handle_datagram(start, publisher.addr, &mut wires[0], &mut sink);
+    sink.clear();
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let (mut forwarded, mut up, mut cut) = (0, 0, 0);
+    for (i, w) in wires.iter_mut().enumerate().skip(1) {
+        let now = start + Duration::from_micros(i as u64 * 200);
+        table.handle_datagram(now, publisher.addr, w, &mut sink);
+        forwarded += sink.sent.len();
+        sink.clear();
+        scratch[..forged.len()].copy_from_slice(&forged);
+        table.handle_datagram(now, publisher.addr, &mut scratch[..forged.len()], &mut sink);
+        assert!(sink.sent.is_empty());
+        for k in 0..2 {
+            let from = sources[(2 * i + k) % sources.len()];
+            match table.handle_datagram(now, from, &mut stun, &mut sink) {
+                Disposition::ToControl => up += 1,
+                _ => cut += 1,
+            }
+        }
+        assert_eq!(
+            table.handle_datagram(now, sub.addr, &mut stun, &mut sink),
+            Disposition::ToControl
+        );
+        if i % 100 == 0 {
+            table.handle_datagram(now, sub.addr, &mut nacks[i / 100 - 1], &mut sink);
+            sink.clear();
+        }
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    assert_eq!(
+        forwarded,
+        4 * (n as usize - 1),
+        "3 edges and the subscriber"
+    );
+    assert!(up > 0 && cut > 0, "{up} up, {cut} cut");
+    assert_eq!(allocs, 0, "{allocs} allocations");
+}

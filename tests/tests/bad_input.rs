@@ -350,3 +350,270 @@ async fn spray_during_session(server: &ServerProcess) {
         assert_eq!(s, 200);
     }
 }
+
+/// The spray above comes from a stranger, so the data plane drops it before any
+/// RTP/RTCP parser sees it. Here the garbage comes from the session's own peers,
+/// protected with their SRTP keys, so it authenticates and reaches the parsers:
+/// 10,000 datagrams of random RTP headers (extensions, CSRCs, padding, unknown
+/// SSRCs and payload types) and random RTCP compounds (every packet type, random
+/// counts, lengths, NACK bitmaps, transport feedback) from the publisher and the
+/// subscriber, while 1,000 video packets flow. Every video packet must arrive, the
+/// garbage must have been parsed (counted as `no_route` or `malformed`, none as
+/// `auth_failed`), and the server must keep both sessions and stay quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authenticated_garbage_from_the_sessions_peers_reaches_the_parsers_harmlessly() {
+    let Some(server) = server() else { return };
+    let room = random_room("garbage");
+    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
+    let mut publisher = connect(
+        &server,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x1111,
+            video_ssrc: 0x2222,
+        },
+    )
+    .await
+    .expect("publisher connects");
+    let mut subscriber = connect(
+        &server,
+        &format!("/rtc/v1/rooms/{room}/subscribe"),
+        &token,
+        PeerRole::Subscriber,
+    )
+    .await
+    .expect("subscriber connects");
+    let text = cascade_tests::metrics_text(&server.http_base)
+        .await
+        .unwrap();
+    let drops = |text: &str, reason: &str| {
+        cascade_tests::metric_in(text, &format!("cascade_drops_total{{reason=\"{reason}\"}}"))
+            .unwrap_or_else(|| panic!("the server exports drops for {reason}"))
+    };
+    let before: Vec<f64> = ["no_route", "malformed", "auth_failed"]
+        .iter()
+        .map(|r| drops(&text, r))
+        .collect();
+    let log_lines_before = server.stderr_line_count();
+
+    // The garbage, protected by each peer: a third of it RTP from the publisher, a
+    // third RTCP from the publisher, a third RTCP from the subscriber. Half of the
+    // feedback names a stream the subscriber really receives (its answer's SSRCs),
+    // so NACKs, keyframe requests and estimator feedback act on live state.
+    let streams: Vec<u32> = subscriber
+        .answer
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=ssrc:"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(!streams.is_empty(), "the answer names its streams");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3711);
+    let mut garbage: Vec<(bool, Vec<u8>)> = Vec::new();
+    for _ in 0..100_000 {
+        if garbage.len() == 10_000 {
+            break;
+        }
+        let from_publisher = garbage.len() % 3 != 2;
+        let ctx = if from_publisher {
+            &mut publisher.tx
+        } else {
+            &mut subscriber.tx
+        };
+        let rtp = garbage.len().is_multiple_of(3);
+        let plain = if rtp {
+            random_rtp(&mut rng)
+        } else {
+            random_rtcp(
+                &mut rng,
+                if from_publisher { 0x2222 } else { 0x7777 },
+                &streams,
+            )
+        };
+        let mut buf = vec![0u8; plain.len() + 32];
+        buf[..plain.len()].copy_from_slice(&plain);
+        let protected = if rtp {
+            ctx.protect_rtp(&mut buf, plain.len())
+        } else {
+            ctx.protect_rtcp(&mut buf, plain.len())
+        };
+        // Headers the SRTP transform itself refuses never leave a real peer either.
+        if let Ok(n) = protected {
+            buf.truncate(n);
+            garbage.push((from_publisher, buf));
+        }
+    }
+    assert_eq!(garbage.len(), 10_000, "the peers protected the garbage");
+    let (pub_socket, sub_socket) = (
+        publisher.socket.try_clone().unwrap(),
+        subscriber.socket.try_clone().unwrap(),
+    );
+    let media = server.media_addr;
+    let sender = std::thread::spawn(move || {
+        for (i, (from_publisher, d)) in garbage.iter().enumerate() {
+            let socket = if *from_publisher {
+                &pub_socket
+            } else {
+                &sub_socket
+            };
+            let _ = socket.send_to(d, media);
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+
+    // Meanwhile 1,000 video packets, counted by the subscriber.
+    let sent = 1_000u16;
+    let receiver = std::thread::spawn(move || {
+        let mut got = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        subscriber
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        while Instant::now() < deadline && got.len() < usize::from(sent) {
+            let Ok((n, _)) = subscriber.socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if !(128..192).contains(&buf[0]) || (192..224).contains(&buf[1]) {
+                continue;
+            }
+            if let Ok(len) = subscriber.rx.unprotect_rtp(&mut buf[..n])
+                && let Ok(h) = cascade_dataplane::rtp::parse(&buf[..len])
+                && h.payload_type == 96
+            {
+                got.insert(h.sequence);
+            }
+        }
+        got.len()
+    });
+    for seq in 0..sent {
+        let pkt = rtp_packet(0x2222, seq, u32::from(seq) * 3000, 96, 1000);
+        publisher.send_rtp(&pkt).unwrap();
+        if seq % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    sender.join().unwrap();
+    let received = receiver.join().unwrap();
+    assert_eq!(
+        received,
+        usize::from(sent),
+        "every video packet reached the subscriber"
+    );
+
+    let text = cascade_tests::metrics_text(&server.http_base)
+        .await
+        .unwrap();
+    let after: Vec<f64> = ["no_route", "malformed", "auth_failed"]
+        .iter()
+        .map(|r| drops(&text, r))
+        .collect();
+    eprintln!("drops no_route/malformed/auth_failed: {before:?} -> {after:?}");
+    assert!(
+        (after[0] - before[0]) + (after[1] - before[1]) >= 1_000.0,
+        "the garbage authenticated and was parsed: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[2], before[2], "every garbage datagram authenticated");
+    let new_lines = server.stderr_line_count() - log_lines_before;
+    assert!(
+        new_lines < 50,
+        "{new_lines} log lines during the garbage:\n{}",
+        server.stderr_tail()
+    );
+    assert_eq!(
+        cascade_tests::metric_in(&text, "cascade_sessions"),
+        Some(2.0),
+        "both sessions stay"
+    );
+}
+
+/// A random RTP packet: version 2, random marker, payload type (never an RTCP
+/// type), sequence number, timestamp and SSRC (one of 64, never the session's own),
+/// sometimes
+/// CSRCs, a header extension of a random length, padding.
+fn random_rtp(rng: &mut impl Rng) -> Vec<u8> {
+    let cc: u8 = if rng.random_bool(0.3) {
+        rng.random_range(0..16)
+    } else {
+        0
+    };
+    let ext = rng.random_bool(0.5);
+    let pad = rng.random_bool(0.2);
+    let mut pt: u8 = rng.random_range(0..128);
+    if (64..96).contains(&pt) {
+        pt -= 32; // 192..224 with the marker is RTCP
+    }
+    let mut p = vec![
+        0x80 | (u8::from(pad) << 5) | (u8::from(ext) << 4) | cc,
+        (u8::from(rng.random_bool(0.5)) << 7) | pt,
+    ];
+    p.extend_from_slice(&rng.random::<[u8; 6]>());
+    // 64 made-up streams (an SRTP context keeps state for at most 256).
+    let ssrc = 0x5eed_0000 + rng.random_range(0..64u32);
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    for _ in 0..cc {
+        p.extend_from_slice(&rng.random::<[u8; 4]>());
+    }
+    if ext {
+        let profile: u16 = match rng.random_range(0..3) {
+            0 => 0xbede,
+            1 => 0x1000,
+            _ => rng.random(),
+        };
+        let words: u16 = rng.random_range(0..8);
+        p.extend_from_slice(&profile.to_be_bytes());
+        p.extend_from_slice(&words.to_be_bytes());
+        for _ in 0..usize::from(words) * 4 {
+            p.push(rng.random());
+        }
+    }
+    let payload = rng.random_range(0..1000);
+    p.extend((0..payload).map(|_| rng.random::<u8>()));
+    if pad {
+        let n = rng.random_range(1..=255u8);
+        p.extend(std::iter::repeat_n(0, usize::from(n) - 1));
+        p.push(n);
+    }
+    p
+}
+
+/// A random RTCP compound of one to six packets from sender `ssrc`: every packet
+/// type (SR, RR, SDES, BYE, APP, NACK, transport feedback, PLI, FIR, REMB, XR and
+/// others), random counts and bodies, usually a length that fits the packet;
+/// feedback names one of `streams` half the time.
+fn random_rtcp(rng: &mut impl Rng, ssrc: u32, streams: &[u32]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for i in 0..rng.random_range(1..=6) {
+        let pt: u8 = match rng.random_range(0..10) {
+            0..=7 => rng.random_range(200..=207),
+            _ => rng.random_range(192..=223),
+        };
+        let count: u8 = match pt {
+            205 => [1, 15, rng.random_range(0..32)][rng.random_range(0..3)],
+            206 => [1, 4, 15, rng.random_range(0..32)][rng.random_range(0..4)],
+            _ => rng.random_range(0..32),
+        };
+        let words: u16 = rng.random_range(2..40);
+        let mut body: Vec<u8> = (0..usize::from(words) * 4).map(|_| rng.random()).collect();
+        if i == 0 {
+            body[..4].copy_from_slice(&ssrc.to_be_bytes());
+        }
+        if (205..=206).contains(&pt) && rng.random_bool(0.5) {
+            let media = streams[rng.random_range(0..streams.len())];
+            body[4..8].copy_from_slice(&media.to_be_bytes());
+        }
+        let length = if rng.random_bool(0.9) {
+            words
+        } else {
+            rng.random()
+        };
+        p.push(0x80 | count);
+        p.push(pt);
+        p.extend_from_slice(&length.to_be_bytes());
+        p.extend_from_slice(&body);
+    }
+    p
+}

@@ -144,13 +144,13 @@ pub enum Command {
         extensions: ExtensionIds,
     },
     /// ICE validated `peer` for session `id`: DTLS and media from it may pass the
-    /// kernel guard, on the worker that owns the session. The userspace tables need
-    /// nothing for this; the eBPF shell adds the 5-tuple to its allow and steering
-    /// maps.
+    /// kernel guard, on the worker that owns the session. The userspace tables stop
+    /// charging its STUN and DTLS to their upcall budget; the eBPF shell adds the
+    /// 5-tuple to its allow and steering maps.
     PeerValidated { id: SessionId, peer: SocketAddr },
     /// Session `id` is gone: `peer`, validated for it before, may no longer pass the
-    /// kernel guard. The userspace tables need nothing for this (`RemoveSession` does
-    /// their part); the eBPF shell removes the 5-tuple from its maps.
+    /// kernel guard. The userspace tables charge it again (`RemoveSession` does the
+    /// same); the eBPF shell removes the 5-tuple from its maps.
     PeerRevoked { id: SessionId, peer: SocketAddr },
     /// The peer's nominated address changed (ICE restart, NAT rebinding after a check).
     UpdatePeer { id: SessionId, peer: SocketAddr },

@@ -9,7 +9,7 @@
 use super::delay::{Aimd, LinkCapacity, RateState, Trendline};
 use super::loss::LossControl;
 use super::{BandwidthUsage, BweConfig, HISTORY};
-use crate::twcc::{self, TwccFeedback};
+use crate::twcc::{self, PacketStatuses, TwccFeedback};
 
 /// Packets sent within this span start one group (libwebrtc `kTimestampGroupLengthMs`).
 const GROUP_SPAN_US: i64 = 5_000;
@@ -65,6 +65,21 @@ pub struct SendSideBwe {
     pub(super) rtt_us: u64,
     remb_bps: Option<u64>,
     twcc_seen: bool,
+    /// The sequence number of the last packet recorded: feedback is read from
+    /// [`HISTORY`] packets before it to it.
+    last_sent: Option<u16>,
+    /// Loop steps spent reading transport feedback so far.
+    feedback_steps: u64,
+}
+
+/// What reading one transport feedback cost: the statuses of packets the sender may
+/// still remember that were examined, and the loop steps taken (chunks, statuses and
+/// skips, every pass included). Both are bounded by [`HISTORY`] and the packet's
+/// length, never by the status count the packet claims.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedbackWork {
+    pub statuses: usize,
+    pub steps: usize,
 }
 
 impl SendSideBwe {
@@ -103,6 +118,8 @@ impl SendSideBwe {
             rtt_us: 100_000,
             remb_bps: None,
             twcc_seen: false,
+            last_sent: None,
+            feedback_steps: 0,
         }
     }
 
@@ -171,7 +188,8 @@ impl SendSideBwe {
         self.rtt_us = rtt_us.min(10_000_000);
     }
 
-    /// Records a packet sent with transport-wide sequence number `seq`.
+    /// Records a packet sent with transport-wide sequence number `seq` (in sending
+    /// order).
     pub fn on_packet_sent(&mut self, seq: u16, size_bytes: usize, send_us: u64) {
         self.history[usize::from(seq) % HISTORY] = SentPacket {
             send_us,
@@ -179,6 +197,13 @@ impl SendSideBwe {
             seq,
             state: 1,
         };
+        self.last_sent = Some(seq);
+    }
+
+    /// Loop steps spent reading transport feedback since creation (see
+    /// [`FeedbackWork`]).
+    pub fn feedback_steps(&self) -> u64 {
+        self.feedback_steps
     }
 
     /// A probe showed the path carried `bps` (the acknowledged rate while padding up to
@@ -199,8 +224,25 @@ impl SendSideBwe {
         self.remb_bps = Some(bitrate_bps);
     }
 
-    /// Processes one transport feedback received at `now_us`.
-    pub fn on_feedback(&mut self, fb: &TwccFeedback<'_>, now_us: u64) {
+    /// Processes one transport feedback received at `now_us`. Only the statuses of
+    /// the last [`HISTORY`] packets recorded are read: no other can match.
+    pub fn on_feedback(&mut self, fb: &TwccFeedback<'_>, now_us: u64) -> FeedbackWork {
+        let statuses = match self.last_sent {
+            Some(last) => fb.packets_in(last.wrapping_sub(HISTORY as u16 - 1), HISTORY),
+            None => fb.packets_in(fb.base_seq, 0),
+        };
+        self.on_statuses(fb, statuses, now_us)
+    }
+
+    /// Processes the `statuses` of feedback `fb` (all of those the sender may still
+    /// remember), received at `now_us`.
+    pub(super) fn on_statuses(
+        &mut self,
+        fb: &TwccFeedback<'_>,
+        mut statuses: PacketStatuses<'_>,
+        now_us: u64,
+    ) -> FeedbackWork {
+        let examined = statuses.remaining();
         self.twcc_seen = true;
         let reference = twcc::unwrap_reference_time(self.last_reference, fb.reference_time);
         self.last_reference = Some(reference);
@@ -208,7 +250,7 @@ impl SendSideBwe {
         let shift = reference * 64_000 - fb.reference_us();
         let origin = *self.arrival_origin_us.get_or_insert(reference * 64_000);
         let (mut lost, mut total) = (0u32, 0u32);
-        for status in fb.packets() {
+        for status in statuses.by_ref() {
             let entry = &mut self.history[usize::from(status.seq) % HISTORY];
             if entry.state == 0 || entry.seq != status.seq {
                 continue;
@@ -236,6 +278,16 @@ impl SendSideBwe {
         let (min, max) = (self.config.min_bps as f64, self.config.max_bps as f64);
         self.aimd.bps = self.aimd.bps.clamp(min, max.max(min));
         self.loss.bps = self.loss.bps.min(self.aimd.bps).max(min);
+        self.feedback_steps += statuses.steps() as u64;
+        FeedbackWork {
+            statuses: examined,
+            steps: statuses.steps(),
+        }
+    }
+
+    /// Counts `steps` another pass over a feedback took (the send log's).
+    pub(super) fn add_feedback_steps(&mut self, steps: usize) {
+        self.feedback_steps += steps as u64;
     }
 
     fn on_acked(&mut self, send_us: i64, arrival_us: i64, size: u32) {
@@ -320,7 +372,7 @@ pub fn remb_bitrate(compound: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::twcc::TwccRecorder;
     use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -528,6 +580,45 @@ mod tests {
         bwe.on_remb(200_000);
         assert_eq!(bwe.estimate_bps(), 200_000);
         assert_eq!(remb_bitrate(&buf[..4]), None);
+    }
+
+    /// A 40-byte transport feedback claiming 65,535 statuses, the last `received`
+    /// of them received, from sequence number `base` on.
+    pub(in crate::bwe) fn claims_everything(base: u16, received: u8) -> Vec<u8> {
+        let mut p = vec![0x8f, 0xcd, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2];
+        p.extend_from_slice(&base.to_be_bytes());
+        p.extend_from_slice(&65_535u16.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 1, 0]);
+        for _ in 0..8 {
+            p.extend_from_slice(&0x1fffu16.to_be_bytes());
+        }
+        let tail = 65_535 - 8 * 0x1fff - u16::from(received);
+        p.extend_from_slice(&tail.to_be_bytes());
+        p.extend_from_slice(&(0x2000 | u16::from(received)).to_be_bytes());
+        p.extend(std::iter::repeat_n(4u8, usize::from(received)));
+        while p.len() % 4 != 0 {
+            p.push(0);
+        }
+        let words = (p.len() / 4 - 1) as u16;
+        p[2..4].copy_from_slice(&words.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn feedback_claiming_every_sequence_number_costs_what_the_history_holds() {
+        let mut bwe = SendSideBwe::new(BweConfig::default());
+        for s in 0..3000u16 {
+            bwe.on_packet_sent(s, 1000, u64::from(s) * 1000);
+        }
+        // Statuses for 3000 - 65,535 .. 2999: only the last 2,048 can match.
+        let pkt = claims_everything(3000u16.wrapping_sub(65_535), 2);
+        assert!(pkt.len() <= 44, "{} bytes", pkt.len());
+        let fb = TwccFeedback::parse(&pkt).unwrap();
+        assert_eq!(fb.status_count, 65_535);
+        let work = bwe.on_feedback(&fb, 3_100_000);
+        assert_eq!(work.statuses, HISTORY);
+        assert!(work.steps <= HISTORY + 32, "{work:?}");
+        assert_eq!(bwe.feedback_steps(), work.steps as u64);
     }
 
     #[test]

@@ -23,11 +23,12 @@ mod estimator;
 mod loss;
 mod send_log;
 
-pub use self::estimator::{SendSideBwe, remb_bitrate};
+pub use self::estimator::{FeedbackWork, SendSideBwe, remb_bitrate};
 pub use self::send_log::{SendLog, clock_epoch};
 
-/// Sent packets remembered for matching feedback.
-pub(super) const HISTORY: usize = 2048;
+/// Sent packets remembered for matching feedback: a feedback's statuses beyond the
+/// last this many packets are never read.
+pub const HISTORY: usize = 2048;
 /// Multiplicative increase per second far from convergence.
 pub(super) const MULTIPLICATIVE_PER_S: f64 = 1.08;
 

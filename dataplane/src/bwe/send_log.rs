@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::HISTORY;
-use super::estimator::SendSideBwe;
+use super::estimator::{FeedbackWork, SendSideBwe};
 use crate::twcc::TwccFeedback;
 
 /// `us` in units of 1/65536 s, truncated to 32 bits (RTCP's delay unit).
@@ -131,14 +131,34 @@ impl SendLog {
     }
 
     /// Feeds `bwe` the packets feedback `fb` reports and then the feedback itself.
-    /// `now_us` is on [`clock_epoch`]'s clock.
-    pub fn apply_feedback(&self, bwe: &mut SendSideBwe, fb: &TwccFeedback<'_>, now_us: u64) {
-        for p in fb.packets() {
+    /// `now_us` is on [`clock_epoch`]'s clock. Only the statuses of the packets the
+    /// ring can still hold are read (the last [`HISTORY`] sequence numbers taken), and
+    /// at most `max_statuses` of them (the newest): the work is bounded by that, not by
+    /// the status count the packet claims.
+    pub fn apply_feedback(
+        &self,
+        bwe: &mut SendSideBwe,
+        fb: &TwccFeedback<'_>,
+        now_us: u64,
+        max_statuses: usize,
+    ) -> FeedbackWork {
+        let taken = self.next_seq.load(Ordering::Relaxed);
+        let len = usize::try_from(taken)
+            .unwrap_or(usize::MAX)
+            .min(HISTORY)
+            .min(max_statuses);
+        let first = (taken as u16).wrapping_sub(len as u16);
+        let statuses = fb.packets_in(first, len);
+        let mut walk = statuses.clone();
+        for p in walk.by_ref() {
             if let Some((size, sent)) = self.get(p.seq) {
                 bwe.on_packet_sent(p.seq, size, sent);
             }
         }
-        bwe.on_feedback(fb, now_us);
+        bwe.add_feedback_steps(walk.steps());
+        let mut work = bwe.on_statuses(fb, statuses, now_us);
+        work.steps += walk.steps();
+        work
     }
 }
 
@@ -180,6 +200,30 @@ mod tests {
     }
 
     #[test]
+    fn feedback_is_read_only_as_far_as_the_log_reaches() {
+        let log = SendLog::new();
+        for _ in 0..5000 {
+            let s = log.next_seq();
+            log.record(s, 1000, u64::from(s) * 1000);
+        }
+        let mut bwe = SendSideBwe::new(BweConfig::default());
+        let pkt = crate::bwe::estimator::tests::claims_everything(5000u16.wrapping_sub(65_535), 2);
+        let fb = TwccFeedback::parse(&pkt).unwrap();
+        // Both passes (the log's, the estimator's) read at most the log's 2,048.
+        let work = log.apply_feedback(&mut bwe, &fb, 5_100_000, HISTORY);
+        assert_eq!(work.statuses, HISTORY);
+        assert!(work.steps <= 2 * (HISTORY + 32), "{work:?}");
+        assert_eq!(bwe.feedback_steps(), work.steps as u64);
+        // A caller with less left to spend gets the newest statuses only.
+        let work = log.apply_feedback(&mut bwe, &fb, 5_100_000, 100);
+        assert_eq!(work.statuses, 100);
+        assert!(work.steps <= 2 * (100 + 32), "{work:?}");
+        // Nothing sent yet: nothing read.
+        let work = SendLog::new().apply_feedback(&mut bwe, &fb, 5_100_000, HISTORY);
+        assert_eq!(work.statuses, 0);
+    }
+
+    #[test]
     fn send_log_shared_by_workers_feeds_the_reading_one() {
         let log = std::sync::Arc::new(SendLog::new());
         // Two "workers" take sequence numbers from one log and record what they send.
@@ -202,7 +246,8 @@ mod tests {
         let mut buf = [0u8; 1500];
         while rec.has_feedback() {
             let n = rec.build_feedback(&mut buf, 1, 2).unwrap().unwrap();
-            log.apply_feedback(&mut bwe, &TwccFeedback::parse(&buf[..n]).unwrap(), 130_000);
+            let fb = TwccFeedback::parse(&buf[..n]).unwrap();
+            log.apply_feedback(&mut bwe, &fb, 130_000, HISTORY);
         }
         assert!(
             bwe.acked_bps().is_some(),

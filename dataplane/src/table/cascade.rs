@@ -101,21 +101,34 @@ impl ForwardingTable {
         }
     }
 
-    /// Copies a datagram, as it arrived, to the session's cascade peers (before it is
+    /// Keeps a datagram, as it arrived, for [`Self::relay_stashed`] (before it is
     /// unprotected in place).
-    pub(super) fn relay(&mut self, idx: Slot, buf: &[u8], out: &mut impl TransmitSink) {
+    pub(super) fn stash_for_relay(&mut self, buf: &[u8]) {
+        let len = buf.len().min(self.relay_stash.len());
+        self.relay_stash[..len].copy_from_slice(&buf[..len]);
+        self.relay_stash_len = Some(len);
+    }
+
+    /// Copies the datagram [`Self::stash_for_relay`] kept to the cascade peers of the
+    /// session at `idx`; called once it authenticated, so a forgery from the
+    /// publisher's address is never multiplied by the number of peers.
+    pub(super) fn relay_stashed(&mut self, idx: Slot, out: &mut impl TransmitSink) {
+        let Some(len) = self.relay_stash_len.take() else {
+            return;
+        };
         let Some(s) = self.sessions[idx].as_ref() else {
             return;
         };
+        let datagram = &self.relay_stash[..len];
         for &peer in &s.cascade {
             let slot = out.next_buffer();
-            if slot.len() < buf.len() {
+            if slot.len() < len {
                 continue;
             }
-            slot[..buf.len()].copy_from_slice(buf);
-            out.commit(buf.len(), peer);
+            slot[..len].copy_from_slice(datagram);
+            out.commit(len, peer);
             self.stats.packets_out += 1;
-            self.stats.bytes_out += buf.len() as u64;
+            self.stats.bytes_out += len as u64;
             self.stats.relayed += 1;
         }
     }

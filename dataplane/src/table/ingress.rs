@@ -1,5 +1,7 @@
-//! Ingress: a datagram from a peer. It is classified (STUN and DTLS go up to control),
-//! copied as it arrived to the session's cascade peers, then unprotected in place. RTP
+//! Ingress: a datagram from a peer. It is classified (STUN and DTLS go up to control,
+//! charged to the upcall budget unless their source is validated), unprotected in
+//! place and, once it authenticated, copied as it arrived to the session's cascade
+//! peers. RTP
 //! from a publisher is recorded (transport-wide arrival, loss and jitter, rate, audio
 //! level, rtp-stream-id), unwrapped when it is a retransmission, cached for NACKs and
 //! forwarded along the stream's routes; RTCP goes to [`super::rtcp`].
@@ -33,12 +35,31 @@ impl ForwardingTable {
         self.stats.packets_in += 1;
         self.stats.bytes_in += buf.len() as u64;
         let disposition = match demux::classify(buf) {
-            PacketClass::Stun | PacketClass::Dtls => Disposition::ToControl,
+            PacketClass::Stun | PacketClass::Dtls => {
+                if self.is_validated(&from) {
+                    Disposition::ToControl
+                } else {
+                    let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+                    if self.budget.admit(from, now_ms) {
+                        Disposition::ToControl
+                    } else {
+                        Disposition::Dropped(DropReason::UpcallBudget)
+                    }
+                }
+            }
             PacketClass::Other => Disposition::Dropped(DropReason::Malformed),
             class @ (PacketClass::Rtp | PacketClass::Rtcp) => match self.by_addr.get(&from) {
                 None => Disposition::Dropped(DropReason::UnknownSource),
                 Some(&idx) => {
-                    self.relay(idx, buf, out);
+                    // Copied as it arrived, to go to the cascade peers once it
+                    // authenticates (unprotecting works in place).
+                    self.relay_stash_len = None;
+                    if self.sessions[idx]
+                        .as_ref()
+                        .is_some_and(|s| !s.cascade.is_empty())
+                    {
+                        self.stash_for_relay(buf);
+                    }
                     if class == PacketClass::Rtp {
                         self.handle_rtp(now, idx, buf, out)
                     } else {
@@ -73,6 +94,10 @@ impl ForwardingTable {
         let mut len = match publisher.rx_for(ssrc).unprotect_rtp(buf) {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
+        };
+        self.relay_stashed(idx, out);
+        let Some(publisher) = self.sessions[idx].as_mut() else {
+            return Disposition::Dropped(DropReason::UnknownSource);
         };
         let Ok(mut header) = rtp::parse(&buf[..len]) else {
             return Disposition::Dropped(DropReason::Malformed);

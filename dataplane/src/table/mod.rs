@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use self::nack_cache::NackCache;
 use self::session::{InboundStream, LayeredStream, OutboundStream, RouteOut, Session, Slot};
+use crate::budget::{UpcallBudget, UpcallBudgetConfig};
 use crate::bwe::{BweConfig, SendLog, SendSideBwe};
 use crate::command::{Command, KeyframeFormat, MediaEvent, MediaKind, Route, SessionId};
 use crate::handoff::{Homes, NackHandoff};
@@ -69,6 +70,10 @@ const MAX_INBOUND_STREAMS: usize = 32;
 /// How often transport feedback goes to publishers, audio levels go up to control and
 /// probes are paced.
 pub const FAST_TICK: Duration = Duration::from_millis(20);
+
+/// Most sequence numbers the NACKs of one datagram get answered or passed on for:
+/// the packets a stream's NACK cache holds. Repeats count once.
+pub const MAX_NACK_SEQS: usize = nack_cache::CACHE_SLOTS;
 
 /// Events kept between two drains by the worker; more are dropped.
 pub const EVENT_CAPACITY: usize = 1024;
@@ -133,6 +138,11 @@ pub struct ForwardingTable {
     sessions: Vec<Option<Session>>,
     free: Vec<Slot>,
     by_addr: HashMap<SocketAddr, Slot>,
+    /// Addresses ICE validated, and for which session ([`Command::PeerValidated`]):
+    /// their STUN and DTLS go up to control without being charged to the budget.
+    validated: HashMap<SocketAddr, SessionId>,
+    /// What STUN and DTLS from other sources may cost control.
+    budget: UpcallBudget,
     by_id: HashMap<SessionId, Slot>,
     next_rr: Option<Instant>,
     next_fast: Option<Instant>,
@@ -140,8 +150,15 @@ pub struct ForwardingTable {
     epoch: Instant,
     /// Scratch buffer for RTCP we build before protecting it into a send buffer.
     scratch: Box<[u8; MAX_DATAGRAM]>,
-    /// Lost sequence numbers of a NACK being translated.
+    /// The datagram being unprotected, as it arrived, while it is to be copied to
+    /// cascade peers once it authenticates (its length, until then).
+    relay_stash: Box<[u8; MAX_DATAGRAM]>,
+    relay_stash_len: Option<usize>,
+    /// Lost sequence numbers of a NACK being translated (at most [`MAX_NACK_SEQS`]).
     nack_scratch: Vec<u16>,
+    /// One bit per sequence number, set while a NACK is collected (repeats count
+    /// once); all clear in between.
+    nack_seen: Box<[u64; 1024]>,
     report_scratch: Vec<ReportBlock>,
     /// What control must hear about; the worker drains it.
     pub events: Vec<MediaEvent>,
@@ -171,12 +188,17 @@ impl ForwardingTable {
             sessions: Vec::new(),
             free: Vec::new(),
             by_addr: HashMap::new(),
+            validated: HashMap::new(),
+            budget: UpcallBudget::default(),
             by_id: HashMap::new(),
             next_rr: None,
             next_fast: None,
             epoch: crate::bwe::clock_epoch(),
             scratch: Box::new([0; MAX_DATAGRAM]),
-            nack_scratch: Vec::with_capacity(64),
+            relay_stash: Box::new([0; MAX_DATAGRAM]),
+            relay_stash_len: None,
+            nack_scratch: Vec::with_capacity(MAX_NACK_SEQS),
+            nack_seen: Box::new([0; 1024]),
             report_scratch: Vec::with_capacity(MAX_INBOUND_STREAMS),
             events: Vec::with_capacity(EVENT_CAPACITY),
             homes: None,
@@ -221,6 +243,12 @@ impl ForwardingTable {
             .is_some_and(|i| i.last_packet.is_some())
     }
 
+    /// The bandwidth estimator of session `id`, when it has one.
+    pub fn estimator(&self, id: SessionId) -> Option<&SendSideBwe> {
+        let &idx = self.by_id.get(&id)?;
+        self.sessions[idx].as_ref()?.bwe.as_deref()
+    }
+
     /// Number of installed sessions.
     pub fn session_count(&self) -> usize {
         self.by_id.len()
@@ -229,6 +257,17 @@ impl ForwardingTable {
     /// True when `addr` is the peer of an installed session.
     pub fn knows_peer(&self, addr: &SocketAddr) -> bool {
         self.by_addr.contains_key(addr)
+    }
+
+    /// True when STUN and DTLS from `addr` go up to control uncharged: it is an
+    /// installed session's peer or an address ICE validated.
+    pub fn is_validated(&self, addr: &SocketAddr) -> bool {
+        self.by_addr.contains_key(addr) || self.validated.contains_key(addr)
+    }
+
+    /// Replaces the upcall budget (fresh, full buckets) with one of these limits.
+    pub fn set_upcall_budget(&mut self, config: UpcallBudgetConfig) {
+        self.budget = UpcallBudget::new(config);
     }
 
     /// Applies one command from control, with state of its own for what the command
@@ -314,10 +353,16 @@ impl ForwardingTable {
                 }
             }
             Command::RemoveSession { id } => self.remove_session(id),
+            Command::PeerValidated { id, peer } => {
+                self.validated.insert(peer, id);
+            }
+            Command::PeerRevoked { id, peer } => {
+                if self.validated.get(&peer) == Some(&id) {
+                    self.validated.remove(&peer);
+                }
+            }
             // The eBPF shell's part; nothing in the userspace tables.
-            Command::PeerValidated { .. }
-            | Command::PeerRevoked { .. }
-            | Command::KernelFanout { .. } => {}
+            Command::KernelFanout { .. } => {}
             Command::AddRelayedSource { session, ssrcs, rx } => {
                 self.add_relayed_source(session, ssrcs, &rx)
             }
@@ -365,6 +410,7 @@ impl ForwardingTable {
     }
 
     fn remove_session(&mut self, id: SessionId) {
+        self.validated.retain(|_, v| *v != id);
         let Some(idx) = self.by_id.remove(&id) else {
             return;
         };

@@ -7,7 +7,7 @@
 use crate::ids::SeqNo;
 
 /// Packets kept per video stream for retransmission (about half a second of 2 Mbit/s).
-const CACHE_SLOTS: usize = 512;
+pub(super) const CACHE_SLOTS: usize = 512;
 /// Largest packet the cache keeps.
 const CACHE_PACKET: usize = 1500;
 

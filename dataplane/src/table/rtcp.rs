@@ -13,8 +13,10 @@ use std::time::Instant;
 use super::ingress::srtp_drop_reason;
 use super::session::{InboundStream, OutboundStream, Slot};
 use super::{
-    Disposition, ForwardingTable, MAX_INBOUND_STREAMS, PLI_INTERVAL, TransmitSink, push_event,
+    Disposition, ForwardingTable, MAX_INBOUND_STREAMS, MAX_NACK_SEQS, PLI_INTERVAL, TransmitSink,
+    push_event,
 };
+use crate::bwe::HISTORY;
 use crate::command::MediaEvent;
 use crate::ids::Ssrc;
 use crate::rtcp::{self, RtcpKind};
@@ -43,7 +45,13 @@ impl ForwardingTable {
             Ok(len) => len,
             Err(e) => return Disposition::Dropped(srtp_drop_reason(&e)),
         };
+        self.relay_stashed(idx, out);
         let now_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        // Counts in the packet drive loops (transport feedback statuses, NACK bitmaps,
+        // several of them per compound): what one datagram may make the table walk is
+        // bounded by what it holds, the send log's packets and a stream's NACK cache.
+        let mut feedback_left = HISTORY;
+        let mut nacks_left = MAX_NACK_SEQS;
         // The packet is copied to the scratch buffer only when something in it needs
         // an answer; iterate over the plaintext in `buf`.
         for pkt in rtcp::packets(&buf[..len]) {
@@ -68,16 +76,20 @@ impl ForwardingTable {
                     }
                 }
                 RtcpKind::Nack(nack) => {
-                    self.nack_scratch.clear();
-                    self.nack_scratch.extend(nack.lost_sequences());
-                    self.nack_from_subscriber(now_us, idx, Ssrc(nack.media_ssrc), out);
+                    self.collect_nack(&nack, nacks_left);
+                    nacks_left -= self.nack_scratch.len();
+                    if !self.nack_scratch.is_empty() {
+                        self.nack_from_subscriber(now_us, idx, Ssrc(nack.media_ssrc), out);
+                    }
                 }
                 RtcpKind::TransportCc(t) => {
                     if let Some(s) = self.sessions[idx].as_mut()
                         && let (Some(bwe), Some(log)) = (s.bwe.as_mut(), s.send_log.as_ref())
+                        && feedback_left > 0
                         && let Ok(fb) = TwccFeedback::parse_fci(t.sender_ssrc, t.media_ssrc, t.body)
                     {
-                        log.apply_feedback(bwe, &fb, now_us);
+                        let work = log.apply_feedback(bwe, &fb, now_us, feedback_left);
+                        feedback_left -= work.statuses.min(feedback_left);
                         if s.probe_bps > 0
                             && let Some(acked) = bwe.acked_bps()
                         {
@@ -96,6 +108,26 @@ impl ForwardingTable {
             }
         }
         Disposition::Handled
+    }
+
+    /// Puts the sequence numbers `nack` reports lost into `nack_scratch`, each once
+    /// and at most `limit` of them.
+    fn collect_nack(&mut self, nack: &rtcp::Nack<'_>, limit: usize) {
+        self.nack_scratch.clear();
+        for seq in nack.lost_sequences() {
+            if self.nack_scratch.len() >= limit {
+                break;
+            }
+            let (word, bit) = (usize::from(seq / 64), seq % 64);
+            if self.nack_seen[word] & (1 << bit) != 0 {
+                continue;
+            }
+            self.nack_seen[word] |= 1 << bit;
+            self.nack_scratch.push(seq);
+        }
+        for &seq in &self.nack_scratch {
+            self.nack_seen[usize::from(seq / 64)] &= !(1 << (seq % 64));
+        }
     }
 
     /// Feeds session `idx`'s estimator the round-trip time its report blocks show

@@ -116,7 +116,10 @@ impl<'a> TwccFeedback<'a> {
         i64::from(self.reference_time) * REFERENCE_UNIT_US
     }
 
-    /// The status of every packet described, in sequence-number order.
+    /// The status of every packet described, in sequence-number order. The count
+    /// comes from the packet: up to 65,535 statuses for a few bytes of run-length
+    /// chunks. A sender that remembers only some packets walks those with
+    /// [`Self::packets_in`].
     pub fn packets(&self) -> PacketStatuses<'a> {
         PacketStatuses {
             chunks: self.chunks,
@@ -127,7 +130,35 @@ impl<'a> TwccFeedback<'a> {
             chunk_total: 0,
             seq: self.base_seq,
             clock_us: self.reference_us(),
+            steps: 0,
         }
+    }
+
+    /// The statuses of sequence numbers `first`, `first + 1`, ... (`len` of them,
+    /// wrapping), in sequence-number order, with the same arrival times as
+    /// [`Self::packets`] gives them. The statuses before them are skipped a chunk at a
+    /// time (those that carry a receive delta one by one, so at most as many as the
+    /// packet has delta bytes): the walk costs at most `len` statuses plus the packet's
+    /// length, whatever status count the packet claims. When the window starts before
+    /// the base sequence number, only its part from the base on is walked (a feedback
+    /// whose count wraps around onto its own start is read once).
+    pub fn packets_in(&self, first: u16, len: usize) -> PacketStatuses<'a> {
+        let mut it = self.packets();
+        let count = usize::from(self.status_count);
+        let len = len.min(1 << 16);
+        let offset = usize::from(first.wrapping_sub(self.base_seq));
+        let (start, end) = if offset + len <= 1 << 16 {
+            (offset, (offset + len).min(count))
+        } else {
+            (0, (offset + len - (1 << 16)).min(count))
+        };
+        if start >= end {
+            it.remaining = 0;
+            return it;
+        }
+        it.skip_statuses(start);
+        it.remaining = it.remaining.min(end - start);
+        it
     }
 }
 
@@ -159,6 +190,63 @@ pub struct PacketStatuses<'a> {
     chunk_total: usize,
     seq: u16,
     clock_us: i64,
+    /// Loop steps taken: chunks read, statuses passed or skipped.
+    steps: usize,
+}
+
+impl PacketStatuses<'_> {
+    /// Statuses still to come.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Loop steps taken so far (each chunk read, each status yielded, each skip):
+    /// what walking the feedback cost.
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Reads the next chunk; false when none is left.
+    fn next_chunk(&mut self) -> bool {
+        let Some((head, rest)) = self.chunks.split_first_chunk::<2>() else {
+            return false;
+        };
+        self.steps += 1;
+        self.chunk = u16::from_be_bytes(*head);
+        self.chunks = rest;
+        self.in_chunk = 0;
+        self.chunk_total = chunk_len(self.chunk);
+        true
+    }
+
+    /// Passes over the next `n` statuses: the rest of a run-length chunk whose
+    /// symbol carries no delta in one step, every other status one by one (each
+    /// consumes delta bytes or is one of a vector chunk's 14 at most).
+    fn skip_statuses(&mut self, n: usize) {
+        let mut n = n.min(self.remaining);
+        while n > 0 {
+            if self.in_chunk >= self.chunk_total {
+                if !self.next_chunk() {
+                    self.remaining = 0;
+                    return;
+                }
+                continue;
+            }
+            if self.chunk & 0x8000 == 0 && delta_size(chunk_symbol(self.chunk, 0)) == 0 {
+                let k = n.min(self.chunk_total - self.in_chunk);
+                self.steps += 1;
+                self.in_chunk += k;
+                self.remaining -= k;
+                self.seq = self.seq.wrapping_add(k as u16);
+                n -= k;
+                continue;
+            }
+            if self.next().is_none() {
+                return;
+            }
+            n -= 1;
+        }
+    }
 }
 
 impl Iterator for PacketStatuses<'_> {
@@ -169,12 +257,11 @@ impl Iterator for PacketStatuses<'_> {
             return None;
         }
         while self.in_chunk >= self.chunk_total {
-            let (head, rest) = self.chunks.split_first_chunk::<2>()?;
-            self.chunk = u16::from_be_bytes(*head);
-            self.chunks = rest;
-            self.in_chunk = 0;
-            self.chunk_total = chunk_len(self.chunk);
+            if !self.next_chunk() {
+                return None;
+            }
         }
+        self.steps += 1;
         let symbol = chunk_symbol(self.chunk, self.in_chunk);
         self.in_chunk += 1;
         self.remaining -= 1;
@@ -367,6 +454,96 @@ mod tests {
             let _ = crate::rtp::set_transport_seq(&mut copy, len, (i % 16) as u8, 7);
         }
         assert!(parsed > 1000, "{parsed}");
+    }
+
+    /// The FCI of a feedback claiming 65,535 statuses in 18 bytes of chunks: runs of
+    /// "not received" with `received` small deltas at the end.
+    fn claims_everything(base: u16, received: u8) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        for _ in 0..8 {
+            chunks.extend_from_slice(&0x1fffu16.to_be_bytes());
+        }
+        let tail = 65_535 - 8 * 0x1fff - u16::from(received);
+        chunks.extend_from_slice(&tail.to_be_bytes());
+        if received > 0 {
+            chunks.extend_from_slice(&(0x2000 | u16::from(received)).to_be_bytes());
+            chunks.extend(std::iter::repeat_n(4u8, usize::from(received)));
+        }
+        fci(base, 65_535, &chunks)
+    }
+
+    #[test]
+    fn a_window_walks_what_it_asks_for_not_what_the_packet_claims() {
+        let f = claims_everything(1000, 3);
+        assert!(f.len() <= 40, "{} bytes", f.len());
+        let fb = TwccFeedback::parse_fci(1, 2, &f).unwrap();
+        let mut all = fb.packets();
+        assert_eq!(all.by_ref().count(), 65_535);
+        assert!(all.steps() >= 65_535, "{}", all.steps());
+        // The last 2,048 sequence numbers the packet describes, and their arrivals.
+        let last = 1000u16.wrapping_add(65_534);
+        let first = last.wrapping_sub(2047);
+        let mut window = fb.packets_in(first, 2048);
+        let got: Vec<_> = window.by_ref().collect();
+        assert_eq!(got.len(), 2048);
+        assert_eq!(got[0].seq, first);
+        assert_eq!(got[2047].seq, last);
+        let want: Vec<_> = fb
+            .packets()
+            .filter(|p| p.seq.wrapping_sub(first) < 2048)
+            .collect();
+        assert_eq!(got, want, "same statuses, same arrival times");
+        assert!(
+            window.steps() <= 2048 + 32,
+            "{} steps for a 2,048 window",
+            window.steps()
+        );
+        // A window the packet does not describe costs nothing.
+        let f = fci(1000, 10, &[0x00, 0x0a]);
+        let fb = TwccFeedback::parse_fci(1, 2, &f).unwrap();
+        let mut none = fb.packets_in(1000u16.wrapping_sub(3000), 2048);
+        assert_eq!(none.by_ref().count(), 0);
+        assert_eq!(none.steps(), 0);
+    }
+
+    #[test]
+    fn a_window_gives_the_same_statuses_as_a_filtered_walk() {
+        let mut rng = StdRng::seed_from_u64(0x3d1);
+        for _ in 0..2000 {
+            // Random statuses (mixed runs and vectors, small and large deltas).
+            let mut rec = crate::twcc::TwccRecorder::new();
+            let base: u16 = rng.random();
+            let count = rng.random_range(1..600u16);
+            let mut at = 1_000_000u64;
+            for i in 0..count {
+                if rng.random_bool(0.7) {
+                    at += rng.random_range(0..40_000);
+                    rec.record(base.wrapping_add(i), at);
+                }
+            }
+            let mut buf = [0u8; 1500];
+            while rec.has_feedback() {
+                let Ok(Some(n)) = rec.build_feedback(&mut buf, 1, 2) else {
+                    break;
+                };
+                let fb = TwccFeedback::parse(&buf[..n]).unwrap();
+                let first = fb
+                    .base_seq
+                    .wrapping_add(rng.random_range(0..700u16))
+                    .wrapping_sub(100);
+                let len = rng.random_range(0..800usize);
+                let got: Vec<_> = fb.packets_in(first, len).collect();
+                let want: Vec<_> = fb
+                    .packets()
+                    .filter(|p| usize::from(p.seq.wrapping_sub(first)) < len)
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "window {first}+{len} of {}+{}",
+                    fb.base_seq, fb.status_count
+                );
+            }
+        }
     }
 
     #[test]
