@@ -664,7 +664,7 @@ async fn open_relay(
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let answer = state.with_sfu(|sfu| sfu.open_relay(&id, req.relay_addr))?;
+    let answer = state.with_sfu(|sfu| sfu.open_relay(Instant::now(), &id, req.relay_addr))?;
     let mut resp = (StatusCode::CREATED, axum::Json(&answer)).into_response();
     if let Ok(v) = HeaderValue::from_str(&answer.relay) {
         resp.headers_mut().insert(header::LOCATION, v);
