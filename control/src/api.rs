@@ -412,6 +412,12 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
     if let Some(id) = state.with_sfu(|s| s.remote_publication(origin_url)) {
         return Ok(id);
     }
+    // Concurrent first subscribers share one relay: the others wait for this open.
+    // The guard's order matters: the lock is released before the map entry goes.
+    let (_entry, _held) = state.opening_relay(origin_url).await;
+    if let Some(id) = state.with_sfu(|s| s.remote_publication(origin_url)) {
+        return Ok(id);
+    }
     let answer = state.open_remote_relay(origin_url).await?;
     let relay = answer.relay.clone();
     if answer.room != room {

@@ -3,6 +3,7 @@
 //! timeouts into the core, and hands the core's outputs to the data plane. All
 //! decisions live in [`crate::sfu`]; all per-packet work lives in the data plane.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,31 @@ pub struct AppState {
     room_events: tokio::sync::broadcast::Sender<RoomEvent>,
     /// Remote publications whose relay must be asked for again.
     reopen: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Relays being opened, by origin resource URL: concurrent first subscribers of a
+    /// remote publication wait for one open instead of each opening a relay.
+    relay_opens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Held while this server opens the relay of one remote publication; see
+/// [`AppState::opening_relay`].
+pub struct RelayOpening<'a> {
+    state: &'a AppState,
+    url: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for RelayOpening<'_> {
+    fn drop(&mut self) {
+        let mut opens = self
+            .state
+            .relay_opens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Only the map and this holder know the lock: nobody else waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            opens.remove(&self.url);
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -118,6 +144,31 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Waits until no other request of this server is opening the relay of remote
+    /// publication `url`; the open this caller then makes (or finds made) is the only
+    /// one until the returned guard drops.
+    pub async fn opening_relay(
+        &self,
+        url: &str,
+    ) -> (RelayOpening<'_>, tokio::sync::OwnedMutexGuard<()>) {
+        let lock = self
+            .relay_opens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let held = lock.clone().lock_owned().await;
+        (
+            RelayOpening {
+                state: self,
+                url: url.to_owned(),
+                lock,
+            },
+            held,
+        )
     }
 
     /// Counts one call to another server.
@@ -303,6 +354,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         events: tokio::sync::broadcast::channel(1024).0,
         room_events: tokio::sync::broadcast::channel(1024).0,
         reopen,
+        relay_opens: Mutex::new(HashMap::new()),
         membership: match config.members.clone() {
             Some(source) => Some(Membership::start(source).await),
             None => None,
