@@ -200,6 +200,13 @@ async fn place(
     let decision = placement::decide(room, &members, &state.server_name, spill, state.is_full());
     let (member, next) = match decision {
         Decision::Here { owner } => return Ok(Placed::Here(owner)),
+        Decision::NotMember => {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "not_a_member",
+                "this server is not among the data centre's members it resolved: retry",
+            ));
+        }
         Decision::Full => {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -209,7 +216,11 @@ async fn place(
         }
         Decision::Elsewhere { member, spill } => (member, spill),
     };
-    let reason = if next.is_some() { "capacity" } else { "owner" };
+    let reason = match (next, membership.lists_self()) {
+        (Some(_), _) => "capacity",
+        (None, Some(false)) => "not_member",
+        (None, _) => "owner",
+    };
     state.metrics.handovers.with_label_values(&[reason]).inc();
     let token = bearer(headers)?.to_owned();
     let query = |with_token: bool| {

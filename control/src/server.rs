@@ -254,6 +254,9 @@ impl AppState {
             subscriptions: s.subscription_count(),
             relays: s.relay_count(),
         });
+        if let Some(listed) = self.membership.as_ref().and_then(|m| m.lists_self()) {
+            self.metrics.set_self_member(listed);
+        }
         let kernel = self.kernel.as_ref().map_or_else(Vec::new, |k| {
             k.lock().unwrap_or_else(|p| p.into_inner()).counters()
         });
@@ -364,6 +367,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ingress_bps: AtomicU64::new(0),
     });
     if let Some(m) = &state.membership {
+        m.identify(&public_url);
+        state.metrics.track_self_member();
         let ids: Vec<String> = m.members().iter().map(|m| m.id.clone()).collect();
         tracing::info!(members = ?ids, me = %public_url, handover = ?config.handover, "room placement on");
     }

@@ -9,6 +9,12 @@
 //! spill member passes it further down the ranking, and the last one answers `503`.
 //! Each server judges only its own load: no state is shared.
 //!
+//! A server that does not find itself among the members (it was just added and has
+//! not resolved the list since, it was removed but still runs, or its member URL is
+//! not the one the list gives) serves no room: it sends each request to the room's
+//! owner among the members it sees, so it never becomes a second home of a room
+//! another member owns. With no member at all, it serves everything itself.
+//!
 //! [`decide`] is pure; the HTTP side (redirect, proxy) lives in the server's shell.
 
 use super::{Member, rank};
@@ -30,12 +36,16 @@ pub enum Decision {
     },
     /// This server and every member after it in rank are full.
     Full,
+    /// This server is not among the members, and the request was sent on to it as
+    /// spill-over by a member that lists it: neither serving it nor sending it back
+    /// to the owner is safe, so it is refused (the client retries).
+    NotMember,
 }
 
 /// Where a request for `room` that reached the server `me` (its base URL) goes.
 /// `spill` is the request's spill rank, `full` whether this server is at capacity.
-/// A server that is not among `members` (placement off, or not yet listed) serves
-/// everything itself.
+/// A server that is not among `members` sends everything to its owner among them
+/// (and serves everything itself only when there are no members at all).
 pub fn decide(
     room: &str,
     members: &[Member],
@@ -45,7 +55,14 @@ pub fn decide(
 ) -> Decision {
     let ranking = rank(room, members);
     let Some(pos) = ranking.iter().position(|m| same_url(&m.url, me)) else {
-        return Decision::Here { owner: None };
+        return match (ranking.first(), spill) {
+            (None, _) => Decision::Here { owner: None },
+            (Some(_), Some(_)) => Decision::NotMember,
+            (Some(owner), None) => Decision::Elsewhere {
+                member: (*owner).clone(),
+                spill: None,
+            },
+        };
     };
     if spill.is_none() && pos != 0 {
         return Decision::Elsewhere {
@@ -176,12 +193,26 @@ mod tests {
     }
 
     #[test]
-    fn a_server_outside_the_members_serves_everything() {
+    fn a_server_outside_the_members_sends_every_room_to_its_owner() {
         let m = members(3);
-        assert_eq!(
-            decide("r", &m, "https://elsewhere.test", None, true),
-            Decision::Here { owner: None }
-        );
+        for room in ["a", "b", "room-17", "x"] {
+            let owner = rank(room, &m)[0].clone();
+            for full in [false, true] {
+                assert_eq!(
+                    decide(room, &m, "https://elsewhere.test", None, full),
+                    Decision::Elsewhere {
+                        member: owner.clone(),
+                        spill: None
+                    }
+                );
+            }
+            // Spill-over sent to it by a member that lists it: refused, not bounced.
+            assert_eq!(
+                decide(room, &m, "https://elsewhere.test", Some(1), false),
+                Decision::NotMember
+            );
+        }
+        // No members at all (placement has nothing to go on): it serves.
         assert_eq!(
             decide("r", &[], "https://m1.dc.test", None, false),
             Decision::Here { owner: None }
