@@ -281,17 +281,13 @@ async fn place(
     }
 }
 
-/// The owner `room` had before the last membership change, when that was another
-/// server and this one has no publication of the room.
+/// Where the room's publications were before the last membership change, when this
+/// server became its owner then and has no publication of the room
+/// ([`placement::previous_owner`]).
 fn moved_from(state: &AppState, room: &str) -> Option<Member> {
     let membership = state.membership.as_ref()?;
-    let previous = membership.previous_members();
-    let before = placement::owner(room, &previous)?;
-    if placement::same_url(&before.url, &state.server_name)
-        || !membership.members().contains(before)
-    {
-        return None;
-    }
+    let (members, previous) = (membership.members(), membership.previous_members());
+    let before = placement::previous_owner(room, &members, &previous, &state.server_name)?;
     let empty = state.with_sfu(|sfu| sfu.room_info(room).publications.is_empty());
     empty.then(|| before.clone())
 }

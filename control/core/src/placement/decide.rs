@@ -84,6 +84,35 @@ pub fn decide(
     }
 }
 
+/// Where the publications of `room` were before the members changed from `previous`
+/// to `members`, when this server (`me`) is now the room's owner and that was
+/// another member that is still there. A server that was a member before asks the
+/// owner under the previous list; one that was not (it just joined, and the list it
+/// had before may be partial or stale) asks the room's owner among the others, the
+/// next in rank after itself, which is where the other members placed the room
+/// while they did not know it. `None` with no previous list.
+pub fn previous_owner<'a>(
+    room: &str,
+    members: &'a [Member],
+    previous: &[Member],
+    me: &str,
+) -> Option<&'a Member> {
+    if previous.is_empty() {
+        return None;
+    }
+    let ranking = rank(room, members);
+    if !same_url(&ranking.first()?.url, me) {
+        return None;
+    }
+    let before = if previous.iter().any(|m| same_url(&m.url, me)) {
+        let before = super::owner(room, previous)?;
+        members.iter().find(|m| *m == before)?
+    } else {
+        ranking.get(1)?
+    };
+    (!same_url(&before.url, me)).then_some(before)
+}
+
 /// Two base URLs name the same server (case of scheme and host, trailing slash and
 /// the scheme's default port aside).
 pub fn same_url(a: &str, b: &str) -> bool {
@@ -217,6 +246,40 @@ mod tests {
             decide("r", &[], "https://m1.dc.test", None, false),
             Decision::Here { owner: None }
         );
+    }
+
+    #[test]
+    fn a_new_owner_finds_the_room_where_it_was() {
+        let four = members(4);
+        let three: Vec<Member> = four[..3].to_vec();
+        let new = &four[3];
+        for i in 0..200 {
+            let room = format!("room-{i}");
+            let owner3 = rank(&room, &three)[0];
+            let owner4 = rank(&room, &four)[0];
+            // Partial, stale or full: what the newcomer saw before does not matter.
+            for before in [&three[..1], &three[..]] {
+                let found = previous_owner(&room, &four, before, &new.url);
+                if owner4 == new {
+                    assert_eq!(found, Some(owner3), "{room}");
+                } else {
+                    assert_eq!(found, None, "{room}: not the owner");
+                }
+            }
+            // A member that was there before asks the previous owner.
+            if owner4 != new {
+                assert_eq!(previous_owner(&room, &four, &three, &owner4.url), None);
+            }
+        }
+        // A member leaves: its rooms' new owners ask it no more (it is gone).
+        let gone = &four[1];
+        let rest: Vec<Member> = four.iter().filter(|m| *m != gone).cloned().collect();
+        for i in 0..100 {
+            let room = format!("room-{i}");
+            let now = rank(&room, &rest)[0];
+            assert_eq!(previous_owner(&room, &rest, &four, &now.url), None);
+        }
+        assert_eq!(previous_owner("r", &four, &[], &four[0].url), None);
     }
 
     #[test]

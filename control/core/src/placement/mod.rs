@@ -14,7 +14,7 @@
 
 mod decide;
 
-pub use decide::{Decision, SPILL_PARAM, decide, member_from_url, same_url};
+pub use decide::{Decision, SPILL_PARAM, decide, member_from_url, previous_owner, same_url};
 
 use std::hash::Hasher;
 
