@@ -116,7 +116,7 @@ struct Room {
     via: usize,
 }
 
-fn publish(dc: &DataCentre, via: usize, room: &str) -> LivePeer {
+fn publish(via: usize, room: &str) -> LivePeer {
     runtime()
         .block_on(LivePeer::connect_from(
             &dc::member_url(via),
@@ -164,7 +164,7 @@ fn join(dc: &DataCentre) -> (Vec<Room>, LivePeer) {
     let mut rooms: Vec<Room> = Vec::new();
     for _ in 0..ROOMS_BEFORE {
         let name = random_room("join");
-        let publisher = publish(dc, 3, &name);
+        let publisher = publish(3, &name);
         let on = dc.server_of(&publisher.resource).expect("a server");
         assert_eq!(
             on,
@@ -215,7 +215,7 @@ fn join(dc: &DataCentre) -> (Vec<Room>, LivePeer) {
         } else {
             rand::rng().random_range(0..3)
         };
-        let publisher = publish(dc, via, &name);
+        let publisher = publish(via, &name);
         rooms.push(Room {
             name,
             publisher,
@@ -263,6 +263,8 @@ fn join(dc: &DataCentre) -> (Vec<Room>, LivePeer) {
             r.name,
             r.via + 1
         );
+        let home = dc.server_of(&r.publisher.resource).expect("a server");
+        assert_eq!(homes[home], 1, "room {}: {homes:?}", r.name);
         let via = rand::rng().random_range(0..4);
         let sub = rt
             .block_on(LivePeer::connect_from(
@@ -347,7 +349,7 @@ fn without_dns(dc: &DataCentre, rooms: Vec<Room>, watcher: LivePeer) {
         );
     }
     let name = random_room("after-dns");
-    let late = publish(dc, rand::rng().random_range(0..4), &name);
+    let late = publish(rand::rng().random_range(0..4), &name);
     assert_eq!(
         dc.server_of(&late.resource),
         Some(owner_of(dc, &name, &four)),
