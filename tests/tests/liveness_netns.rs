@@ -7,6 +7,9 @@
 //! - `kill -9` of the origin of a chain M1 → M2 → M3: M3's subscription says
 //!   `reconnecting` while M2 does, and `ended` once M2 gives up on M1, whose
 //!   onward relay M2 then closes.
+//! - An edge cut off from the network for longer than the origin waits: the origin
+//!   closes the relay, the edge's subscription says `reconnecting`, and once the
+//!   link is back the edge opens a relay again and its subscriber gets media.
 //!
 //! The times from each death to what follows are printed. Needs root, iproute2 and
 //! `/dev/net/tun` (skipped without them on a developer's machine, failed in CI).
@@ -233,4 +236,67 @@ fn a_chain_goes_reconnecting_then_ended_down_to_its_last_edge() {
     });
     assert!(relays.is_some(), "M2's relay to M3 is still open");
     assert!(c.servers[1].is_running() && c.servers[2].is_running());
+}
+
+#[test]
+fn an_edge_cut_off_comes_back_live_after_its_origin_closed_the_relay() {
+    let Some(c) = cluster(2) else { return };
+    let room = random_room("edge-cut");
+    let token = c.token(&room, "alice", &["publish", "subscribe"]).unwrap();
+    let publisher = live_peer(
+        &c,
+        0,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PUBLISHER,
+    );
+    let subscriber = live_peer(
+        &c,
+        1,
+        &subscribe_path(&room, &publisher.resource),
+        &token,
+        PeerRole::Subscriber,
+    );
+    wait_for_media(&subscriber, 50, "the edge's subscriber before the cut");
+
+    // Everything between the edge and the other servers is lost, both ways (its
+    // subscriber, on the same host, still reaches it).
+    let edge = &c.hosts[1];
+    edge.add_loss(c.link_device(), 100)
+        .expect("cutting the edge off");
+    edge.add_ingress_loss(c.link_device(), 100)
+        .expect("cutting the edge off");
+    let cut = Instant::now();
+    let closed = poll(RELAY_EDGE_TIMEOUT * 3, || {
+        (c.metric(0, "cascade_relays") == Some(0.0)).then_some(())
+    });
+    assert!(
+        closed.is_some(),
+        "the origin kept the relay of the cut-off edge"
+    );
+    assert_eq!(state(&c, 1, &subscriber.resource), "reconnecting");
+    eprintln!(
+        "edge cut off → origin closed the relay after {:.1?}",
+        closed.map(|(_, at)| at - cut).unwrap_or_default()
+    );
+
+    edge.clear_loss().expect("restoring the link");
+    let healed = Instant::now();
+    let live = poll(Duration::from_secs(10), || {
+        (state(&c, 1, &subscriber.resource) == "live").then_some(())
+    });
+    let Some((_, at)) = live else {
+        panic!(
+            "the edge's subscription says {} 10 s after the link came back",
+            state(&c, 1, &subscriber.resource)
+        );
+    };
+    eprintln!("link back → edge subscription live: {:.1?}", at - healed);
+    assert_eq!(c.metric(0, "cascade_relays"), Some(1.0));
+    let before = subscriber.received();
+    wait_for_media(
+        &subscriber,
+        before + 50,
+        "the edge's subscriber after the cut",
+    );
 }
