@@ -16,9 +16,7 @@ use rand::Rng;
 
 use super::dto::RelayAnswer;
 use super::layers::SimulcastLayer;
-use super::relay_link::{
-    ATTR_UPSTREAM_LOST, RELAY_PROBE_USERNAME, has_attribute, probe_key, random_keys,
-};
+use super::relay_link::{ATTR_UPSTREAM_LOST, has_attribute, probe_key, random_keys, relay_probe};
 use super::resource::{
     Publication, PublishedTrack, Resource, ResourceId, new_resource_id, track_ssrcs,
 };
@@ -398,9 +396,7 @@ impl Sfu {
                 remote.probes_sent += 1;
                 remote.next_probe = now + RELAY_PROBE_INTERVAL;
                 let relay_id = remote.relay_url.rsplit('/').next().unwrap_or_default();
-                let probe = stun::StunWriter::new(StunClass::Request, stun::METHOD_BINDING, tid)
-                    .username(&format!("{RELAY_PROBE_USERNAME}{relay_id}"))
-                    .finish(Some(&probe_key(&link.keys)), true);
+                let probe = relay_probe(relay_id, &link.keys, tid);
                 if let Ok(data) = probe {
                     self.out.push_back(SfuOutput::Transmit {
                         dest: remote.origin,

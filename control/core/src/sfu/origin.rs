@@ -32,6 +32,20 @@ pub(super) struct RelayToEdge {
     pub(super) peer: SocketAddr,
     /// When the edge last probed this relay (or the relay opened).
     pub(super) last_probe: Instant,
+    /// The edge has probed it at least once.
+    pub(super) probed: bool,
+}
+
+impl RelayToEdge {
+    /// When the relay closes if no probe comes.
+    fn expires(&self) -> Instant {
+        self.last_probe
+            + if self.probed {
+                RELAY_EDGE_TIMEOUT
+            } else {
+                RELAY_FIRST_PROBE_TIMEOUT
+            }
+    }
 }
 
 /// A relay whose edge has sent no valid probe for this long is closed: the edge is
@@ -39,6 +53,9 @@ pub(super) struct RelayToEdge {
 ///
 /// [`RELAY_PROBE_INTERVAL`]: super::RELAY_PROBE_INTERVAL
 pub const RELAY_EDGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a relay waits for its first probe: longer, for edges slow to start
+/// probing (or tools that never do, which then keep a relay this long).
+pub const RELAY_FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The session that reads an edge's RTCP (keyframe requests, NACKs).
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +136,7 @@ impl Sfu {
                 publication: id.to_owned(),
                 peer,
                 last_probe: now,
+                probed: false,
             },
         );
         self.emit_cascade(session);
@@ -193,12 +211,13 @@ impl Sfu {
         Ok(())
     }
 
-    /// Closes every relay whose edge has not probed it for [`RELAY_EDGE_TIMEOUT`].
+    /// Closes every relay whose edge has not probed it for [`RELAY_EDGE_TIMEOUT`]
+    /// ([`RELAY_FIRST_PROBE_TIMEOUT`] before its first probe).
     pub(super) fn expire_silent_edges(&mut self, now: Instant) {
         let silent: Vec<String> = self
             .relays
             .iter()
-            .filter(|(_, r)| now.saturating_duration_since(r.last_probe) >= RELAY_EDGE_TIMEOUT)
+            .filter(|(_, r)| now >= r.expires())
             .map(|(id, _)| id.clone())
             .collect();
         for id in silent {
@@ -211,10 +230,7 @@ impl Sfu {
 
     /// When the next relay falls silent for good, if no probe comes.
     pub(super) fn next_edge_expiry(&self) -> Option<Instant> {
-        self.relays
-            .values()
-            .map(|r| r.last_probe + RELAY_EDGE_TIMEOUT)
-            .min()
+        self.relays.values().map(RelayToEdge::expires).min()
     }
 
     /// Closes the relays of a publication that is going away (the publication and
@@ -267,6 +283,7 @@ impl Sfu {
                 if known {
                     if let Some(r) = self.relays.get_mut(relay) {
                         r.last_probe = now;
+                        r.probed = true;
                     }
                     let upstream_lost = self
                         .relays

@@ -37,6 +37,27 @@ pub(super) fn has_attribute(raw: &[u8], attr: u16) -> bool {
     false
 }
 
+/// The probe an edge sends an origin every [`RELAY_PROBE_INTERVAL`] for each relay
+/// (`relay_id`: the last segment of the relay URL), signed with the link's
+/// `feedback` keys (the relay answer's `feedback_srtp`). It keeps the relay open: an
+/// origin closes a relay whose edge stopped probing it ([`RELAY_EDGE_TIMEOUT`]).
+///
+/// [`RELAY_PROBE_INTERVAL`]: super::RELAY_PROBE_INTERVAL
+/// [`RELAY_EDGE_TIMEOUT`]: super::RELAY_EDGE_TIMEOUT
+pub fn relay_probe(
+    relay_id: &str,
+    feedback: &SrtpKeyingMaterial,
+    transaction_id: [u8; 12],
+) -> Result<Vec<u8>, crate::stun::StunBuildError> {
+    crate::stun::StunWriter::new(
+        crate::stun::StunClass::Request,
+        crate::stun::METHOD_BINDING,
+        transaction_id,
+    )
+    .username(&format!("{RELAY_PROBE_USERNAME}{relay_id}"))
+    .finish(Some(&probe_key(feedback)), true)
+}
+
 /// The MESSAGE-INTEGRITY key of relay link probes: the link's feedback master key and
 /// salt.
 pub(super) fn probe_key(keys: &SrtpKeyingMaterial) -> Vec<u8> {
