@@ -120,7 +120,8 @@ fn an_origin_closes_the_relay_of_a_killed_edge() {
         &token,
         PeerRole::Subscriber,
     );
-    wait_for_media(&subscriber, 50, "the edge's subscriber before the kill");
+    // Long enough for the edge to have probed its relay a few times.
+    wait_for_media(&subscriber, 250, "the edge's subscriber before the kill");
     assert_eq!(c.metric(0, "cascade_relays"), Some(1.0));
 
     c.servers[1].child.kill().expect("kill -9 the edge");
@@ -257,7 +258,7 @@ fn an_edge_cut_off_comes_back_live_after_its_origin_closed_the_relay() {
         &token,
         PeerRole::Subscriber,
     );
-    wait_for_media(&subscriber, 50, "the edge's subscriber before the cut");
+    wait_for_media(&subscriber, 250, "the edge's subscriber before the cut");
 
     // Everything between the edge and the other servers is lost, both ways (its
     // subscriber, on the same host, still reaches it).

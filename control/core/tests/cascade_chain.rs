@@ -2,9 +2,10 @@
 //! HTTP calls between servers (relay re-opens and closes) run in one simulated
 //! network, stepped 50 ms at a time, where a server can die (it stops running and
 //! its datagrams are lost). Covered: an origin closes the relay of an edge that
-//! stopped probing it (and, later, of one that never probed); in a chain M1 → M2 → M3, M3 reports `reconnecting` while M2
-//! does, and ends when M2's copy ends (M2 gives up on a dead M1, or M1 says the
-//! publication is gone), with M2's onward relay closed.
+//! stopped probing it, or never probed it; in a chain M1 → M2 → M3, M3 reports
+//! `reconnecting` while M2 does, and ends when M2's copy ends (M2 gives up on a dead
+//! M1, or M1 says the publication is gone), with M2's onward relay closed; the chain
+//! is live again when M1 answers again.
 
 mod common;
 
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use cascade_command::command::Command;
 use cascade_core::error::ApiError;
 use cascade_core::sfu::{
-    RELAY_CONSENT_TIMEOUT, RELAY_EDGE_TIMEOUT, RELAY_FIRST_PROBE_TIMEOUT, RELAY_GIVE_UP,
-    ResourceEvent, ResourceState, Sfu, SfuOutput,
+    RELAY_CONSENT_TIMEOUT, RELAY_EDGE_TIMEOUT, RELAY_GIVE_UP, ResourceEvent, ResourceState, Sfu,
+    SfuOutput,
 };
 use cascade_peer::{ClientPeer, PeerRole};
 
@@ -294,26 +295,20 @@ fn an_origin_closes_the_relay_of_an_edge_that_stopped_probing() {
 }
 
 #[test]
-fn a_relay_never_probed_waits_longer_then_closes() {
+fn a_relay_never_probed_closes_after_the_timeout() {
     let mut net = Net::new(1);
     let publication = net.publish(0, "room");
-    // An edge (a tool) that never probes.
+    // An edge that dies before its first probe (edges probe a second after opening).
     let silent: SocketAddr = "10.9.9.9:9".parse().unwrap();
     let now = net.now;
     net.nodes[0]
         .sfu
         .open_relay(now, &publication, silent)
         .unwrap();
-    net.run_for(RELAY_EDGE_TIMEOUT * 2);
-    assert_eq!(
-        net.nodes[0].sfu.relay_count(),
-        1,
-        "closed before its first probe was due"
-    );
-    let took = net.run_until(RELAY_FIRST_PROBE_TIMEOUT, |n| {
+    let took = net.run_until(RELAY_EDGE_TIMEOUT + STEP * 2, |n| {
         n.nodes[0].sfu.relay_count() == 0
     });
-    assert!(took + RELAY_EDGE_TIMEOUT * 2 >= RELAY_FIRST_PROBE_TIMEOUT - STEP);
+    assert!(took >= RELAY_EDGE_TIMEOUT - STEP, "{took:?}");
 }
 
 /// A chain M1 → M2 → M3 with a subscriber on M3: (publication on M1, its copy on

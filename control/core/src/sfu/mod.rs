@@ -58,7 +58,7 @@ pub use edge::{
 };
 pub use fanout::{KERNEL_RETRY, KernelOutcome};
 pub use layers::{LAYERS_SHOW_WITHIN, SimulcastLayer};
-pub use origin::{RELAY_EDGE_TIMEOUT, RELAY_FIRST_PROBE_TIMEOUT};
+pub use origin::RELAY_EDGE_TIMEOUT;
 pub use relay_link::relay_probe;
 pub use resource::{PublishedTrack, ResourceId};
 

@@ -32,19 +32,12 @@ pub(super) struct RelayToEdge {
     pub(super) peer: SocketAddr,
     /// When the edge last probed this relay (or the relay opened).
     pub(super) last_probe: Instant,
-    /// The edge has probed it at least once.
-    pub(super) probed: bool,
 }
 
 impl RelayToEdge {
     /// When the relay closes if no probe comes.
     fn expires(&self) -> Instant {
-        self.last_probe
-            + if self.probed {
-                RELAY_EDGE_TIMEOUT
-            } else {
-                RELAY_FIRST_PROBE_TIMEOUT
-            }
+        self.last_probe + RELAY_EDGE_TIMEOUT
     }
 }
 
@@ -53,9 +46,6 @@ impl RelayToEdge {
 ///
 /// [`RELAY_PROBE_INTERVAL`]: super::RELAY_PROBE_INTERVAL
 pub const RELAY_EDGE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a relay waits for its first probe: longer, for edges slow to start
-/// probing (or tools that never do, which then keep a relay this long).
-pub const RELAY_FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The session that reads an edge's RTCP (keyframe requests, NACKs).
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +126,6 @@ impl Sfu {
                 publication: id.to_owned(),
                 peer,
                 last_probe: now,
-                probed: false,
             },
         );
         self.emit_cascade(session);
@@ -212,7 +201,8 @@ impl Sfu {
     }
 
     /// Closes every relay whose edge has not probed it for [`RELAY_EDGE_TIMEOUT`]
-    /// ([`RELAY_FIRST_PROBE_TIMEOUT`] before its first probe).
+    /// (counted from its opening until the first probe: an edge probes after a
+    /// second).
     pub(super) fn expire_silent_edges(&mut self, now: Instant) {
         let silent: Vec<String> = self
             .relays
@@ -283,7 +273,6 @@ impl Sfu {
                 if known {
                     if let Some(r) = self.relays.get_mut(relay) {
                         r.last_probe = now;
-                        r.probed = true;
                     }
                     let upstream_lost = self
                         .relays
