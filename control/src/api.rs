@@ -1,15 +1,17 @@
 //! The one HTTP interface: publish (WHIP), subscribe (WHEP), room listing and room
 //! events (publications, active speaker), resource DELETE/PATCH (trickle ICE, or a
 //! subscriber's layer preferences), metrics, health and the demo page. Handlers check tokens, then call
-//! the SFU core under its lock and hand what it outputs to the data plane.
+//! the SFU core under its lock and hand what it outputs to the data plane. The event
+//! streams live in `events`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,7 +23,7 @@ use crate::server::AppState;
 use crate::unix_now;
 use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::placement::{self, Decision, Member};
-use cascade_core::sfu::{Patched, ResourceState, SubscriptionPreferences};
+use cascade_core::sfu::{Client, Patched, SubscriptionPreferences};
 use cascade_core::token::{Claims, Grant};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
@@ -31,7 +33,11 @@ const RELAY_LAYER_WAIT: Duration = Duration::from_secs(3);
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
+mod events;
+use events::{resource_events, room_events};
+
 pub fn router(state: Arc<AppState>) -> Router {
+    let body_limits = (state.http_limits.body_timeout, MAX_BODY);
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([
@@ -46,7 +52,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             header::CONTENT_TYPE,
             header::IF_MATCH,
         ])
-        .expose_headers([header::LOCATION, header::ETAG, header::LINK]);
+        .expose_headers([
+            header::LOCATION,
+            header::ETAG,
+            header::LINK,
+            header::RETRY_AFTER,
+        ]);
     Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -72,6 +83,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             ))
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_refusals,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limits,
+            crate::listener::read_body_within,
+        ))
         .layer(cors)
         .with_state(state)
 }
@@ -138,7 +157,9 @@ fn authorize(
     Ok(state.verifier.verify(token, room, grant, unix_now())?)
 }
 
-fn created(location: String, answer: String) -> Response {
+/// `201 Created` with the SDP answer, the resource URL and the entity-tag of the
+/// resource's ICE session (RFC 9725 §4.3.1: a client sends it back in `If-Match`).
+fn created(location: String, answer: String, etag: Option<String>) -> Response {
     let mut resp = (
         StatusCode::CREATED,
         [(header::CONTENT_TYPE, "application/sdp")],
@@ -147,6 +168,9 @@ fn created(location: String, answer: String) -> Response {
         .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
+    }
+    if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        resp.headers_mut().insert(header::ETAG, v);
     }
     resp
 }
@@ -329,6 +353,7 @@ async fn owner_publications(
 
 async fn publish(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -337,6 +362,7 @@ async fn publish(
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
     let claims = authorize(&headers, &state, &room, Grant::Publish)?;
+    let client = Client::new(claims.sub.clone(), Some(peer.ip()));
     let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/publish");
     if let Placed::There(resp) =
@@ -345,15 +371,21 @@ async fn publish(
         return Ok(resp);
     }
     let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
-    let (url, answer) = state.with_sfu(|sfu| {
-        let c = sfu.publish(Instant::now(), &room, &claims.sub, &offer)?;
-        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    state.check_bitrate()?;
+    let (url, answer, etag) = state.with_sfu(|sfu| {
+        let c = sfu.publish_for(Instant::now(), &room, &client, &offer)?;
+        Ok::<_, ApiError>((
+            sfu.resource_url(&c.resource),
+            c.answer,
+            sfu.ice_etag(&c.resource),
+        ))
     })?;
-    Ok(created(url, answer))
+    Ok(created(url, answer, etag))
 }
 
 async fn subscribe(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -361,7 +393,8 @@ async fn subscribe(
 ) -> Result<Response, HttpError> {
     check_room(&room)?;
     let headers = with_query_token(headers, query.as_deref());
-    authorize(&headers, &state, &room, Grant::Subscribe)?;
+    let claims = authorize(&headers, &state, &room, Grant::Subscribe)?;
+    let client = Client::new(claims.sub.clone(), Some(peer.ip()));
     let body = body.map_err(body_error)?;
     let path = format!("/rtc/v1/rooms/{room}/subscribe");
     let owner = match place(&state, &room, &path, query.as_deref(), &headers, &body).await? {
@@ -373,6 +406,21 @@ async fn subscribe(
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.into_owned())
         .collect();
+    let most = state.http_limits.max_subscribe_resources;
+    if urls.len() > most {
+        return Err(ApiError::bad_request(
+            "too_many_resources",
+            format!(
+                "{} resource parameters; one subscribe takes at most {most}",
+                urls.len()
+            ),
+        )
+        .into());
+    }
+    // Refuse before any relay is opened on the client's behalf (checked again,
+    // atomically, when the subscription is created).
+    state.check_bitrate()?;
+    state.with_sfu(|sfu| sfu.admit(&client))?;
     if urls.is_empty()
         && let Some(owner) = owner
     {
@@ -395,11 +443,15 @@ async fn subscribe(
             ids.push(id);
         }
     }
-    let (url, answer) = state.with_sfu(|sfu| {
-        let c = sfu.subscribe(Instant::now(), &room, &ids, &offer)?;
-        Ok::<_, ApiError>((sfu.resource_url(&c.resource), c.answer))
+    let (url, answer, etag) = state.with_sfu(|sfu| {
+        let c = sfu.subscribe_for(Instant::now(), &room, &client, &ids, &offer)?;
+        Ok::<_, ApiError>((
+            sfu.resource_url(&c.resource),
+            c.answer,
+            sfu.ice_etag(&c.resource),
+        ))
     })?;
-    Ok(created(url, answer))
+    Ok(created(url, answer, etag))
 }
 
 /// The local id of a publication named by `url`: ours, or another server's, which is
@@ -440,56 +492,6 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
         state.with_sfu(|s| s.queue_close_relay(d));
     }
     Ok(id)
-}
-
-/// `GET /rtc/v1/rooms/{room}/events`: server-sent events of the room,
-/// `publication_added`, `publication_removed` and `active_speaker`, each with a JSON
-/// body (`type`, `resource` URL, `user`). The token (for the room) comes in the
-/// `Authorization` header or, for `EventSource`, the `access_token` query parameter.
-async fn room_events(
-    State(state): State<Arc<AppState>>,
-    Path(room): Path<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, HttpError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::stream::{self, StreamExt};
-    use tokio::sync::broadcast::error::RecvError;
-
-    check_room(&room)?;
-    let headers = with_query_token(headers, query.as_deref());
-    let token = bearer(&headers)?;
-    let claims = state.verifier.verify_signature(token, unix_now())?;
-    if claims.room != room {
-        return Err(cascade_core::token::TokenError::WrongRoom {
-            token_room: claims.room,
-            room,
-        }
-        .into());
-    }
-    let rx = state.subscribe_room_events();
-    let events = stream::unfold(rx, move |mut rx| {
-        let room = room.clone();
-        async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.room == room => {
-                        let ev = Event::default()
-                            .event(e.kind.name())
-                            .json_data(&e)
-                            .unwrap_or_else(|_| Event::default().event(e.kind.name()));
-                        return Some((ev, rx));
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
-    })
-    .map(Ok::<_, std::convert::Infallible>);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
 }
 
 async fn room_info(
@@ -540,56 +542,8 @@ async fn resource_info(
     Ok(axum::Json(info).into_response())
 }
 
-/// `GET {resource}/events`: server-sent events, `event: state` with
-/// `{"state": .., "reason": ..}`; the first is the current state, then one per
-/// change. The stream ends after `ended`.
-async fn resource_events(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Response, HttpError> {
-    use axum::response::sse::{Event, KeepAlive, Sse};
-    use futures_util::stream::{self, StreamExt};
-    use tokio::sync::broadcast::error::RecvError;
-
-    // Listen before reading the current state, so no change falls in between.
-    let rx = state.subscribe_events();
-    let info = state
-        .with_sfu(|sfu| sfu.resource_info(&id))
-        .ok_or_else(|| ApiError::unknown_resource(&id))?;
-    let event = |state: ResourceState, reason: &str| {
-        Event::default()
-            .event("state")
-            .json_data(serde_json::json!({ "state": state, "reason": reason }))
-            .unwrap_or_else(|_| Event::default().event("state"))
-    };
-    let first = event(info.state, "current");
-    let ended = info.state == ResourceState::Ended;
-    let changes = stream::unfold((rx, ended), move |(mut rx, ended)| {
-        let id = id.clone();
-        async move {
-            if ended {
-                return None;
-            }
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.resource == id => {
-                        let end = e.state == ResourceState::Ended;
-                        return Some((event(e.state, e.reason), (rx, end)));
-                    }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            }
-        }
-    });
-    let events = stream::once(async move { first })
-        .chain(changes)
-        .map(Ok::<_, std::convert::Infallible>);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response())
-}
-
+/// `DELETE {resource}`: ends it; `200 OK` (RFC 9725 §4.2). An `If-Match` is ignored:
+/// ending a session needs no particular ICE session (§4.3.1).
 async fn delete_resource(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -597,9 +551,14 @@ async fn delete_resource(
 ) -> Result<StatusCode, HttpError> {
     authorize_resource(&headers, &state, &id)?;
     state.with_sfu(|sfu| sfu.delete(&id))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(StatusCode::OK)
 }
 
+/// `PATCH {resource}`: a subscriber's layer preferences (JSON), or trickle ICE / an
+/// ICE restart (sdpfrag). With `If-Match`, the fragment applies only to the ICE
+/// session it names (412 otherwise; `*` for any); without it, to the current one
+/// (RFC 9725 asks clients to send it, and the server to check it when sent). A
+/// restart answers 200 with the new session's `ETag`.
 async fn patch_resource(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -621,14 +580,38 @@ async fn patch_resource(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let frag = sdp_body(&headers, body, "application/trickle-ice-sdpfrag")?;
-    match state.with_sfu(|sfu| sfu.patch(Instant::now(), &id, &frag))? {
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned());
+    // The tag is checked and the fragment applied under one lock: no restart can
+    // slip in between.
+    let (patched, etag) = state.with_sfu(|sfu| {
+        if let Some(condition) = &if_match
+            && !crate::etag::if_match(condition, sfu.ice_etag(&id).as_deref())
+        {
+            return Err(ApiError::new(
+                ErrorKind::PreconditionFailed,
+                "ice_session_mismatch",
+                "If-Match names another ICE session of this resource (restarted since)",
+            ));
+        }
+        let patched = sfu.patch(Instant::now(), &id, &frag)?;
+        Ok::<_, ApiError>((patched, sfu.ice_etag(&id)))
+    })?;
+    match patched {
         Patched::NoContent => Ok(StatusCode::NO_CONTENT.into_response()),
-        Patched::Restarted(frag) => Ok((
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
-            frag,
-        )
-            .into_response()),
+        Patched::Restarted(frag) => {
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/trickle-ice-sdpfrag")],
+                frag,
+            )
+                .into_response();
+            if let Some(v) = etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+                resp.headers_mut().insert(header::ETAG, v);
+            }
+            Ok(resp)
+        }
     }
 }
 
@@ -698,6 +681,23 @@ async fn close_relay(
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state.render_metrics();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Middleware: counts answers refused for load (503, 429) by their code, in
+/// `cascade_refused_total`.
+async fn count_refusals(
+    State(state): State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if (status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS)
+        && let Some(crate::error::ErrorCode(code)) = resp.extensions().get()
+    {
+        state.metrics.refused.with_label_values(&[code]).inc();
+    }
+    resp
 }
 
 /// A request body that could not be read: too large (413) or cut short (400).

@@ -6,11 +6,50 @@ use cascade_core::placement::member_from_url;
 use cascade_dns::membership::{MemberScheme, MembershipSource};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::limits::{HttpLimits, SessionCaps};
+
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MEDIA_LISTEN: &str = "127.0.0.1:8443";
+
+/// A secret from the command line, the environment or the config file (token and
+/// cluster keys): its `Debug` form never shows the value, so a config printed with
+/// `{:?}` leaks nothing.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The plaintext, for the one place that keys a verifier or signer with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A `KID:` prefix names the key without revealing it.
+        match self.0.split_once(':') {
+            Some((kid, _)) if !kid.is_empty() => write!(f, "Secret({kid}:<redacted>)"),
+            _ => f.write_str("Secret(<redacted>)"),
+        }
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
 
 /// Data-plane I/O backend, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -58,7 +97,7 @@ pub struct ServeArgs {
         env = "CASCADE_TOKEN_SECRET",
         value_delimiter = ','
     )]
-    pub token_secrets: Vec<String>,
+    pub token_secrets: Vec<Secret>,
     /// Data-plane I/O backend.
     #[arg(long, env = "CASCADE_DATAPLANE", value_enum)]
     pub dataplane: Option<DataplaneArg>,
@@ -74,7 +113,7 @@ pub struct ServeArgs {
     /// Key of cluster service tokens (server-to-server relay calls); relaying is off
     /// without it.
     #[arg(long, env = "CASCADE_CLUSTER_SECRET")]
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
     /// Accept relay calls (which carry SRTP keys) over plain HTTP. For development
     /// only: without it the relay endpoint refuses to serve keys in clear.
     #[arg(long, env = "CASCADE_CLUSTER_INSECURE_HTTP")]
@@ -120,7 +159,8 @@ pub struct ServeArgs {
     /// How a request for a room owned by another member is handed over.
     #[arg(long, env = "CASCADE_HANDOVER", value_enum)]
     pub handover: Option<Handover>,
-    /// Capacity: most peer sessions; beyond it new ones spill to the next member.
+    /// Capacity: most peer sessions; beyond it new ones spill to the next member
+    /// (with placement off, or every member full: 503 `server_full`).
     #[arg(long, env = "CASCADE_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
     /// Capacity: most media tracks (published plus delivered).
@@ -129,6 +169,40 @@ pub struct ServeArgs {
     /// Capacity: most incoming media bit rate, bits per second.
     #[arg(long, env = "CASCADE_MAX_BITRATE")]
     pub max_bitrate: Option<u64>,
+    /// Most peer sessions one token subject (`sub`) may hold at once [default: no limit].
+    #[arg(long, env = "CASCADE_MAX_SESSIONS_PER_SUBJECT")]
+    pub max_sessions_per_subject: Option<usize>,
+    /// Most peer sessions created from one client IP address [default: no limit].
+    #[arg(long, env = "CASCADE_MAX_SESSIONS_PER_IP")]
+    pub max_sessions_per_ip: Option<usize>,
+    /// Longest lifetime (exp - iat) of an accepted access token, seconds [default: 86400].
+    #[arg(long, env = "CASCADE_TOKEN_MAX_LIFETIME")]
+    pub token_max_lifetime: Option<u64>,
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// HTTP/1 keep-alive connection and a TLS handshake may take [default: 10].
+    #[arg(long, env = "CASCADE_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request body [default: 20].
+    #[arg(long, env = "CASCADE_HTTP_BODY_TIMEOUT")]
+    pub http_body_timeout: Option<u64>,
+    /// Seconds a connection with no request in progress stays open [default: 60].
+    #[arg(long, env = "CASCADE_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<u64>,
+    /// Most open HTTP connections; beyond it new ones are closed at once [default: 4096].
+    #[arg(long, env = "CASCADE_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Most open HTTP connections from one IP address [default: 256].
+    #[arg(long, env = "CASCADE_HTTP_MAX_CONNECTIONS_PER_IP")]
+    pub http_max_connections_per_ip: Option<usize>,
+    /// Most open event streams (`.../events`, server-sent events) [default: 1024].
+    #[arg(long, env = "CASCADE_MAX_EVENT_STREAMS")]
+    pub max_event_streams: Option<usize>,
+    /// Most open event streams from one IP address [default: 32].
+    #[arg(long, env = "CASCADE_MAX_EVENT_STREAMS_PER_IP")]
+    pub max_event_streams_per_ip: Option<usize>,
+    /// Most `resource=` parameters in one subscribe [default: 32].
+    #[arg(long, env = "CASCADE_MAX_SUBSCRIBE_RESOURCES")]
+    pub max_subscribe_resources: Option<usize>,
 }
 
 /// The TOML file's shape.
@@ -140,12 +214,12 @@ struct FileConfig {
     public_ip: Option<IpAddr>,
     public_url: Option<String>,
     #[serde(default)]
-    token_secrets: Vec<String>,
+    token_secrets: Vec<Secret>,
     dataplane: Option<DataplaneArg>,
     workers: Option<usize>,
     ebpf: Option<EbpfArg>,
     media_interface: Option<String>,
-    cluster_secret: Option<String>,
+    cluster_secret: Option<Secret>,
     #[serde(default)]
     cluster_insecure_http: bool,
     tls_cert: Option<PathBuf>,
@@ -163,6 +237,17 @@ struct FileConfig {
     max_sessions: Option<usize>,
     max_tracks: Option<usize>,
     max_bitrate: Option<u64>,
+    max_sessions_per_subject: Option<usize>,
+    max_sessions_per_ip: Option<usize>,
+    token_max_lifetime: Option<u64>,
+    http_header_timeout: Option<u64>,
+    http_body_timeout: Option<u64>,
+    http_idle_timeout: Option<u64>,
+    http_max_connections: Option<usize>,
+    http_max_connections_per_ip: Option<usize>,
+    max_event_streams: Option<usize>,
+    max_event_streams_per_ip: Option<usize>,
+    max_subscribe_resources: Option<usize>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -173,12 +258,12 @@ pub struct ServeConfig {
     pub public_ip: Option<IpAddr>,
     pub public_url: Option<String>,
     /// Empty means: generate a dev secret.
-    pub token_secrets: Vec<String>,
+    pub token_secrets: Vec<Secret>,
     pub dataplane: DataplaneArg,
     pub workers: usize,
     pub ebpf: EbpfArg,
     pub media_interface: Option<String>,
-    pub cluster_secret: Option<String>,
+    pub cluster_secret: Option<Secret>,
     pub cluster_insecure_http: bool,
     /// Certificate chain and key of the HTTPS listener.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -188,6 +273,12 @@ pub struct ServeConfig {
     pub members: Option<MembershipSource>,
     pub handover: Handover,
     pub capacity: Capacity,
+    /// Per-subject and per-address session caps.
+    pub session_caps: SessionCaps,
+    /// Longest accepted token lifetime, seconds.
+    pub token_max_lifetime: u64,
+    /// Timeouts and connection, event-stream and subscribe caps of the HTTP listener.
+    pub http_limits: HttpLimits,
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -318,6 +409,59 @@ impl ServeArgs {
                 max_tracks: self.max_tracks.or(file.max_tracks),
                 max_bitrate: self.max_bitrate.or(file.max_bitrate),
             },
+            session_caps: SessionCaps {
+                per_subject: self
+                    .max_sessions_per_subject
+                    .or(file.max_sessions_per_subject),
+                per_ip: self.max_sessions_per_ip.or(file.max_sessions_per_ip),
+            },
+            token_max_lifetime: self
+                .token_max_lifetime
+                .or(file.token_max_lifetime)
+                .unwrap_or(cascade_core::token::DEFAULT_MAX_LIFETIME),
+            http_limits: {
+                let d = HttpLimits::default();
+                let secs = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+                    flag.or(file).map_or(default, Duration::from_secs)
+                };
+                HttpLimits {
+                    header_timeout: secs(
+                        self.http_header_timeout,
+                        file.http_header_timeout,
+                        d.header_timeout,
+                    ),
+                    body_timeout: secs(
+                        self.http_body_timeout,
+                        file.http_body_timeout,
+                        d.body_timeout,
+                    ),
+                    idle_timeout: secs(
+                        self.http_idle_timeout,
+                        file.http_idle_timeout,
+                        d.idle_timeout,
+                    ),
+                    max_connections: self
+                        .http_max_connections
+                        .or(file.http_max_connections)
+                        .unwrap_or(d.max_connections),
+                    max_connections_per_ip: self
+                        .http_max_connections_per_ip
+                        .or(file.http_max_connections_per_ip)
+                        .unwrap_or(d.max_connections_per_ip),
+                    max_event_streams: self
+                        .max_event_streams
+                        .or(file.max_event_streams)
+                        .unwrap_or(d.max_event_streams),
+                    max_event_streams_per_ip: self
+                        .max_event_streams_per_ip
+                        .or(file.max_event_streams_per_ip)
+                        .unwrap_or(d.max_event_streams_per_ip),
+                    max_subscribe_resources: self
+                        .max_subscribe_resources
+                        .or(file.max_subscribe_resources)
+                        .unwrap_or(d.max_subscribe_resources),
+                }
+            },
         })
     }
 }
@@ -348,7 +492,7 @@ mod tests {
         };
         let c = args.resolve().unwrap();
         assert_eq!(c.http_listen.port(), 9000);
-        assert_eq!(c.token_secrets, vec!["k1:abc".to_owned()]);
+        assert_eq!(c.token_secrets, vec![Secret::new("k1:abc")]);
         assert_eq!(c.workers, 5);
 
         std::fs::write(&path, "bogus_key = 1\n").unwrap();
@@ -357,6 +501,54 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let args = ServeArgs {
+            token_secrets: vec![Secret::new("k1:plain-token-key"), Secret::new("bare-key")],
+            cluster_secret: Some(Secret::new("plain-cluster-key")),
+            ..Default::default()
+        };
+        let printed = format!("{args:?}");
+        let config = format!("{:?}", args.resolve().unwrap());
+        for text in [&printed, &config] {
+            for secret in ["plain-token-key", "bare-key", "plain-cluster-key"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            assert!(text.contains("k1:<redacted>"), "{text}");
+        }
+    }
+
+    #[test]
+    fn limits_from_flags_file_and_defaults() {
+        let c = ServeArgs::default().resolve().unwrap();
+        assert_eq!(c.http_limits, HttpLimits::default());
+        assert_eq!(c.token_max_lifetime, 24 * 3600);
+        assert_eq!(c.session_caps, SessionCaps::default());
+
+        let dir = std::env::temp_dir().join(format!("cascade-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http_header_timeout = 3\nhttp_max_connections_per_ip = 7\nmax_sessions_per_ip = 2\ntoken_max_lifetime = 600\n",
+        )
+        .unwrap();
+        let c = ServeArgs {
+            config: Some(path),
+            http_header_timeout: Some(2),
+            max_event_streams: Some(5),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.http_limits.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.http_limits.max_connections_per_ip, 7);
+        assert_eq!(c.http_limits.max_event_streams, 5);
+        assert_eq!(c.session_caps.per_ip, Some(2));
+        assert_eq!(c.token_max_lifetime, 600);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

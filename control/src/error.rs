@@ -1,6 +1,6 @@
 //! How the core's errors reach an HTTP client: [`HttpError`] maps an
 //! [`ApiError`]'s kind to a status and writes it as `application/json`
-//! `{"code": .., "message": ..}`.
+//! `{"code": .., "message": ..}`. Refusals for load (503, 429) carry `Retry-After`.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +23,15 @@ impl From<cascade_core::token::TokenError> for HttpError {
     }
 }
 
+/// The `code` of an error response, in its extensions (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
+/// Seconds a client refused because this server is full (503) should wait.
+pub const RETRY_AFTER_FULL: u32 = 10;
+/// Seconds a client refused for holding its share (429) should wait.
+pub const RETRY_AFTER_SHARE: u32 = 5;
+
 /// The HTTP status an error of `kind` is answered with.
 pub fn status(kind: ErrorKind) -> StatusCode {
     match kind {
@@ -33,6 +42,9 @@ pub fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -50,6 +62,16 @@ impl IntoResponse for HttpError {
             body.to_string(),
         )
             .into_response();
+        resp.extensions_mut().insert(ErrorCode(e.code));
+        let retry_after = match status {
+            StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_FULL),
+            StatusCode::TOO_MANY_REQUESTS => Some(RETRY_AFTER_SHARE),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

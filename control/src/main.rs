@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use cascade::config::ServeArgs;
+use cascade::config::{Secret, ServeArgs};
 use cascade::unix_now;
 use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 
@@ -25,7 +25,7 @@ enum Command {
     Token {
         /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).
         #[arg(long, env = "CASCADE_TOKEN_SECRET")]
-        secret: String,
+        secret: Secret,
         #[arg(long)]
         room: String,
         #[arg(long)]
@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let now = unix_now();
             let token = mint(
-                &TokenSecret::parse(&secret),
+                &TokenSecret::parse(secret.expose()),
                 &Claims {
                     sub: user,
                     room,

@@ -29,6 +29,11 @@ pub struct Metrics {
     /// 1 when this server finds itself among the placement members, else 0; shown
     /// only with placement on ([`Metrics::track_self_member`]).
     self_member: IntGauge,
+    /// Open HTTP connections.
+    pub http_connections: IntGauge,
+    /// Refusals for load: connections closed on accept and requests answered 503/429,
+    /// by reason.
+    pub refused: IntCounterVec,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -38,6 +43,19 @@ impl std::fmt::Debug for Metrics {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
+
+/// Labels of `cascade_refused_total`: connections over the total or per-address cap,
+/// and the stable codes of 503/429 answers.
+pub const REFUSAL_REASONS: [&str; 8] = [
+    "connections",
+    "connections_per_address",
+    "server_full",
+    "too_many_sessions_for_subject",
+    "too_many_sessions_from_address",
+    "too_many_event_streams",
+    "too_many_event_streams_from_address",
+    "capacity_exhausted",
+];
 
 /// Values sampled from the SFU core at scrape time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -143,6 +161,21 @@ impl Metrics {
                 "cascade_placement_self_member",
                 "1 when this server is among the placement members it resolved, else 0",
             )?,
+            http_connections: gauge("cascade_http_connections", "Open HTTP connections")?,
+            refused: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "cascade_refused_total",
+                        "Connections and requests refused at a cap, by reason",
+                    ),
+                    &["reason"],
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                for k in REFUSAL_REASONS {
+                    c.with_label_values(&[k]);
+                }
+                c
+            },
             registry,
             last: Mutex::new(LocalStats::default()),
         })

@@ -18,11 +18,13 @@ use rand::{Rng, SeedableRng};
 use crate::config::Handover;
 use crate::config::{Capacity, DataplaneArg, ServeConfig};
 use crate::kernel::KernelShell;
+use crate::limits::{HttpLimits, OpenCap};
+use crate::listener::ListenerCounters;
 use crate::metrics::{CoreGauges, Metrics};
 use crate::unix_now;
 use cascade_core::cert::DtlsCertificate;
 use cascade_core::error::{ApiError, ErrorKind, error_chain};
-use cascade_core::sfu::{RelayAnswer, ResourceEvent, RoomEvent, Sfu, SfuOutput};
+use cascade_core::sfu::{RelayAnswer, ResourceEvent, RoomEvent, SessionLimits, Sfu, SfuOutput};
 use cascade_core::token::{Claims, Grant, TokenSecret, TokenVerifier, mint};
 use cascade_dns::membership::Membership;
 
@@ -64,6 +66,10 @@ pub struct AppState {
     /// Relays being opened, by origin resource URL: concurrent first subscribers of a
     /// remote publication wait for one open instead of each opening a relay.
     relay_opens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Timeouts and caps of the HTTP side.
+    pub http_limits: HttpLimits,
+    /// Open event streams (`.../events`), in total and per client address.
+    pub event_streams: OpenCap,
 }
 
 /// Held while this server opens the relay of one remote publication; see
@@ -192,6 +198,19 @@ impl AppState {
                 .is_some_and(|m| self.ingress_bps.load(Ordering::Relaxed) >= m)
     }
 
+    /// Refuses a new session while incoming media is at the bit-rate capacity (the
+    /// core checks the session and track caps; the bit rate is measured here).
+    pub fn check_bitrate(&self) -> Result<(), ApiError> {
+        match self.capacity.max_bitrate {
+            Some(max) if self.ingress_bps.load(Ordering::Relaxed) >= max => Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "server_full",
+                format!("this server receives its maximum of {max} bit/s"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Resource state changes from now on.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<ResourceEvent> {
         self.events.subscribe()
@@ -264,16 +283,30 @@ impl AppState {
     }
 }
 
-/// What `serve` prints once it is ready.
-fn announce(http: SocketAddr, tls: bool, media: SocketAddr, public_url: &str, dev_token: &str) {
+/// What `serve` prints once it is ready: where it listens, and the demo page. A dev
+/// token (and a demo link carrying it) only when the token secret was generated for
+/// this run: a token signed with an operator's secret never goes to a log.
+fn announce(
+    http: SocketAddr,
+    tls: bool,
+    media: SocketAddr,
+    public_url: &str,
+    dev_token: Option<&str>,
+) {
     let scheme = if tls { "https" } else { "http" };
     println!("cascade listening: http={scheme}://{http} media=udp://{media}");
-    println!("demo page: {public_url}/?room=demo&token={dev_token}");
-    println!("dev token: {dev_token}");
+    match dev_token {
+        Some(token) => {
+            println!("demo page: {public_url}/?room=demo&token={token}");
+            println!("dev token: {token}");
+        }
+        None => println!("demo page: {public_url}/?room=demo (mint a token with `cascade token`)"),
+    }
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let secrets: Vec<TokenSecret> = if config.token_secrets.is_empty() {
+    let generated_secret = config.token_secrets.is_empty();
+    let secrets: Vec<TokenSecret> = if generated_secret {
         let bytes: [u8; 24] = rand::rng().random();
         let secret = hex::encode(bytes);
         tracing::warn!("no --token-secret given: generated a dev secret for this run only");
@@ -282,11 +315,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config
             .token_secrets
             .iter()
-            .map(|s| TokenSecret::parse(s))
+            .map(|s| TokenSecret::parse(s.expose()))
             .collect()
     };
     // `secrets` is non-empty by construction just above.
-    let verifier = TokenVerifier::new(&secrets).context("no token secret")?;
+    let verifier = TokenVerifier::new(&secrets)
+        .context("no token secret")?
+        .with_max_lifetime(config.token_max_lifetime);
 
     let cert = DtlsCertificate::generate(unix_now()).context("generating the DTLS certificate")?;
     let backend = match config.dataplane {
@@ -340,13 +375,22 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if kernel.is_some() {
         sfu.enable_kernel_fanout();
     }
+    sfu.set_limits(SessionLimits {
+        max_sessions: config.capacity.max_sessions,
+        max_tracks: config.capacity.max_tracks,
+        per_subject: config.session_caps.per_subject,
+        per_source: config.session_caps.per_ip,
+    });
     let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let state = Arc::new(AppState {
         sfu: Mutex::new(sfu),
         dataplane,
         kernel,
         verifier,
-        cluster_secret: config.cluster_secret.as_deref().map(TokenSecret::parse),
+        cluster_secret: config
+            .cluster_secret
+            .as_ref()
+            .map(|s| TokenSecret::parse(s.expose())),
         cluster_insecure_http: config.cluster_insecure_http,
         tls: tls.is_some(),
         server_name: public_url.clone(),
@@ -365,6 +409,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         handover: config.handover,
         capacity: config.capacity,
         ingress_bps: AtomicU64::new(0),
+        http_limits: config.http_limits,
+        event_streams: OpenCap::new(
+            config.http_limits.max_event_streams,
+            config.http_limits.max_event_streams_per_ip,
+        ),
     });
     if let Some(m) = &state.membership {
         m.identify(&public_url);
@@ -444,43 +493,42 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         })?;
 
-    let now = unix_now();
-    let dev_token = mint(
-        &secrets[0],
-        &Claims {
-            sub: "dev".into(),
-            room: "demo".into(),
-            grants: vec![Grant::Publish, Grant::Subscribe],
-            exp: now + 24 * 3600,
-            iat: now,
-        },
-    )?;
-    announce(http, tls.is_some(), media, &public_url, &dev_token);
+    let dev_token = if generated_secret {
+        let now = unix_now();
+        Some(mint(
+            &secrets[0],
+            &Claims {
+                sub: "dev".into(),
+                room: "demo".into(),
+                grants: vec![Grant::Publish, Grant::Subscribe],
+                exp: now + 24 * 3600,
+                iat: now,
+            },
+        )?)
+    } else {
+        None
+    };
+    announce(
+        http,
+        tls.is_some(),
+        media,
+        &public_url,
+        dev_token.as_deref(),
+    );
 
     let router = crate::api::router(state.clone());
-    match tls {
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stop = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stop.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            let listener = listener.into_std()?;
-            axum_server::from_tcp_rustls(
-                listener,
-                axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls)),
-            )
-            .handle(handle)
-            .serve(router.into_make_service())
-            .await?;
-        }
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
-        }
-    }
+    crate::listener::serve(
+        listener,
+        tls.map(Arc::new),
+        router,
+        config.http_limits,
+        ListenerCounters {
+            open: state.metrics.http_connections.clone(),
+            refused: state.metrics.refused.clone(),
+        },
+        shutdown_signal(),
+    )
+    .await;
     tracing::info!("shutting down");
     state.dataplane.shutdown();
     let _ = media_thread.join();

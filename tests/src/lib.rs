@@ -7,7 +7,9 @@ pub mod dc;
 pub mod linkemu;
 pub mod media;
 pub mod netns;
+pub mod redis;
 pub mod service;
+pub mod signal;
 pub mod tls;
 
 use std::collections::VecDeque;

@@ -1,7 +1,9 @@
 //! The HTTP surface of a real `cascade serve`, without media: startup announcement,
 //! health, metrics, demo page, room listing, JSON errors, CORS and shutdown.
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric_in, random_room, require};
 use serde_json::Value;
@@ -53,20 +55,21 @@ async fn announces_itself_and_serves_health_metrics_and_demo_page() -> anyhow::R
     assert_eq!(server.media_addr.ip().to_string(), "127.0.0.1");
     assert_ne!(server.media_addr.port(), 0);
 
-    // The demo link and the dev token follow the listening line.
+    // The demo link follows the listening line; with an operator's secret, no dev
+    // token (a token signed with that secret must not reach a log).
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while server.stdout_lines().len() < 3 && std::time::Instant::now() < deadline {
+    while server.stdout_lines().len() < 2 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let lines = server.stdout_lines();
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("demo page: http://") && l.contains("?room=demo&token=")),
+        lines.iter().any(|l| l.starts_with("demo page: http://")),
         "stdout: {lines:?}"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("dev token: ")),
+        !lines
+            .iter()
+            .any(|l| l.contains("token=") || l.contains("dev token")),
         "stdout: {lines:?}"
     );
 
@@ -193,5 +196,145 @@ async fn room_listing_errors_and_cors() -> anyhow::Result<()> {
         "preflight headers: {:?}",
         resp.headers()
     );
+    Ok(())
+}
+
+/// Starts `cascade serve` with `args` (no harness defaults) and returns the stdout
+/// lines it printed up to and including the first starting with `until`, or within
+/// `limit`; the server is killed after.
+fn stdout_until(args: &[&str], until: &str, limit: Duration) -> Vec<String> {
+    let mut child = Command::new(cascade_bin())
+        .arg("serve")
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--media-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--ebpf", "off"])
+        .args(args)
+        .env_remove("CASCADE_TOKEN_SECRET")
+        .env_remove("CASCADE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cascade serve starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut lines = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let done = line.starts_with(until);
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn a_dev_token_only_for_a_generated_secret() {
+    if !binary_present() {
+        return;
+    }
+    // No secret given: a dev secret is generated, and a token for it printed.
+    let lines = stdout_until(&[], "dev token: ", Duration::from_secs(20));
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("dev token: "))
+        .unwrap_or_else(|| panic!("no dev token without --token-secret: {lines:?}"));
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("demo page: http://") && l.contains("?room=demo&token=")),
+        "stdout: {lines:?}"
+    );
+    // A secret from the config file is an operator's secret: no token printed.
+    let dir = std::env::temp_dir().join(format!("cascade-api-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "token_secrets = [\"k1:from-the-file\"]\n").unwrap();
+    let lines = stdout_until(
+        &["--config", config.to_str().unwrap()],
+        "demo page: ",
+        Duration::from_secs(20),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        lines.iter().any(|l| l.starts_with("demo page: ")),
+        "stdout: {lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("eyJ")),
+        "a token printed for a configured secret: {lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_token_or_resource_id_in_the_output_of_a_configured_server() -> anyhow::Result<()> {
+    if !binary_present() {
+        return Ok(());
+    }
+    let mut server = server()?;
+    let room = random_room("logs");
+    let token = server.token(&room, "dora", &["publish"])?;
+    // A publication logs its creation and deletion at INFO.
+    let offer = cascade_peer::ClientPeer::new(
+        cascade_peer::PeerRole::Publisher {
+            audio_ssrc: 31,
+            video_ssrc: 32,
+        },
+        &[],
+    )?
+    .offer();
+    let resp = http_client()
+        .post(server.url(&format!("/rtc/v1/rooms/{room}/publish")))
+        .bearer_auth(&token)
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 201);
+    let resource = resp.headers()["location"].to_str()?.to_owned();
+    let id = resource.rsplit('/').next().unwrap_or_default().to_owned();
+    let resp = http_client()
+        .delete(&resource)
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert!(resp.status().is_success());
+    server.stop()?;
+    let stdout = server.stdout_lines().join("\n");
+    let stderr = server.stderr_tail();
+    assert!(
+        stderr.contains("publication created"),
+        "the INFO log this test reads is missing: {stderr}"
+    );
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        // Every JWT starts with the base64 of `{"`.
+        assert!(!text.contains("eyJ"), "a token in {name}: {text}");
+        assert!(
+            !text.contains(&server.secret),
+            "the secret in {name}: {text}"
+        );
+        assert!(!text.contains(&id), "resource id {id} in {name}: {text}");
+    }
     Ok(())
 }

@@ -347,6 +347,6 @@ async fn spray_during_session(server: &ServerProcess) {
             .await
             .unwrap()
             .status();
-        assert_eq!(s, 204);
+        assert_eq!(s, 200);
     }
 }

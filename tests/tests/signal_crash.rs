@@ -3,23 +3,16 @@
 //! delivered, each id once, in a gapless sequence; retries of accepted sends are
 //! answered `duplicate: true` and store nothing new.
 
-use std::collections::{BTreeMap, HashSet};
-
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use cascade_core::token::{Claims, TokenSecret, mint};
-use cascade_tests::service::ServiceProcess;
+use cascade_tests::signal::{Inbox, SignalProcess, WAIT, connect, dm, index_of, next_frame, token};
 use cascade_tests::{cascade_bin, require};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Most sends alice makes before the kill.
 const MAX_SENDS: usize = 5_000;
@@ -27,17 +20,10 @@ const MAX_SENDS: usize = 5_000;
 const KILL_AFTER_ACCEPTED: usize = 300;
 /// Sends fed to the socket between flushes.
 const BATCH: usize = 50;
-/// Longest any single wait may take.
-const WAIT: Duration = Duration::from_secs(20);
-/// Once everything expected has arrived, how long without a frame counts as "nothing more".
-const QUIET: Duration = Duration::from_millis(500);
 /// Sends never answered `accepted` that alice retries after the restart.
 const RETRY_UNACCEPTED: usize = 100;
 /// Sends answered `accepted` that alice retries after the restart.
 const RETRY_ACCEPTED: usize = 50;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A directory for the store, removed on drop.
 struct TempDir(PathBuf);
@@ -57,238 +43,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `cascade signal`, killed when dropped.
-struct SignalProcess {
-    service: ServiceProcess,
-    addr: SocketAddr,
-}
-
-impl SignalProcess {
-    /// `cascade signal --listen 127.0.0.1:0 --store STORE --token-secret SECRET`, with
-    /// a rate no test client reaches; waits for its `cascade signal listening:` line.
-    fn start(store: &Path, secret: &str) -> anyhow::Result<Self> {
-        let bin = cascade_bin();
-        let mut cmd = Command::new(&bin);
-        cmd.arg("signal")
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--store")
-            .arg(store)
-            .args(["--token-secret", secret])
-            .args(["--rate", "1000000"]);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        let what = format!("{} signal", bin.display());
-        let (service, addr) = ServiceProcess::start(cmd, &what, parse_listening)?;
-        Ok(SignalProcess { service, addr })
-    }
-
-    /// SIGKILL, and the exit status.
-    fn kill9(&mut self) -> anyhow::Result<ExitStatus> {
-        self.service.child.kill()?;
-        Ok(self.service.child.wait()?)
-    }
-
-    fn stderr_tail(&self) -> String {
-        self.service.stderr_tail()
-    }
-}
-
-impl Drop for SignalProcess {
-    fn drop(&mut self) {
-        let child = &mut self.service.child;
-        if let Ok(None) = child.try_wait() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- cascade signal ({}) stderr, last lines ----\n{}----",
-                self.addr,
-                self.stderr_tail()
-            );
-        }
-    }
-}
-
-/// Parses `cascade signal listening: ws://ADDR/v1/connect http://ADDR`.
-fn parse_listening(line: &str) -> Option<SocketAddr> {
-    let rest = line.trim().strip_prefix("cascade signal listening:")?;
-    rest.split_whitespace().find_map(|f| {
-        f.strip_prefix("ws://")?
-            .strip_suffix("/v1/connect")?
-            .parse()
-            .ok()
-    })
-}
-
-fn token(secret: &str, user: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    mint(
-        &TokenSecret::parse(secret),
-        &Claims {
-            sub: user.into(),
-            room: "crash".into(),
-            grants: vec![],
-            exp: now + 3600,
-            iat: now,
-        },
-    )
-    .unwrap()
-}
-
-fn dm(i: usize) -> Message {
-    let frame =
-        json!({"type": "send", "id": format!("m{i}"), "to": {"user": "bob"}, "body": {"n": i}});
-    Message::Text(frame.to_string().into())
-}
-
-/// The index `i` of the id `m{i}`.
-fn index_of(id: &str) -> usize {
-    id.strip_prefix('m')
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("an id alice never sent: {id:?}"))
-}
-
-/// The next JSON frame; `Ok(None)` when the connection ended, an error after `wait`.
-async fn next_frame<S>(ws: &mut S, wait: Duration) -> anyhow::Result<Option<Value>>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .context("no frame in time")?;
-        match msg {
-            Some(Ok(Message::Text(t))) => return Ok(Some(serde_json::from_str(&t)?)),
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(None),
-            Some(Ok(_)) => {}
-        }
-    }
-}
-
-/// Connects as `user` and says hello; returns the socket and any frames that came
-/// before the welcome.
-async fn connect(
-    addr: SocketAddr,
-    token: &str,
-    user: &str,
-    resume_after: Option<u64>,
-) -> anyhow::Result<(Ws, Vec<Value>)> {
-    let mut req = format!("ws://{addr}/v1/connect").into_client_request()?;
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-        .await
-        .context("connect timed out")??;
-    let mut hello = json!({"type": "hello"});
-    if let Some(after) = resume_after {
-        hello["resume_after"] = json!(after);
-    }
-    ws.send(Message::Text(hello.to_string().into())).await?;
-    let mut early = Vec::new();
-    loop {
-        let frame = next_frame(&mut ws, WAIT)
-            .await?
-            .context("connection ended before the welcome")?;
-        if frame["type"] == "welcome" {
-            ensure!(frame["user"] == user, "welcome for the wrong user: {frame}");
-            return Ok((ws, early));
-        }
-        early.push(frame);
-    }
-}
-
-/// Bob's inbox as delivered: id by seq, every redelivery checked against the first.
-#[derive(Default)]
-struct Inbox {
-    by_seq: BTreeMap<u64, String>,
-    frames: usize,
-}
-
-impl Inbox {
-    fn take(&mut self, frame: &Value) -> anyhow::Result<()> {
-        match frame["type"].as_str() {
-            Some("message") => {}
-            // Nothing else is expected on bob's connection but messages.
-            _ => bail!("bob got an unexpected frame: {frame}"),
-        }
-        self.frames += 1;
-        let seq = frame["seq"].as_u64().context("message without a seq")?;
-        let id = frame["id"].as_str().context("message without an id")?;
-        ensure!(frame["from"] == "alice", "message not from alice: {frame}");
-        ensure!(
-            frame["room"].is_null(),
-            "a direct message with a room: {frame}"
-        );
-        ensure!(
-            frame["body"]["n"].as_u64() == Some(index_of(id) as u64),
-            "body does not match id: {frame}"
-        );
-        if let Some(prev) = self.by_seq.insert(seq, id.to_owned()) {
-            ensure!(prev == id, "seq {seq} delivered as {prev} and as {id}");
-        }
-        Ok(())
-    }
-
-    fn has(&self, id: &str) -> bool {
-        self.by_seq.values().any(|v| v == id)
-    }
-
-    /// Reads bob's socket until `done` holds (bounded by [`WAIT`]), then until
-    /// nothing comes for [`QUIET`].
-    async fn read(&mut self, bob: &mut Ws, done: impl Fn(&Inbox) -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + WAIT;
-        while !done(self) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let frame = next_frame(bob, left)
-                .await
-                .context("bob did not get every expected message in time")?
-                .context("bob's connection ended")?;
-            self.take(&frame)?;
-        }
-        loop {
-            match next_frame(bob, QUIET).await {
-                Ok(Some(frame)) => self.take(&frame)?,
-                Ok(None) => bail!("bob's connection ended"),
-                Err(_) => return Ok(()),
-            }
-        }
-    }
-
-    /// Seqs are 1..=n, no id twice, and seq order is send order.
-    fn check(&self) -> anyhow::Result<()> {
-        let n = self.by_seq.len() as u64;
-        ensure!(
-            self.by_seq.keys().copied().eq(1..=n),
-            "bob's seqs are not 1..={n}: gaps {:?}",
-            (1..=n)
-                .filter(|s| !self.by_seq.contains_key(s))
-                .take(10)
-                .collect::<Vec<_>>()
-        );
-        let mut seen = HashSet::new();
-        let mut last = None;
-        for (seq, id) in &self.by_seq {
-            ensure!(
-                seen.insert(id.as_str()),
-                "{id} delivered twice (again at seq {seq})"
-            );
-            let i = index_of(id);
-            ensure!(
-                last.is_none_or(|l| l < i),
-                "{id} at seq {seq} comes after a later send"
-            );
-            last = Some(i);
-        }
-        Ok(())
     }
 }
 

@@ -348,6 +348,8 @@ const SYSTEM_COMMANDS: &[(&str, &str)] = &[
     ("clang-19", "clang-19"),
     // The eBPF programs (cascade-ebpf's build.rs) include libbpf's headers.
     ("/usr/include/bpf/bpf_helpers.h", "libbpf-dev"),
+    // The cluster engine of `cascade signal` (tests/tests/signal_cluster.rs).
+    ("/usr/bin/redis-server", "redis-server"),
     ("node", "nodejs"),
     ("npm", "npm"),
 ];

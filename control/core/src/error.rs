@@ -22,6 +22,12 @@ pub enum ErrorKind {
     PayloadTooLarge,
     /// The body is not of a type the endpoint takes (HTTP 415).
     UnsupportedMediaType,
+    /// A precondition of the request (`If-Match`) does not hold (HTTP 412).
+    PreconditionFailed,
+    /// The client took too long to send its request (HTTP 408).
+    RequestTimeout,
+    /// This client (token subject or address) holds as much as it may (HTTP 429).
+    TooManyRequests,
     /// Another server this one depends on failed or refused (HTTP 502).
     BadGateway,
     /// This server or the whole placement ranking is at capacity (HTTP 503).

@@ -50,9 +50,13 @@ pub struct Claims {
     pub grants: Vec<Grant>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
-    /// Issue time, seconds since the Unix epoch.
+    /// Issue time, seconds since the Unix epoch; 0 (or absent) when not stated.
+    #[serde(default)]
     pub iat: u64,
 }
+
+/// Longest lifetime of an access token the media server accepts by default: a day.
+pub const DEFAULT_MAX_LIFETIME: u64 = 24 * 3600;
 
 /// Why a token was refused. The first group maps to 401, the second to 403.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,6 +71,8 @@ pub enum TokenError {
     BadSignature,
     #[error("token expired")]
     Expired,
+    #[error("token lifetime of {lifetime} s exceeds the {max} s this server accepts")]
+    LifetimeTooLong { lifetime: u64, max: u64 },
     #[error("token is for room {token_room:?}, not {room:?}")]
     WrongRoom { token_room: String, room: String },
     #[error("token does not grant {0:?}")]
@@ -90,6 +96,7 @@ impl TokenError {
             TokenError::UnknownKey(_) => "token_unknown_key",
             TokenError::BadSignature => "token_bad_signature",
             TokenError::Expired => "token_expired",
+            TokenError::LifetimeTooLong { .. } => "token_lifetime_too_long",
             TokenError::WrongRoom { .. } => "token_wrong_room",
             TokenError::MissingGrant(_) => "token_missing_grant",
         }
@@ -133,12 +140,15 @@ impl TokenSecret {
 pub struct TokenVerifier {
     default: DecodingKey,
     by_kid: HashMap<String, DecodingKey>,
+    /// Longest accepted lifetime, seconds; `None`: any.
+    max_lifetime: Option<u64>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenVerifier")
             .field("kids", &self.by_kid.keys().collect::<Vec<_>>())
+            .field("max_lifetime", &self.max_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -158,7 +168,16 @@ impl TokenVerifier {
         Some(Self {
             default: DecodingKey::from_secret(&first.secret),
             by_kid,
+            max_lifetime: None,
         })
+    }
+
+    /// Refuses tokens that live longer than `secs`: `exp - iat`, counted from now
+    /// when the token states no issue time or one in the future, so a token cannot
+    /// stretch its life by claiming a late `iat`.
+    pub fn with_max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = Some(secs);
+        self
     }
 
     /// Verifies signature and expiry at `now_unix` (seconds), then room and grant.
@@ -213,6 +232,16 @@ impl TokenVerifier {
         })?;
         if data.claims.exp <= now_unix {
             return Err(TokenError::Expired);
+        }
+        if let Some(max) = self.max_lifetime {
+            let start = match data.claims.iat {
+                0 => now_unix,
+                iat => iat.min(now_unix),
+            };
+            let lifetime = data.claims.exp - start;
+            if lifetime > max {
+                return Err(TokenError::LifetimeTooLong { lifetime, max });
+            }
         }
         Ok(data.claims)
     }
@@ -343,6 +372,134 @@ mod tests {
         assert_eq!(
             v.verify(&parts.join("."), "r", Grant::Publish, 0),
             Err(TokenError::BadSignature)
+        );
+    }
+
+    /// `header.payload.signature` with the given header and payload JSON, base64url.
+    fn raw_token(header: &str, payload: &str, signature: &str) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.{signature}", b64.encode(header), b64.encode(payload))
+    }
+
+    #[test]
+    fn only_hs256_is_accepted() {
+        let s = TokenSecret::parse("s3cret");
+        let v = TokenVerifier::new(std::slice::from_ref(&s)).unwrap();
+        let payload = r#"{"sub":"alice","room":"r","grants":["publish"],"exp":5000,"iat":1000}"#;
+        // Unsigned (`alg: none`), with and without a signature part.
+        for sig in ["", "AAAA"] {
+            let t = raw_token(r#"{"alg":"none","typ":"JWT"}"#, payload, sig);
+            let err = v.verify(&t, "r", Grant::Publish, 2_000).unwrap_err();
+            assert_eq!(err.code(), "token_malformed", "{err}");
+        }
+        // HS384 with the right secret: a valid token of another algorithm.
+        let mut header = Header::new(Algorithm::HS384);
+        header.kid = None;
+        let hs384 = jsonwebtoken::encode(
+            &header,
+            &claims("r", &[Grant::Publish], 5_000),
+            &EncodingKey::from_secret(&s.secret),
+        )
+        .unwrap();
+        let err = v.verify(&hs384, "r", Grant::Publish, 2_000).unwrap_err();
+        assert_eq!(err.code(), "token_malformed", "{err}");
+        // RS256 (the key-confusion attack signs with the HMAC secret as "public key").
+        let hs256 = mint(&s, &claims("r", &[Grant::Publish], 5_000)).unwrap();
+        let sig = hs256.split('.').nth(2).unwrap();
+        let t = raw_token(r#"{"alg":"RS256","typ":"JWT"}"#, payload, sig);
+        let err = v.verify(&t, "r", Grant::Publish, 2_000).unwrap_err();
+        assert_eq!(err.code(), "token_malformed", "{err}");
+        // The same claims in HS256 verify: the refusals above are about the algorithm.
+        assert!(v.verify(&hs256, "r", Grant::Publish, 2_000).is_ok());
+    }
+
+    #[test]
+    fn tampered_signature_is_refused() {
+        let s = TokenSecret::parse("s3cret");
+        let v = TokenVerifier::new(std::slice::from_ref(&s)).unwrap();
+        let t = mint(&s, &claims("r", &[Grant::Publish], 5_000)).unwrap();
+        let (head, sig) = t.rsplit_once('.').unwrap();
+        let mut bytes = sig.as_bytes().to_vec();
+        bytes[3] = if bytes[3] == b'A' { b'B' } else { b'A' };
+        let tampered = format!("{head}.{}", String::from_utf8(bytes).unwrap());
+        assert_eq!(
+            v.verify(&tampered, "r", Grant::Publish, 2_000),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn lifetime_is_bounded() {
+        let s = TokenSecret::parse("s3cret");
+        let v = TokenVerifier::new(std::slice::from_ref(&s))
+            .unwrap()
+            .with_max_lifetime(3_600);
+        let now = 10_000;
+        let token = |iat: u64, exp: u64| {
+            mint(
+                &s,
+                &Claims {
+                    iat,
+                    ..claims("r", &[Grant::Publish], exp)
+                },
+            )
+            .unwrap()
+        };
+        assert!(
+            v.verify(&token(now, now + 3_600), "r", Grant::Publish, now)
+                .is_ok()
+        );
+        assert_eq!(
+            v.verify(&token(now, now + 3_601), "r", Grant::Publish, now),
+            Err(TokenError::LifetimeTooLong {
+                lifetime: 3_601,
+                max: 3_600
+            })
+        );
+        // Ten years.
+        let err = v
+            .verify(
+                &token(now, now + 10 * 365 * 86_400),
+                "r",
+                Grant::Publish,
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), "token_lifetime_too_long");
+        assert!(err.is_unauthenticated());
+        // No iat: counted from now.
+        assert!(
+            v.verify(&token(0, now + 3_000), "r", Grant::Publish, now)
+                .is_ok()
+        );
+        assert!(
+            v.verify(&token(0, now + 4_000), "r", Grant::Publish, now)
+                .is_err()
+        );
+        let no_iat = raw_token(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &format!(
+                r#"{{"sub":"a","room":"r","grants":["publish"],"exp":{}}}"#,
+                now + 100
+            ),
+            "x",
+        );
+        // (Parses without iat; the made-up signature is what fails.)
+        assert_eq!(
+            v.verify(&no_iat, "r", Grant::Publish, now),
+            Err(TokenError::BadSignature)
+        );
+        // An issue time in the future does not stretch the lifetime.
+        assert!(
+            v.verify(&token(now + 50_000, now + 52_000), "r", Grant::Publish, now)
+                .is_err()
+        );
+        // Without a maximum, any lifetime.
+        let any = TokenVerifier::new(std::slice::from_ref(&s)).unwrap();
+        assert!(
+            any.verify(&token(now, u64::MAX / 2), "r", Grant::Publish, now)
+                .is_ok()
         );
     }
 

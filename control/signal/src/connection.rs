@@ -4,8 +4,8 @@
 //! the inbox grew, so that messages go out in the store's order with none skipped.
 //! A connection's garbage, rate or size only ever ends that connection.
 //!
-//! Store reads (the inbox after the cursor, membership) are short redb read
-//! transactions made on the connection's task; writes go to the store's writer.
+//! Store reads (the inbox after the cursor, membership) are made on the
+//! connection's task; writes go to the store's writer.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -157,7 +157,7 @@ async fn run(
         }
     };
     let store = &state.store;
-    let last_acked = match store.last_acked(user) {
+    let last_acked = match store.last_acked(user).await {
         Ok(n) => n,
         Err(_) => return Ok(Flow::Close(close::INTERNAL_ERROR, "store unavailable")),
     };
@@ -173,8 +173,8 @@ async fn run(
     )
     .await?;
     let mut registration = state.presence.register(user);
-    if registration.first {
-        announce(state, user, true);
+    if registration.first && !state.presence.online_elsewhere(user).await {
+        announce(state, user, true).await;
     }
     let flow = serve_frames(
         sink,
@@ -186,8 +186,10 @@ async fn run(
         &mut registration.events,
     )
     .await;
-    if state.presence.unregister(user, registration.id) {
-        announce(state, user, false);
+    if state.presence.unregister(user, registration.id)
+        && !state.presence.online_elsewhere(user).await
+    {
+        announce(state, user, false).await;
     }
     flow
 }
@@ -351,7 +353,7 @@ async fn handle_frame(
             if let Err(e) = store.join(&room, user).await {
                 return Some(error(ErrorCode::Unavailable, e.to_string(), None));
             }
-            let members = match store.members(&room) {
+            let members = match store.members(&room).await {
                 Ok(m) => m,
                 Err(e) => return Some(error(ErrorCode::Unavailable, e.to_string(), None)),
             };
@@ -364,8 +366,11 @@ async fn handle_frame(
                 },
             );
             // The joiner learns who of the room is online through its own presence queue.
-            for other in others.iter().filter(|o| state.presence.is_online(o)) {
-                state.presence.notify(
+            for other in &others {
+                if !state.presence.is_online(other).await {
+                    continue;
+                }
+                state.presence.notify_local(
                     &[user.to_owned()],
                     &ServerFrame::Presence {
                         user: other.clone(),
@@ -390,7 +395,7 @@ async fn deliver(
     cursor: &mut u64,
 ) -> Result<bool, axum::Error> {
     loop {
-        let batch = match state.store.read_after(user, *cursor, READ_BATCH) {
+        let batch = match state.store.read_after(user, *cursor, READ_BATCH).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(user, "inbox read failed: {e}");
@@ -410,10 +415,10 @@ async fn deliver(
 }
 
 /// Tells the online members of `user`'s rooms that it came or went.
-fn announce(state: &Arc<AppState>, user: &str, online: bool) {
+pub(crate) async fn announce(state: &Arc<AppState>, user: &str, online: bool) {
     let mut mates = BTreeSet::new();
-    for room in state.store.rooms_of(user).unwrap_or_default() {
-        mates.extend(state.store.members(&room).unwrap_or_default());
+    for room in state.store.rooms_of(user).await.unwrap_or_default() {
+        mates.extend(state.store.members(&room).await.unwrap_or_default());
     }
     mates.remove(user);
     let mates: Vec<String> = mates.into_iter().collect();

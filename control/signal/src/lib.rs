@@ -21,7 +21,6 @@ pub mod store;
 mod connection;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::server::AppState;
 pub use crate::server::Limits;
-use crate::store::{Store, WriterDone};
+use crate::store::{Store, StoreLocation, WriterDone};
 
 /// Default `--listen`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
@@ -47,9 +46,10 @@ pub struct SignalArgs {
     /// HTTP and WebSocket address (port 0 picks one).
     #[arg(long, env = "CASCADE_SIGNAL_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
-    /// The store file (redb), created when missing.
-    #[arg(long, env = "CASCADE_SIGNAL_STORE", default_value = DEFAULT_STORE)]
-    pub store: PathBuf,
+    /// Where messages are kept: a redb file (created when missing), or a Redis
+    /// server shared by several nodes, `redis://host:port[/db]`.
+    #[arg(long, env = "CASCADE_SIGNAL_STORE", default_value = DEFAULT_STORE, value_parser = parse_store)]
+    pub store: StoreLocation,
     /// Secret of the clients' tokens, `SECRET` or `KID:SECRET`; repeat (or
     /// comma-separate) for rotation. The first is used for tokens without a key id.
     #[arg(
@@ -72,6 +72,10 @@ pub struct SignalArgs {
     /// Frames per second per connection (token bucket), with a burst of as many frames.
     #[arg(long, default_value_t = 200.0)]
     pub rate: f64,
+}
+
+fn parse_store(s: &str) -> Result<StoreLocation, String> {
+    Ok(StoreLocation::parse(s))
 }
 
 /// Parses `7d`, `12h`, `30m`, `90s` or a plain number of seconds.
@@ -99,7 +103,7 @@ pub fn parse_retention(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone)]
 pub struct SignalConfig {
     pub listen: SocketAddr,
-    pub store: PathBuf,
+    pub store: StoreLocation,
     pub token_secrets: Vec<TokenSecret>,
     pub service_secret: Option<TokenSecret>,
     pub retention: Duration,
@@ -141,6 +145,8 @@ pub struct RunningSignal {
     alive: mpsc::Receiver<()>,
     http: JoinHandle<()>,
     trim: JoinHandle<()>,
+    /// Presence across nodes (Redis engine only).
+    cluster: Vec<JoinHandle<()>>,
     writer: WriterDone,
 }
 
@@ -151,6 +157,10 @@ impl RunningSignal {
         let _ = self.shutdown.send(true);
         self.trim.abort();
         let _ = (&mut self.trim).await;
+        for task in self.cluster.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
         let _ = (&mut self.http).await;
         // Every connection holds a sender: `None` once the last one ended.
         while self.alive.recv().await.is_some() {}
@@ -162,6 +172,9 @@ impl Drop for RunningSignal {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.trim.abort();
+        for task in &self.cluster {
+            task.abort();
+        }
     }
 }
 
@@ -170,16 +183,29 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
     let verifier = TokenVerifier::new(&config.token_secrets).context("no token secret")?;
     let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
     let (store, writer) = Store::open(&config.store, retention_ms)
-        .with_context(|| format!("cannot open the store {}", config.store.display()))?;
+        .await
+        .with_context(|| format!("cannot open the store {}", config.store))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot bind {}", config.listen))?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel(1);
+    let mut cluster_tasks = Vec::new();
+    let (presence, cluster) = match store.redis() {
+        Some(redis) => {
+            let (cluster, changes) = presence::cluster::ClusterPresence::start(redis.connection());
+            tracing::info!(node = cluster.node(), "presence shared through redis");
+            (
+                Arc::new(presence::Presence::new(Some(cluster))),
+                Some((changes, redis.connection(), redis.client().clone())),
+            )
+        }
+        None => (Arc::new(presence::Presence::new(None)), None),
+    };
     let state = Arc::new(AppState {
         store: store.clone(),
-        presence: Default::default(),
+        presence: presence.clone(),
         metrics: metrics::Metrics::new()?,
         verifier,
         service_secret: config.service_secret,
@@ -187,6 +213,25 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
         shutdown: shutdown_rx.clone(),
         alive: alive_tx,
     });
+    if let Some((changes, conn, client)) = cluster {
+        let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<String>();
+        let weak = Arc::downgrade(&presence);
+        cluster_tasks.push(tokio::spawn(presence::cluster::run(
+            weak.clone(),
+            changes,
+            conn,
+            gone_tx,
+        )));
+        cluster_tasks.push(tokio::spawn(presence::cluster::deliver(client, weak)));
+        let announcer = state.clone();
+        cluster_tasks.push(tokio::spawn(async move {
+            while let Some(user) = gone_rx.recv().await {
+                if !announcer.presence.is_online(&user).await {
+                    connection::announce(&announcer, &user, false).await;
+                }
+            }
+        }));
+    }
     let app = server::router(state);
     let mut stop = shutdown_rx.clone();
     let http = tokio::spawn(async move {
@@ -220,6 +265,7 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
         alive: alive_rx,
         http,
         trim,
+        cluster: cluster_tasks,
         writer,
     })
 }

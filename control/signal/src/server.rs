@@ -45,7 +45,7 @@ pub struct Limits {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) store: Store,
-    pub(crate) presence: Presence,
+    pub(crate) presence: Arc<Presence>,
     pub(crate) metrics: Metrics,
     pub(crate) verifier: TokenVerifier,
     pub(crate) service_secret: Option<TokenSecret>,

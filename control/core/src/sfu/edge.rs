@@ -200,7 +200,11 @@ impl Sfu {
             }),
         );
         self.remote.insert(url.to_owned(), id.clone());
-        tracing::info!(%url, local = %id, "remote publication relayed here");
+        tracing::info!(
+            url = super::resource::log_url(url),
+            local = super::resource::log_id(&id),
+            "remote publication relayed here"
+        );
         Ok((id, None))
     }
 
@@ -330,7 +334,10 @@ impl Sfu {
         self.out.push_back(SfuOutput::CloseRelay {
             relay: remote.relay_url,
         });
-        tracing::info!(url = %remote.url, "remote publication released");
+        tracing::info!(
+            url = super::resource::log_url(&remote.url),
+            "remote publication released"
+        );
     }
 
     /// An edge reads an origin's answer to one of its relay probes.
@@ -366,7 +373,10 @@ impl Sfu {
                 // The origin no longer relays this publication here (it restarted, or
                 // the publication is gone): re-open now rather than after the timeout.
                 StunClass::ErrorResponse if remote.lost_since.is_none() => {
-                    tracing::warn!(url = %remote.url, "origin refused a relay probe: re-opening");
+                    tracing::warn!(
+                        url = super::resource::log_url(&remote.url),
+                        "origin refused a relay probe: re-opening"
+                    );
                     remote.lost_since = Some(now);
                     remote.next_reopen = now;
                     self.states_dirty = true;
@@ -407,7 +417,10 @@ impl Sfu {
             if remote.lost_since.is_none()
                 && now.saturating_duration_since(remote.last_answer) >= RELAY_CONSENT_TIMEOUT
             {
-                tracing::warn!(url = %remote.url, "origin stopped answering: re-opening the relay");
+                tracing::warn!(
+                    url = super::resource::log_url(&remote.url),
+                    "origin stopped answering: re-opening the relay"
+                );
                 remote.lost_since = Some(now);
                 remote.next_reopen = now;
                 self.states_dirty = true;
@@ -426,7 +439,10 @@ impl Sfu {
             }
         }
         for id in give_up {
-            tracing::warn!(resource = %id, "origin lost for good: the relayed publication ends");
+            tracing::warn!(
+                resource = super::resource::log_id(&id),
+                "origin lost for good: the relayed publication ends"
+            );
             self.end_remote(&id, "origin_lost");
         }
     }
@@ -450,7 +466,10 @@ impl Sfu {
         let answer = match result {
             Ok(answer) => answer,
             Err(e) if e.code == "unknown_resource" => {
-                tracing::info!(%url, "the origin no longer has the publication");
+                tracing::info!(
+                    url = super::resource::log_url(url),
+                    "the origin no longer has the publication"
+                );
                 self.end_remote(&id, "source_ended");
                 return;
             }
@@ -518,7 +537,7 @@ impl Sfu {
             });
         }
         self.states_dirty = true;
-        tracing::info!(%url, "relay re-opened");
+        tracing::info!(url = super::resource::log_url(url), "relay re-opened");
     }
 
     /// One relayed publication fewer on the link from `origin`; the link goes with

@@ -20,9 +20,11 @@
 //! subscriptions, their state, `DELETE`, room info), `routes` (forwarding routes),
 //! `layers` (simulcast layers, probes, preferences, active speaker), `origin` (this
 //! server relaying its publications to edges), `edge` (publications relayed here from
-//! origins), `relay_link` (what both ends of a relay link share) and `dto` (the public
-//! data types). No file here reads the clock or a global RNG, or opens a socket.
+//! origins), `relay_link` (what both ends of a relay link share), `dto` (the public
+//! data types) and `admission` (caps on sessions, per server, token subject and source
+//! address). No file here reads the clock or a global RNG, or opens a socket.
 
+mod admission;
 mod dto;
 mod edge;
 mod fanout;
@@ -48,6 +50,7 @@ use crate::session::{CloseReason, PeerSession, SessionInput, SessionOutput};
 use crate::speaker::SpeakerDetector;
 use crate::stun::{self, StunClass};
 
+pub use admission::{Client, SessionLimits, address_key};
 pub use dto::{
     Created, Patched, PublicationInfo, RelayAnswer, RelayKeys, RelayLayer, RelayTrack,
     ResourceEvent, ResourceInfo, ResourceState, RoomEvent, RoomEventKind, RoomInfo,
@@ -130,6 +133,10 @@ pub struct Sfu {
     /// guard lets through.
     fanout: CascadeFanout,
     out: VecDeque<SfuOutput>,
+    /// Caps checked before a session is created ([`Sfu::admit`]).
+    limits: SessionLimits,
+    /// Who asked for each session (for the per-client caps).
+    clients: HashMap<SessionId, Client>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -174,6 +181,8 @@ impl Sfu {
             rng,
             fanout: CascadeFanout::default(),
             out: VecDeque::new(),
+            limits: SessionLimits::default(),
+            clients: HashMap::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use rand::Rng;
 use super::dto::{Created, Patched, RoomEvent, RoomEventKind, TrackPreferences};
 use super::layers::{PROBE_BACKOFF_MIN, SimulcastLayer};
 use super::resource::{
-    DeliveredTrack, Publication, PublishedTrack, Resource, ResourceId, Subscription,
+    DeliveredTrack, Publication, PublishedTrack, Resource, ResourceId, Subscription, log_id,
     new_resource_id,
 };
 use super::{Sfu, SfuOutput};
@@ -145,7 +145,7 @@ impl Sfu {
             .entry(room.to_owned())
             .or_default()
             .push(id.clone());
-        tracing::info!(room, user, resource = %id, "publication created");
+        tracing::info!(room, user, resource = log_id(&id), "publication created");
         Ok(Created {
             resource: id,
             answer,
@@ -265,7 +265,12 @@ impl Sfu {
                 probe_backoff: PROBE_BACKOFF_MIN,
             }),
         );
-        tracing::info!(room, resource = %id, tracks = total, "subscription created");
+        tracing::info!(
+            room,
+            resource = log_id(&id),
+            tracks = total,
+            "subscription created"
+        );
         Ok(Created {
             resource: id,
             answer,
@@ -318,6 +323,16 @@ impl Sfu {
         self.by_ufrag.insert(local.ufrag, id);
         self.sessions.insert(id, session);
         Ok((id, sdp::write_answer(&answer)))
+    }
+
+    /// The entity-tag of resource `id`'s current ICE session (RFC 9725 §4.3.1), a
+    /// strong tag made of this server's ICE username fragment: new after each ICE
+    /// restart. `None` for a resource without a peer session here.
+    pub fn ice_etag(&self, id: &str) -> Option<String> {
+        let session = self.resources.get(id).map(Resource::session)?;
+        self.sessions
+            .get(&session)
+            .map(|s| format!("\"{}\"", s.local_ice().ufrag))
     }
 
     /// `PATCH {resource}` with an `application/trickle-ice-sdpfrag` body.

@@ -173,7 +173,7 @@ impl Sfu {
                     cached,
                 }));
         }
-        tracing::info!(resource = %id, %peer, relay = %relay_id, "relay opened");
+        tracing::info!(resource = super::resource::log_id(id), %peer, relay = %relay_id, "relay opened");
         Ok(RelayAnswer {
             relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
             origin_media: self.candidate,

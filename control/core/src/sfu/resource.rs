@@ -179,7 +179,7 @@ impl Sfu {
         self.out
             .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
         self.ended(id, reason);
-        tracing::info!(resource = %id, reason, "resource ended");
+        tracing::info!(resource = log_id(id), reason, "resource ended");
         Ok(())
     }
 
@@ -383,7 +383,47 @@ pub(super) fn kind_name(k: MediaKind) -> &'static str {
     }
 }
 
+/// What logs show of a resource id: its first 8 hex digits (32 of its 128 bits). The
+/// whole id is a bearer capability (`GET`/events need nothing else), so it never goes
+/// to a log.
+pub(super) fn log_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// What logs show of a resource URL (this server's or another's): the URL with its id
+/// cut to [`log_id`]'s prefix.
+pub(super) fn log_url(url: &str) -> String {
+    const PATH: &str = "/rtc/v1/resources/";
+    match url.find(PATH) {
+        Some(at) => {
+            let (base, id) = url.split_at(at + PATH.len());
+            format!("{base}{}…", log_id(id))
+        }
+        None => url.to_owned(),
+    }
+}
+
 pub(super) fn new_resource_id(rng: &mut StdRng) -> ResourceId {
     let bytes: [u8; 16] = rng.random();
     hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_show_a_prefix_of_resource_ids() {
+        let id = "0123456789abcdef0123456789abcdef";
+        assert_eq!(log_id(id), "01234567");
+        assert_eq!(log_id("abc"), "abc");
+        assert_eq!(
+            log_url(&format!("https://m1.example:8443/rtc/v1/resources/{id}")),
+            "https://m1.example:8443/rtc/v1/resources/01234567…"
+        );
+        assert_eq!(
+            log_url("https://m1.example/other"),
+            "https://m1.example/other"
+        );
+    }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cascade_core::token::{Claims, TokenSecret, mint, mint_cluster};
+use cascade_signal::store::StoreLocation;
 use cascade_signal::{Limits, RunningSignal, SignalConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -55,7 +56,7 @@ pub(crate) fn limits() -> Limits {
 pub(crate) async fn start_with(store: PathBuf, limits: Limits) -> RunningSignal {
     cascade_signal::start(SignalConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        store,
+        store: StoreLocation::File(store),
         token_secrets: vec![TokenSecret::parse(SECRET)],
         service_secret: Some(TokenSecret::parse(SERVICE_SECRET)),
         retention: Duration::from_secs(86_400),

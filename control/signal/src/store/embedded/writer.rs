@@ -9,9 +9,9 @@ use std::sync::Arc;
 use redb::{Database, Durability, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{
-    AppendRequest, Appended, Destination, IDEMPOTENCY, INBOX, MAX_BATCH, MEMBERS, StoreError,
-    StoredMessage, TrimReport, USER_ROOMS, USERS, Watchers, related, unix_ms,
+use super::{IDEMPOTENCY, INBOX, MAX_BATCH, MEMBERS, USER_ROOMS, USERS, related};
+use crate::store::{
+    AppendRequest, Appended, Destination, StoreError, TrimReport, Watchers, unix_ms,
 };
 
 /// What the writer was asked to do.
@@ -27,7 +27,6 @@ pub(super) enum WriteOp {
 pub(super) struct Writer {
     pub(super) db: Arc<Database>,
     pub(super) watchers: Arc<Watchers>,
-    pub(super) commits: Arc<std::sync::atomic::AtomicU64>,
     pub(super) retention_ms: u64,
 }
 
@@ -125,8 +124,7 @@ impl Writer {
             }
         }
         txn.commit()?;
-        self.commits
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.watchers.committed();
         Ok(())
     }
 }
@@ -210,8 +208,8 @@ impl Tables<'_> {
                 duplicate: true,
             });
         }
-        let (recipients, room) = match &req.to {
-            Destination::User(user) => (vec![user.clone()], None),
+        let recipients = match &req.to {
+            Destination::User(user) => vec![user.clone()],
             Destination::Room(room) => {
                 let members = related(&self.members, room)?;
                 if members.is_empty()
@@ -219,17 +217,11 @@ impl Tables<'_> {
                 {
                     return Err(StoreError::UnknownRoom(room.clone()));
                 }
-                let others = members.into_iter().filter(|m| *m != req.sender).collect();
-                (others, Some(room.clone()))
+                members.into_iter().filter(|m| *m != req.sender).collect()
             }
         };
-        let stored = serde_json::to_vec(&StoredMessage {
-            from: req.sender.clone(),
-            room,
-            id: req.client_id.clone(),
-            body: req.body.clone(),
-        })
-        .map_err(|e| StoreError::Storage(e.to_string()))?;
+        let stored =
+            serde_json::to_vec(&req.stored()).map_err(|e| StoreError::Storage(e.to_string()))?;
         let mut deliveries = Vec::with_capacity(recipients.len());
         for user in recipients {
             let (last, acked) = self
