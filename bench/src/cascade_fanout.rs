@@ -295,7 +295,7 @@ fn run_mode(
     ));
     target.add_publishers(&mut rig, &room, 1)?;
     let token = cluster_token(cluster)?;
-    let relays = open_relays(&target, &mut rig, net, cfg.peers, &token)?;
+    let (relays, _keepalive) = open_relays(&target, &mut rig, net, cfg.peers, &token)?;
     // The relays reach the workers (and the kernel's map) through command queues.
     std::thread::sleep(Duration::from_millis(300));
     let label = Label {
@@ -353,19 +353,20 @@ fn run_mode(
 
 /// Opens `count` relays of the rig's publisher, each to its own UDP socket, which
 /// joins the rig as a subscriber reading the publisher's SRTP with the relay keys.
-/// Returns the relay URLs.
+/// Returns the relay URLs, and what keeps them open while it lives.
 fn open_relays(
     target: &Target,
     rig: &mut Rig,
     net: &Netns,
     count: usize,
     token: &str,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<(Vec<String>, RelayKeepalive)> {
     let c = target
         .as_cascade()
         .context("relays need a cascade server")?;
     let resource = rig.publishers[0].resource.clone();
     let mut urls = Vec::new();
+    let mut links = Vec::new();
     for _ in 0..count {
         let socket = UdpSocket::bind(SocketAddr::new(IpAddr::V4(net.load_ip), 0))?;
         set_buffers(&socket, SUB_RCVBUF, 0);
@@ -375,6 +376,17 @@ fn open_relays(
             .srtp
             .material()
             .context("relay answer with unusable SRTP keys")?;
+        let feedback = answer
+            .feedback_srtp
+            .material()
+            .context("relay answer with unusable feedback keys")?;
+        let relay_id = answer
+            .relay
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        links.push((socket.try_clone()?, relay_id, feedback, answer.origin_media));
         socket.set_nonblocking(true)?;
         urls.push(answer.relay.clone());
         rig.subscribers.push(Subscriber {
@@ -386,7 +398,61 @@ fn open_relays(
             same_seq: true,
         });
     }
-    Ok(urls)
+    Ok((urls, RelayKeepalive::start(links)?))
+}
+
+/// Probes each relay every second from its socket, as an edge does: an origin
+/// closes a relay whose edge stopped probing it. The origin's answers reach the
+/// rig's readers, which count them as other datagrams.
+struct RelayKeepalive {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type RelayLink = (
+    UdpSocket,
+    String,
+    cascade_dataplane::srtp::SrtpKeyingMaterial,
+    SocketAddr,
+);
+
+impl RelayKeepalive {
+    fn start(links: Vec<RelayLink>) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("relay-keepalive".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    for (socket, relay, feedback, origin) in &links {
+                        let tid = cascade_core::stun::random_transaction_id(&mut rand::rng());
+                        if let Ok(probe) = cascade_core::sfu::relay_probe(relay, feedback, tid) {
+                            let _ = socket.send_to(&probe, origin);
+                        }
+                    }
+                    for _ in 0..20 {
+                        if flag.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })?;
+        Ok(RelayKeepalive {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RelayKeepalive {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn per_second(v: Option<f64>, rec: &StepRecord) -> Option<f64> {

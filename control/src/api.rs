@@ -224,6 +224,13 @@ async fn place(
     let decision = placement::decide(room, &members, &state.server_name, spill, state.is_full());
     let (member, next) = match decision {
         Decision::Here { owner } => return Ok(Placed::Here(owner)),
+        Decision::NotMember => {
+            return Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "not_a_member",
+                "this server is not among the data centre's members it resolved: retry",
+            ));
+        }
         Decision::Full => {
             return Err(ApiError::new(
                 ErrorKind::Unavailable,
@@ -233,7 +240,11 @@ async fn place(
         }
         Decision::Elsewhere { member, spill } => (member, spill),
     };
-    let reason = if next.is_some() { "capacity" } else { "owner" };
+    let reason = match (next, membership.lists_self()) {
+        (Some(_), _) => "capacity",
+        (None, Some(false)) => "not_member",
+        (None, _) => "owner",
+    };
     state.metrics.handovers.with_label_values(&[reason]).inc();
     let token = bearer(headers)?.to_owned();
     let query = |with_token: bool| {
@@ -294,17 +305,13 @@ async fn place(
     }
 }
 
-/// The owner `room` had before the last membership change, when that was another
-/// server and this one has no publication of the room.
+/// Where the room's publications were before the last membership change, when this
+/// server became its owner then and has no publication of the room
+/// ([`placement::previous_owner`]).
 fn moved_from(state: &AppState, room: &str) -> Option<Member> {
     let membership = state.membership.as_ref()?;
-    let previous = membership.previous_members();
-    let before = placement::owner(room, &previous)?;
-    if placement::same_url(&before.url, &state.server_name)
-        || !membership.members().contains(before)
-    {
-        return None;
-    }
+    let (members, previous) = (membership.members(), membership.previous_members());
+    let before = placement::previous_owner(room, &members, &previous, &state.server_name)?;
     let empty = state.with_sfu(|sfu| sfu.room_info(room).publications.is_empty());
     empty.then(|| before.clone())
 }
@@ -461,6 +468,12 @@ async fn resolve_resource(state: &AppState, room: &str, url: &str) -> Result<Str
     else {
         return Err(ApiError::unknown_resource(url));
     };
+    if let Some(id) = state.with_sfu(|s| s.remote_publication(origin_url)) {
+        return Ok(id);
+    }
+    // Concurrent first subscribers share one relay: the others wait for this open.
+    // The guard's order matters: the lock is released before the map entry goes.
+    let (_entry, _held) = state.opening_relay(origin_url).await;
     if let Some(id) = state.with_sfu(|s| s.remote_publication(origin_url)) {
         return Ok(id);
     }
@@ -647,7 +660,7 @@ async fn open_relay(
     {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let answer = state.with_sfu(|sfu| sfu.open_relay(&id, req.relay_addr))?;
+    let answer = state.with_sfu(|sfu| sfu.open_relay(Instant::now(), &id, req.relay_addr))?;
     let mut resp = (StatusCode::CREATED, axum::Json(&answer)).into_response();
     if let Ok(v) = HeaderValue::from_str(&answer.relay) {
         resp.headers_mut().insert(header::LOCATION, v);

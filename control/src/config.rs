@@ -3,7 +3,7 @@
 //! defaults that run a complete server on loopback with nothing set.
 
 use cascade_core::placement::member_from_url;
-use cascade_dns::membership::MembershipSource;
+use cascade_dns::membership::{MemberScheme, MembershipSource};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// DNS server asked for --members-srv.
     #[arg(long, env = "CASCADE_MEMBERS_DNS")]
     pub members_dns: Option<SocketAddr>,
+    /// Scheme of the member URLs built from SRV records, scheme://target[:port]
+    /// (the port left out when it is the scheme's default). Default: the scheme of
+    /// this server's own API (https with --tls-cert, else http).
+    #[arg(long, env = "CASCADE_MEMBERS_SCHEME", value_enum)]
+    pub members_scheme: Option<MemberScheme>,
     /// How a request for a room owned by another member is handed over.
     #[arg(long, env = "CASCADE_HANDOVER", value_enum)]
     pub handover: Option<Handover>,
@@ -227,6 +232,7 @@ struct FileConfig {
     members: Vec<String>,
     members_srv: Option<String>,
     members_dns: Option<SocketAddr>,
+    members_scheme: Option<MemberScheme>,
     handover: Option<Handover>,
     max_sessions: Option<usize>,
     max_tracks: Option<usize>,
@@ -314,6 +320,15 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let own_scheme = if self.tls_cert.is_some() || file.tls_cert.is_some() {
+            MemberScheme::Https
+        } else {
+            MemberScheme::Http
+        };
+        let members_scheme = self
+            .members_scheme
+            .or(file.members_scheme)
+            .unwrap_or(own_scheme);
         let default_addr = |s: &str| -> SocketAddr {
             // The defaults are literal, valid socket addresses.
             s.parse().expect("valid default address")
@@ -368,7 +383,11 @@ impl ServeArgs {
                     self.members_srv.or(file.members_srv),
                     self.members_dns.or(file.members_dns),
                 ) {
-                    (Some(name), Some(resolver)) => Some(MembershipSource::Srv { name, resolver }),
+                    (Some(name), Some(resolver)) => Some(MembershipSource::Srv {
+                        name,
+                        resolver,
+                        scheme: members_scheme,
+                    }),
                     (Some(_), None) => {
                         return Err(ConfigError::Incomplete("members_srv needs members_dns"));
                     }

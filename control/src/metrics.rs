@@ -26,6 +26,9 @@ pub struct Metrics {
     pub cluster_requests: IntCounterVec,
     /// Publish/subscribe requests handed to another member, by how.
     pub handovers: IntCounterVec,
+    /// 1 when this server finds itself among the placement members, else 0; shown
+    /// only with placement on ([`Metrics::track_self_member`]).
+    self_member: IntGauge,
     /// Open HTTP connections.
     pub http_connections: IntGauge,
     /// Refusals for load: connections closed on accept and requests answered 503/429,
@@ -149,11 +152,15 @@ impl Metrics {
                     &["reason"],
                 )?;
                 registry.register(Box::new(c.clone()))?;
-                for k in ["owner", "capacity"] {
+                for k in ["owner", "capacity", "not_member"] {
                     c.with_label_values(&[k]);
                 }
                 c
             },
+            self_member: IntGauge::new(
+                "cascade_placement_self_member",
+                "1 when this server is among the placement members it resolved, else 0",
+            )?,
             http_connections: gauge("cascade_http_connections", "Open HTTP connections")?,
             refused: {
                 let c = IntCounterVec::new(
@@ -172,6 +179,16 @@ impl Metrics {
             registry,
             last: Mutex::new(LocalStats::default()),
         })
+    }
+
+    /// Shows `cascade_placement_self_member` (placement is on).
+    pub fn track_self_member(&self) {
+        // Registering twice is the only possible error: then it is shown already.
+        let _ = self.registry.register(Box::new(self.self_member.clone()));
+    }
+
+    pub fn set_self_member(&self, listed: bool) {
+        self.self_member.set(i64::from(listed));
     }
 
     /// Renders the text exposition format from fresh samples.

@@ -3,6 +3,7 @@
 //! timeouts into the core, and hands the core's outputs to the data plane. All
 //! decisions live in [`crate::sfu`]; all per-packet work lives in the data plane.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,10 +63,35 @@ pub struct AppState {
     room_events: tokio::sync::broadcast::Sender<RoomEvent>,
     /// Remote publications whose relay must be asked for again.
     reopen: tokio::sync::mpsc::UnboundedSender<String>,
+    /// Relays being opened, by origin resource URL: concurrent first subscribers of a
+    /// remote publication wait for one open instead of each opening a relay.
+    relay_opens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Timeouts and caps of the HTTP side.
     pub http_limits: HttpLimits,
     /// Open event streams (`.../events`), in total and per client address.
     pub event_streams: OpenCap,
+}
+
+/// Held while this server opens the relay of one remote publication; see
+/// [`AppState::opening_relay`].
+pub struct RelayOpening<'a> {
+    state: &'a AppState,
+    url: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for RelayOpening<'_> {
+    fn drop(&mut self) {
+        let mut opens = self
+            .state
+            .relay_opens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Only the map and this holder know the lock: nobody else waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            opens.remove(&self.url);
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -124,6 +150,31 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Waits until no other request of this server is opening the relay of remote
+    /// publication `url`; the open this caller then makes (or finds made) is the only
+    /// one until the returned guard drops.
+    pub async fn opening_relay(
+        &self,
+        url: &str,
+    ) -> (RelayOpening<'_>, tokio::sync::OwnedMutexGuard<()>) {
+        let lock = self
+            .relay_opens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let held = lock.clone().lock_owned().await;
+        (
+            RelayOpening {
+                state: self,
+                url: url.to_owned(),
+                lock,
+            },
+            held,
+        )
     }
 
     /// Counts one call to another server.
@@ -222,6 +273,9 @@ impl AppState {
             subscriptions: s.subscription_count(),
             relays: s.relay_count(),
         });
+        if let Some(listed) = self.membership.as_ref().and_then(|m| m.lists_self()) {
+            self.metrics.set_self_member(listed);
+        }
         let kernel = self.kernel.as_ref().map_or_else(Vec::new, |k| {
             k.lock().unwrap_or_else(|p| p.into_inner()).counters()
         });
@@ -347,6 +401,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         events: tokio::sync::broadcast::channel(1024).0,
         room_events: tokio::sync::broadcast::channel(1024).0,
         reopen,
+        relay_opens: Mutex::new(HashMap::new()),
         membership: match config.members.clone() {
             Some(source) => Some(Membership::start(source).await),
             None => None,
@@ -361,6 +416,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ),
     });
     if let Some(m) = &state.membership {
+        m.identify(&public_url);
+        state.metrics.track_self_member();
         let ids: Vec<String> = m.members().iter().map(|m| m.id.clone()).collect();
         tracing::info!(members = ?ids, me = %public_url, handover = ?config.handover, "room placement on");
     }

@@ -88,6 +88,17 @@ impl DataCentre {
     /// `CASCADE_DATAPLANE` backend when set and `server_args` (token secret,
     /// cluster flags, capacity, ...).
     pub fn start(n: usize, listed: usize, server_args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_ttl(n, listed, 1, server_args)
+    }
+
+    /// [`start`](Self::start) with the zone's records valid `ttl` seconds: each
+    /// server resolves the members again that often.
+    pub fn start_with_ttl(
+        n: usize,
+        listed: usize,
+        ttl: u32,
+        server_args: &[&str],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(listed <= n && n < 50, "{listed} of {n} servers");
         let switch = Netns::new("dc-switch")?;
         let mut bridge = switch.bridge("br0")?;
@@ -104,7 +115,7 @@ impl DataCentre {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
 
-        let mut text = format!("zone = \"{ZONE}\"\nttl = 1\nanswers = {n}\n");
+        let mut text = format!("zone = \"{ZONE}\"\nttl = {ttl}\nanswers = {n}\n");
         for i in 0..listed {
             text.push_str(&server_record(i));
         }
@@ -276,6 +287,13 @@ impl DnsProcess {
     /// The last lines it logged.
     pub fn stderr_tail(&self) -> String {
         self.service.stderr_tail()
+    }
+
+    /// `kill -9`, and waits until it is gone.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.service.child.kill()?;
+        self.service.child.wait()?;
+        Ok(())
     }
 }
 

@@ -1,8 +1,11 @@
 //! Real peers over UDP for end-to-end tests: a [`ClientPeer`] driven through the HTTP
 //! interface and a loopback socket until ICE and DTLS are done, then SRTP contexts to
-//! send and receive media like a browser would.
+//! send and receive media like a browser would; and a [`LivePeer`] that keeps its
+//! ICE consent fresh on a thread of its own until it is killed.
 
 use std::net::UdpSocket;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -75,6 +78,17 @@ pub async fn connect_via(
     token: &str,
     role: PeerRole,
 ) -> anyhow::Result<UdpPeer> {
+    Ok(connect_peer(http_base, socket, path, token, role).await?.0)
+}
+
+/// [`connect_via`], also returning the client peer (to keep its consent fresh).
+async fn connect_peer(
+    http_base: &str,
+    socket: UdpSocket,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+) -> anyhow::Result<(UdpPeer, ClientPeer)> {
     let mut peer = ClientPeer::new(role, &[])?;
     let resp = http_client()
         .post(format!("{http_base}{path}"))
@@ -114,14 +128,129 @@ pub async fn connect_via(
         }
     }
     let keys = peer.keys().context("keys")?;
-    Ok(UdpPeer {
+    let udp = UdpPeer {
         socket,
         server: keys.server,
         tx: SrtpContext::new(&keys.tx)?,
         rx: SrtpContext::new(&keys.rx)?,
         resource,
         answer,
-    })
+    };
+    Ok((udp, peer))
+}
+
+/// A connected peer that lives as a browser does: a thread of its own sends ICE
+/// consent checks (RFC 7675, every few seconds) and, for a publisher, paced
+/// numbered video ([`crate::cascade::numbered_video`], 100 packets/s), and counts
+/// the RTP packets it decrypts. [`LivePeer::kill`] (or dropping it) stops it at once
+/// as a killed process stops: no `DELETE`, no DTLS close alert, its socket closed.
+pub struct LivePeer {
+    pub resource: String,
+    pub answer: String,
+    /// Where its socket was bound.
+    pub local_addr: std::net::SocketAddr,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for LivePeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LivePeer")
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LivePeer {
+    /// Connects like [`connect_from`] (the socket bound to `bind` in the calling
+    /// thread's namespace); `video_ssrc`: the publisher's video SSRC to send on.
+    pub async fn connect_from(
+        http_base: &str,
+        bind: std::net::SocketAddr,
+        path: &str,
+        token: &str,
+        role: PeerRole,
+        video_ssrc: Option<u32>,
+    ) -> anyhow::Result<Self> {
+        let socket = UdpSocket::bind(bind).with_context(|| format!("binding {bind}"))?;
+        let (udp, peer) = connect_peer(http_base, socket, path, token, role).await?;
+        let received = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let resource = udp.resource.clone();
+        let answer = udp.answer.clone();
+        let local_addr = udp.socket.local_addr()?;
+        let thread = {
+            let (received, stop) = (received.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("live-peer".into())
+                .spawn(move || live(udp, peer, video_ssrc, &received, &stop))?
+        };
+        Ok(LivePeer {
+            resource,
+            answer,
+            local_addr,
+            received,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// RTP packets decrypted so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Stops everything at once and closes the socket; returns when it is closed.
+    pub fn kill(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for LivePeer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn live(
+    mut udp: UdpPeer,
+    mut peer: ClientPeer,
+    video_ssrc: Option<u32>,
+    received: &AtomicU64,
+    stop: &AtomicBool,
+) {
+    let _ = udp.socket.set_read_timeout(Some(Duration::from_millis(2)));
+    let mut buf = [0u8; 2048];
+    let mut index = 0u32;
+    let mut next_video = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        while let Some((dest, data)) = peer.poll_transmit(now) {
+            let _ = udp.socket.send_to(&data, dest);
+        }
+        if let Some(ssrc) = video_ssrc
+            && now >= next_video
+        {
+            let _ = udp.send_rtp(&crate::cascade::numbered_video(ssrc, index));
+            index += 1;
+            next_video += Duration::from_millis(10);
+        }
+        if let Ok((n, _)) = udp.socket.recv_from(&mut buf) {
+            let first = buf[0];
+            if first <= 3 {
+                let _ = peer.handle_receive(now, &buf[..n]);
+            } else if (128..192).contains(&first)
+                && !(192..224).contains(&buf[1])
+                && udp.rx.unprotect_rtp(&mut buf[..n]).is_ok()
+            {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// [`connect_via`] over a fresh socket bound to `bind` (in the calling thread's

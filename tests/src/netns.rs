@@ -264,7 +264,11 @@ impl Netns {
         );
         self.exec("nft", ["add", "chain", "netdev", NFT_TABLE, &chain, &spec])?;
         // IP only: address resolution stays reliable, as it does not matter here.
-        let rule = format!("meta protocol {{ ip, ip6 }} numgen random mod 100 < {percent} drop");
+        let rule = if percent == 100 {
+            "meta protocol { ip, ip6 } drop".to_owned()
+        } else {
+            format!("meta protocol {{ ip, ip6 }} numgen random mod 100 < {percent} drop")
+        };
         self.exec("nft", ["add", "rule", "netdev", NFT_TABLE, &chain, &rule])?;
         Ok(())
     }

@@ -2,7 +2,8 @@
 //! publish and subscribe of a room lands on the room's owner whichever server the
 //! client asked (by redirect or proxy), an owner at capacity spills new sessions to
 //! the next member, which cascades the room from it, and rooms under capacity cause
-//! no server-to-server traffic at all.
+//! no server-to-server traffic at all. Servers on plain HTTP at ports other than 80,
+//! with members from SRV records, find themselves among them.
 
 use std::time::Duration;
 
@@ -231,5 +232,113 @@ async fn a_full_owner_spills_to_the_next_member_which_cascades() {
     for r in readers {
         let got = r.join().unwrap();
         assert!(got >= 100, "a spilled subscriber got {got} packets");
+    }
+}
+
+/// Three servers on plain HTTP at ports other than 80, whose members come from the
+/// SRV records a `cascade dns` on loopback serves: member URLs are built with the
+/// scheme of the servers' own API (`http://127.0.0.1:PORT`), so each finds itself
+/// among the members and rooms land on their owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_members_on_plain_http_ports_find_themselves() {
+    use cascade_tests::dc::{DnsProcess, ZoneFile};
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    const ZONE: &str = "plain.cascade.test";
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut zone = format!("zone = \"{ZONE}\"\nttl = 1\nanswers = 3\n");
+    for (i, port) in ports.iter().enumerate() {
+        zone.push_str(&format!(
+            "\n[[server]]\nname = \"m{n}\"\naddress = \"127.0.0.1\"\nregion = \"dc\"\n\
+             port = {port}\nhealth_url = \"http://127.0.0.1:{port}/healthz\"\n",
+            n = i + 1
+        ));
+    }
+    let zone = ZoneFile::new(&zone).expect("a zone file");
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let dns = DnsProcess::launch(
+        std::process::Command::new(cascade_bin()),
+        zone.path(),
+        any,
+        any,
+        Duration::from_millis(200),
+        "",
+    )
+    .expect("cascade dns starts");
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let servers: Vec<ServerProcess> = ports
+        .iter()
+        .map(|p| {
+            ServerProcess::start(&[
+                "--http-listen",
+                &format!("127.0.0.1:{p}"),
+                "--token-secret",
+                SECRET,
+                "--members-srv",
+                &format!("_cascade._tcp.{ZONE}"),
+                "--members-dns",
+                &dns.dns.to_string(),
+            ])
+            .expect("server starts")
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    loop {
+        let mut listed = Vec::new();
+        for s in &servers {
+            let text = metrics_text(&s.http_base).await.expect("metrics");
+            listed.push(metric_in(&text, "cascade_placement_self_member"));
+        }
+        if listed.iter().all(|v| *v == Some(1.0)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "servers on plain HTTP do not find themselves among their SRV members: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // As SRV names them: the hash is over `target:port`.
+    let members: Vec<Member> = ports
+        .iter()
+        .zip(&urls)
+        .enumerate()
+        .map(|(i, (p, u))| Member::new(format!("m{}.{ZONE}:{p}", i + 1), u.clone()))
+        .collect();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    for k in 0..12 {
+        let room = format!("plain-{k}");
+        let owner = owner_index(&room, &members);
+        let token = servers[0].token(&room, "u", &["publish"]).unwrap();
+        for (via, s) in servers.iter().enumerate() {
+            let resp = client
+                .post(s.url(&format!("/rtc/v1/rooms/{room}/publish")))
+                .bearer_auth(&token)
+                .header("content-type", "application/sdp")
+                .body("not an offer")
+                .send()
+                .await
+                .expect("publish");
+            let placed = match resp.status().as_u16() {
+                // Served here: the offer is read (and refused).
+                400 => urls[via].clone(),
+                307 => resp.headers()["location"].to_str().unwrap().to_owned(),
+                other => panic!("{other} from m{}", via + 1),
+            };
+            assert!(
+                placed.starts_with(&urls[owner]),
+                "{room} via m{} went to {placed}, not to its owner {}",
+                via + 1,
+                urls[owner]
+            );
+        }
     }
 }

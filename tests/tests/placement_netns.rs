@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use cascade_core::placement::{Member, rank};
 use cascade_core::token::{Claims, Grant, TokenSecret};
-use cascade_dns::membership::resolve_srv;
+use cascade_dns::membership::{MemberScheme, resolve_srv};
 use cascade_peer::PeerRole;
 use cascade_tests::dc::{self, DataCentre};
 use cascade_tests::media::{UdpPeer, connect_via, rtp_packet};
@@ -294,7 +294,9 @@ async fn members_agree(
     want: &[Member],
     probes: &[String],
 ) -> anyhow::Result<Vec<Member>> {
-    let mut members = resolve_srv(dc::SRV_NAME, dc.dns.dns).await?.members;
+    let mut members = resolve_srv(dc::SRV_NAME, dc.dns.dns, MemberScheme::Http)
+        .await?
+        .members;
     members.sort();
     if members != want {
         bail!("SRV lists {members:?}");

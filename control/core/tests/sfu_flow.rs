@@ -394,7 +394,7 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
     );
     let url = origin.resource_url(&created.resource);
     let answer = origin
-        .open_relay(&created.resource, EDGE_MEDIA.parse().unwrap())
+        .open_relay(now, &created.resource, EDGE_MEDIA.parse().unwrap())
         .unwrap();
     while origin.poll_output().is_some() {}
     let (remote, dup) = edge.add_remote_publication(now, &url, answer).unwrap();
@@ -487,7 +487,7 @@ fn an_edge_notices_a_lost_origin_reopens_and_ends_with_the_source() {
 
     // The origin is back and relays again: live, probes answered.
     let answer = origin
-        .open_relay(&created.resource, EDGE_MEDIA.parse().unwrap())
+        .open_relay(now, &created.resource, EDGE_MEDIA.parse().unwrap())
         .unwrap();
     saw.events.clear();
     edge.relay_reopened(now, &url, Ok(answer));

@@ -3,13 +3,22 @@
 //! re-resolved on their TTL. `cascade dns` serves such records for the healthy
 //! servers of its zone. This is the I/O half of placement; the ranking it feeds is
 //! `cascade_core::placement`.
+//!
+//! A member's base URL comes from its SRV record by one rule ([`member_url`]):
+//! `{scheme}://{target}[:{port}]`, the scheme being the one configured for the data
+//! centre ([`MemberScheme`]; a server defaults to the scheme of its own API) and the
+//! port left out when it is the scheme's default. The target is replaced by its
+//! address when the answer carries one. A server recognises itself by that URL
+//! ([`Membership::identify`]), says so in its log when it is or stops being listed,
+//! and exposes it ([`Membership::lists_self`]).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use cascade_core::placement::{Member, owner};
+use cascade_core::placement::{Member, owner, same_url};
 use hickory_proto::op::{Edns, Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,8 +28,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub enum MembershipSource {
     /// A fixed list.
     Static(Vec<Member>),
-    /// The SRV records of `name`, asked of the DNS server at `resolver`.
-    Srv { name: String, resolver: SocketAddr },
+    /// The SRV records of `name`, asked of the DNS server at `resolver`; member URLs
+    /// use `scheme`.
+    Srv {
+        name: String,
+        resolver: SocketAddr,
+        scheme: MemberScheme,
+    },
+}
+
+/// The scheme of the member URLs built from SRV records: the data centre's servers
+/// serve their API either all over HTTPS or all over plain HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberScheme {
+    /// `http://target[:port]`, the port left out when it is 80.
+    Http,
+    /// `https://target[:port]`, the port left out when it is 443.
+    Https,
 }
 
 /// Shortest and longest wait between two SRV resolutions; the records' TTL is
@@ -41,7 +66,15 @@ pub struct Membership {
     /// The list before the last change: rooms whose owner moved are found on
     /// their owner under it.
     previous: RwLock<Arc<Vec<Member>>>,
+    /// This server's own base URL, once it said which it is.
+    me: OnceLock<String>,
+    /// Whether the list holds `me`: [`UNKNOWN`], [`LISTED`] or [`NOT_LISTED`].
+    listed: AtomicU8,
 }
+
+const UNKNOWN: u8 = 0;
+const LISTED: u8 = 1;
+const NOT_LISTED: u8 = 2;
 
 impl Membership {
     /// Starts following `source`. For SRV, the first resolution is done before this
@@ -57,6 +90,8 @@ impl Membership {
             source,
             current: RwLock::new(Arc::new(initial)),
             previous: RwLock::new(Arc::new(Vec::new())),
+            me: OnceLock::new(),
+            listed: AtomicU8::new(UNKNOWN),
         });
         if matches!(this.source, MembershipSource::Srv { .. }) {
             let first = this.refresh().await;
@@ -72,6 +107,52 @@ impl Membership {
             current: RwLock::new(Arc::new(sorted(members.clone()))),
             previous: RwLock::new(Arc::new(Vec::new())),
             source: MembershipSource::Static(members),
+            me: OnceLock::new(),
+            listed: AtomicU8::new(UNKNOWN),
+        }
+    }
+
+    /// Tells the membership which member this server is (its base URL); from then on
+    /// it logs whether the list holds it, at once and whenever that changes.
+    pub fn identify(&self, me: &str) {
+        let _ = self.me.set(me.to_owned());
+        self.note_self(&self.members());
+    }
+
+    /// Whether the current list holds this server (`None` before [`identify`]).
+    ///
+    /// [`identify`]: Self::identify
+    pub fn lists_self(&self) -> Option<bool> {
+        match self.listed.load(Ordering::Relaxed) {
+            LISTED => Some(true),
+            NOT_LISTED => Some(false),
+            _ => None,
+        }
+    }
+
+    fn note_self(&self, members: &[Member]) {
+        let Some(me) = self.me.get() else {
+            return;
+        };
+        let listed = members.iter().any(|m| same_url(&m.url, me));
+        let now = if listed { LISTED } else { NOT_LISTED };
+        if self.listed.swap(now, Ordering::Relaxed) == now {
+            return;
+        }
+        let urls: Vec<&str> = members.iter().map(|m| m.url.as_str()).collect();
+        if listed {
+            tracing::info!(%me, "this server is among the members: it serves the rooms it owns");
+        } else if members.is_empty() {
+            tracing::warn!(%me, "no members known: this server serves every room itself");
+        } else {
+            tracing::warn!(
+                %me,
+                members = ?urls,
+                "this server is not among the members: it serves no room and sends each \
+                 request to the room's owner among them (a member's URL is \
+                 scheme://target[:port] from its SRV record: check --public-url and \
+                 --members-scheme)"
+            );
         }
     }
 
@@ -103,10 +184,15 @@ impl Membership {
     /// Resolves the SRV source once and installs the result; returns how long to
     /// wait before the next resolution. A failure keeps the previous list.
     pub async fn refresh(&self) -> Duration {
-        let MembershipSource::Srv { name, resolver } = &self.source else {
+        let MembershipSource::Srv {
+            name,
+            resolver,
+            scheme,
+        } = &self.source
+        else {
             return MAX_REFRESH;
         };
-        match resolve_srv(name, *resolver).await {
+        match resolve_srv(name, *resolver, *scheme).await {
             Ok(SrvAnswer { members, ttl }) => {
                 let members = sorted(members);
                 let changed = {
@@ -125,6 +211,7 @@ impl Membership {
                     let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
                     tracing::info!(srv = %name, members = ?ids, "membership changed");
                 }
+                self.note_self(&members);
                 Duration::from_secs(ttl.into()).clamp(MIN_REFRESH, MAX_REFRESH)
             }
             Err(e) => {
@@ -160,19 +247,25 @@ pub struct SrvAnswer {
 }
 
 /// The base URL of a member announced by SRV as `target:port` (the target's address
-/// when the answer carries it): `http://target` for port 80, `https://target` for
-/// 443, `https://target:port` otherwise.
-pub fn member_url(target: &str, port: u16) -> String {
-    match port {
-        80 => format!("http://{target}"),
-        443 => format!("https://{target}"),
-        _ => format!("https://{target}:{port}"),
+/// when the answer carries it): `scheme://target`, with `:port` unless it is the
+/// scheme's default port (80 for HTTP, 443 for HTTPS).
+pub fn member_url(target: &str, port: u16, scheme: MemberScheme) -> String {
+    match (scheme, port) {
+        (MemberScheme::Http, 80) => format!("http://{target}"),
+        (MemberScheme::Http, _) => format!("http://{target}:{port}"),
+        (MemberScheme::Https, 443) => format!("https://{target}"),
+        (MemberScheme::Https, _) => format!("https://{target}:{port}"),
     }
 }
 
 /// Asks `resolver` for the SRV records of `name` (UDP, then TCP when the answer is
-/// truncated). A name with no records (NXDOMAIN or no data) is an empty member list.
-pub async fn resolve_srv(name: &str, resolver: SocketAddr) -> anyhow::Result<SrvAnswer> {
+/// truncated); member URLs use `scheme`. A name with no records (NXDOMAIN or no data)
+/// is an empty member list.
+pub async fn resolve_srv(
+    name: &str,
+    resolver: SocketAddr,
+    scheme: MemberScheme,
+) -> anyhow::Result<SrvAnswer> {
     let mut qname = Name::from_ascii(name)
         .with_context(|| format!("bad SRV name {name:?}"))?
         .to_lowercase();
@@ -227,7 +320,7 @@ pub async fn resolve_srv(name: &str, resolver: SocketAddr) -> anyhow::Result<Srv
             };
             members.push(Member {
                 id: format!("{target}:{}", srv.port),
-                url: member_url(&host, srv.port),
+                url: member_url(&host, srv.port, scheme),
             });
             ttl = Some(ttl.map_or(record.ttl, |t| t.min(record.ttl)));
         }
@@ -319,8 +412,23 @@ mod tests {
 
     #[test]
     fn member_urls() {
-        assert_eq!(member_url("m1.x", 443), "https://m1.x");
-        assert_eq!(member_url("m1.x", 80), "http://m1.x");
-        assert_eq!(member_url("m1.x", 8443), "https://m1.x:8443");
+        use MemberScheme::{Http, Https};
+        assert_eq!(member_url("m1.x", 443, Https), "https://m1.x");
+        assert_eq!(member_url("m1.x", 8443, Https), "https://m1.x:8443");
+        assert_eq!(member_url("m1.x", 80, Https), "https://m1.x:80");
+        assert_eq!(member_url("m1.x", 80, Http), "http://m1.x");
+        assert_eq!(member_url("10.0.0.1", 8080, Http), "http://10.0.0.1:8080");
+        assert_eq!(member_url("m1.x", 443, Http), "http://m1.x:443");
+    }
+
+    #[test]
+    fn a_server_knows_whether_it_is_listed() {
+        let m = Membership::fixed(members(3));
+        assert_eq!(m.lists_self(), None);
+        m.identify("https://m2.example.test:443/");
+        assert_eq!(m.lists_self(), Some(true));
+        let m = Membership::fixed(members(3));
+        m.identify("http://m2.example.test");
+        assert_eq!(m.lists_self(), Some(false));
     }
 }

@@ -13,7 +13,7 @@ use hickory_server::proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-use crate::membership::{Membership, MembershipSource, resolve_srv};
+use crate::membership::{MemberScheme, Membership, MembershipSource, resolve_srv};
 
 /// A zone file in the temp directory, removed on drop.
 struct TempZone(PathBuf);
@@ -321,9 +321,13 @@ async fn a_failing_probe_removes_the_server_until_it_recovers() {
     );
     let ans = query(dns.dns_addr, "media.example.test", RecordType::A, eu).await;
     assert_eq!(a_records(&ans)[0], "10.1.0.1".parse::<IpAddr>().unwrap());
-    let srv = resolve_srv("_cascade._tcp.media.example.test", dns.dns_addr)
-        .await
-        .unwrap();
+    let srv = resolve_srv(
+        "_cascade._tcp.media.example.test",
+        dns.dns_addr,
+        MemberScheme::Https,
+    )
+    .await
+    .unwrap();
     assert_eq!(srv.members.len(), 3);
 
     health.status.store(200, Ordering::Relaxed);
@@ -344,6 +348,7 @@ async fn zone_changes_reach_srv_membership_and_bad_files_are_ignored() {
     let membership = Membership::start(MembershipSource::Srv {
         name: "_cascade._tcp.media.example.test".into(),
         resolver: dns.dns_addr,
+        scheme: MemberScheme::Https,
     })
     .await;
     let ids: Vec<String> = membership.members().iter().map(|m| m.id.clone()).collect();
@@ -376,9 +381,13 @@ async fn zone_changes_reach_srv_membership_and_bad_files_are_ignored() {
     let fifth = "[[server]]\nname = \"m5\"\naddress = \"10.2.0.3\"\nregion = \"us\"\nport = 8443\n";
     zone.replace(&zone_text(&health.url, fifth));
     eventually("m5 in the SRV answer", Duration::from_secs(5), async || {
-        let srv = resolve_srv("_cascade._tcp.media.example.test", dns.dns_addr)
-            .await
-            .unwrap();
+        let srv = resolve_srv(
+            "_cascade._tcp.media.example.test",
+            dns.dns_addr,
+            MemberScheme::Https,
+        )
+        .await
+        .unwrap();
         srv.members
             .iter()
             .any(|m| m.id == "m5.media.example.test:8443")

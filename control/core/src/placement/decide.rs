@@ -9,6 +9,12 @@
 //! spill member passes it further down the ranking, and the last one answers `503`.
 //! Each server judges only its own load: no state is shared.
 //!
+//! A server that does not find itself among the members (it was just added and has
+//! not resolved the list since, it was removed but still runs, or its member URL is
+//! not the one the list gives) serves no room: it sends each request to the room's
+//! owner among the members it sees, so it never becomes a second home of a room
+//! another member owns. With no member at all, it serves everything itself.
+//!
 //! [`decide`] is pure; the HTTP side (redirect, proxy) lives in the server's shell.
 
 use super::{Member, rank};
@@ -30,12 +36,16 @@ pub enum Decision {
     },
     /// This server and every member after it in rank are full.
     Full,
+    /// This server is not among the members, and the request was sent on to it as
+    /// spill-over by a member that lists it: neither serving it nor sending it back
+    /// to the owner is safe, so it is refused (the client retries).
+    NotMember,
 }
 
 /// Where a request for `room` that reached the server `me` (its base URL) goes.
 /// `spill` is the request's spill rank, `full` whether this server is at capacity.
-/// A server that is not among `members` (placement off, or not yet listed) serves
-/// everything itself.
+/// A server that is not among `members` sends everything to its owner among them
+/// (and serves everything itself only when there are no members at all).
 pub fn decide(
     room: &str,
     members: &[Member],
@@ -45,7 +55,14 @@ pub fn decide(
 ) -> Decision {
     let ranking = rank(room, members);
     let Some(pos) = ranking.iter().position(|m| same_url(&m.url, me)) else {
-        return Decision::Here { owner: None };
+        return match (ranking.first(), spill) {
+            (None, _) => Decision::Here { owner: None },
+            (Some(_), Some(_)) => Decision::NotMember,
+            (Some(owner), None) => Decision::Elsewhere {
+                member: (*owner).clone(),
+                spill: None,
+            },
+        };
     };
     if spill.is_none() && pos != 0 {
         return Decision::Elsewhere {
@@ -65,6 +82,35 @@ pub fn decide(
         },
         None => Decision::Full,
     }
+}
+
+/// Where the publications of `room` were before the members changed from `previous`
+/// to `members`, when this server (`me`) is now the room's owner and that was
+/// another member that is still there. A server that was a member before asks the
+/// owner under the previous list; one that was not (it just joined, and the list it
+/// had before may be partial or stale) asks the room's owner among the others, the
+/// next in rank after itself, which is where the other members placed the room
+/// while they did not know it. `None` with no previous list.
+pub fn previous_owner<'a>(
+    room: &str,
+    members: &'a [Member],
+    previous: &[Member],
+    me: &str,
+) -> Option<&'a Member> {
+    if previous.is_empty() {
+        return None;
+    }
+    let ranking = rank(room, members);
+    if !same_url(&ranking.first()?.url, me) {
+        return None;
+    }
+    let before = if previous.iter().any(|m| same_url(&m.url, me)) {
+        let before = super::owner(room, previous)?;
+        members.iter().find(|m| *m == before)?
+    } else {
+        ranking.get(1)?
+    };
+    (!same_url(&before.url, me)).then_some(before)
 }
 
 /// Two base URLs name the same server (case of scheme and host, trailing slash and
@@ -176,16 +222,64 @@ mod tests {
     }
 
     #[test]
-    fn a_server_outside_the_members_serves_everything() {
+    fn a_server_outside_the_members_sends_every_room_to_its_owner() {
         let m = members(3);
-        assert_eq!(
-            decide("r", &m, "https://elsewhere.test", None, true),
-            Decision::Here { owner: None }
-        );
+        for room in ["a", "b", "room-17", "x"] {
+            let owner = rank(room, &m)[0].clone();
+            for full in [false, true] {
+                assert_eq!(
+                    decide(room, &m, "https://elsewhere.test", None, full),
+                    Decision::Elsewhere {
+                        member: owner.clone(),
+                        spill: None
+                    }
+                );
+            }
+            // Spill-over sent to it by a member that lists it: refused, not bounced.
+            assert_eq!(
+                decide(room, &m, "https://elsewhere.test", Some(1), false),
+                Decision::NotMember
+            );
+        }
+        // No members at all (placement has nothing to go on): it serves.
         assert_eq!(
             decide("r", &[], "https://m1.dc.test", None, false),
             Decision::Here { owner: None }
         );
+    }
+
+    #[test]
+    fn a_new_owner_finds_the_room_where_it_was() {
+        let four = members(4);
+        let three: Vec<Member> = four[..3].to_vec();
+        let new = &four[3];
+        for i in 0..200 {
+            let room = format!("room-{i}");
+            let owner3 = rank(&room, &three)[0];
+            let owner4 = rank(&room, &four)[0];
+            // Partial, stale or full: what the newcomer saw before does not matter.
+            for before in [&three[..1], &three[..]] {
+                let found = previous_owner(&room, &four, before, &new.url);
+                if owner4 == new {
+                    assert_eq!(found, Some(owner3), "{room}");
+                } else {
+                    assert_eq!(found, None, "{room}: not the owner");
+                }
+            }
+            // A member that was there before asks the previous owner.
+            if owner4 != new {
+                assert_eq!(previous_owner(&room, &four, &three, &owner4.url), None);
+            }
+        }
+        // A member leaves: its rooms' new owners ask it no more (it is gone).
+        let gone = &four[1];
+        let rest: Vec<Member> = four.iter().filter(|m| *m != gone).cloned().collect();
+        for i in 0..100 {
+            let room = format!("room-{i}");
+            let now = rank(&room, &rest)[0];
+            assert_eq!(previous_owner(&room, &rest, &four, &now.url), None);
+        }
+        assert_eq!(previous_owner("r", &four, &[], &four[0].url), None);
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! on one server whichever server a request hit, with no state shared between them.
 //! When a member joins or leaves, only the rooms it wins or held move. When the
 //! owner is at capacity, the request spills to the next member in HRW order
-//! ([`place`]), which cascades from the owner.
+//! ([`place`]), which cascades from the owner. A server missing from the list serves
+//! no room that way: it sends requests to the owner among the members it sees.
 //!
 //! Everything here is pure: the member list comes from the shell (a fixed list, or
 //! SRV records it resolves), and so does the answer to the client.
 
 mod decide;
 
-pub use decide::{Decision, SPILL_PARAM, decide, member_from_url, same_url};
+pub use decide::{Decision, SPILL_PARAM, decide, member_from_url, previous_owner, same_url};
 
 use std::hash::Hasher;
 

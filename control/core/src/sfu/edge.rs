@@ -1,8 +1,9 @@
 //! This server as a cascade edge: publications of other servers relayed here (remote
 //! publications), the link session per origin that carries them, probing each origin
 //! over the relay link (consent freshness), re-opening a relay when its origin is lost
-//! and ending the publication when it stays lost, and releasing relays nobody here uses
-//! any more. The HTTP calls to an origin are the shell's: this module asks for them
+//! and ending the publication when it stays lost (with the relays this server runs
+//! further down a chain), following the state an origin reports of its own origin,
+//! and releasing relays nobody here uses any more. The HTTP calls to an origin are the shell's: this module asks for them
 //! ([`SfuOutput::ReopenRelay`], [`SfuOutput::CloseRelay`]) and reads their outcome.
 
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use rand::Rng;
 
 use super::dto::RelayAnswer;
 use super::layers::SimulcastLayer;
-use super::relay_link::{RELAY_PROBE_USERNAME, probe_key, random_keys};
+use super::relay_link::{ATTR_UPSTREAM_LOST, has_attribute, probe_key, random_keys, relay_probe};
 use super::resource::{
     Publication, PublishedTrack, Resource, ResourceId, new_resource_id, track_ssrcs,
 };
@@ -65,6 +66,16 @@ pub(super) struct RemoteSource {
     pub(super) next_reopen: Instant,
     /// A re-open request is under way.
     pub(super) reopening: bool,
+    /// The origin relays a publication it relays itself from an origin it lost (its
+    /// last probe answer said so): reconnecting here too, further down the chain.
+    pub(super) upstream_lost: bool,
+}
+
+impl RemoteSource {
+    /// The origin, or an origin further up the chain, is lost for now.
+    pub(super) fn is_reconnecting(&self) -> bool {
+        self.lost_since.is_some() || self.upstream_lost
+    }
 }
 
 /// The link from one origin server: one pseudo-session whose peer is the origin's
@@ -184,6 +195,7 @@ impl Sfu {
                     lost_since: None,
                     next_reopen: now,
                     reopening: false,
+                    upstream_lost: false,
                 })),
             }),
         );
@@ -307,6 +319,11 @@ impl Sfu {
             return;
         };
         self.remote.remove(&remote.url);
+        if !p.relays.is_empty() {
+            // Further down a chain: those edges learn it from their next probe.
+            self.close_relays_of(&p.relays);
+            self.emit_cascade(p.session);
+        }
         let ssrcs = track_ssrcs(&p.tracks);
         self.out
             .push_back(SfuOutput::Command(Command::RemoveRelayedSource {
@@ -346,6 +363,12 @@ impl Sfu {
             match msg.class {
                 StunClass::SuccessResponse if msg.verify_integrity(&key) => {
                     remote.last_answer = now;
+                    let upstream_lost = has_attribute(msg.raw(), ATTR_UPSTREAM_LOST);
+                    if upstream_lost != remote.upstream_lost {
+                        tracing::info!(url = %remote.url, upstream_lost, "the origin's own origin changed state");
+                        remote.upstream_lost = upstream_lost;
+                        self.states_dirty = true;
+                    }
                 }
                 // The origin no longer relays this publication here (it restarted, or
                 // the publication is gone): re-open now rather than after the timeout.
@@ -383,9 +406,7 @@ impl Sfu {
                 remote.probes_sent += 1;
                 remote.next_probe = now + RELAY_PROBE_INTERVAL;
                 let relay_id = remote.relay_url.rsplit('/').next().unwrap_or_default();
-                let probe = stun::StunWriter::new(StunClass::Request, stun::METHOD_BINDING, tid)
-                    .username(&format!("{RELAY_PROBE_USERNAME}{relay_id}"))
-                    .finish(Some(&probe_key(&link.keys)), true);
+                let probe = relay_probe(relay_id, &link.keys, tid);
                 if let Ok(data) = probe {
                     self.out.push_back(SfuOutput::Transmit {
                         dest: remote.origin,
@@ -505,6 +526,9 @@ impl Sfu {
         }
         if session != old_session {
             self.install_routes_for(now, session);
+            // Relays further down a chain now copy the new link's packets.
+            self.emit_cascade(old_session);
+            self.emit_cascade(session);
         }
         if old.relay_url != answer.relay {
             // The origin may still hold the old relay (it was only unreachable).

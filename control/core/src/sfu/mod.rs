@@ -46,7 +46,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use crate::cert::DtlsCertificate;
-use crate::session::{PeerSession, SessionInput, SessionOutput};
+use crate::session::{CloseReason, PeerSession, SessionInput, SessionOutput};
 use crate::speaker::SpeakerDetector;
 use crate::stun::{self, StunClass};
 
@@ -61,6 +61,8 @@ pub use edge::{
 };
 pub use fanout::{KERNEL_RETRY, KernelOutcome};
 pub use layers::{LAYERS_SHOW_WITHIN, SimulcastLayer};
+pub use origin::RELAY_EDGE_TIMEOUT;
+pub use relay_link::relay_probe;
 pub use resource::{PublishedTrack, ResourceId};
 
 use edge::OriginLink;
@@ -232,7 +234,7 @@ impl Sfu {
                 .username()
                 .is_some_and(|u| u.starts_with(RELAY_PROBE_USERNAME))
             {
-                self.answer_relay_probe(from, &msg);
+                self.answer_relay_probe(now, from, &msg);
                 return;
             }
         }
@@ -266,6 +268,9 @@ impl Sfu {
         let mut cmds = VecDeque::new();
         self.fanout.handle_timeout(now, &mut cmds);
         self.out.extend(cmds.into_iter().map(SfuOutput::Command));
+        if !self.relays.is_empty() {
+            self.expire_silent_edges(now);
+        }
         if !self.remote.is_empty() {
             self.sweep_remote(now);
             self.check_origins(now);
@@ -306,6 +311,7 @@ impl Sfu {
             .chain(idle)
             .chain(probes)
             .chain(self.fanout.poll_timeout())
+            .chain(self.next_edge_expiry())
             .min()
     }
 
@@ -391,8 +397,8 @@ impl Sfu {
                 SessionOutput::Closed(reason) => {
                     tracing::info!(session = id.0, %reason, "session closed");
                     if let Some(resource) = self.session_resource.get(&id).cloned() {
-                        // delete() frees the session, its routes and its resource.
-                        let _ = self.delete(&resource);
+                        // This frees the session, its routes and its resource.
+                        let _ = self.end_resource(&resource, close_reason_code(&reason));
                     } else if let Some(s) = self.sessions.remove(&id) {
                         self.forget_session(&s);
                     }
@@ -400,5 +406,15 @@ impl Sfu {
                 }
             }
         }
+    }
+}
+
+/// The `reason` of the `ended` event of a resource whose peer session closed.
+fn close_reason_code(reason: &CloseReason) -> &'static str {
+    match reason {
+        CloseReason::ConsentExpired => "consent_expired",
+        CloseReason::ConnectTimeout => "connect_timeout",
+        CloseReason::DtlsFailed(_) => "dtls_failed",
+        CloseReason::DtlsClosed => "dtls_closed",
     }
 }

@@ -1,11 +1,14 @@
 //! This server as a cascade origin: relaying a local publication, packets unchanged,
 //! to an edge (`open_relay`, `close_relay`), the feedback session per edge that reads
 //! the edge's RTCP, the data plane's set of cascade peers per publication
-//! (`emit_cascade`), and answers to the edges' relay probes. An origin knows the relays
-//! it was asked for and nothing of the edges' subscriptions.
+//! (`emit_cascade`), answers to the edges' relay probes (saying when the publication is
+//! itself a relayed one whose origin is lost, so the state travels down a chain), and
+//! closing relays whose edge stopped probing them (a dead edge). An origin knows the
+//! relays it was asked for and nothing of the edges' subscriptions.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
 use cascade_command::ids::Ssrc;
@@ -13,7 +16,7 @@ use cascade_command::keys::SrtpKeyingMaterial;
 use rand::Rng;
 
 use super::dto::{RelayAnswer, RelayKeys, RelayLayer, RelayTrack};
-use super::relay_link::{RELAY_PROBE_USERNAME, probe_key, random_keys};
+use super::relay_link::{ATTR_UPSTREAM_LOST, RELAY_PROBE_USERNAME, probe_key, random_keys};
 use super::resource::{Resource, ResourceId, kind_name, new_resource_id, track_ssrcs};
 use super::{Sfu, SfuOutput};
 use crate::error::ApiError;
@@ -27,7 +30,22 @@ use crate::stun::{self, StunClass};
 pub(super) struct RelayToEdge {
     pub(super) publication: ResourceId,
     pub(super) peer: SocketAddr,
+    /// When the edge last probed this relay (or the relay opened).
+    pub(super) last_probe: Instant,
 }
+
+impl RelayToEdge {
+    /// When the relay closes if no probe comes.
+    fn expires(&self) -> Instant {
+        self.last_probe + RELAY_EDGE_TIMEOUT
+    }
+}
+
+/// A relay whose edge has sent no valid probe for this long is closed: the edge is
+/// dead or no longer wants it (edges probe every [`RELAY_PROBE_INTERVAL`]).
+///
+/// [`RELAY_PROBE_INTERVAL`]: super::RELAY_PROBE_INTERVAL
+pub const RELAY_EDGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The session that reads an edge's RTCP (keyframe requests, NACKs).
 #[derive(Debug, Clone, Copy)]
@@ -40,8 +58,14 @@ pub(super) struct EdgeFeedback {
 impl Sfu {
     /// Relays publication `id` to the cascade peer at `peer` (an edge's media
     /// address): every packet the publisher sends goes there unchanged, and the answer
-    /// carries what the edge needs to read them.
-    pub fn open_relay(&mut self, id: &str, peer: SocketAddr) -> Result<RelayAnswer, ApiError> {
+    /// carries what the edge needs to read them. The relay lives while the edge probes
+    /// it ([`RELAY_EDGE_TIMEOUT`]), counted from `now`.
+    pub fn open_relay(
+        &mut self,
+        now: Instant,
+        id: &str,
+        peer: SocketAddr,
+    ) -> Result<RelayAnswer, ApiError> {
         let relay_id = new_resource_id(&mut self.rng);
         let Some(Resource::Publication(p)) = self.resources.get_mut(id) else {
             return Err(ApiError::unknown_resource(id));
@@ -101,9 +125,10 @@ impl Sfu {
             RelayToEdge {
                 publication: id.to_owned(),
                 peer,
+                last_probe: now,
             },
         );
-        self.emit_cascade(id, session);
+        self.emit_cascade(session);
         // The edge's RTCP comes back from `peer`: one feedback session per edge.
         let feedback = match self.edges.get_mut(&peer) {
             Some(e) => {
@@ -169,10 +194,44 @@ impl Sfu {
         if let Some(Resource::Publication(p)) = self.resources.get_mut(&relay.publication) {
             p.relays.retain(|r| r != relay_id);
             let session = p.session;
-            self.emit_cascade(&relay.publication, session);
+            self.emit_cascade(session);
         }
         tracing::info!(relay = %relay_id, "relay closed");
         Ok(())
+    }
+
+    /// Closes every relay whose edge has not probed it for [`RELAY_EDGE_TIMEOUT`]
+    /// (counted from its opening until the first probe: an edge probes after a
+    /// second).
+    pub(super) fn expire_silent_edges(&mut self, now: Instant) {
+        let silent: Vec<String> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| now >= r.expires())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            if let Some(r) = self.relays.get(&id) {
+                tracing::warn!(relay = %id, edge = %r.peer, "the edge stopped probing its relay: closing it");
+            }
+            let _ = self.close_relay(&id);
+        }
+    }
+
+    /// When the next relay falls silent for good, if no probe comes.
+    pub(super) fn next_edge_expiry(&self) -> Option<Instant> {
+        self.relays.values().map(RelayToEdge::expires).min()
+    }
+
+    /// Closes the relays of a publication that is going away (the publication and
+    /// its cascade peers are the caller's to remove).
+    pub(super) fn close_relays_of(&mut self, relays: &[String]) {
+        for r in relays {
+            if let Some(relay) = self.relays.remove(r) {
+                self.release_edge(relay.peer);
+                tracing::info!(relay = %r, "relay closed with its publication");
+            }
+        }
     }
 
     /// One relay fewer to `peer`; the feedback session goes with the last one.
@@ -190,7 +249,15 @@ impl Sfu {
 
     /// An origin answers an edge's relay probe: signed success while it relays
     /// `relay` to that edge, an error when it does not (so the edge re-opens at once).
-    pub(super) fn answer_relay_probe(&mut self, from: SocketAddr, msg: &stun::StunMessage<'_>) {
+    /// The success carries [`ATTR_UPSTREAM_LOST`] while the publication is itself
+    /// relayed from an origin this server lost (so the edge reports `reconnecting`
+    /// too). A valid probe keeps the relay alive.
+    pub(super) fn answer_relay_probe(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &stun::StunMessage<'_>,
+    ) {
         if msg.class != StunClass::Request {
             return;
         }
@@ -204,7 +271,29 @@ impl Sfu {
             // Only a probe signed with this edge's keys gets a signed answer.
             Some(key) if msg.verify_integrity(&key) => {
                 if known {
-                    stun::binding_success_response(msg.transaction_id, from, &key)
+                    if let Some(r) = self.relays.get_mut(relay) {
+                        r.last_probe = now;
+                    }
+                    let upstream_lost = self
+                        .relays
+                        .get(relay)
+                        .and_then(|r| self.resources.get(&r.publication))
+                        .is_some_and(|res| match res {
+                            Resource::Publication(p) => {
+                                p.remote.as_ref().is_some_and(|x| x.is_reconnecting())
+                            }
+                            Resource::Subscription(_) => false,
+                        });
+                    let mut w = stun::StunWriter::new(
+                        StunClass::SuccessResponse,
+                        stun::METHOD_BINDING,
+                        msg.transaction_id,
+                    )
+                    .xor_mapped_address(from);
+                    if upstream_lost {
+                        w = w.attribute(ATTR_UPSTREAM_LOST, &[0, 0, 0, 1]);
+                    }
+                    w.finish(Some(&key), true)
                 } else {
                     stun::error_response(msg.method, msg.transaction_id, 437, Some(&key))
                 }
@@ -217,16 +306,30 @@ impl Sfu {
         }
     }
 
-    /// Tells the data plane the full set of cascade peers of a publication.
-    fn emit_cascade(&mut self, id: &str, publisher: SessionId) {
-        let peers = match self.resources.get(id) {
-            Some(Resource::Publication(p)) => p
+    /// Tells the data plane the full set of cascade peers of the packets `publisher`
+    /// sends: the edges of every publication it carries (one for a local publisher;
+    /// every publication relayed here over the same origin link for a link session).
+    pub(super) fn emit_cascade(&mut self, publisher: SessionId) {
+        let mut peers: Vec<SocketAddr> = Vec::new();
+        for r in self.resources.values() {
+            let Resource::Publication(p) = r else {
+                continue;
+            };
+            if p.session != publisher {
+                continue;
+            }
+            for peer in p
                 .relays
                 .iter()
                 .filter_map(|r| self.relays.get(r).map(|r| r.peer))
-                .collect(),
-            _ => Vec::new(),
-        };
+            {
+                if !peers.contains(&peer) {
+                    peers.push(peer);
+                }
+            }
+        }
+        // The same set in the same order whatever the order publications are met in.
+        peers.sort();
         let mut cmds = VecDeque::new();
         self.fanout.set_peers(publisher, peers, &mut cmds);
         self.out.extend(cmds.into_iter().map(SfuOutput::Command));

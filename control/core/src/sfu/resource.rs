@@ -133,17 +133,19 @@ impl Sfu {
 
     /// Ends a publication or subscription and frees everything it held.
     pub fn delete(&mut self, id: &str) -> Result<(), ApiError> {
+        self.end_resource(id, "deleted")
+    }
+
+    /// Ends a resource for `reason` (its event stream's last `ended` says it) and
+    /// frees everything it held: its session leaves the data plane.
+    pub(super) fn end_resource(&mut self, id: &str, reason: &'static str) -> Result<(), ApiError> {
         let resource = self
             .resources
             .remove(id)
             .ok_or_else(|| ApiError::unknown_resource(id))?;
         let session = resource.session();
         if let Resource::Publication(p) = &resource {
-            for r in &p.relays {
-                if let Some(relay) = self.relays.remove(r) {
-                    self.release_edge(relay.peer);
-                }
-            }
+            self.close_relays_of(&p.relays);
         }
         if let Resource::Publication(p) = &resource
             && let Some(list) = self.rooms.get_mut(&p.room)
@@ -176,8 +178,8 @@ impl Sfu {
         }
         self.out
             .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
-        self.ended(id, "deleted");
-        tracing::info!(resource = log_id(id), "resource deleted");
+        self.ended(id, reason);
+        tracing::info!(resource = log_id(id), reason, "resource ended");
         Ok(())
     }
 
@@ -245,6 +247,9 @@ impl Sfu {
                 Some(remote) if remote.lost_since.is_some() => {
                     (ResourceState::Reconnecting, "origin_unreachable")
                 }
+                Some(remote) if remote.upstream_lost => {
+                    (ResourceState::Reconnecting, "upstream_unreachable")
+                }
                 Some(_) => (ResourceState::Live, "relayed"),
                 None if p.keys.is_some() => (ResourceState::Live, "connected"),
                 None => (ResourceState::Connecting, "created"),
@@ -260,16 +265,20 @@ impl Sfu {
                 let sources = sources_of(s);
                 let mut present = 0;
                 let mut lost = false;
+                let mut upstream = false;
                 for src in &sources {
                     if let Some(Resource::Publication(p)) = self.resources.get(*src) {
                         present += 1;
                         lost |= p.remote.as_ref().is_some_and(|r| r.lost_since.is_some());
+                        upstream |= p.remote.as_ref().is_some_and(|r| r.upstream_lost);
                     }
                 }
                 if !sources.is_empty() && present == 0 {
                     (ResourceState::Ended, "source_ended")
                 } else if lost {
                     (ResourceState::Reconnecting, "origin_unreachable")
+                } else if upstream {
+                    (ResourceState::Reconnecting, "upstream_unreachable")
                 } else {
                     (ResourceState::Live, "connected")
                 }
