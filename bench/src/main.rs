@@ -10,7 +10,8 @@
 //! an SVG plot under `bench/out/`. Two more scenarios, run only when named, measure
 //! cascading between servers in network namespaces: `cascade` (an origin's fan-out
 //! to relay peers with its eBPF fast path on and off) and `cascade-hop` (latency and
-//! edge CPU per hop of M1 → M2 → M3); each writes its own JSON.
+//! edge CPU per hop of M1 → M2 → M3); each writes its own JSON. `signal` measures
+//! `cascade signal` (connections held, messages/s, latency) on both its engines.
 
 mod affinity;
 mod cascade_fanout;
@@ -27,6 +28,7 @@ mod report;
 mod scenario;
 mod server;
 mod signal;
+mod signal_load;
 mod target;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -58,6 +60,9 @@ enum Scenario {
     /// Latency and edge CPU per cascade hop, M1 → M2 → M3 (needs root; run only
     /// when named).
     CascadeHop,
+    /// `cascade signal`: connections held, durable messages/s and delivery latency,
+    /// embedded store vs Redis (run only when named).
+    Signal,
 }
 
 /// `--ebpf` of the servers of `cascade-hop`.
@@ -187,11 +192,20 @@ fn main() -> anyhow::Result<()> {
             .context("no directory for the bench binary")?
             .join("cascade"),
     };
-    let scenarios = if cli.scenarios.is_empty() {
+    let mut scenarios = if cli.scenarios.is_empty() {
         vec![Scenario::Fanout, Scenario::Meeting, Scenario::Audio]
     } else {
         cli.scenarios.clone()
     };
+    if scenarios.contains(&Scenario::Signal) {
+        let cfg = signal_load::Config::new(server_bin.clone(), cli.quick);
+        let (table, path) = signal_load::run(&cfg, &cli.out)?;
+        println!("{table}results: {}", path.display());
+        scenarios.retain(|s| *s != Scenario::Signal);
+        if scenarios.is_empty() {
+            return Ok(());
+        }
+    }
     let targets = if cli.targets.is_empty() {
         vec![
             TargetKind::RawRelay,

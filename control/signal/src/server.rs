@@ -23,6 +23,9 @@ use crate::presence::Presence;
 use crate::protocol::valid_name;
 use crate::store::{AppendRequest, Destination, Store, StoreError};
 
+/// Initial read buffer and write batching threshold of a WebSocket, in bytes.
+const SOCKET_BUFFER: usize = 4 * 1024;
+
 /// What a connection may do, and how long it may stay silent.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -149,7 +152,11 @@ async fn connect(
     }
     // Room for our own check (close 1009) before the socket's hard limit.
     let hard_limit = state.limits.max_message_bytes.saturating_mul(2) + 1024;
+    // Small socket buffers (tungstenite's are 128 KiB each by default): they grow for
+    // a large frame and the memory per idle connection stays small.
     Ok(ws
+        .read_buffer_size(SOCKET_BUFFER)
+        .write_buffer_size(SOCKET_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| crate::connection::serve(socket, claims.sub, state)))
