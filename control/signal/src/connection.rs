@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 
 use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, close, valid_name};
 use crate::server::AppState;
@@ -99,9 +99,17 @@ impl RateLimit {
 }
 
 async fn send(sink: &mut Sink, frame: &ServerFrame) -> Result<(), axum::Error> {
+    sink.send(text(frame)).await
+}
+
+/// Queues a frame without writing it out; a later `send` or `flush` writes it.
+async fn feed(sink: &mut Sink, frame: &ServerFrame) -> Result<(), axum::Error> {
+    sink.feed(text(frame)).await
+}
+
+fn text(frame: &ServerFrame) -> Message {
     // Serializing plain data into a string cannot fail.
-    let text = serde_json::to_string(frame).unwrap_or_default();
-    sink.send(Message::Text(text.into())).await
+    Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
 }
 
 fn error(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> ServerFrame {
@@ -243,7 +251,12 @@ async fn serve_frames(
                 }
             }
             Some((id, result)) = pending.next(), if !pending.is_empty() => {
-                send(sink, &answer(state, id, result)).await?;
+                // Every answer that is ready goes out in one write.
+                feed(sink, &answer(state, id, result)).await?;
+                while let Some(Some((id, result))) = pending.next().now_or_never() {
+                    feed(sink, &answer(state, id, result)).await?;
+                }
+                sink.flush().await?;
             }
             Ok(()) = inbox.changed() => {
                 if !deliver(sink, user, state, cursor).await? {
@@ -405,9 +418,10 @@ async fn deliver(
         let n = batch.len();
         for message in batch {
             *cursor = message.seq;
-            send(sink, &ServerFrame::from(message)).await?;
+            feed(sink, &ServerFrame::from(message)).await?;
             state.metrics.delivered.inc();
         }
+        sink.flush().await?;
         if n < READ_BATCH {
             return Ok(true);
         }
