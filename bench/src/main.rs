@@ -29,6 +29,7 @@ mod scenario;
 mod server;
 mod signal;
 mod signal_load;
+mod soak;
 mod target;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -63,6 +64,9 @@ enum Scenario {
     /// `cascade signal`: connections held, durable messages/s and delivery latency,
     /// embedded store vs Redis (run only when named).
     Signal,
+    /// Publish/subscribe churn for `--minutes`, reporting the server's RSS, open fds
+    /// and sessions over time (run only when named).
+    Soak,
 }
 
 /// `--ebpf` of the servers of `cascade-hop`.
@@ -149,6 +153,9 @@ struct Cli {
     /// Also run the fanout load against another server (needs root).
     #[arg(long, value_enum)]
     vs: Option<Versus>,
+    /// Minutes of the `soak` scenario.
+    #[arg(long, default_value_t = 60.0)]
+    minutes: f64,
     /// No progress bar (e.g. when the output is a log).
     #[arg(long)]
     no_progress: bool,
@@ -202,6 +209,22 @@ fn main() -> anyhow::Result<()> {
         let (table, path) = signal_load::run(&cfg, &cli.out)?;
         println!("{table}results: {}", path.display());
         scenarios.retain(|s| *s != Scenario::Signal);
+        if scenarios.is_empty() {
+            return Ok(());
+        }
+    }
+    if scenarios.contains(&Scenario::Soak) {
+        let cfg = soak::Config {
+            server_bin: server_bin.clone(),
+            minutes: cli.minutes,
+            rooms: 20,
+            churn: Duration::from_millis(500),
+            burst: 50,
+            sample: Duration::from_secs(10),
+        };
+        let (table, path) = soak::run(&cfg, &cli.out)?;
+        println!("{table}results: {}", path.display());
+        scenarios.retain(|s| *s != Scenario::Soak);
         if scenarios.is_empty() {
             return Ok(());
         }
