@@ -595,4 +595,16 @@ mod unit {
         assert_eq!(metric_in(text, "cascade_publications"), None);
         assert_eq!(metric_in(text, "cascade_session"), None);
     }
+
+    #[test]
+    fn a_required_metric_is_there_or_fails() {
+        let text = "cascade_drops_total{reason=\"unknown_source\"} 0\n";
+        let series = "cascade_drops_total{reason=\"unknown_source\"}";
+        assert_eq!(metric_required(text, series), 0.0);
+        // A renamed or missing series is an error, not a zero.
+        let renamed = std::panic::catch_unwind(|| {
+            metric_required(text, "cascade_drops_total{reason=\"unknown_src\"}")
+        });
+        assert!(renamed.is_err());
+    }
 }
