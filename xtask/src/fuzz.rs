@@ -44,6 +44,9 @@ pub(crate) struct FuzzArgs {
 struct RunReport {
     target: String,
     runs: Option<u64>,
+    /// Seconds libFuzzer itself ran (its `Done` line).
+    fuzz_secs: Option<u64>,
+    /// The whole `cargo fuzz run`, build included.
     wall: Duration,
     corpus_units: Option<u64>,
     crashed: bool,
@@ -77,15 +80,17 @@ pub(crate) fn fuzz(root: &Path, target_dir: &Path, args: &FuzzArgs) -> anyhow::R
     }
     println!("\n==> fuzz summary");
     for r in &reports {
-        let secs = r.wall.as_secs_f64();
+        let wall = r.wall.as_secs_f64();
         let runs = r.runs.map_or("?".to_string(), |n| n.to_string());
-        let rate = r
-            .runs
-            .map_or("?".to_string(), |n| format!("{:.0}", n as f64 / secs));
+        let secs = r.fuzz_secs.map_or("?".to_string(), |s| s.to_string());
+        let rate = match (r.runs, r.fuzz_secs) {
+            (Some(n), Some(s)) if s > 0 => format!("{}", n / s),
+            _ => "?".to_string(),
+        };
         let units = r.corpus_units.map_or("?".to_string(), |n| n.to_string());
         let outcome = if r.crashed { "CRASH" } else { "ok" };
         println!(
-            "  {outcome:<6} {:<12} {runs:>12} execs  {secs:>8.1}s  {rate:>8} exec/s  corpus {units}",
+            "  {outcome:<6} {:<12} {runs:>12} execs in {secs:>5} s ({rate:>7} exec/s), corpus {units}; {wall:.0} s with the build",
             r.target
         );
     }
@@ -159,6 +164,7 @@ fn run_target(
     let mut report = RunReport {
         target: target.to_owned(),
         runs: None,
+        fuzz_secs: None,
         wall: Duration::ZERO,
         corpus_units: None,
         crashed: false,
@@ -171,8 +177,9 @@ fn run_target(
         let _ = out.write_all(&line);
         let _ = out.write_all(b"\n");
         let text = String::from_utf8_lossy(&line);
-        if let Some(runs) = done_runs(&text) {
+        if let Some((runs, secs)) = done_line(&text) {
             report.runs = Some(runs);
+            report.fuzz_secs = Some(secs);
         }
         if let Some(n) = text.strip_prefix("stat::number_of_executed_units:") {
             report.runs = n.trim().parse().ok().or(report.runs);
@@ -187,13 +194,12 @@ fn run_target(
     Ok(report)
 }
 
-/// `Done 123 runs in 60 second(s)`: the executions of the run.
-fn done_runs(line: &str) -> Option<u64> {
-    line.strip_prefix("Done ")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// `Done 123 runs in 60 second(s)`: the executions and seconds of the run.
+fn done_line(line: &str) -> Option<(u64, u64)> {
+    let mut words = line.strip_prefix("Done ")?.split_whitespace();
+    let runs = words.next()?.parse().ok()?;
+    let secs = words.nth(2)?.parse().ok()?;
+    Some((runs, secs))
 }
 
 /// `#123 pulse cov: 10 ft: 20 corp: 7/1234b ...`: the corpus size at a status line.
@@ -235,8 +241,11 @@ mod tests {
 
     #[test]
     fn reads_libfuzzer_figures() {
-        assert_eq!(done_runs("Done 123456 runs in 61 second(s)"), Some(123_456));
-        assert_eq!(done_runs("#2 INITED cov: 5"), None);
+        assert_eq!(
+            done_line("Done 123456 runs in 61 second(s)"),
+            Some((123_456, 61))
+        );
+        assert_eq!(done_line("#2 INITED cov: 5"), None);
         assert_eq!(
             corpus_units("#4096 pulse  cov: 812 ft: 2201 corp: 143/9123b lim: 43 exec/s: 2048"),
             Some(143)
