@@ -12,7 +12,10 @@ use cascade_core::stun;
 use cascade_dataplane::rtcp::{self, ReportBlock};
 use cascade_dataplane::twcc::TwccRecorder;
 
-const SDP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../control/core/src/sdp/fixtures");
+const SDP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../control/core/src/sdp/fixtures"
+);
 
 fn write(target: &str, name: &str, data: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
