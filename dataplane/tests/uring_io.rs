@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use cascade_dataplane::io::{BATCH, MAX_DATAGRAM, uring};
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Whether the tests can run: io_uring must work here when `CI` is set.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/skip.rs"]
+mod skip;
+
+/// Whether the tests can run: io_uring must work here under CI ([`skip::skip`]).
 fn uring_available() -> bool {
     match uring::probe() {
         Ok(()) => true,
-        Err(e) if std::env::var_os("CI").is_none() => {
-            eprintln!("io_uring backend unavailable here, test skipped: {e}");
-            false
-        }
-        Err(e) => panic!("io_uring probe failed: {e}"),
+        Err(e) => skip::skip(&format!("the io_uring backend ({e})")),
     }
 }
 
@@ -284,9 +284,12 @@ fn reports_ipv6_sources() {
         return;
     }
     let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 0));
-    let Ok((socket, addr)) = bound_socket(v6) else {
-        eprintln!("no IPv6 loopback here, test skipped");
-        return;
+    let (socket, addr) = match bound_socket(v6) {
+        Ok(bound) => bound,
+        Err(e) => {
+            skip::skip(&format!("an IPv6 loopback ({e})"));
+            return;
+        }
     };
     let mut io = uring::UringIo::new(&socket).unwrap();
     let peer = UdpSocket::bind(v6).unwrap();
@@ -391,7 +394,7 @@ fn probe_fails_cleanly_when_io_uring_is_blocked() {
     .join()
     .expect("no panic with io_uring blocked");
     let Some((probe, new)) = result else {
-        eprintln!("cannot install a seccomp filter here, test skipped");
+        skip::skip("a seccomp filter (prctl refused it)");
         return;
     };
     let err = probe.expect_err("probe must fail when io_uring_setup is refused");

@@ -1,6 +1,6 @@
 //! Harness shared by Cascade's end-to-end suites: finding and running the `cascade`
 //! binary, minting tokens, reading metrics, and deciding whether a suite whose tools
-//! are missing is skipped (on a developer's machine) or fails (in CI).
+//! are missing is skipped (on a developer's machine) or fails (in CI), see [`skip`].
 
 pub mod cascade;
 pub mod dc;
@@ -10,11 +10,12 @@ pub mod netns;
 pub mod redis;
 pub mod service;
 pub mod signal;
+pub mod skip;
 pub mod tls;
 
 use std::collections::VecDeque;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -58,23 +59,14 @@ pub fn cascade_bin() -> PathBuf {
 
 /// True when running in CI (`CI` set to anything but empty, `0` or `false`).
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    skip::in_ci()
 }
 
-/// Called when something a test needs is missing: in CI this panics (a missing tool
-/// must not turn into a silently skipped test); elsewhere it prints a skip message and
-/// returns false, so the test can `return`.
+/// Called when something a test needs is missing: [`skip::skip`] (a panic in CI, a
+/// marker line `cargo xtask test` fails on elsewhere); returns false, so the test can
+/// `return`.
 pub fn require_or_skip(what: &str) -> bool {
-    if in_ci() {
-        panic!("required for this test but missing: {what}");
-    }
-    // Straight to the process's stderr, past the test harness's output capture, so
-    // that a skip shows even when the test "passes".
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: missing {what} (this fails in CI; `cargo xtask test` installs it)"
-    );
-    false
+    skip::skip(what)
 }
 
 /// `true` when `available`, else [`require_or_skip`]`(what)`.
@@ -535,6 +527,14 @@ pub fn metric_in(text: &str, name: &str) -> Option<f64> {
     }
 }
 
+/// The value of `name` in a Prometheus text exposition (see [`metric_in`]). Panics,
+/// showing the exposition, when there is no such series: an assertion on a renamed or
+/// missing metric must fail rather than read zero.
+pub fn metric_required(text: &str, name: &str) -> f64 {
+    metric_in(text, name)
+        .unwrap_or_else(|| panic!("no metric series {name} in the exposition:\n{text}"))
+}
+
 /// Reads one metric from `GET {http_base}/metrics` (see [`metric_in`]); `None` when
 /// the server has no such metric or could not be reached.
 pub async fn metric(http_base: &str, name: &str) -> Option<f64> {
@@ -596,5 +596,17 @@ mod unit {
         assert_eq!(metric_in(text, "cascade_bytes_in_total"), Some(1500.0));
         assert_eq!(metric_in(text, "cascade_publications"), None);
         assert_eq!(metric_in(text, "cascade_session"), None);
+    }
+
+    #[test]
+    fn a_required_metric_is_there_or_fails() {
+        let text = "cascade_drops_total{reason=\"unknown_source\"} 0\n";
+        let series = "cascade_drops_total{reason=\"unknown_source\"}";
+        assert_eq!(metric_required(text, series), 0.0);
+        // A renamed or missing series is an error, not a zero.
+        let renamed = std::panic::catch_unwind(|| {
+            metric_required(text, "cascade_drops_total{reason=\"unknown_src\"}")
+        });
+        assert!(renamed.is_err());
     }
 }

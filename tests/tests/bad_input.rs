@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cascade::unix_now;
 use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 use cascade_peer::PeerRole;
-use cascade_tests::media::{connect, rtp_packet};
+use cascade_tests::media::{UdpPeer, connect, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -169,9 +169,10 @@ async fn random_datagrams_do_not_disturb_a_running_session() {
     // In userspace, the data plane itself dropped and counted the spray: about 3,600
     // of the 10,000 fall in the RTP/RTCP or unknown ranges (the rest look like STUN or
     // DTLS and go to control, which ignores them).
-    let drops = metric(&server.http_base, "cascade_drops_total")
+    let text = cascade_tests::metrics_text(&server.http_base)
         .await
-        .unwrap_or(0.0);
+        .expect("metrics");
+    let drops = cascade_tests::metric_required(&text, "cascade_drops_total");
     assert!(
         drops >= 3_000.0,
         "the spray was dropped and counted: {drops}"
@@ -207,8 +208,7 @@ fn xdp_guard_drops_a_spray_while_a_session_runs() {
             .unwrap()
     });
     let xdp = |c: &str| {
-        cascade_tests::metric_in(&text, &format!("cascade_ebpf_packets{{counter=\"{c}\"}}"))
-            .unwrap_or(0.0)
+        cascade_tests::metric_required(&text, &format!("cascade_ebpf_packets{{counter=\"{c}\"}}"))
     };
     let in_kernel = xdp("guard_media_unknown_source")
         + xdp("guard_dtls_unknown_source")
@@ -227,12 +227,54 @@ fn xdp_guard_drops_a_spray_while_a_session_runs() {
         xdp("guard_media_allowed") >= 1_000.0,
         "the session's media passed the guard\n{text}"
     );
-    let unknown = cascade_tests::metric_in(&text, "cascade_drops_total{reason=\"unknown_source\"}")
-        .unwrap_or(0.0);
+    let unknown =
+        cascade_tests::metric_required(&text, "cascade_drops_total{reason=\"unknown_source\"}");
     assert_eq!(
         unknown, 0.0,
         "nothing from unknown sources reached userspace"
     );
+}
+
+/// The sequence number of `datagram` when it is a video packet (payload type 96) the
+/// subscriber can decrypt.
+fn video_sequence(subscriber: &mut UdpPeer, datagram: &mut [u8]) -> Option<u16> {
+    let (&first, rest) = datagram.split_first()?;
+    if !(128..192).contains(&first) || rest.first().is_some_and(|b| (192..224).contains(b)) {
+        return None; // STUN/DTLS/RTCP
+    }
+    let len = subscriber.rx.unprotect_rtp(datagram).ok()?;
+    let h = cascade_dataplane::rtp::parse(&datagram[..len]).ok()?;
+    (h.payload_type == 96).then_some(h.sequence)
+}
+
+/// Sends video probes (sequence numbers 0, 1, ...) every 20 ms until the subscriber
+/// decrypts one, drains what follows, and returns the next sequence number to send.
+/// Panics after 5 s.
+async fn probe_until_forwarded(publisher: &mut UdpPeer, subscriber: &mut UdpPeer) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    subscriber
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut seq = 0u16;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no video reached the subscriber in 5 s"
+        );
+        let pkt = rtp_packet(0x2222, seq, u32::from(seq) * 3000, 96, 1000);
+        publisher.send_rtp(&pkt).unwrap();
+        seq += 1;
+        let mut forwarded = false;
+        while let Ok((n, _)) = subscriber.socket.recv_from(&mut buf) {
+            forwarded |= video_sequence(subscriber, &mut buf[..n]).is_some();
+        }
+        if forwarded {
+            return seq;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Connects a publisher and a subscriber, sprays 10,000 random datagrams from a third
@@ -260,8 +302,9 @@ async fn spray_during_session(server: &ServerProcess) {
     )
     .await
     .expect("subscriber connects");
-    // Give the route a moment to reach the workers, then check media flows at all.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Media flows once the route reached the workers: send video until the
+    // subscriber decrypts a packet; the counted packets follow the last probe.
+    let first = probe_until_forwarded(&mut publisher, &mut subscriber).await;
     let log_lines_before = server.stderr_line_count();
 
     // The spray: 10,000 random datagrams from another socket, with first bytes in
@@ -301,19 +344,15 @@ async fn spray_during_session(server: &ServerProcess) {
             let Ok((n, _)) = subscriber.socket.recv_from(&mut buf) else {
                 continue;
             };
-            if !(128..192).contains(&buf[0]) || (192..224).contains(&buf[1]) {
-                continue; // STUN/DTLS/RTCP
-            }
-            if let Ok(len) = subscriber.rx.unprotect_rtp(&mut buf[..n]) {
-                let h = cascade_dataplane::rtp::parse(&buf[..len]).unwrap();
-                if h.payload_type == 96 {
-                    got.insert(h.sequence);
-                }
+            if let Some(seq) = video_sequence(&mut subscriber, &mut buf[..n])
+                && seq.wrapping_sub(first) < sent
+            {
+                got.insert(seq);
             }
         }
         got.len()
     });
-    for seq in 0..sent {
+    for seq in (0..sent).map(|i| first.wrapping_add(i)) {
         let pkt = rtp_packet(0x2222, seq, u32::from(seq) * 3000, 96, 1000);
         publisher.send_rtp(&pkt).unwrap();
         if seq % 10 == 0 {

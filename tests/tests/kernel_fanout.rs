@@ -383,7 +383,7 @@ fn fan_out(case: Case) {
         );
     }
     if case == Case::KernelUnresolvedPeer {
-        let failures = map_failures().unwrap_or(0.0);
+        let failures = map_failures().expect("the map_update_failures counter");
         assert!(
             failures >= 1.0,
             "the kernel fan-out to {UNHEARD_IP} was refused ({failures} map update failures)"
@@ -420,12 +420,13 @@ fn fan_out(case: Case) {
         eprintln!("{line}");
     }
     let metric = |name: &str| cascade_tests::metric_in(&metrics, name);
-    let relayed = metric("cascade_relayed_total").unwrap_or(0.0);
+    let required = |name: &str| cascade_tests::metric_required(&metrics, name);
+    let relayed = required("cascade_relayed_total");
     let copies = 2.0 * f64::from(u32::from(RTP_PACKETS) + RTCP_PACKETS);
     match case {
         Case::Kernel => {
             assert_eq!(relayed, 0.0, "userspace copied packets the kernel cloned");
-            let clones = metric("cascade_ebpf_packets{counter=\"fanout_clones\"}").unwrap_or(0.0);
+            let clones = required("cascade_ebpf_packets{counter=\"fanout_clones\"}");
             assert!(clones >= copies, "fanout_clones {clones} < {copies}");
             assert_eq!(
                 metric("cascade_ebpf_packets{counter=\"fanout_clone_errors\"}"),
@@ -434,8 +435,7 @@ fn fan_out(case: Case) {
             // No local subscriber and no feedback negotiated: the originals stop in
             // the kernel; userspace never sees them.
             let sent = f64::from(u32::from(RTP_PACKETS) + RTCP_PACKETS);
-            let consumed =
-                metric("cascade_ebpf_packets{counter=\"fanout_consumed\"}").unwrap_or(0.0);
+            let consumed = required("cascade_ebpf_packets{counter=\"fanout_consumed\"}");
             assert!(consumed >= sent, "fanout_consumed {consumed} < {sent}");
             assert_eq!(
                 metric("cascade_ebpf_packets{counter=\"fanout_to_userspace\"}"),
@@ -454,7 +454,7 @@ fn fan_out(case: Case) {
             );
         }
         Case::KernelUnresolvedPeer => {
-            let clones = metric("cascade_ebpf_packets{counter=\"fanout_clones\"}").unwrap_or(0.0);
+            let clones = required("cascade_ebpf_packets{counter=\"fanout_clones\"}");
             assert!(
                 clones + relayed >= copies,
                 "fanout_clones {clones} + cascade_relayed_total {relayed} < {copies}"
@@ -468,7 +468,7 @@ fn fan_out(case: Case) {
         std::thread::sleep(Duration::from_millis(1500));
         let counts = || {
             let text = lan.origin.metrics_text(&base).expect("metrics");
-            let m = |name: &str| cascade_tests::metric_in(&text, name).unwrap_or(0.0);
+            let m = |name: &str| cascade_tests::metric_required(&text, name);
             (
                 m("cascade_relayed_total"),
                 m("cascade_ebpf_packets{counter=\"fanout_clones\"}"),
@@ -485,8 +485,16 @@ fn fan_out(case: Case) {
                 .send_to(&buf[..n], publisher.server)
                 .unwrap();
         }
-        std::thread::sleep(Duration::from_millis(300));
-        let (relayed1, clones1) = counts();
+        // Wait until the kernel counted its clones of the 50 packets, then check
+        // userspace copied none of them.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (relayed1, clones1) = loop {
+            let (relayed1, clones1) = counts();
+            if clones1 - clones0 >= 100.0 || Instant::now() > deadline {
+                break (relayed1, clones1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         assert_eq!(relayed1, relayed0, "userspace stopped copying");
         assert!(
             clones1 - clones0 >= 100.0,

@@ -80,11 +80,10 @@ async fn cluster_requests(server: &ServerProcess) -> f64 {
     ["relay_open", "relay_close", "room", "proxy"]
         .iter()
         .map(|k| {
-            metric_in(
+            cascade_tests::metric_required(
                 &text,
                 &format!("cascade_cluster_requests_total{{kind=\"{k}\"}}"),
             )
-            .unwrap_or(0.0)
         })
         .sum()
 }

@@ -5,11 +5,26 @@
 //! packages, checks formatting, runs clippy, builds the server, runs the workspace's
 //! tests, then the end-to-end suites once per data-plane backend asked for.
 //!
+//! A test whose real component is missing here prints a skip marker line (see
+//! `tests/src/skip.rs`, the one reader of `CI`); `cargo xtask test` fails on it, as on a
+//! missing system package it could not install, unless given `--allow-skip`. Under CI
+//! nothing may be skipped: the tests fail instead, and `--allow-skip` has no effect.
+//!
 //! `cargo xtask bench [--quick] [ARGS...]` builds the server and the bench in release
 //! mode and runs `cascade-bench` against that server, passing `ARGS` through.
+//!
+//! `cargo xtask fuzz [--secs N] [TARGET...]` runs the fuzz targets for real (nightly);
+//! see `fuzz.rs`.
+
+mod fuzz;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../tests/src/skip.rs"]
+mod skip;
+
+use std::io::{BufRead, BufReader, Write};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,6 +43,8 @@ enum Task {
     Test(TestArgs),
     /// Builds the server and the bench in release mode and runs the packet-rate bench.
     Bench(BenchArgs),
+    /// Runs the fuzz targets with libFuzzer (needs nightly and cargo-fuzz).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +84,10 @@ struct TestArgs {
     /// Skip the end-to-end suites (package cascade-tests).
     #[arg(long)]
     no_e2e: bool,
+    /// Let tests skip when what they need is missing here (root, a tool, a kernel
+    /// feature) and system packages stay missing, instead of failing. No effect in CI.
+    #[arg(long)]
+    allow_skip: bool,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +95,13 @@ fn main() -> ExitCode {
     match cli.task {
         Task::Test(args) => test(&args),
         Task::Bench(args) => bench(&args),
+        Task::Fuzz(args) => match fuzz::fuzz(&root(), &target_dir(), &args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xtask fuzz: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -82,7 +110,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
     // The eBPF programs are embedded only when clang-19 is there at build time, and
     // the namespace scenarios need iproute2.
     println!("==> system packages");
-    if let Err(e) = ensure_system_packages() {
+    if let Err(e) = ensure_system_packages(true) {
         eprintln!("xtask bench: {e:#}");
         return ExitCode::FAILURE;
     }
@@ -150,6 +178,8 @@ struct StepResult {
 #[derive(Debug, Default)]
 struct Steps {
     results: Vec<StepResult>,
+    /// Marker lines of the tests that skipped (see `skip.rs`).
+    skipped_tests: Vec<String>,
 }
 
 impl Steps {
@@ -210,11 +240,27 @@ impl Steps {
                 r.took.as_secs_f64()
             );
         }
+        if !self.skipped_tests.is_empty() {
+            println!("  {} test(s) skipped:", self.skipped_tests.len());
+            for line in &self.skipped_tests {
+                println!("    {line}");
+            }
+        }
         let failed = self.failed();
-        if failed == 0 {
-            println!("xtask test: every step succeeded");
-        } else {
+        let not_run = self
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Skipped)
+            .count();
+        if failed > 0 {
             println!("xtask test: {failed} step(s) FAILED");
+        } else if not_run > 0 || !self.skipped_tests.is_empty() {
+            println!(
+                "xtask test: every step run succeeded; {not_run} step(s) not run, {} test(s) skipped",
+                self.skipped_tests.len()
+            );
+        } else {
+            println!("xtask test: every step succeeded");
         }
     }
 }
@@ -222,11 +268,15 @@ impl Steps {
 fn test(args: &TestArgs) -> ExitCode {
     let root = root();
     let mut steps = Steps::default();
+    let allow_skip = args.allow_skip && !skip::in_ci();
+    if args.allow_skip && !allow_skip {
+        println!("xtask test: CI is set: --allow-skip has no effect, nothing may be skipped");
+    }
 
     if args.no_system {
         steps.skip("system packages", "--no-system");
     } else {
-        steps.run("system packages", ensure_system_packages);
+        steps.run("system packages", || ensure_system_packages(allow_skip));
     }
 
     if args.no_npm {
@@ -276,12 +326,18 @@ fn test(args: &TestArgs) -> ExitCode {
     } else if !built {
         steps.skip("cargo test (workspace)", "the build failed");
     } else {
+        let mut skipped = Vec::new();
         steps.run("cargo test (workspace)", || {
-            run(Command::new(cargo())
-                .args(["test", "--workspace", "--exclude", "cascade-tests"])
-                .env("CASCADE_BIN", &bin)
-                .current_dir(&root))
+            run_tests(
+                Command::new(cargo())
+                    .args(["test", "--workspace", "--exclude", "cascade-tests"])
+                    .env("CASCADE_BIN", &bin)
+                    .current_dir(&root),
+                allow_skip,
+                &mut skipped,
+            )
         });
+        steps.skipped_tests.append(&mut skipped);
     }
 
     // The end-to-end suites, once per data-plane backend: both by default, so every
@@ -304,6 +360,7 @@ fn test(args: &TestArgs) -> ExitCode {
             steps.skip(&name, "the build failed");
             continue;
         }
+        let mut skipped = Vec::new();
         steps.run(&name, || {
             let mut cmd = Command::new(cargo());
             cmd.args(["test", "-p", "cascade-tests"])
@@ -313,8 +370,9 @@ fn test(args: &TestArgs) -> ExitCode {
                 Some(b) => cmd.env("CASCADE_DATAPLANE", b),
                 None => cmd.env_remove("CASCADE_DATAPLANE"),
             };
-            run(&mut cmd)
+            run_tests(&mut cmd, allow_skip, &mut skipped)
         });
+        steps.skipped_tests.append(&mut skipped);
     }
 
     steps.print_summary();
@@ -335,6 +393,51 @@ fn run(cmd: &mut Command) -> anyhow::Result<String> {
         bail!("{shown} exited with {status}");
     }
     Ok(String::new())
+}
+
+/// Runs a `cargo test` command with inherited stdout, passing its stderr on while
+/// collecting the tests' skip marker lines into `skipped`. Fails unless it exits 0,
+/// and when a test skipped unless `allow_skip`.
+fn run_tests(
+    cmd: &mut Command,
+    allow_skip: bool,
+    skipped: &mut Vec<String>,
+) -> anyhow::Result<String> {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {shown}"))?;
+    let stderr = child.stderr.take().context("stderr is piped")?;
+    let mut out = std::io::stderr();
+    for line in BufReader::new(stderr).split(b'\n') {
+        let line = line.with_context(|| format!("reading the output of {shown}"))?;
+        let _ = out.write_all(&line);
+        let _ = out.write_all(b"\n");
+        if let Some(test) = skipped_test(&String::from_utf8_lossy(&line)) {
+            skipped.push(test);
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {shown}"))?;
+    if !status.success() {
+        bail!("{shown} exited with {status}");
+    }
+    match (skipped.len(), allow_skip) {
+        (0, _) => Ok(String::new()),
+        (n, true) => Ok(format!("{n} test(s) skipped (--allow-skip)")),
+        (n, false) => bail!(
+            "{n} test(s) skipped because something they need is missing here \
+             (see the summary); install it or pass --allow-skip"
+        ),
+    }
+}
+
+/// What a test's skip marker line says (the test and what it missed), if `line` is one.
+fn skipped_test(line: &str) -> Option<String> {
+    let at = line.find(skip::SKIP_MARKER)?;
+    Some(line[at + skip::SKIP_MARKER.len()..].trim().to_owned())
 }
 
 /// Commands the test suites use (or, given as absolute paths, files they need), and
@@ -390,7 +493,9 @@ fn present(what: &str) -> bool {
     }
 }
 
-fn ensure_system_packages() -> anyhow::Result<String> {
+/// Checks the commands the suites need and installs the missing ones (as root).
+/// Fails when some stay missing, unless `allow_missing`.
+fn ensure_system_packages(allow_missing: bool) -> anyhow::Result<String> {
     let mut missing_cmds = Vec::new();
     let mut packages: Vec<&str> = Vec::new();
     for &(cmd, pkg) in SYSTEM_COMMANDS {
@@ -419,13 +524,15 @@ fn ensure_system_packages() -> anyhow::Result<String> {
     );
     if !is_root() {
         let msg = format!(
-            "not root: install them with `sudo apt-get install -y --no-install-recommends {}`; \
-             tests that need them are skipped here (and fail in CI)",
+            "not root, cannot install them: run `sudo apt-get install -y --no-install-recommends {}`",
             packages.join(" ")
         );
-        println!("{msg}");
+        if !allow_missing {
+            bail!("{msg} (or pass --allow-skip to let the tests that need them skip)");
+        }
+        println!("{msg}; the tests that need them skip (--allow-skip)");
         return Ok(format!(
-            "missing, not installed (not root): {}",
+            "missing, not installed (not root, --allow-skip): {}",
             packages.join(" ")
         ));
     }
@@ -469,4 +576,18 @@ fn npm_ci_if_needed(dir: &Path) -> anyhow::Result<String> {
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(dir))?;
     Ok("installed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_skip_markers() {
+        assert_eq!(
+            skipped_test("cascade-test-skipped: uring: missing an IPv6 loopback"),
+            Some("uring: missing an IPv6 loopback".to_owned())
+        );
+        assert_eq!(skipped_test("test uring ... ok"), None);
+    }
 }

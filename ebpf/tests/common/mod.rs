@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use cascade_ebpf::{Counter, EbpfFastPath, Unavailable};
 
+#[path = "../../../tests/src/skip.rs"]
+mod skip;
+
 /// The tests share kernel state (programs, namespaces): one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -21,8 +24,8 @@ pub fn serial() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Whether this test can load BPF here. When it cannot, the test fails in CI
-/// (`CI` set) and otherwise says why and returns.
+/// Whether this test can load BPF here. When it cannot, [`skip::skip`]: the test
+/// fails in CI and otherwise prints the skip marker and returns.
 pub fn bpf_usable(test: &str) -> bool {
     let reason = match cascade_ebpf::probe() {
         Ok(()) => return true,
@@ -50,11 +53,7 @@ pub fn netns_usable(test: &str) -> bool {
 }
 
 fn skip_or_fail(test: &str, reason: &str) -> bool {
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: BPF is not usable in CI: {reason}");
-    }
-    eprintln!("{test}: skipped: {reason}");
-    false
+    skip::skip(&format!("usable BPF for {test}: {reason}"))
 }
 
 pub fn is_root() -> bool {
