@@ -21,8 +21,8 @@ pub fn run(data: &[u8]) {
             let sent_us = 1_000_000 + u64::from(i) * 1_000;
             log.record(seq, 1_200, sent_us);
         }
-        log.apply_feedback(&mut bwe, &fb, 2_000_000);
-        log.apply_feedback(&mut bwe, &fb, 2_100_000);
+        log.apply_feedback(&mut bwe, &fb, 2_000_000, usize::MAX);
+        log.apply_feedback(&mut bwe, &fb, 2_100_000, usize::MAX);
         let bps = bwe.estimate_bps();
         let config = BweConfig::default();
         assert!((config.min_bps..=config.max_bps).contains(&bps), "{bps}");
