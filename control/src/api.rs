@@ -306,13 +306,20 @@ async fn place(
 }
 
 /// Where the room's publications were before the last membership change, when this
-/// server became its owner then and has no publication of the room
-/// ([`placement::previous_owner`]).
+/// server became its owner then and has no publication of the room but copies
+/// relayed from elsewhere ([`placement::previous_owner`]).
 fn moved_from(state: &AppState, room: &str) -> Option<Member> {
     let membership = state.membership.as_ref()?;
     let (members, previous) = (membership.members(), membership.previous_members());
     let before = placement::previous_owner(room, &members, &previous, &state.server_name)?;
-    let empty = state.with_sfu(|sfu| sfu.room_info(room).publications.is_empty());
+    // Copies relayed here (for an earlier subscriber) are not the room's own: the
+    // room-wide list still comes from the owner it had before.
+    let empty = state.with_sfu(|sfu| {
+        sfu.room_info(room)
+            .publications
+            .iter()
+            .all(|p| p.relayed_from.is_some())
+    });
     empty.then(|| before.clone())
 }
 

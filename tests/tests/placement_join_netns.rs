@@ -313,6 +313,29 @@ fn join(dc: &DataCentre) -> (Vec<Room>, LivePeer) {
             None,
         ))
         .expect("a subscriber that stays");
+    // Media is flowing to it before the DNS is killed, so step 4 measures only
+    // whether it keeps flowing.
+    let start = Instant::now();
+    while watcher.received() < 20 {
+        if start.elapsed() > Duration::from_secs(10) {
+            let info: Value = rt.block_on(async {
+                let resp = http_client()
+                    .get(&watcher.resource)
+                    .send()
+                    .await
+                    .expect("GET");
+                resp.json().await.expect("JSON")
+            });
+            panic!(
+                "the watcher of {} (on m{:?}, publisher on m{:?}) got {} packets in 10 s: {info}",
+                rooms[0].name,
+                dc.server_of(&watcher.resource).map(|i| i + 1),
+                dc.server_of(&rooms[0].publisher.resource).map(|i| i + 1),
+                watcher.received()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     (rooms, watcher)
 }
 
