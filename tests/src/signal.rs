@@ -7,10 +7,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use cascade_core::token::{Claims, TokenSecret, mint};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -264,5 +267,57 @@ impl Inbox {
             last = Some(i);
         }
         Ok(())
+    }
+}
+
+/// Alice's side of a stream of direct messages `m0`, `m1`, ... to bob, sent in
+/// batches of `batch` from a task until `max` are sent, the socket fails, or
+/// [`Streamer::stop`] is called.
+pub struct Streamer {
+    sent: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Streamer {
+    /// Starts sending on `sink`.
+    pub fn start(mut sink: SplitSink<Ws, Message>, max: usize, batch: usize) -> Streamer {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (sent, stop) = (sent.clone(), stop.clone());
+            tokio::spawn(async move {
+                'outer: for start in (0..max).step_by(batch) {
+                    for i in start..(start + batch).min(max) {
+                        if stop.load(Ordering::Relaxed) || sink.feed(dm(i)).await.is_err() {
+                            break 'outer;
+                        }
+                        sent.store(i + 1, Ordering::Relaxed);
+                    }
+                    if sink.flush().await.is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        Streamer { sent, stop, task }
+    }
+
+    /// How many were fed to the socket so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Sends no more.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits (up to [`WAIT`]) for the task to end; returns how many were sent.
+    pub async fn finish(self) -> anyhow::Result<usize> {
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .context("the sender did not stop")??;
+        Ok(self.sent.load(Ordering::Relaxed))
     }
 }

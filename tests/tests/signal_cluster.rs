@@ -10,8 +10,6 @@
 //!   learns that a user of the dead node went offline.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
@@ -20,7 +18,7 @@ use cascade_signal::store::{
 };
 use cascade_tests::redis::RedisServer;
 use cascade_tests::signal::{
-    Inbox, SignalProcess, WAIT, Ws, connect, dm, index_of, next_frame, token,
+    Inbox, SignalProcess, Streamer, WAIT, Ws, connect, dm, index_of, next_frame, token,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -192,26 +190,8 @@ async fn run() -> anyhow::Result<()> {
     }
     let alice_token = token(&secret, "alice");
     let (alice, _) = connect(node_a.addr, &alice_token, "alice", None).await?;
-    let (mut sink, mut stream) = alice.split();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let sent = sent.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            'outer: for start in (0..MAX_SENDS).step_by(BATCH) {
-                for i in start..(start + BATCH).min(MAX_SENDS) {
-                    if stop.load(Ordering::Relaxed) || sink.feed(dm(i)).await.is_err() {
-                        break 'outer;
-                    }
-                    sent.store(i + 1, Ordering::Relaxed);
-                }
-                if sink.flush().await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let (sink, mut stream) = alice.split();
+    let sender = Streamer::start(sink, MAX_SENDS, BATCH);
     let mut accepted: Vec<String> = Vec::new();
     let mut killed = false;
     let deadline = Instant::now() + WAIT;
@@ -229,7 +209,7 @@ async fn run() -> anyhow::Result<()> {
         accepted.push(id.to_owned());
         if !killed && accepted.len() >= KILL_AFTER_ACCEPTED {
             node_a.kill9()?;
-            stop.store(true, Ordering::Relaxed);
+            sender.stop();
             killed = true;
         }
     }
@@ -238,10 +218,7 @@ async fn run() -> anyhow::Result<()> {
         "alice's connection ended after {} accepted, before the kill",
         accepted.len()
     );
-    tokio::time::timeout(WAIT, sender)
-        .await
-        .context("the sender did not stop")??;
-    let sent = sent.load(Ordering::Relaxed);
+    let sent = sender.finish().await?;
     let accepted_at_kill = accepted.len();
     // Bob, on the surviving node, already has what A accepted before it died.
     inbox

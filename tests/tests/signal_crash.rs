@@ -5,12 +5,12 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use cascade_tests::signal::{Inbox, SignalProcess, WAIT, connect, dm, index_of, next_frame, token};
+use cascade_tests::signal::{
+    Inbox, SignalProcess, Streamer, WAIT, connect, dm, index_of, next_frame, token,
+};
 use cascade_tests::{cascade_bin, require};
 use futures_util::{SinkExt, StreamExt};
 
@@ -71,26 +71,8 @@ async fn run() -> anyhow::Result<()> {
     // Alice streams sends until the server dies under her.
     let mut server = SignalProcess::start(&store, &secret)?;
     let (alice, _) = connect(server.addr, &alice_token, "alice", None).await?;
-    let (mut sink, mut stream) = alice.split();
-    let sent = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let sent = sent.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            'outer: for start in (0..MAX_SENDS).step_by(BATCH) {
-                for i in start..(start + BATCH).min(MAX_SENDS) {
-                    if stop.load(Ordering::Relaxed) || sink.feed(dm(i)).await.is_err() {
-                        break 'outer;
-                    }
-                    sent.store(i + 1, Ordering::Relaxed);
-                }
-                if sink.flush().await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let (sink, mut stream) = alice.split();
+    let sender = Streamer::start(sink, MAX_SENDS, BATCH);
     let mut accepted: Vec<String> = Vec::new();
     let mut killed_with = None;
     let deadline = Instant::now() + WAIT;
@@ -116,9 +98,9 @@ async fn run() -> anyhow::Result<()> {
             _ => bail!("alice got an unexpected frame: {frame}"),
         }
         if killed_with.is_none() && accepted.len() >= KILL_AFTER_ACCEPTED {
-            let sent_then = sent.load(Ordering::Relaxed);
+            let sent_then = sender.sent();
             let status = server.kill9()?;
-            stop.store(true, Ordering::Relaxed);
+            sender.stop();
             killed_with = Some((sent_then, accepted.len(), status));
         }
     }
@@ -130,11 +112,8 @@ async fn run() -> anyhow::Result<()> {
             server.stderr_tail()
         );
     };
-    tokio::time::timeout(WAIT, sender)
-        .await
-        .context("the sender did not stop")??;
+    let sent = sender.finish().await?;
     drop(stream);
-    let sent = sent.load(Ordering::Relaxed);
     ensure!(
         sent_at_kill > accepted_at_kill,
         "nothing was in flight at the kill ({sent_at_kill} sent, {accepted_at_kill} accepted)"
