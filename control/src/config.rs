@@ -3,6 +3,7 @@
 //! defaults that run a complete server on loopback with nothing set.
 
 use cascade_core::placement::member_from_url;
+use cascade_dataplane::budget::UpcallBudgetConfig;
 use cascade_dns::membership::{MemberScheme, MembershipSource};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -203,6 +204,14 @@ pub struct ServeArgs {
     /// Most `resource=` parameters in one subscribe [default: 32].
     #[arg(long, env = "CASCADE_MAX_SUBSCRIBE_RESOURCES")]
     pub max_subscribe_resources: Option<usize>,
+    /// STUN/DTLS datagrams per second one unvalidated source may send up to control,
+    /// per worker, after a burst of twice as many [default: 20].
+    #[arg(long, env = "CASCADE_UPCALL_BUDGET_PER_SOURCE")]
+    pub upcall_budget_per_source: Option<u32>,
+    /// STUN/DTLS datagrams per second all unvalidated sources together may send up to
+    /// control, per worker, after a burst of as many [default: 2000].
+    #[arg(long, env = "CASCADE_UPCALL_BUDGET_TOTAL")]
+    pub upcall_budget_total: Option<u32>,
 }
 
 /// The TOML file's shape.
@@ -248,6 +257,8 @@ struct FileConfig {
     max_event_streams: Option<usize>,
     max_event_streams_per_ip: Option<usize>,
     max_subscribe_resources: Option<usize>,
+    upcall_budget_per_source: Option<u32>,
+    upcall_budget_total: Option<u32>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -279,6 +290,8 @@ pub struct ServeConfig {
     pub token_max_lifetime: u64,
     /// Timeouts and connection, event-stream and subscribe caps of the HTTP listener.
     pub http_limits: HttpLimits,
+    /// Each data plane worker's budget for STUN/DTLS from unvalidated sources.
+    pub upcall_budget: UpcallBudgetConfig,
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -460,6 +473,25 @@ impl ServeArgs {
                         .max_subscribe_resources
                         .or(file.max_subscribe_resources)
                         .unwrap_or(d.max_subscribe_resources),
+                }
+            },
+            upcall_budget: {
+                let d = UpcallBudgetConfig::default();
+                let per_source = self
+                    .upcall_budget_per_source
+                    .or(file.upcall_budget_per_source)
+                    .unwrap_or(d.per_source_rate)
+                    .max(1);
+                let total = self
+                    .upcall_budget_total
+                    .or(file.upcall_budget_total)
+                    .unwrap_or(d.global_rate)
+                    .max(1);
+                UpcallBudgetConfig {
+                    per_source_rate: per_source,
+                    per_source_burst: per_source.saturating_mul(2),
+                    global_rate: total,
+                    global_burst: total,
                 }
             },
         })

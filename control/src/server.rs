@@ -333,6 +333,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         listen: config.media_listen,
         workers: config.workers,
         backend,
+        upcall_budget: config.upcall_budget,
     })?;
     let media = dataplane.local_addr();
     let kernel = crate::kernel::start(config.ebpf, config.media_interface.as_deref(), &dataplane)?

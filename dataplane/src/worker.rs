@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use socket2::Socket;
 
+use crate::budget::UpcallBudgetConfig;
 use crate::command::{Command, Upcall};
 use crate::handoff::{Homes, NackHandoff};
 use crate::io::{self, BatchRecv, BatchSend, uring, userspace};
@@ -82,6 +83,8 @@ pub struct DataplaneConfig {
     /// Worker threads; 0 means one per core.
     pub workers: usize,
     pub backend: BackendChoice,
+    /// Each worker's budget for STUN/DTLS from sources no session validated.
+    pub upcall_budget: UpcallBudgetConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,8 +160,10 @@ impl Dataplane {
             userspace::set_recv_timeout(&socket, IDLE_WAKE)?;
             let (tx, rx) = crossbeam_channel::unbounded();
             let shared = Arc::new(WorkerStats::default());
+            let mut table = ForwardingTable::with_homes(i as u32, homes.clone());
+            table.set_upcall_budget(config.upcall_budget);
             let worker = Worker {
-                table: ForwardingTable::with_homes(i as u32, homes.clone()),
+                table,
                 inbox: inbox_rx
                     .pop()
                     .ok_or_else(|| std::io::Error::other("one inbox per worker"))?,

@@ -338,3 +338,74 @@ async fn token_lifetime_is_bounded() {
 fn server_default() -> Option<ServerProcess> {
     server(&[])
 }
+
+/// A STUN Binding request with no attributes: what a flood of unknown sources sends.
+fn stun_binding(n: u32) -> [u8; 20] {
+    let mut b = [0u8; 20];
+    b[1] = 0x01;
+    b[4..8].copy_from_slice(&0x2112_A442u32.to_be_bytes());
+    b[8..12].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+/// Sends `count` STUN requests to the server's media port from each of `sources`
+/// (loopback addresses), then waits until the server counts at least `at_least`
+/// datagrams dropped for the upcall budget; returns the count.
+async fn budget_drops(
+    server: &ServerProcess,
+    sources: &[&str],
+    count: u32,
+    at_least: f64,
+) -> Result<f64, Option<f64>> {
+    for (s, from) in sources.iter().enumerate() {
+        let socket = std::net::UdpSocket::bind((from.parse::<IpAddr>().unwrap(), 0)).unwrap();
+        for i in 0..count {
+            socket
+                .send_to(&stun_binding(s as u32 * 1000 + i), server.media_addr)
+                .unwrap();
+        }
+    }
+    cascade_tests::wait_for_metric(
+        &server.http_base,
+        "cascade_drops_total{reason=\"upcall_budget\"}",
+        Duration::from_secs(10),
+        |v| v >= at_least,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn upcall_budgets_are_configurable() {
+    // One source over its own rate: 2 per second after a burst of 4.
+    let Some(one) = server(&[
+        "--ebpf",
+        "off",
+        "--workers",
+        "1",
+        "--upcall-budget-per-source",
+        "2",
+    ]) else {
+        return;
+    };
+    let drops = budget_drops(&one, &["127.0.0.1"], 30, 20.0).await;
+    assert!(drops.is_ok(), "30 from one source: {drops:?} dropped");
+
+    // Ten sources within their own rate, over the total of 5 per second.
+    let Some(total) = server(&[
+        "--ebpf",
+        "off",
+        "--workers",
+        "1",
+        "--upcall-budget-total",
+        "5",
+    ]) else {
+        return;
+    };
+    let sources: Vec<String> = (2..12).map(|i| format!("127.0.0.{i}")).collect();
+    let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+    let drops = budget_drops(&total, &sources, 3, 20.0).await;
+    assert!(
+        drops.is_ok(),
+        "3 from each of 10 sources: {drops:?} dropped"
+    );
+}
