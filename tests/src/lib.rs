@@ -11,6 +11,7 @@ pub mod redis;
 pub mod service;
 pub mod signal;
 pub mod skip;
+pub mod slowloris;
 pub mod tls;
 
 use std::collections::VecDeque;

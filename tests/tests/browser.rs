@@ -91,6 +91,96 @@ async fn browser_publish_subscribe() -> anyhow::Result<()> {
         return Ok(());
     }
     let server = ServerProcess::start(&dataplane_args())?;
+    publish_subscribe_in_chromium(&server).await
+}
+
+/// The same publish/subscribe from Chromium while 300 slowloris connections (request
+/// headers trickled one byte a second, from two addresses so the per-address cap is
+/// not what stops them) hold the server's HTTP listener on its default timeouts:
+/// `/healthz` answers throughout and the server closes every slow connection within
+/// 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn browser_publish_subscribe_under_slowloris() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use cascade_tests::slowloris::slow_connections;
+
+    if !browser_prerequisites() {
+        return Ok(());
+    }
+    let server = ServerProcess::start(&dataplane_args())?;
+    let addr = server
+        .http_base
+        .trim_start_matches("http://")
+        .parse()
+        .context("http_base is http://ip:port")?;
+    let open = Arc::new(AtomicUsize::new(0));
+    let close_within = Duration::from_secs(60);
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut slow = slow_connections(150, "127.0.0.2", addr, head, &open, close_within);
+    slow.extend(slow_connections(
+        150,
+        "127.0.0.3",
+        addr,
+        head,
+        &open,
+        close_within,
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while open.load(Ordering::Relaxed) < 300 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open.load(Ordering::Relaxed), 300, "slow connections open");
+
+    // Health is asked every 200 ms while the browser publishes and subscribes.
+    let stop = Arc::new(AtomicUsize::new(0));
+    let health = tokio::spawn({
+        let url = server.url("/healthz");
+        let stop = stop.clone();
+        async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .no_proxy()
+                .build()
+                .expect("client");
+            let mut slowest = Duration::ZERO;
+            let mut answers = 0u32;
+            while stop.load(Ordering::Relaxed) == 0 {
+                let asked = std::time::Instant::now();
+                let resp = client.get(&url).send().await.expect("/healthz answers");
+                assert_eq!(resp.status(), 200);
+                slowest = slowest.max(asked.elapsed());
+                answers += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            (answers, slowest)
+        }
+    });
+    let during = open.load(Ordering::Relaxed);
+    publish_subscribe_in_chromium(&server).await?;
+    let still_open = open.load(Ordering::Relaxed);
+    stop.store(1, Ordering::Relaxed);
+    let (answers, slowest) = health.await?;
+    eprintln!(
+        "slow connections open at the start {during}, after the call {still_open}; \
+         /healthz answered {answers} times, slowest {slowest:?}"
+    );
+    assert!(answers > 0);
+
+    let mut closed_after = Vec::new();
+    for s in slow {
+        closed_after.push(s.await?.context("a slow connection stayed open 60 s")?);
+    }
+    let longest = closed_after.iter().max().copied().unwrap_or_default();
+    eprintln!("the server closed all 300 slow connections, the last after {longest:?}");
+    Ok(())
+}
+
+/// Publishes the fake camera and microphone from one Chromium page and subscribes
+/// from another (`pubsub.mjs`), then checks the media, the room listing and that
+/// both DELETEs leave the server with no session.
+async fn publish_subscribe_in_chromium(server: &ServerProcess) -> anyhow::Result<()> {
     let room = random_room("browser");
     let pub_token = server.token(&room, "alice", &["publish", "subscribe"])?;
     let sub_token = server.token(&room, "bob", &["subscribe"])?;

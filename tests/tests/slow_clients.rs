@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use cascade_peer::PeerRole;
 use cascade_tests::media::{connect, rtp_packet};
+use cascade_tests::slowloris::{connect_from, slow_connections};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, random_room, require};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// Timeouts short enough for a test; the defaults (10 s headers, 20 s body, 60 s idle)
 /// close the same connections within a minute.
@@ -46,63 +47,6 @@ fn http_addr(server: &ServerProcess) -> SocketAddr {
     host.parse().expect("http_base is ip:port")
 }
 
-/// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from.parse().unwrap(), 0))?;
-    socket.connect(to).await
-}
-
-/// Sends `head` then one byte of `trickle` every second until the server closes the
-/// connection; returns how long it stayed open, or `None` if it outlived
-/// [`CLOSE_WITHIN`].
-async fn trickle(mut stream: TcpStream, head: Vec<u8>, trickle: u8) -> Option<Duration> {
-    let start = Instant::now();
-    if stream.write_all(&head).await.is_err() {
-        return Some(start.elapsed());
-    }
-    let mut buf = [0u8; 1024];
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    while start.elapsed() < CLOSE_WITHIN {
-        tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return Some(start.elapsed()),
-                // A response (408) before the close: keep reading until the close.
-                Ok(_) => {}
-            },
-            _ = tick.tick() => {
-                if stream.write_all(&[trickle]).await.is_err() {
-                    return Some(start.elapsed());
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Opens `n` slow connections from `from`, each sending `head` then trickling.
-fn slow_connections(
-    n: usize,
-    from: &'static str,
-    to: SocketAddr,
-    head: &[u8],
-    open: &Arc<AtomicUsize>,
-) -> Vec<tokio::task::JoinHandle<Option<Duration>>> {
-    (0..n)
-        .map(|_| {
-            let head = head.to_vec();
-            let open = open.clone();
-            tokio::spawn(async move {
-                let stream = connect_from(from, to).await.expect("connect");
-                open.fetch_add(1, Ordering::Relaxed);
-                let r = trickle(stream, head, b'a').await;
-                open.fetch_sub(1, Ordering::Relaxed);
-                r
-            })
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slowloris_neither_starves_the_server_nor_keeps_connections() {
     let mut args = SHORT_TIMEOUTS.to_vec();
@@ -124,6 +68,7 @@ async fn slowloris_neither_starves_the_server_nor_keeps_connections() {
         addr,
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",
         &open,
+        CLOSE_WITHIN,
     );
     // ...and 50 that declare a 60,000-byte body and send it one byte at a time.
     let room = random_room("slow");
@@ -136,6 +81,7 @@ async fn slowloris_neither_starves_the_server_nor_keeps_connections() {
         addr,
         body_head.as_bytes(),
         &open,
+        CLOSE_WITHIN,
     ));
 
     // Wait until they are all open.
