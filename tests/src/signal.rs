@@ -153,7 +153,23 @@ pub async fn connect(
     user: &str,
     resume_after: Option<u64>,
 ) -> anyhow::Result<(Ws, Vec<Value>)> {
-    let mut req = format!("ws://{addr}/v1/connect").into_client_request()?;
+    connect_url(
+        &format!("ws://{addr}/v1/connect"),
+        token,
+        user,
+        resume_after,
+    )
+    .await
+}
+
+/// [`connect`] to a WebSocket URL (a signal service mounted elsewhere than `/`).
+pub async fn connect_url(
+    url: &str,
+    token: &str,
+    user: &str,
+    resume_after: Option<u64>,
+) -> anyhow::Result<(Ws, Vec<Value>)> {
+    let mut req = url.into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
     let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))

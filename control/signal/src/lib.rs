@@ -127,9 +127,7 @@ impl From<SignalArgs> for SignalConfig {
                 max_message_bytes: a.max_message_bytes,
                 rate,
                 burst: rate,
-                hello_timeout: Duration::from_secs(10),
-                ping_interval: Duration::from_secs(20),
-                idle_timeout: Duration::from_secs(60),
+                ..Limits::default()
             },
         }
     }
@@ -141,18 +139,35 @@ impl From<SignalArgs> for SignalConfig {
 pub struct RunningSignal {
     /// The bound HTTP and WebSocket address.
     pub addr: SocketAddr,
+    http: JoinHandle<()>,
+    service: SignalService,
+}
+
+impl RunningSignal {
+    /// Closes every connection with 1001, stops serving, waits for the last commit
+    /// and closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.service.shutdown.send(true);
+        let _ = (&mut self.http).await;
+        self.service.shutdown().await;
+    }
+}
+
+/// The service behind a router from [`launch`]: the store's writer, the trim task,
+/// presence across nodes, and the connections' shutdown signal.
+#[derive(Debug)]
+pub struct SignalService {
     shutdown: watch::Sender<bool>,
     alive: mpsc::Receiver<()>,
-    http: JoinHandle<()>,
     trim: JoinHandle<()>,
     /// Presence across nodes (Redis engine only).
     cluster: Vec<JoinHandle<()>>,
     writer: WriterDone,
 }
 
-impl RunningSignal {
-    /// Closes every connection with 1001, stops serving, waits for the last commit
-    /// and closes the store.
+impl SignalService {
+    /// Closes every connection with 1001, waits for the last commit and closes the
+    /// store.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         self.trim.abort();
@@ -161,14 +176,13 @@ impl RunningSignal {
             task.abort();
             let _ = task.await;
         }
-        let _ = (&mut self.http).await;
         // Every connection holds a sender: `None` once the last one ended.
         while self.alive.recv().await.is_some() {}
         self.writer.wait().await;
     }
 }
 
-impl Drop for RunningSignal {
+impl Drop for SignalService {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.trim.abort();
@@ -180,15 +194,37 @@ impl Drop for RunningSignal {
 
 /// Opens the store, binds the listener and starts serving. Needs a Tokio runtime.
 pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot bind {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (app, service) = launch(config).await?;
+    let mut stop = service.shutdown.subscribe();
+    let http = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("signal HTTP server stopped: {e}");
+        }
+    });
+    Ok(RunningSignal {
+        addr,
+        http,
+        service,
+    })
+}
+
+/// Opens the store and starts the service without a listener of its own: the router
+/// (`/v1/connect`, `/v1/messages`, `/health`, `/metrics`) is for the caller to serve,
+/// as `cascade serve` does under `/signal` for development. `config.listen` is not
+/// used. Needs a Tokio runtime.
+pub async fn launch(config: SignalConfig) -> anyhow::Result<(axum::Router, SignalService)> {
     let verifier = TokenVerifier::new(&config.token_secrets).context("no token secret")?;
     let retention_ms = u64::try_from(config.retention.as_millis()).unwrap_or(u64::MAX);
     let (store, writer) = Store::open(&config.store, retention_ms)
         .await
         .with_context(|| format!("cannot open the store {}", config.store))?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot bind {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel(1);
     let mut cluster_tasks = Vec::new();
@@ -233,15 +269,6 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
         }));
     }
     let app = server::router(state);
-    let mut stop = shutdown_rx.clone();
-    let http = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("signal HTTP server stopped: {e}");
-        }
-    });
     let trim = tokio::spawn(async move {
         let mut tick = tokio::time::interval(TRIM_INTERVAL);
         loop {
@@ -259,15 +286,16 @@ pub async fn start(config: SignalConfig) -> anyhow::Result<RunningSignal> {
             }
         }
     });
-    Ok(RunningSignal {
-        addr,
-        shutdown: shutdown_tx,
-        alive: alive_rx,
-        http,
-        trim,
-        cluster: cluster_tasks,
-        writer,
-    })
+    Ok((
+        app,
+        SignalService {
+            shutdown: shutdown_tx,
+            alive: alive_rx,
+            trim,
+            cluster: cluster_tasks,
+            writer,
+        },
+    ))
 }
 
 /// The log filter `cascade signal` runs with when `RUST_LOG` is not set.

@@ -44,6 +44,22 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
+impl Default for Limits {
+    /// The defaults of `cascade signal`'s flags: 64 KiB frames, 200 frames per
+    /// second with a burst of 200, 10 s for `hello`, a ping every 20 s, closed
+    /// after 60 s of silence.
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 64 * 1024,
+            rate: 200.0,
+            burst: 200.0,
+            hello_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// What every handler shares.
 #[derive(Debug)]
 pub(crate) struct AppState {
