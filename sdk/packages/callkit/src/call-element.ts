@@ -75,13 +75,9 @@ const template = `
       <div class="cam-off" aria-label="Camera off">${icons.videoOff}</div>
     </div>
     <div class="veil" aria-hidden="true"></div>
-    <div class="veil-content">
-      <div class="avatar calling" part="avatar" data-ref="callAvatar" aria-hidden="true"></div>
-      <h2 class="peer-name" data-ref="callName"></h2>
-      <p class="sub" data-ref="callSub"></p>
-    </div>
     <header class="top" part="header">
       <div class="who">
+        <div class="avatar calling" part="avatar" data-ref="callAvatar" aria-hidden="true"></div>
         <strong data-ref="topName"></strong>
         <span class="line"><span class="dot" aria-hidden="true"></span>
           <span data-ref="topStatus"></span>
@@ -124,7 +120,7 @@ const template = `
 const REFS = [
   "state", "announce", "idle", "me", "dialer", "dialerInput", "dialerCall", "error",
   "incoming", "incomingAvatar", "incomingName", "incomingSub", "decline", "accept",
-  "call", "stage", "remote", "localWrap", "local", "callAvatar", "callName", "callSub",
+  "call", "stage", "remote", "localWrap", "local", "callAvatar",
   "topName", "topStatus", "timer", "banner", "sound", "muteAudio", "muteVideo", "share", "hangup",
   "ended", "endedAvatar", "endedName", "endReason", "endedDuration", "callBack", "done",
 ] as const;
@@ -376,7 +372,6 @@ export class CascadeCallElement extends HTMLElement {
       els.announce.textContent = this.#announcement(call, screen);
       if (this.isConnected) {
         if (screen === "incoming") els.accept.focus();
-        else if (screen === "ended") els.done.focus();
       }
     }
   }
@@ -386,7 +381,7 @@ export class CascadeCallElement extends HTMLElement {
     const peer = call.peer;
     const letters = initials(peer);
     for (const el of [els.incomingAvatar, els.callAvatar, els.endedAvatar]) el.textContent = letters;
-    for (const el of [els.incomingName, els.callName, els.topName, els.endedName]) el.textContent = peer;
+    for (const el of [els.incomingName, els.topName, els.endedName]) el.textContent = peer;
     const video = call.localStream ? hasVideo(call.localStream) : true;
     els.incomingSub.textContent = video ? "Incoming video call" : "Incoming call";
 
@@ -420,7 +415,6 @@ export class CascadeCallElement extends HTMLElement {
     els.localWrap.classList.toggle("screen-share", this.#sharing);
 
     const status = statusText(call.state, call.direction);
-    els.callSub.textContent = call.state === "active" ? "Waiting for video…" : status;
     const counting = call.startedAt !== undefined && (call.state === "active" || call.state === "reconnecting");
     els.topStatus.textContent = counting && call.state === "active" ? "" : status;
     els.topStatus.hidden = counting && call.state === "active";

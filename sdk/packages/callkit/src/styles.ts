@@ -88,6 +88,7 @@ video { display: block; background: #000; }
   box-shadow: 0 10px 40px color-mix(in srgb, var(--_accent) 35%, transparent);
   user-select: none;
 }
+.avatar svg { width: 44%; height: 44%; }
 
 .controls {
   display: flex; justify-content: center; align-items: center; gap: 14px;
@@ -190,8 +191,6 @@ export const callCss = `
 }
 .stage[data-remote="none"] ~ .local-wrap:not(.camera-off) + .veil { display: block; }
 .veil { display: none; position: absolute; inset: 0; z-index: 1; background: color-mix(in srgb, var(--_bg) 55%, transparent); backdrop-filter: blur(6px); }
-.veil-content { position: absolute; inset: 0; z-index: 1; display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 16px; padding: 24px; text-align: center; pointer-events: none; }
-.stage[data-remote="video"] ~ .veil-content { display: none; }
 
 .top {
   position: absolute; z-index: 3; top: 0; left: 0; right: 0;
@@ -200,6 +199,15 @@ export const callCss = `
   color: #fff;
 }
 .top .who { display: flex; flex-direction: column; min-width: 0; }
+.top .avatar { display: none; }
+/* Until the remote video shows, the header is the centre of the screen: avatar, name, status. */
+.stage[data-remote="none"] ~ .top {
+  inset: 0; justify-content: center; padding: 24px; background: none; pointer-events: none; text-align: center;
+}
+.stage[data-remote="none"] ~ .top .who { align-items: center; gap: 10px; }
+.stage[data-remote="none"] ~ .top .avatar { display: grid; margin-bottom: 8px; }
+.stage[data-remote="none"] ~ .top strong { font-size: clamp(24px, 6cqi, 34px); white-space: normal; overflow-wrap: anywhere; }
+.stage[data-remote="none"] ~ .top .line { font-size: 16px; }
 .top .who strong { font-size: 17px; font-weight: 650; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .top .line { display: flex; gap: 8px; align-items: center; font-size: 14px; color: rgba(255, 255, 255, .8); font-variant-numeric: tabular-nums; }
 .dot { width: 8px; height: 8px; border-radius: 50%; background: var(--_success); }
@@ -244,16 +252,21 @@ export const meetingCss = `
   position: relative; overflow: hidden; min-width: 0; min-height: 0;
   border-radius: calc(var(--_radius) * .8);
   background: var(--_surface);
-  outline: 3px solid transparent; outline-offset: -3px;
-  transition: outline-color .2s ease, box-shadow .2s ease;
+  transition: box-shadow .2s ease;
 }
+/* The highlight is drawn above the video (an outline would be painted under it). */
+.tile::after {
+  content: ""; position: absolute; inset: 0; z-index: 1; border-radius: inherit; pointer-events: none;
+  box-shadow: inset 0 0 0 3px transparent; transition: box-shadow .2s ease;
+}
+.tile.speaking::after { box-shadow: inset 0 0 0 3px var(--_accent); }
 .tile video { position: absolute; inset: 0; width: 100%; height: 100%; object-fit: cover; background: transparent; }
 .tile.local video { transform: scaleX(-1); }
 .tile .avatar { position: absolute; left: 50%; top: 50%; transform: translate(-50%, -50%); width: clamp(48px, 30%, 112px); height: auto; aspect-ratio: 1; font-size: clamp(18px, 4cqi, 40px); }
 .tile:not(.no-video) .avatar { display: none; }
 .tile.no-video video { visibility: hidden; }
 .tile .name {
-  position: absolute; left: 10px; bottom: 10px; max-width: calc(100% - 20px);
+  position: absolute; z-index: 2; left: 10px; bottom: 10px; max-width: calc(100% - 20px);
   display: inline-flex; align-items: center; gap: 6px;
   padding: 4px 10px; border-radius: 999px;
   background: rgba(0, 0, 0, .55); color: #fff; font-size: 13px; font-weight: 600;
@@ -262,10 +275,7 @@ export const meetingCss = `
 .tile .name .mic { display: none; width: 14px; height: 14px; color: var(--_danger); }
 .tile .name .mic svg { width: 14px; height: 14px; }
 .tile.audio-off .name .mic { display: inline-flex; }
-.tile.speaking {
-  outline-color: var(--_accent);
-  box-shadow: 0 0 0 1px var(--_accent), 0 0 28px color-mix(in srgb, var(--_accent) 45%, transparent);
-}
+.tile.speaking { box-shadow: 0 0 28px color-mix(in srgb, var(--_accent) 50%, transparent); }
 .tile.speaking .name { background: var(--_accent); }
 .left-screen {
   position: absolute; inset: 0; z-index: 5;
