@@ -169,9 +169,12 @@ export class CascadeCallElement extends HTMLElement {
   }
   set agent(agent: CallAgent | undefined) {
     if (agent === this.#agent) return;
-    this.#agent?.removeEventListener("incoming", this.#onIncoming);
+    this.#agent?.removeEventListener("incoming", this.#onAgentCall);
+    this.#agent?.removeEventListener("outgoing", this.#onAgentCall);
     this.#agent = agent;
-    agent?.addEventListener("incoming", this.#onIncoming);
+    // "outgoing" (a call the application placed through the agent) is shown like an invite.
+    agent?.addEventListener("incoming", this.#onAgentCall);
+    agent?.addEventListener("outgoing", this.#onAgentCall);
     const current = agent?.current;
     if (current && current !== this.#call && !this.#isLive()) this.#show(current);
     else this.#render();
@@ -224,7 +227,7 @@ export class CascadeCallElement extends HTMLElement {
     return this.#call !== undefined && this.#call.state !== "ended";
   }
 
-  readonly #onIncoming = (e: Event): void => {
+  readonly #onAgentCall = (e: Event): void => {
     const call = (e as CustomEvent<{ call: Call }>).detail?.call;
     // While a call is live the agent answers a new invite busy; keep showing ours.
     if (call && !this.#isLive()) this.#show(call);
