@@ -156,8 +156,12 @@ export const callCss = `
 @keyframes nudge { 0%, 100% { transform: rotate(0); } 10% { transform: rotate(-5deg); } 20% { transform: rotate(5deg); } 30% { transform: rotate(0); } }
 .answer { display: flex; gap: clamp(48px, 18cqi, 96px); margin-top: 28px; }
 .labeled { display: flex; flex-direction: column; align-items: center; gap: 10px; font-size: 14px; color: var(--_soft); }
-.incoming .ctl.success { animation: bob 1.2s ease-in-out infinite; }
-@keyframes bob { 0%, 100% { transform: translateY(0); } 50% { transform: translateY(-4px); } }
+/* The accept button glows; it does not move (a moving target is hard to tap, and to click in tests). */
+.incoming .ctl.success { animation: glow 1.6s ease-out infinite; }
+@keyframes glow {
+  0% { box-shadow: 0 0 0 0 color-mix(in srgb, var(--_success) 60%, transparent); }
+  100% { box-shadow: 0 0 0 18px transparent; }
+}
 
 /* in call */
 .stage { position: absolute; inset: 0; background: #000; }
