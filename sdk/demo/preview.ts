@@ -88,4 +88,6 @@ async function main(): Promise<void> {
   if (screen === "ended") call.setState("ended", { endReason: "remote_hangup" });
 }
 
-void main();
+void main().then(() => {
+  document.body.dataset.ready = "true";
+});

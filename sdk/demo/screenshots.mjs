@@ -52,8 +52,9 @@ try {
       page.on("pageerror", (e) => console.error(`${screen}: ${e.message}`));
       const query = screen.startsWith("meeting") ? `screen=meeting&people=${Number(screen.slice(7)) - 1 || 3}` : `screen=${screen}`;
       await page.goto(`${base}/preview.html?${query}`);
-      // Wait until every visible video shows a frame.
+      // Wait until the preview set its call up and every visible video shows a frame.
       await page.waitForFunction(() => {
+        if (document.body.dataset.ready !== "true") return false;
         const host = document.querySelector("cascade-call, cascade-meeting");
         if (!host?.shadowRoot) return false;
         const videos = [...host.shadowRoot.querySelectorAll("video")].filter((v) => v.srcObject && v.offsetParent);

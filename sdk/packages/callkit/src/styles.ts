@@ -224,6 +224,7 @@ export const callCss = `
   background: var(--_warning); color: #1d1300; font-weight: 600; font-size: 15px;
   box-shadow: 0 8px 24px rgba(0, 0, 0, .35); white-space: nowrap;
 }
+@container (max-width: 560px) { .banner { left: 16px; transform: none; } }
 .spinner { width: 16px; height: 16px; border-radius: 50%; border: 2px solid currentColor; border-right-color: transparent; animation: spin .8s linear infinite; }
 @keyframes spin { to { transform: rotate(360deg); } }
 .sound {
