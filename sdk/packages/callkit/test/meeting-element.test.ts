@@ -1,8 +1,8 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { FakeMeeting, FakeResizeObserver, FakeStream } from "../test/fakes.js";
-import { defineCallKit } from "./index.js";
-import { type CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "./meeting-element.js";
+import { FakeMeeting, FakeResizeObserver, FakeStream } from "./fakes.js";
+import { defineCallKit } from "../src/index.js";
+import { type CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "../src/meeting-element.js";
 
 defineCallKit();
 

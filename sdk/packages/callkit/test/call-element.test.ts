@@ -1,8 +1,8 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { FakeAgent, FakeCall, FakeStream } from "../test/fakes.js";
-import type { CascadeCallElement } from "./call-element.js";
-import { defineCallKit } from "./index.js";
+import { FakeAgent, FakeCall, FakeStream } from "./fakes.js";
+import type { CascadeCallElement } from "../src/call-element.js";
+import { defineCallKit } from "../src/index.js";
 
 defineCallKit();
 
