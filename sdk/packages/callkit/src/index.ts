@@ -1,0 +1,5 @@
+/**
+ * @cascade/callkit: Web Components for calls and meetings, on top of `@cascade/call`.
+ * @packageDocumentation
+ */
+export {};
