@@ -2,7 +2,7 @@
  * @cascade/call: 1:1 calls (invite, ringing, accept, decline, cancel, busy, timeout,
  * hang-up, several devices per user) and meetings, over `@cascade/core` media and a
  * `@cascade/signal` channel.
- * @packageDocumentation
+ * @module @cascade/call
  */
 export { CallAgent, type CallAgentOptions, type CallEventDetail } from "./agent.js";
 export { Call, type CallState, type EndReason, type CallStateDetail } from "./call.js";

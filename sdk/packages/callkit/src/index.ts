@@ -1,5 +1,5 @@
 /**
  * @cascade/callkit: Web Components for calls and meetings, on top of `@cascade/call`.
- * @packageDocumentation
+ * @module @cascade/callkit
  */
 export {};

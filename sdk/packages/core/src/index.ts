@@ -3,7 +3,7 @@
  * subscribes (WHIP/WHEP), follows room and resource events, restarts ICE on network
  * changes, summarizes getStats, and reports failures as {@link CascadeError}. No
  * signalling of its own: calls and meetings build on it in `@cascade/call`.
- * @packageDocumentation
+ * @module @cascade/core
  */
 export { CascadeError, type ClientErrorCode } from "./errors.js";
 export { findServer, type FindServerOptions } from "./dns.js";

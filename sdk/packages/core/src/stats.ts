@@ -4,7 +4,7 @@
  * @module
  */
 
-/** What {@link summarizeStats} reads from a report. */
+/** A peer connection's statistics summed over its RTP streams (`Publication.stats`, `Subscription.stats`). */
 export interface StatsSummary {
   bytesSent: number;
   bytesReceived: number;

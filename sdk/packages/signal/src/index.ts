@@ -2,7 +2,7 @@
  * @cascade/signal: the {@link SignalChannel} interface the call layer talks through,
  * and {@link CascadeSignal}, its client for `cascade signal` (durable inboxes,
  * resume, dedup, reconnection).
- * @packageDocumentation
+ * @module @cascade/signal
  */
 export type { SignalChannel, SignalMessage, SignalTarget } from "./channel.js";
 export {
