@@ -90,6 +90,7 @@ export abstract class Resource extends EventTarget {
   #restarting: Promise<void> | undefined;
   #disconnectedTimer: ReturnType<typeof setTimeout> | undefined;
   #stopping: Promise<void> | undefined;
+  #ended = false;
   #detach: (() => void) | undefined;
   protected readonly ctx: ResourceContext;
 
@@ -188,7 +189,7 @@ export abstract class Resource extends EventTarget {
   #update(reason?: string): void {
     let next: ResourceState;
     const ice = this.#pc?.iceConnectionState;
-    if (this.#stopping || this.#serverState === "ended") next = "ended";
+    if (this.#ended || this.#serverState === "ended") next = "ended";
     else if (this.#restarting || this.#serverState === "reconnecting" || ice === "disconnected" || ice === "failed") next = "reconnecting";
     else if (ice === "connected" || ice === "completed") next = "live";
     else if (this.#state === "live" || this.#state === "reconnecting") next = "reconnecting";
@@ -260,6 +261,7 @@ export abstract class Resource extends EventTarget {
 
   #end(by: "local" | "server"): Promise<void> {
     if (this.#stopping) return this.#stopping;
+    this.#ended = true;
     this.#stopping = (async () => {
       this.#detach?.();
       this.#events?.close();
