@@ -33,6 +33,7 @@ export interface RepublishedDetail {
  * (`CustomEvent<{resource, previous}>`) when it was published again under a new URL.
  */
 export class Publication extends Resource {
+  /** The published stream. */
   readonly stream: MediaStream;
   readonly #url: string;
   readonly #opts: PublishOptions;
