@@ -15,4 +15,3 @@ export { Publication, SIMULCAST_ENCODINGS, type PublishOptions, type Republished
 export { Subscription, type SubscribeOptions, type LayerPreferences, type TrackDetail } from "./subscription.js";
 export { RoomEvents, type RoomEventDetail } from "./room.js";
 export type { StatsSummary } from "./stats.js";
-// x

@@ -28,7 +28,7 @@ function num(v: unknown): number {
   return typeof v === "number" && Number.isFinite(v) ? v : 0;
 }
 
-/** Adds up a stats report's `inbound-rtp`/`outbound-rtp` and reads its nominated candidate pair. */
+/** Sums a stats report's `inbound-rtp`/`outbound-rtp` and reads its nominated candidate pair. */
 export function summarizeStats(report: RTCStatsReport | Map<string, Entry>): StatsSummary {
   const s: StatsSummary = { bytesSent: 0, bytesReceived: 0, packetsLost: 0, framesDecoded: 0, framesEncoded: 0 };
   const entries: Entry[] = [];
