@@ -230,6 +230,11 @@ export class FakeWebSocket {
     this.readyState = 3;
     this.onclose?.(Object.assign(new Event("close"), { code, reason }) as CloseEvent);
   }
+  /** Server side: a failed handshake that only fires `error`. */
+  fail(): void {
+    this.readyState = 3;
+    this.onerror?.(new Event("error"));
+  }
   framesOf(type: string): Record<string, unknown>[] {
     return this.sent.filter((f) => f.type === type);
   }

@@ -200,7 +200,10 @@ export class CascadeSignal extends EventTarget implements SignalChannel {
     ws.onclose = (ev: CloseEvent) => {
       if (ws === this.#ws) this.#onClose(ev.code, ev.reason);
     };
-    ws.onerror = () => undefined;
+    ws.onerror = () => {
+      // A refused handshake (401) may fire only `error`, no `close` (Node's WebSocket).
+      if (ws === this.#ws && ws.readyState !== OPEN) this.#onClose(1006, "connection failed");
+    };
   }
 
   #write(f: ClientFrame): boolean {

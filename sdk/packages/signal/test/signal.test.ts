@@ -210,6 +210,23 @@ describe("CascadeSignal", () => {
     await expect(pending).rejects.toMatchObject({ code: "network" });
   });
 
+  it("treats a refused handshake that fires only error as a close", async () => {
+    const pending = CascadeSignal.connect(opts());
+    await flush();
+    FakeWebSocket.last().fail();
+    await expect(pending).rejects.toMatchObject({ code: "network" });
+    const { s } = await connect();
+    FakeWebSocket.last().drop(1006);
+    await vi.advanceTimersByTimeAsync(101);
+    await flush();
+    FakeWebSocket.last().fail();
+    expect(s.state).toBe("connecting");
+    const count = FakeWebSocket.instances.length;
+    await vi.advanceTimersByTimeAsync(201);
+    await flush();
+    expect(FakeWebSocket.instances.length).toBe(count + 1);
+  });
+
   it("ignores frames that are not JSON or not known", async () => {
     const { s, ws } = await connect();
     const got: unknown[] = [];
