@@ -64,7 +64,7 @@ async function start(user: string): Promise<void> {
   });
   demo.agent = agent;
   el.addEventListener("call", (e) => watch((e as CustomEvent<{ call: Call | undefined }>).detail.call));
-  el.addEventListener("error", (e) => showProblem(describe((e as CustomEvent<{ error: unknown }>).detail.error)));
+  el.addEventListener("cascade-error", (e) => showProblem(describe((e as CustomEvent<{ error: unknown }>).detail.error)));
   if (flag("autoaccept")) {
     agent.addEventListener("incoming", (e) => {
       const call = (e as CustomEvent<{ call: Call }>).detail.call;

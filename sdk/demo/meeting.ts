@@ -51,7 +51,7 @@ el.addEventListener("leave", () => {
   demo.ready = false;
   again.hidden = false;
 });
-el.addEventListener("error", (e) => showProblem(describe((e as CustomEvent<{ error: unknown }>).detail.error)));
+el.addEventListener("cascade-error", (e) => showProblem(describe((e as CustomEvent<{ error: unknown }>).detail.error)));
 rejoin.addEventListener("click", () => {
   if (!joined) return;
   el.meeting = undefined;

@@ -131,7 +131,7 @@ type Ref = (typeof REFS)[number];
  * `dialer` attribute it also offers a field to call someone. `call` may be set too, for
  * a call the application placed itself. Attributes: `dialer`, `user` (shown on the
  * dialer), `ring-sound` (a synthesised ringtone while an incoming call rings).
- * Events: `call` (CustomEvent<{call}>) when it starts showing another call, `error`
+ * Events: `call` (CustomEvent<{call}>) when it starts showing another call, `cascade-error`
  * (CustomEvent<{error}>) when an action of the user failed.
  */
 export class CascadeCallElement extends HTMLElement {
@@ -303,7 +303,7 @@ export class CascadeCallElement extends HTMLElement {
   }
 
   #fail(error: unknown): void {
-    this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+    this.dispatchEvent(new CustomEvent("cascade-error", { detail: { error } }));
   }
 
   #toggleMute(kind: "audio" | "video"): void {

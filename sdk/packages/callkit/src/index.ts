@@ -8,7 +8,7 @@
  * defineCallKit();
  * document.querySelector("cascade-call")!.agent = agent;
  * ```
- * @packageDocumentation
+ * @module @cascade/callkit
  */
 
 import { CascadeCallElement } from "./call-element.js";
@@ -16,8 +16,6 @@ import { CascadeMeetingElement } from "./meeting-element.js";
 
 export { CascadeCallElement, type CallChangeDetail, type CallScreen } from "./call-element.js";
 export { CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "./meeting-element.js";
-export { bestGrid, type GridChoice } from "./layout.js";
-export { endReasonText, formatDuration, initials, statusText } from "./format.js";
 
 /** Registers `<cascade-call>` and `<cascade-meeting>` (once; later calls do nothing). */
 export function defineCallKit(registry: CustomElementRegistry = customElements): void {

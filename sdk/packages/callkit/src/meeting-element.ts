@@ -67,7 +67,7 @@ type MeetingWithPublication = Meeting & { readonly publication?: Publication; re
 /**
  * `<cascade-meeting>`: set `meeting` (a joined `Meeting`). Attributes: `user` (the local
  * user's name on the local tile), `room` (shown in the header). Events: `leave` once the
- * meeting was left with the leave button, `error` (CustomEvent<{error}>).
+ * meeting was left with the leave button, `cascade-error` (CustomEvent<{error}>).
  */
 export class CascadeMeetingElement extends HTMLElement {
   static readonly observedAttributes = ["user", "room"];
@@ -263,7 +263,7 @@ export class CascadeMeetingElement extends HTMLElement {
       tile.sent = key;
       meeting.preferSize(tile.resource, width, height).catch((error: unknown) => {
         tile.sent = undefined;
-        this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+        this.dispatchEvent(new CustomEvent("cascade-error", { detail: { error } }));
       });
     }, PREFER_SIZE_DEBOUNCE_MS);
   }
@@ -285,7 +285,7 @@ export class CascadeMeetingElement extends HTMLElement {
       this.#els.left.hidden = false;
       this.dispatchEvent(new CustomEvent("leave", { bubbles: true, composed: true }));
     } catch (error) {
-      this.dispatchEvent(new CustomEvent("error", { detail: { error } }));
+      this.dispatchEvent(new CustomEvent("cascade-error", { detail: { error } }));
     } finally {
       (this.#els.leave as HTMLButtonElement).disabled = false;
     }

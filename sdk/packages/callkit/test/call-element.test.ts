@@ -114,6 +114,20 @@ describe("<cascade-call>", () => {
     expect((el.call as unknown as FakeCall).log).toEqual(["hangup"]);
   });
 
+  it("says why a call could not be placed, and reports it", async () => {
+    el.setAttribute("dialer", "");
+    agent.call = async () => {
+      throw Object.assign(new Error("refused"), { code: "busy" });
+    };
+    const errors: unknown[] = [];
+    el.addEventListener("cascade-error", (e) => errors.push((e as CustomEvent).detail.error));
+    (byId(el, "dialer-input") as HTMLInputElement).value = "dave";
+    byId(el, "dialer-call").click();
+    await vi.waitFor(() => expect(errors).toHaveLength(1));
+    expect(el.shadowRoot?.querySelector('[role="alert"]')?.textContent).toBe("That user is busy");
+    expect(el.screen).toBe("idle");
+  });
+
   it("mute buttons toggle the call's tracks and say so", () => {
     const call = agent.ring("bob");
     call.setState("active", { startedAt: Date.now() });
