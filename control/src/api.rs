@@ -28,8 +28,9 @@ use cascade_core::token::{Claims, Grant};
 
 /// Largest request body accepted (an SDP offer with many m-lines fits easily).
 const MAX_BODY: usize = 64 * 1024;
-/// Longest a relay request waits for a publication's simulcast layers to show.
-const RELAY_LAYER_WAIT: Duration = Duration::from_secs(3);
+/// Longest a relay request waits for a publication's publisher to connect and its
+/// simulcast layers to show; within the 5 s an edge waits for the answer.
+const RELAY_READY_WAIT: Duration = Duration::from_secs(4);
 
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
@@ -658,11 +659,14 @@ async fn open_relay(
     let body = body.map_err(body_error)?;
     let req: RelayRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_relay_request", e.to_string()))?;
-    // A relay carries the simulcast layers known when it opens: give a new
-    // publisher's layers a moment to show their SSRCs (browsers start every layer
-    // within a second or two of connecting).
-    let deadline = tokio::time::Instant::now() + RELAY_LAYER_WAIT;
-    while state.with_sfu(|sfu| sfu.layers_pending(&id, Instant::now()))
+    // A relay needs the publisher's keys and carries the simulcast layers known when
+    // it opens: give a publisher that is still connecting (an invitation to a call
+    // goes out as soon as the publish is answered) a moment to connect, and its
+    // layers a moment to show their SSRCs (browsers start every layer within a
+    // second or two of connecting).
+    let deadline = tokio::time::Instant::now() + RELAY_READY_WAIT;
+    while state
+        .with_sfu(|sfu| sfu.publication_connecting(&id) || sfu.layers_pending(&id, Instant::now()))
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(100)).await;

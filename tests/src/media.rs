@@ -81,6 +81,32 @@ pub async fn connect_via(
     Ok(connect_peer(http_base, socket, path, token, role).await?.0)
 }
 
+/// Like [`connect`], but once the server created the resource, tells `created` its
+/// URL and waits `hold` before starting ICE: a peer whose connectivity checks come
+/// late (a slow browser, a lossy first hop).
+pub async fn connect_late(
+    server: &ServerProcess,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+    hold: Duration,
+    created: impl FnOnce(&str) + Send,
+) -> anyhow::Result<UdpPeer> {
+    let socket = UdpSocket::bind("127.0.0.1:0")?;
+    let late = Late { hold, created };
+    Ok(
+        connect_peer_late(&server.http_base, socket, path, token, role, Some(late))
+            .await?
+            .0,
+    )
+}
+
+/// What [`connect_late`] does between the answer and ICE.
+struct Late<F> {
+    hold: Duration,
+    created: F,
+}
+
 /// [`connect_via`], also returning the client peer (to keep its consent fresh).
 async fn connect_peer(
     http_base: &str,
@@ -88,6 +114,17 @@ async fn connect_peer(
     path: &str,
     token: &str,
     role: PeerRole,
+) -> anyhow::Result<(UdpPeer, ClientPeer)> {
+    connect_peer_late::<fn(&str)>(http_base, socket, path, token, role, None).await
+}
+
+async fn connect_peer_late<F: FnOnce(&str)>(
+    http_base: &str,
+    socket: UdpSocket,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+    late: Option<Late<F>>,
 ) -> anyhow::Result<(UdpPeer, ClientPeer)> {
     let mut peer = ClientPeer::new(role, &[])?;
     let resp = http_client()
@@ -108,6 +145,10 @@ async fn connect_peer(
         bail!("{path}: {status}: {answer}");
     }
     let resource = location.context("201 without Location")?;
+    if let Some(late) = late {
+        (late.created)(&resource);
+        tokio::time::sleep(late.hold).await;
+    }
     let now = Instant::now();
     peer.accept_answer(&answer, now)?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use cascade_dataplane::rtcp::{self, RtcpKind};
 use cascade_peer::PeerRole;
-use cascade_tests::media::{UdpPeer, connect, rtp_packet};
+use cascade_tests::media::{UdpPeer, connect, connect_late, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use serde_json::Value;
 
@@ -416,4 +416,116 @@ async fn relays_go_over_https_to_servers_the_cluster_trusts() {
         body.contains("scheme"),
         "HTTPS only between servers: {body}"
     );
+}
+
+/// An edge asking for a publication whose publisher is still connecting (a callee
+/// accepting a call the moment the invitation arrives) gets its relay once the
+/// publisher connects, instead of a 409 `not_connected` passed on as 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_waits_for_a_publisher_that_is_still_connecting() {
+    let Some(servers) = servers(2) else { return };
+    let (origin, edge) = (&servers[0], &servers[1]);
+    let room = random_room("late");
+    let token = origin.token(&room, "u", &["publish", "subscribe"]).unwrap();
+    let (created_tx, created_rx) = tokio::sync::oneshot::channel::<String>();
+    let publish_path = format!("/rtc/v1/rooms/{room}/publish");
+    let publish = connect_late(
+        origin,
+        &publish_path,
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x1111,
+            video_ssrc: 0x2222,
+        },
+        Duration::from_millis(1500),
+        move |resource| {
+            let _ = created_tx.send(resource.to_owned());
+        },
+    );
+    let subscribe = async {
+        let resource = created_rx.await.expect("the publication is created");
+        connect(
+            edge,
+            &format!("/rtc/v1/rooms/{room}/subscribe?resource={resource}"),
+            &token,
+            PeerRole::Subscriber,
+        )
+        .await
+    };
+    let (publisher, subscriber) = tokio::join!(publish, subscribe);
+    let mut publisher = publisher.expect("the publisher connects late");
+    let mut subscriber =
+        subscriber.expect("the edge subscribes to a publication whose publisher connects late");
+    let receiving = tokio::task::spawn_blocking(move || {
+        let got = receive_video(&mut subscriber, 50, Duration::from_secs(10));
+        (subscriber, got)
+    });
+    for round in 0..20u16 {
+        send_video(&mut publisher, round * 10, 10).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_subscriber, got) = receiving.await.unwrap();
+    assert!(
+        got.len() >= 50,
+        "the edge's subscriber got {} packets",
+        got.len()
+    );
+}
+
+/// Two servers that are each other's origin (a 1:1 call across them: each side
+/// subscribes on its own server to the other's publication) relay both ways over the
+/// one pair of media addresses: neither relay stops the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_relay_to_each_other_at_once() {
+    let Some(servers) = servers(2) else { return };
+    let room = random_room("both-ways");
+    let token = servers[0]
+        .token(&room, "u", &["publish", "subscribe"])
+        .unwrap();
+    // One publisher on each server, with distinct SSRCs (as browsers have).
+    let mut publishers = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let video_ssrc = 0x2222 + i as u32 * 0x1000;
+        let p = connect(
+            server,
+            &format!("/rtc/v1/rooms/{room}/publish"),
+            &token,
+            PeerRole::Publisher {
+                audio_ssrc: video_ssrc - 1,
+                video_ssrc,
+            },
+        )
+        .await
+        .expect("publisher connects");
+        publishers.push((p, video_ssrc));
+    }
+    // Each server's subscriber takes the other server's publication: two relays, in
+    // opposite directions.
+    let mut subscribers = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let other = &publishers[1 - i].0.resource;
+        subscribers.push(subscribe(server, &room, &token, other).await);
+    }
+    let receiving: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut s| {
+            tokio::task::spawn_blocking(move || {
+                receive_video(&mut s, 150, Duration::from_secs(10)).len()
+            })
+        })
+        .collect();
+    for seq in 0..300u16 {
+        for (p, ssrc) in &mut publishers {
+            p.send_rtp(&rtp_packet(*ssrc, seq, u32::from(seq) * 3000, 96, 600))
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (i, r) in receiving.into_iter().enumerate() {
+        let got = r.await.unwrap();
+        assert!(
+            got >= 150,
+            "the subscriber on server {i} got {got} of the other server's packets"
+        );
+    }
 }

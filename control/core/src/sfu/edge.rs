@@ -9,14 +9,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
-use cascade_command::ids::Ssrc;
+use cascade_command::command::{Command, MediaKind, SessionId};
 use cascade_command::keys::SrtpKeyingMaterial;
-use rand::Rng;
 
 use super::dto::RelayAnswer;
 use super::layers::SimulcastLayer;
-use super::relay_link::{ATTR_UPSTREAM_LOST, has_attribute, probe_key, random_keys, relay_probe};
+use super::relay_link::{ATTR_UPSTREAM_LOST, has_attribute, probe_key, relay_probe};
 use super::resource::{
     Publication, PublishedTrack, Resource, ResourceId, new_resource_id, track_ssrcs,
 };
@@ -223,34 +221,14 @@ impl Sfu {
                 return link.session;
             }
             // The origin forgot this edge and made new feedback keys: re-key the link
-            // and give it back its relayed sources and routes.
+            // (which gives it back its relayed sources and routes).
             link.keys = feedback;
             let id = link.session;
-            self.install_link(id, origin, feedback);
-            let relayed: Vec<(Vec<Ssrc>, SrtpKeyingMaterial)> = self
-                .resources
-                .values()
-                .filter_map(|r| match r {
-                    Resource::Publication(p) if p.session == id && p.remote.is_some() => {
-                        Some((track_ssrcs(&p.tracks), p.keys?))
-                    }
-                    _ => None,
-                })
-                .collect();
-            for (ssrcs, rx) in relayed {
-                self.out
-                    .push_back(SfuOutput::Command(Command::AddRelayedSource {
-                        session: id,
-                        ssrcs,
-                        rx,
-                    }));
-            }
-            self.install_routes_for(now, id);
+            self.install_peer_link(now, origin, id);
             return id;
         }
-        let id = self.next_session;
-        self.next_session.0 += 1;
-        self.install_link(id, origin, feedback);
+        // This server may already be that server's origin: one session for both.
+        let id = self.peer_link_id(origin);
         self.origins.insert(
             origin,
             OriginLink {
@@ -259,24 +237,8 @@ impl Sfu {
                 keys: feedback,
             },
         );
+        self.install_peer_link(now, origin, id);
         id
-    }
-
-    fn install_link(&mut self, id: SessionId, origin: SocketAddr, feedback: SrtpKeyingMaterial) {
-        self.out
-            .push_back(SfuOutput::Command(Command::PeerValidated {
-                id,
-                peer: origin,
-            }));
-        self.out
-            .push_back(SfuOutput::Command(Command::InstallSession {
-                id,
-                peer: origin,
-                rx: random_keys(&mut self.rng),
-                tx: feedback,
-                rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
-                extensions: ExtensionIds::default(),
-            }));
     }
 
     /// Marks remote publications used or idle, and closes those idle past the grace.
@@ -548,8 +510,7 @@ impl Sfu {
             if link.publications == 0 {
                 let session = link.session;
                 self.origins.remove(&origin);
-                self.out
-                    .push_back(SfuOutput::Command(Command::RemoveSession { id: session }));
+                self.release_peer_link(origin, session);
             }
         }
     }

@@ -31,6 +31,7 @@ mod fanout;
 mod layers;
 mod negotiate;
 mod origin;
+mod peer_link;
 mod relay_link;
 mod resource;
 mod routes;

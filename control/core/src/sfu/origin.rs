@@ -10,10 +10,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cascade_command::command::{Command, ExtensionIds, MediaKind, SessionId};
+use cascade_command::command::{Command, MediaKind, SessionId};
 use cascade_command::ids::Ssrc;
 use cascade_command::keys::SrtpKeyingMaterial;
-use rand::Rng;
 
 use super::dto::{RelayAnswer, RelayKeys, RelayLayer, RelayTrack};
 use super::relay_link::{ATTR_UPSTREAM_LOST, RELAY_PROBE_USERNAME, probe_key, random_keys};
@@ -56,6 +55,11 @@ pub(super) struct EdgeFeedback {
 }
 
 impl Sfu {
+    /// Publication `id` exists and its publisher has not connected yet (no keys).
+    pub fn publication_connecting(&self, id: &str) -> bool {
+        matches!(self.resources.get(id), Some(Resource::Publication(p)) if p.keys.is_none())
+    }
+
     /// Relays publication `id` to the cascade peer at `peer` (an edge's media
     /// address): every packet the publisher sends goes there unchanged, and the answer
     /// carries what the edge needs to read them. The relay lives while the edge probes
@@ -80,19 +84,6 @@ impl Sfu {
         p.relays.push(relay_id.clone());
         let session = p.session;
         let room = p.room.clone();
-        let ssrcs = track_ssrcs(&p.tracks);
-        let cached: Vec<Ssrc> = p
-            .tracks
-            .iter()
-            .filter(|t| t.kind == MediaKind::Video)
-            .flat_map(|t| std::iter::once(t.ssrc).chain(t.layers.iter().filter_map(|l| l.ssrc)))
-            .map(Ssrc)
-            .fold(Vec::new(), |mut v, s| {
-                if s.0 != 0 && !v.contains(&s) {
-                    v.push(s);
-                }
-                v
-            });
         let tracks = p
             .tracks
             .iter()
@@ -129,30 +120,20 @@ impl Sfu {
             },
         );
         self.emit_cascade(session);
-        // The edge's RTCP comes back from `peer`: one feedback session per edge.
+        // The edge's RTCP comes back from `peer`: one feedback session per edge (the
+        // link's session, which it shares when this server is also the edge's edge).
         let feedback = match self.edges.get_mut(&peer) {
             Some(e) => {
                 e.relays += 1;
-                e.keys
+                let (keys, edge) = (e.keys, e.session);
+                if let Some(cmd) = self.relay_feedback_command(edge, id) {
+                    self.out.push_back(SfuOutput::Command(cmd));
+                }
+                keys
             }
             None => {
                 let keys = random_keys(&mut self.rng);
-                let edge = self.next_session;
-                self.next_session.0 += 1;
-                self.out
-                    .push_back(SfuOutput::Command(Command::PeerValidated {
-                        id: edge,
-                        peer,
-                    }));
-                self.out
-                    .push_back(SfuOutput::Command(Command::InstallSession {
-                        id: edge,
-                        peer,
-                        rx: keys,
-                        tx: random_keys(&mut self.rng),
-                        rtcp_ssrc: Ssrc(self.rng.random::<u32>() & !0xff),
-                        extensions: ExtensionIds::default(),
-                    }));
+                let edge = self.peer_link_id(peer);
                 self.edges.insert(
                     peer,
                     EdgeFeedback {
@@ -161,18 +142,12 @@ impl Sfu {
                         relays: 1,
                     },
                 );
+                // Installs the session and the feedback routes of every relay to
+                // `peer`, this one included.
+                self.install_peer_link(now, peer, edge);
                 keys
             }
         };
-        if let Some(e) = self.edges.get(&peer) {
-            self.out
-                .push_back(SfuOutput::Command(Command::RelayFeedback {
-                    relay: e.session,
-                    publisher: session,
-                    ssrcs,
-                    cached,
-                }));
-        }
         tracing::info!(resource = super::resource::log_id(id), %peer, relay = %relay_id, "relay opened");
         Ok(RelayAnswer {
             relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
@@ -181,6 +156,37 @@ impl Sfu {
             feedback_srtp: RelayKeys::from(&feedback),
             srtp: RelayKeys::from(&keys),
             tracks,
+        })
+    }
+
+    /// The data plane's feedback routes of a relay of `publication` read on session
+    /// `relay` (the edge's RTCP about the publication's SSRCs goes to its publisher),
+    /// and the video SSRCs whose packets the publisher's session keeps for NACKs.
+    pub(super) fn relay_feedback_command(
+        &self,
+        relay: SessionId,
+        publication: &str,
+    ) -> Option<Command> {
+        let Some(Resource::Publication(p)) = self.resources.get(publication) else {
+            return None;
+        };
+        let cached: Vec<Ssrc> = p
+            .tracks
+            .iter()
+            .filter(|t| t.kind == MediaKind::Video)
+            .flat_map(|t| std::iter::once(t.ssrc).chain(t.layers.iter().filter_map(|l| l.ssrc)))
+            .map(Ssrc)
+            .fold(Vec::new(), |mut v, s| {
+                if s.0 != 0 && !v.contains(&s) {
+                    v.push(s);
+                }
+                v
+            });
+        Some(Command::RelayFeedback {
+            relay,
+            publisher: p.session,
+            ssrcs: track_ssrcs(&p.tracks),
+            cached,
         })
     }
 
@@ -241,8 +247,7 @@ impl Sfu {
             if e.relays == 0 {
                 let id = e.session;
                 self.edges.remove(&peer);
-                self.out
-                    .push_back(SfuOutput::Command(Command::RemoveSession { id }));
+                self.release_peer_link(peer, id);
             }
         }
     }
