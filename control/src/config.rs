@@ -5,6 +5,7 @@
 use cascade_core::placement::member_from_url;
 use cascade_dataplane::budget::UpcallBudgetConfig;
 use cascade_dns::membership::{MemberScheme, MembershipSource};
+use cascade_signal::store::StoreLocation;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,6 +213,15 @@ pub struct ServeArgs {
     /// control, per worker, after a burst of as many [default: 2000].
     #[arg(long, env = "CASCADE_UPCALL_BUDGET_TOTAL")]
     pub upcall_budget_total: Option<u32>,
+    /// WebSocket URL of the `cascade signal` the `/call` and `/meeting` pages use,
+    /// e.g. wss://signal.example.com/v1/connect.
+    #[arg(long, env = "CASCADE_SIGNAL_URL", conflicts_with = "signal_store")]
+    pub signal_url: Option<String>,
+    /// Run `cascade signal` in this process, under `/signal`, with its messages in
+    /// this redb file or `redis://` server [default on a generated development
+    /// secret: a file in the temporary directory, removed at exit].
+    #[arg(long, env = "CASCADE_SIGNAL_STORE")]
+    pub signal_store: Option<String>,
 }
 
 /// The TOML file's shape.
@@ -259,6 +269,8 @@ struct FileConfig {
     max_subscribe_resources: Option<usize>,
     upcall_budget_per_source: Option<u32>,
     upcall_budget_total: Option<u32>,
+    signal_url: Option<String>,
+    signal_store: Option<String>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -292,6 +304,10 @@ pub struct ServeConfig {
     pub http_limits: HttpLimits,
     /// Each data plane worker's budget for STUN/DTLS from unvalidated sources.
     pub upcall_budget: UpcallBudgetConfig,
+    /// The signalling service of the demo pages, elsewhere...
+    pub signal_url: Option<String>,
+    /// ...or in this process, with its store.
+    pub signal_store: Option<StoreLocation>,
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -346,6 +362,13 @@ impl ServeArgs {
             // The defaults are literal, valid socket addresses.
             s.parse().expect("valid default address")
         };
+        let signal_url = self.signal_url.or(file.signal_url);
+        let signal_store = self.signal_store.or(file.signal_store);
+        if signal_url.is_some() && signal_store.is_some() {
+            return Err(ConfigError::Incomplete(
+                "signal_url (a signal service elsewhere) and signal_store (one in this process) exclude each other",
+            ));
+        }
         Ok(ServeConfig {
             http_listen: self
                 .http_listen
@@ -494,6 +517,8 @@ impl ServeArgs {
                     global_burst: total,
                 }
             },
+            signal_url,
+            signal_store: signal_store.map(|s| StoreLocation::parse(&s)),
         })
     }
 }

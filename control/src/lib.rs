@@ -1,6 +1,6 @@
 //! The `cascade` media server's shell: it turns HTTP requests and datagrams into
 //! inputs of the sans-IO core ([`cascade_core`]) and the core's outputs into I/O:
-//! the HTTP API ([`api`]), the server loop and its state ([`server`]), the HTTP
+//! the HTTP API ([`api`]), the demo pages and in-process signalling ([`demo`]), the server loop and its state ([`server`]), the HTTP
 //! listener and its limits ([`listener`], [`limits`]), configuration,
 //! metrics, the cluster's TLS trust and the eBPF shell ([`kernel`]). The core decides;
 //! the shell carries out, and changes the data plane only with the core's
@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cluster_tls;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod etag;
 pub mod kernel;

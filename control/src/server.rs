@@ -302,6 +302,10 @@ fn announce(
         }
         None => println!("demo page: {public_url}/?room=demo (mint a token with `cascade token`)"),
     }
+    if dev_token.is_some() {
+        println!("call demo: {public_url}/call (open it in two tabs, call the other tab's name)");
+        println!("meeting demo: {public_url}/meeting?room=demo");
+    }
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -517,7 +521,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         dev_token.as_deref(),
     );
 
-    let router = crate::api::router(state.clone());
+    let (signal, in_process_signal) =
+        crate::demo::start_signal(&config, &secrets, generated_secret).await?;
+    let (signal_router, in_process_signal) = in_process_signal.unzip();
+    let mut router = crate::api::router(state.clone()).merge(crate::demo::router(Arc::new(
+        crate::demo::DemoState {
+            signal,
+            dev_secret: generated_secret.then(|| secrets[0].clone()),
+            tls: tls.is_some(),
+        },
+    )));
+    if let Some(signal_router) = signal_router {
+        router = router.nest("/signal", signal_router);
+    }
     crate::listener::serve(
         listener,
         tls.map(Arc::new),
@@ -531,6 +547,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     )
     .await;
     tracing::info!("shutting down");
+    if let Some(s) = in_process_signal {
+        s.shutdown().await;
+    }
     state.dataplane.shutdown();
     let _ = media_thread.join();
     Ok(())

@@ -14,7 +14,8 @@ import { gzipSync } from "node:zlib";
 
 const demoDir = path.dirname(fileURLToPath(import.meta.url));
 export const sdkDir = path.dirname(demoDir);
-export const outDir = path.join(sdkDir, "dist-demo");
+/** Where the pages go: `CASCADE_DEMO_OUTDIR` (cargo's build script sets it), else dist-demo/. */
+export const outDir = process.env.CASCADE_DEMO_OUTDIR ?? path.join(sdkDir, "dist-demo");
 export const pages = ["call", "meeting"];
 
 /** Resolves `@cascade/<package>` to that package's TypeScript entry point. */
