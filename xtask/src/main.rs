@@ -287,6 +287,17 @@ fn test(args: &TestArgs) -> ExitCode {
         });
     }
 
+    if args.no_npm {
+        steps.skip(
+            "sdk: npm ci, layering, unit tests, API reference",
+            "--no-npm",
+        );
+    } else {
+        steps.run("sdk: npm ci, layering, unit tests, API reference", || {
+            sdk_checks(&root.join("sdk"))
+        });
+    }
+
     if args.no_lint || args.no_fmt {
         steps.skip("cargo fmt --check", "--no-lint/--no-fmt");
     } else {
@@ -576,6 +587,19 @@ fn npm_ci_if_needed(dir: &Path) -> anyhow::Result<String> {
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(dir))?;
     Ok("installed".into())
+}
+
+/// The client SDK's own checks: its locked dependencies, the layering rule (no
+/// package imports a higher one or a sibling), the packages' build and unit tests,
+/// and an API reference that matches the type declarations.
+fn sdk_checks(sdk: &Path) -> anyhow::Result<String> {
+    npm_ci_if_needed(sdk)?;
+    for script in ["check-layers", "build", "test", "docs:check"] {
+        run(Command::new("npm")
+            .args(["run", "--silent", script])
+            .current_dir(sdk))?;
+    }
+    Ok(String::new())
 }
 
 #[cfg(test)]
