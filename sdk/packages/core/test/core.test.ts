@@ -270,11 +270,32 @@ describe("subscribe", () => {
     ]);
     const tracks: { stream: { id: string }; resource?: string }[] = [];
     s.addEventListener("track", (e) => tracks.push((e as CustomEvent).detail));
+    await flush();
     pcOf(s).addRemoteTrack("audio", "xyz");
     pcOf(s).addRemoteTrack("video", "xyz");
     expect(s.streams).toHaveLength(1);
     expect(s.streams[0]?.getTracks()).toHaveLength(2);
     expect(tracks.map((t) => t.resource)).toEqual([remote, remote]);
+  });
+
+  it("announces tracks that arrive while the answer is applied to listeners added after subscribe resolves", async () => {
+    const f = new FakeFetch();
+    f.on("POST", SUBSCRIBE, () => created("/rtc/v1/resources/s1"));
+    class EarlyPC extends FakePC {
+      override async setRemoteDescription(d: RTCSessionDescriptionInit) {
+        await super.setRemoteDescription(d);
+        this.addRemoteTrack("audio", "pubA");
+      }
+    }
+    const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: EarlyPC as unknown as typeof RTCPeerConnection, watchNetwork: false });
+    const s = await client.subscribe({ resources: [`${S}/rtc/v1/resources/pubA`] });
+    const kinds: string[] = [];
+    s.addEventListener("track", (e) => kinds.push((e as CustomEvent).detail.track.kind));
+    expect(s.streams.map((x) => x.id)).toEqual(["pubA"]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(kinds).toEqual(["audio"]);
+    pcOf(s).addRemoteTrack("video", "pubA");
+    expect(kinds).toEqual(["audio", "video"]);
   });
 
   it("counts the room's tracks when subscribing to the whole room", async () => {
