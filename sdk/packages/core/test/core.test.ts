@@ -240,6 +240,40 @@ describe("ICE restart", () => {
     expect(f.find("PATCH")).toHaveLength(1);
   });
 
+  it("restarts everything on an online event and a connection change, until closed", async () => {
+    const win = new EventTarget();
+    const connection = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    const saved = { add: g.addEventListener, remove: g.removeEventListener, nav: Object.getOwnPropertyDescriptor(globalThis, "navigator") };
+    g.addEventListener = win.addEventListener.bind(win);
+    g.removeEventListener = win.removeEventListener.bind(win);
+    Object.defineProperty(globalThis, "navigator", { value: { connection }, configurable: true });
+    try {
+      const f = new FakeFetch();
+      f.on("POST", PUBLISH, () => created(`/rtc/v1/resources/pub${++n}`));
+      f.on("DELETE", `${S}/rtc/v1/resources/`, () => new Response(null, { status: 200 }));
+      restartRoute(f);
+      const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: FakePC as unknown as typeof RTCPeerConnection });
+      await client.publish(camera());
+      await client.subscribe({ resources: [`${S}/rtc/v1/resources/x`] }).catch(() => undefined);
+      win.dispatchEvent(new Event("online"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(1);
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+      await client.close();
+      win.dispatchEvent(new Event("online"));
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+    } finally {
+      g.addEventListener = saved.add;
+      g.removeEventListener = saved.remove;
+      if (saved.nav) Object.defineProperty(globalThis, "navigator", saved.nav);
+    }
+  });
+
   it("re-publishes when the server no longer knows the resource", async () => {
     const { f, client } = setup();
     f.on("PATCH", `${S}/rtc/v1/resources/`, () => json(404, { code: "unknown_resource", message: "gone" }));
