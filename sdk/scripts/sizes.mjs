@@ -28,11 +28,12 @@ async function size(pkg, external) {
   return { min: code.length, gzip: gzipSync(code, { level: 9 }).length };
 }
 
-const kb = (n) => `${(n / 1024).toFixed(1)} KiB`.padStart(9);
+const b = (n) => `${n} B`.padStart(9);
+console.log("bundled: with the lower layers it uses bundled in; alone: lower layers external");
 console.log(`${"package".padEnd(18)} ${"bundled min".padStart(11)} ${"gzip".padStart(9)}   ${"alone min".padStart(9)} ${"gzip".padStart(9)}`);
 for (const pkg of LAYERS) {
   if (!existsSync(entry(pkg))) continue;
   const all = await size(pkg, false);
   const alone = await size(pkg, true);
-  console.log(`${`@cascade/${pkg}`.padEnd(18)} ${kb(all.min).padStart(11)} ${kb(all.gzip)}   ${kb(alone.min)} ${kb(alone.gzip)}`);
+  console.log(`${`@cascade/${pkg}`.padEnd(18)} ${b(all.min).padStart(11)} ${b(all.gzip)}   ${b(alone.min)} ${b(alone.gzip)}`);
 }
