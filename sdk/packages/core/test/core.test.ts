@@ -95,6 +95,23 @@ describe("publish", () => {
     expect(p.state).toBe("connecting");
   });
 
+  it("takes the ICE servers the answer announces in Link headers (RFC 9725 §4.6)", async () => {
+    const { f, client } = setup();
+    f.on("POST", PUBLISH, () => {
+      const r = created("/rtc/v1/resources/l1");
+      r.headers.set(
+        "Link",
+        '<stun:stun.example.net>; rel="ice-server", <turn:turn.example.net?transport=udp>; rel="ice-server"; username="user, 1"; credential="p;w"; credential-type="password", <https://example.net/doc>; rel="help"',
+      );
+      return r;
+    });
+    const p = await client.publish(camera());
+    expect(pcOf(p).config.iceServers).toEqual([
+      { urls: "stun:stun.example.net" },
+      { urls: "turn:turn.example.net?transport=udp", username: "user, 1", credential: "p;w" },
+    ]);
+  });
+
   it("fails without a Location and closes the connection", async () => {
     const { f, client } = setup();
     f.on("POST", PUBLISH, () => new Response(ANSWER, { status: 201 }));
