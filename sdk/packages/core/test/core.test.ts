@@ -95,6 +95,23 @@ describe("publish", () => {
     expect(p.state).toBe("connecting");
   });
 
+  it("takes the ICE servers the answer announces in Link headers (RFC 9725 §4.6)", async () => {
+    const { f, client } = setup();
+    f.on("POST", PUBLISH, () => {
+      const r = created("/rtc/v1/resources/l1");
+      r.headers.set(
+        "Link",
+        '<stun:stun.example.net>; rel="ice-server", <turn:turn.example.net?transport=udp>; rel="ice-server"; username="user, 1"; credential="p;w"; credential-type="password", <https://example.net/doc>; rel="help"',
+      );
+      return r;
+    });
+    const p = await client.publish(camera());
+    expect(pcOf(p).config.iceServers).toEqual([
+      { urls: "stun:stun.example.net" },
+      { urls: "turn:turn.example.net?transport=udp", username: "user, 1", credential: "p;w" },
+    ]);
+  });
+
   it("fails without a Location and closes the connection", async () => {
     const { f, client } = setup();
     f.on("POST", PUBLISH, () => new Response(ANSWER, { status: 201 }));
@@ -231,6 +248,36 @@ describe("ICE restart", () => {
     expect(p.state).toBe("live");
   });
 
+  it("retries a restart the server could not take, with growing delays, until it works", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { f, client } = setup();
+    let calls = 0;
+    f.on("PATCH", `${S}/rtc/v1/resources/`, () => {
+      calls++;
+      if (calls === 1) throw new TypeError("network down");
+      if (calls === 2) return json(503, { code: "server_full", message: "busy" }, { "Retry-After": "5" });
+      return new Response("a=ice-ufrag:srv2\r\na=ice-pwd:srvpwd2\r\n", { status: 200, headers: { ETag: '"ice-3"' } });
+    });
+    const p = await client.publish(camera());
+    pcOf(p).setIce("failed");
+    await flush();
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(2);
+    await flush();
+    expect(calls).toBe(2);
+    // Retry-After: 5 s.
+    await vi.advanceTimersByTimeAsync(4900);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(200);
+    await flush();
+    expect(calls).toBe(3);
+    expect(p.etag).toBe('"ice-3"');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(calls).toBe(3);
+  });
+
   it("restarts at once when ICE fails", async () => {
     const { f, client } = setup();
     restartRoute(f);
@@ -238,6 +285,40 @@ describe("ICE restart", () => {
     pcOf(p).setIce("failed");
     await flush();
     expect(f.find("PATCH")).toHaveLength(1);
+  });
+
+  it("restarts everything on an online event and a connection change, until closed", async () => {
+    const win = new EventTarget();
+    const connection = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    const saved = { add: g.addEventListener, remove: g.removeEventListener, nav: Object.getOwnPropertyDescriptor(globalThis, "navigator") };
+    g.addEventListener = win.addEventListener.bind(win);
+    g.removeEventListener = win.removeEventListener.bind(win);
+    Object.defineProperty(globalThis, "navigator", { value: { connection }, configurable: true });
+    try {
+      const f = new FakeFetch();
+      f.on("POST", PUBLISH, () => created(`/rtc/v1/resources/pub${++n}`));
+      f.on("DELETE", `${S}/rtc/v1/resources/`, () => new Response(null, { status: 200 }));
+      restartRoute(f);
+      const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: FakePC as unknown as typeof RTCPeerConnection });
+      await client.publish(camera());
+      await client.subscribe({ resources: [`${S}/rtc/v1/resources/x`] }).catch(() => undefined);
+      win.dispatchEvent(new Event("online"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(1);
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+      await client.close();
+      win.dispatchEvent(new Event("online"));
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+    } finally {
+      g.addEventListener = saved.add;
+      g.removeEventListener = saved.remove;
+      if (saved.nav) Object.defineProperty(globalThis, "navigator", saved.nav);
+    }
   });
 
   it("re-publishes when the server no longer knows the resource", async () => {
@@ -270,11 +351,32 @@ describe("subscribe", () => {
     ]);
     const tracks: { stream: { id: string }; resource?: string }[] = [];
     s.addEventListener("track", (e) => tracks.push((e as CustomEvent).detail));
+    await flush();
     pcOf(s).addRemoteTrack("audio", "xyz");
     pcOf(s).addRemoteTrack("video", "xyz");
     expect(s.streams).toHaveLength(1);
     expect(s.streams[0]?.getTracks()).toHaveLength(2);
     expect(tracks.map((t) => t.resource)).toEqual([remote, remote]);
+  });
+
+  it("announces tracks that arrive while the answer is applied to listeners added after subscribe resolves", async () => {
+    const f = new FakeFetch();
+    f.on("POST", SUBSCRIBE, () => created("/rtc/v1/resources/s1"));
+    class EarlyPC extends FakePC {
+      override async setRemoteDescription(d: RTCSessionDescriptionInit) {
+        await super.setRemoteDescription(d);
+        this.addRemoteTrack("audio", "pubA");
+      }
+    }
+    const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: EarlyPC as unknown as typeof RTCPeerConnection, watchNetwork: false });
+    const s = await client.subscribe({ resources: [`${S}/rtc/v1/resources/pubA`] });
+    const kinds: string[] = [];
+    s.addEventListener("track", (e) => kinds.push((e as CustomEvent).detail.track.kind));
+    expect(s.streams.map((x) => x.id)).toEqual(["pubA"]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(kinds).toEqual(["audio"]);
+    pcOf(s).addRemoteTrack("video", "pubA");
+    expect(kinds).toEqual(["audio", "video"]);
   });
 
   it("counts the room's tracks when subscribing to the whole room", async () => {
