@@ -421,6 +421,14 @@ const scenarios = {
         (await pages[n].locator('[data-testid="tile"]').count()) === names.length,
       );
     }
+    for (const n of names) {
+      await until(`${n}: every tile shows video`, async () => {
+        const widths = await pages[n]
+          .locator('[data-testid="tile"] video')
+          .evaluateAll((videos) => videos.map((v) => v.videoWidth));
+        return widths.length === names.length && widths.every((w) => w > 0) ? widths : null;
+      });
+    }
     const [speaker, ...quiet] = names;
     for (const n of quiet) {
       await pages[n].evaluate(() => window.cascadeDemo.meeting.setMuted("audio", true));
