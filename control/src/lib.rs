@@ -14,6 +14,7 @@ pub mod etag;
 pub mod kernel;
 pub mod limits;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use cascade::config::{Secret, ServeArgs};
+use cascade::logging::LogFormat;
 use cascade::unix_now;
 use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 
@@ -13,6 +14,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version, about = "Decentralized WebRTC media server")]
 struct Cli {
+    /// Log lines as text (coloured only on a terminal) or as JSON objects.
+    #[arg(
+        long,
+        global = true,
+        env = "CASCADE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging("info");
+            cascade::logging::init(cli.log_format, "info");
             let config = args.resolve()?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -81,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dns(args) => {
-            init_logging(cascade_dns::DEFAULT_LOG_FILTER);
+            cascade::logging::init(cli.log_format, cascade_dns::DEFAULT_LOG_FILTER);
             run_service(
                 cascade_dns::start(args.into()),
                 |r| {
@@ -94,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Command::Signal(args) => {
-            init_logging(cascade_signal::DEFAULT_LOG_FILTER);
+            cascade::logging::init(cli.log_format, cascade_signal::DEFAULT_LOG_FILTER);
             run_service(
                 cascade_signal::start(args.into()),
                 |r| {
@@ -111,17 +121,6 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(cascade_signal::cli::run(args)),
     }
-}
-
-/// Logs to standard error, filtered by `RUST_LOG` or else by `default_filter`.
-fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
 }
 
 /// Runs a service (`cascade dns`, `cascade signal`) on a two-thread runtime: starts
