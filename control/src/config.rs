@@ -203,6 +203,14 @@ pub struct ServeArgs {
     /// Most `resource=` parameters in one subscribe [default: 32].
     #[arg(long, env = "CASCADE_MAX_SUBSCRIBE_RESOURCES")]
     pub max_subscribe_resources: Option<usize>,
+    /// Seconds a drain (SIGTERM, POST /admin/drain) waits for live sessions to end
+    /// before the server exits anyway [default: 300].
+    #[arg(long, env = "CASCADE_DRAIN_DEADLINE")]
+    pub drain_deadline: Option<u64>,
+    /// Bearer secret of the admin API (POST /admin/drain); the admin API is off
+    /// without it.
+    #[arg(long, env = "CASCADE_ADMIN_SECRET")]
+    pub admin_secret: Option<Secret>,
 }
 
 /// The TOML file's shape.
@@ -248,6 +256,8 @@ struct FileConfig {
     max_event_streams: Option<usize>,
     max_event_streams_per_ip: Option<usize>,
     max_subscribe_resources: Option<usize>,
+    drain_deadline: Option<u64>,
+    admin_secret: Option<Secret>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -279,6 +289,10 @@ pub struct ServeConfig {
     pub token_max_lifetime: u64,
     /// Timeouts and connection, event-stream and subscribe caps of the HTTP listener.
     pub http_limits: HttpLimits,
+    /// Longest a drain waits for live sessions to end.
+    pub drain_deadline: Duration,
+    /// Bearer secret of `POST /admin/drain`; none: the admin API is off.
+    pub admin_secret: Option<Secret>,
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -462,6 +476,12 @@ impl ServeArgs {
                         .unwrap_or(d.max_subscribe_resources),
                 }
             },
+            drain_deadline: Duration::from_secs(
+                self.drain_deadline
+                    .or(file.drain_deadline)
+                    .unwrap_or(crate::drain::DEFAULT_DRAIN_DEADLINE),
+            ),
+            admin_secret: self.admin_secret.or(file.admin_secret),
         })
     }
 }

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cluster_tls;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod etag;
 pub mod kernel;
@@ -16,6 +17,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod readiness;
 pub mod server;
 
 /// Seconds since the Unix epoch: the shell's one reading of the wall clock for tokens
