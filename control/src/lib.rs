@@ -7,6 +7,7 @@
 //! `cascade_command::command::Command`s.
 
 pub mod api;
+pub mod check_config;
 pub mod cluster_tls;
 pub mod config;
 pub mod drain;

@@ -31,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run a media server (zero configuration: HTTP on 127.0.0.1:8080, media on 127.0.0.1:8443/udp).
     Serve(Box<ServeArgs>),
+    /// Check a server's configuration (as `serve` resolves it: flags, environment,
+    /// --config file): TLS files, cluster CA, ports, secrets, members. Exits 1 on
+    /// any error.
+    CheckConfig(Box<ServeArgs>),
     /// Mint an access token (JWT, HS256) and print it.
     Token {
         /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).
@@ -68,6 +72,16 @@ fn main() -> anyhow::Result<()> {
                 .worker_threads(2)
                 .build()?
                 .block_on(cascade::server::serve(config))
+        }
+        Command::CheckConfig(args) => {
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(cascade::check_config::run(*args));
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Token {
             secret,

@@ -145,7 +145,7 @@ impl ServerProcess {
     /// Runs `cascade serve` through `cmd` (the binary itself, or a wrapper such as
     /// `ip netns exec NS <binary>`), adding the defaults `extra_args` leaves out, and
     /// waits for its `cascade listening:` line. `place` names where it runs, for errors.
-    pub(crate) fn launch<S: AsRef<str>>(
+    pub fn launch<S: AsRef<str>>(
         mut cmd: Command,
         extra_args: &[S],
         place: &str,
