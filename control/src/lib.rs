@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod check_config;
+pub mod cluster_ca;
 pub mod cluster_tls;
 pub mod config;
 pub mod drain;

@@ -35,6 +35,9 @@ enum Command {
     /// --config file): TLS files, cluster CA, ports, secrets, members. Exits 1 on
     /// any error.
     CheckConfig(Box<ServeArgs>),
+    /// Cluster trust: create a cluster CA, issue a server's certificate and credentials.
+    #[command(subcommand)]
+    Cluster(cascade::cluster_ca::ClusterCommand),
     /// Mint an access token (JWT, HS256) and print it.
     Token {
         /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Cluster(command) => cascade::cluster_ca::run(command),
         Command::Token {
             secret,
             room,
