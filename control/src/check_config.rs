@@ -161,24 +161,27 @@ fn check_tls(c: &ServeConfig, r: &mut Report) {
     let mut leaf = None;
     if let Some((cert, key)) = &c.tls {
         match crate::cluster_tls::server_config(cert, key) {
-            Ok(_) => r.ok(format!(
-                "TLS certificate {} and key {} load and match",
-                cert.display(),
-                key.display()
-            )),
-            Err(e) => r.error(format!("TLS: {e:#}")),
-        }
-        match pem_certs(cert) {
-            Ok(certs) => {
-                check_expiry(r, &format!("TLS certificate {}", cert.display()), &certs[0]);
-                leaf = Some(certs[0].clone());
+            Ok(_) => {
+                r.ok(format!(
+                    "TLS certificate {} and key {} load and match",
+                    cert.display(),
+                    key.display()
+                ));
+                match pem_certs(cert) {
+                    Ok(certs) => {
+                        check_expiry(r, &format!("TLS certificate {}", cert.display()), &certs[0]);
+                        leaf = Some(certs[0].clone());
+                    }
+                    Err(e) => r.error(e),
+                }
             }
-            Err(e) => r.error(e),
+            Err(e) => r.error(format!("TLS: {e:#}")),
         }
     } else if c.cluster_secret.is_some() && !c.cluster_insecure_http {
         r.error("a cluster secret without tls_cert/tls_key: relay calls need HTTPS (or cluster_insecure_http for development)");
     }
     let mut cas = Vec::new();
+    let mut cas_read = true;
     for f in &c.cluster_ca {
         match pem_certs(f) {
             Ok(certs) => {
@@ -187,14 +190,20 @@ fn check_tls(c: &ServeConfig, r: &mut Report) {
                 }
                 cas.extend(certs);
             }
-            Err(e) => r.error(format!("cluster CA: {e}")),
+            Err(e) => {
+                cas_read = false;
+                r.error(format!("cluster CA: {e}"));
+            }
         }
     }
-    if let Err(e) = crate::cluster_tls::ClusterTrust::load(
-        &c.cluster_ca,
-        &c.cluster_pins,
-        c.cluster_insecure_http,
-    ) {
+    // The CA files were reported above; this checks what the server loads (and pins).
+    if cas_read
+        && let Err(e) = crate::cluster_tls::ClusterTrust::load(
+            &c.cluster_ca,
+            &c.cluster_pins,
+            c.cluster_insecure_http,
+        )
+    {
         r.error(format!("cluster trust: {e:#}"));
     }
     if c.cluster_secret.is_some()

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod readiness;
 pub mod server;
 

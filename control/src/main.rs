@@ -35,6 +35,9 @@ enum Command {
     /// --config file): TLS files, cluster CA, ports, secrets, members. Exits 1 on
     /// any error.
     CheckConfig(Box<ServeArgs>),
+    /// Ask this server's own /healthz (configured like `serve`); exit 0 when healthy,
+    /// 1 otherwise (also while draining). For container health checks.
+    Probe(Box<ServeArgs>),
     /// Cluster trust: create a cluster CA, issue a server's certificate and credentials.
     #[command(subcommand)]
     Cluster(cascade::cluster_ca::ClusterCommand),
@@ -81,6 +84,17 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(cascade::check_config::run(*args));
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Probe(args) => {
+            let url = cascade::probe::health_url(*args)?;
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(cascade::probe::run(&url));
             if !ok {
                 std::process::exit(1);
             }
