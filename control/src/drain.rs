@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cascade_core::error::{ApiError, ErrorKind};
 use openssl::sha::sha256;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::Secret;
 use crate::error::HttpError;
@@ -138,24 +139,41 @@ pub async fn admin_drain(
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
+/// SIGTERM and SIGINT, watched from before the server announces itself (a signal
+/// sent as soon as it is up must not meet the default action, which kills).
+#[derive(Debug)]
+pub struct StopSignals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl StopSignals {
+    /// Starts watching both signals (needs a Tokio runtime).
+    pub fn install() -> Self {
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch {name}");
+                None
+            }
+        };
+        Self {
+            term: watch(SignalKind::terminate(), "SIGTERM"),
+            int: watch(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+}
+
 /// Resolves when the server should stop: at once on SIGINT; after a drain (started
 /// by SIGTERM or the admin API) once no session is left or the deadline passed; at
-/// once on a second SIGTERM during the drain.
-pub async fn until_stopped(state: Arc<AppState>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM: no drain on SIGTERM");
-            None
-        }
-    };
+/// once on a second SIGTERM (or a SIGINT) during the drain.
+pub async fn until_stopped(state: Arc<AppState>, mut signals: StopSignals) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
+        _ = next(&mut signals.int) => {
             tracing::info!("SIGINT: stopping at once");
             return;
         }
-        _ = recv_term(&mut term) => {
+        _ = next(&mut signals.term) => {
             state.drain.start();
             tracing::info!("SIGTERM: draining");
         }
@@ -180,11 +198,11 @@ pub async fn until_stopped(state: Arc<AppState>) {
                 tracing::warn!(sessions, "drain deadline passed: stopping with sessions left");
                 return;
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = next(&mut signals.int) => {
                 tracing::info!(sessions, "SIGINT while draining: stopping at once");
                 return;
             }
-            _ = recv_term(&mut term) => {
+            _ = next(&mut signals.term) => {
                 tracing::info!(sessions, "second SIGTERM while draining: stopping at once");
                 return;
             }
@@ -192,11 +210,11 @@ pub async fn until_stopped(state: Arc<AppState>) {
     }
 }
 
-/// The next SIGTERM, or never when it cannot be watched.
-async fn recv_term(term: &mut Option<tokio::signal::unix::Signal>) {
-    match term {
-        Some(t) => {
-            t.recv().await;
+/// The next delivery of a watched signal, or never when it is not watched.
+async fn next(signal: &mut Option<Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
         }
         None => std::future::pending().await,
     }

@@ -515,6 +515,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     } else {
         None
     };
+    let stop_signals = crate::drain::StopSignals::install();
     announce(
         http,
         tls.is_some(),
@@ -534,7 +535,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             open: state.metrics.http_connections.clone(),
             refused: state.metrics.refused.clone(),
         },
-        crate::drain::until_stopped(state.clone()),
+        crate::drain::until_stopped(state.clone(), stop_signals),
     )
     .await;
     tracing::info!("shutting down");
