@@ -2,7 +2,7 @@
 //! servers started with nothing but what `cascade cluster issue` wrote for them
 //! (`--config <issued>/cascade.toml`, plus the users' token secret) cascade a
 //! publication over verified HTTPS; `cascade check-config` accepts the issued
-//! configuration; a server issued by another cluster gets no relay keys, and a
+//! configuration; `cascade dns --health-ca` probes their HTTPS health; a server issued by another cluster gets no relay keys, and a
 //! cluster token signed with its secret is refused by the origin.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cascade_core::token::{TokenSecret, mint_cluster};
 use cascade_peer::PeerRole;
+use cascade_tests::dc::{DnsProcess, ZoneFile};
 use cascade_tests::media::LivePeer;
 use cascade_tests::{
     ServerProcess, cascade_bin, http_client, metric, mint_token, random_room, require,
@@ -105,6 +106,54 @@ async fn servers_with_issued_credentials_cascade_over_verified_tls() {
 
     let (m1, m2, rogue) = (start(&m1_dir), start(&m2_dir), start(&rogue_dir));
     assert!(m1.http_base.starts_with("https://"), "{}", m1.http_base);
+
+    // `cascade dns` probes the servers' HTTPS /healthz, trusting the cluster CA:
+    // m1 and m2 are healthy, the other cluster's server is not.
+    let zone = ZoneFile::new(&format!(
+        "zone = \"issued.test\"\n{}",
+        [("m1", &m1), ("m2", &m2), ("rogue", &rogue)]
+            .iter()
+            .enumerate()
+            .map(|(i, (name, m))| format!(
+                "[[server]]\nname = \"{name}\"\naddress = \"10.9.0.{}\"\nregion = \"eu\"\n\
+                 health_url = \"{}/healthz\"\n",
+                i + 1,
+                m.http_base
+            ))
+            .collect::<String>()
+    ))
+    .unwrap();
+    let mut dns_cmd = Command::new(cascade_bin());
+    dns_cmd.env("CASCADE_DNS_HEALTH_CA", ca.join("ca.pem"));
+    let any = "127.0.0.1:0".parse().unwrap();
+    let dns = DnsProcess::launch(
+        dns_cmd,
+        zone.path(),
+        any,
+        any,
+        Duration::from_millis(200),
+        "",
+    )
+    .unwrap();
+    let servers: serde_json::Value = http_client()
+        .get(format!("{}/servers", dns.http_base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let healthy: Vec<(&str, bool)> = servers["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["healthy"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        healthy,
+        [("m1", true), ("m2", true), ("rogue", false)],
+        "{servers}"
+    );
     let room = random_room("issued");
     let token = mint_token(SECRET, &room, "u", &["publish", "subscribe"], None).unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
