@@ -37,7 +37,7 @@ enum Command {
     CheckConfig(Box<ServeArgs>),
     /// Ask this server's own /healthz (configured like `serve`); exit 0 when healthy,
     /// 1 otherwise (also while draining). For container health checks.
-    Probe(Box<ServeArgs>),
+    Probe(Box<cascade::probe::ProbeArgs>),
     /// Cluster trust: create a cluster CA, issue a server's certificate and credentials.
     #[command(subcommand)]
     Cluster(cascade::cluster_ca::ClusterCommand),

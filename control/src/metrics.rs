@@ -46,7 +46,7 @@ impl std::fmt::Debug for Metrics {
 
 /// Labels of `cascade_refused_total`: connections over the total or per-address cap,
 /// and the stable codes of 503/429 answers.
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "connections",
     "connections_per_address",
     "server_full",
@@ -55,6 +55,7 @@ pub const REFUSAL_REASONS: [&str; 8] = [
     "too_many_event_streams",
     "too_many_event_streams_from_address",
     "capacity_exhausted",
+    "draining",
 ];
 
 /// Values sampled from the SFU core at scrape time.

@@ -10,9 +10,24 @@ use std::time::Duration;
 
 use crate::config::ServeArgs;
 
-/// The `/healthz` URL of the server `args` configure, on loopback.
-pub fn health_url(args: ServeArgs) -> anyhow::Result<String> {
-    let config = args.resolve()?;
+/// `cascade probe` flags: the server's own settings, or a URL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// URL to probe instead (e.g. `cascade dns`'s http://127.0.0.1:8053/healthz);
+    /// the server settings are then not read.
+    #[arg(long)]
+    pub url: Option<String>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The URL to probe: `--url`, or the `/healthz` of the server `args` configure,
+/// on loopback.
+pub fn health_url(args: ProbeArgs) -> anyhow::Result<String> {
+    if let Some(url) = args.url {
+        return Ok(url);
+    }
+    let config = args.serve.resolve()?;
     let listen = config.http_listen;
     let ip = match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),

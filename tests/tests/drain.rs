@@ -9,6 +9,7 @@
 //!   `draining` and `Retry-After`, and exits 0 at `--drain-deadline` with a session
 //!   still live.
 //! - `POST /admin/drain` needs the admin secret, and starts the same drain.
+//! - `cascade probe` (the image's health check) fails while the server drains.
 
 use std::time::{Duration, Instant};
 
@@ -272,6 +273,18 @@ async fn a_draining_server_refuses_new_sessions_and_stops_at_its_deadline() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "admin_disabled");
 
+    // `cascade probe` (the container health check) finds it healthy, then not.
+    let probe = |args: &[&str]| {
+        std::process::Command::new(cascade_bin())
+            .arg("probe")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let listen = base.trim_start_matches("http://").to_owned();
+    let healthy = probe(&["--http-listen", &listen]);
+    assert!(healthy.status.success(), "{healthy:?}");
+
     let started = Instant::now();
     server.send_signal(libc::SIGTERM);
     until("/healthz turns 503", async || {
@@ -294,6 +307,12 @@ async fn a_draining_server_refuses_new_sessions_and_stops_at_its_deadline() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "draining", "{body}");
     assert_eq!(metric(&base, "cascade_sessions").await, Some(1.0));
+    let draining = probe(&["--url", &format!("{base}/healthz")]);
+    assert_eq!(draining.status.code(), Some(1), "{draining:?}");
+    assert!(
+        String::from_utf8_lossy(&draining.stdout).contains("503"),
+        "{draining:?}"
+    );
 
     let status = server
         .wait_exit(WITHIN)
