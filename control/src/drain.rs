@@ -116,7 +116,13 @@ fn draining_error() -> ApiError {
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match state.drain.check() {
         Ok(()) => "ok\n".into_response(),
-        Err(e) => HttpError(e).into_response(),
+        Err(e) => {
+            let mut resp = HttpError(e).into_response();
+            // A health probe is not a refused session: keep it out of
+            // `cascade_refused_total`.
+            resp.extensions_mut().remove::<crate::error::ErrorCode>();
+            resp
+        }
     }
 }
 
