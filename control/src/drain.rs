@@ -133,6 +133,7 @@ pub async fn admin_drain(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     state.drain.admits(&headers)?;
+    state.metrics.draining.set(1);
     if state.drain.start() {
         tracing::info!("drain requested over the admin API");
     }
@@ -180,6 +181,8 @@ pub async fn until_stopped(state: Arc<AppState>, mut signals: StopSignals) {
             return;
         }
         _ = next(&mut signals.term) => {
+            // The gauge first: whoever sees the drain sees it counted.
+            state.metrics.draining.set(1);
             state.drain.start();
             tracing::info!("SIGTERM: draining");
         }

@@ -31,6 +31,8 @@ pub struct Metrics {
     self_member: IntGauge,
     /// Open HTTP connections.
     pub http_connections: IntGauge,
+    /// 1 while the server drains (SIGTERM or `POST /admin/drain`), else 0.
+    pub draining: IntGauge,
     /// Refusals for load: connections closed on accept and requests answered 503/429,
     /// by reason.
     pub refused: IntCounterVec,
@@ -163,6 +165,10 @@ impl Metrics {
                 "1 when this server is among the placement members it resolved, else 0",
             )?,
             http_connections: gauge("cascade_http_connections", "Open HTTP connections")?,
+            draining: gauge(
+                "cascade_draining",
+                "1 while the server drains: no new sessions, live ones go on",
+            )?,
             refused: {
                 let c = IntCounterVec::new(
                     Opts::new(

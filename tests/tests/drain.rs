@@ -307,6 +307,7 @@ async fn a_draining_server_refuses_new_sessions_and_stops_at_its_deadline() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["code"], "draining", "{body}");
     assert_eq!(metric(&base, "cascade_sessions").await, Some(1.0));
+    assert_eq!(metric(&base, "cascade_draining").await, Some(1.0));
     // The refused publish counts; the health probes answered 503 do not.
     assert_eq!(
         metric(&base, r#"cascade_refused_total{reason="draining"}"#).await,
