@@ -61,7 +61,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         ]);
     Router::new()
         .route("/", get(|| async { Html(DEMO_PAGE) }))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(crate::drain::healthz))
+        .route("/admin/drain", post(crate::drain::admin_drain))
         .route("/metrics", get(metrics))
         .route("/rtc/v1/rooms/{room}", get(room_info))
         .route("/rtc/v1/rooms/{room}/publish", post(publish))
@@ -379,6 +380,7 @@ async fn publish(
         return Ok(resp);
     }
     let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
+    state.drain.check()?;
     state.check_bitrate()?;
     let (url, answer, etag) = state.with_sfu(|sfu| {
         let c = sfu.publish_for(Instant::now(), &room, &client, &offer)?;
@@ -427,6 +429,7 @@ async fn subscribe(
     }
     // Refuse before any relay is opened on the client's behalf (checked again,
     // atomically, when the subscription is created).
+    state.drain.check()?;
     state.check_bitrate()?;
     state.with_sfu(|sfu| sfu.admit(&client))?;
     if urls.is_empty()

@@ -222,6 +222,14 @@ pub struct ServeArgs {
     /// secret: a file in the temporary directory, removed at exit].
     #[arg(long, env = "CASCADE_SIGNAL_STORE")]
     pub signal_store: Option<String>,
+    /// Seconds a drain (SIGTERM, POST /admin/drain) waits for live sessions to end
+    /// before the server exits anyway [default: 300].
+    #[arg(long, env = "CASCADE_DRAIN_DEADLINE")]
+    pub drain_deadline: Option<u64>,
+    /// Bearer secret of the admin API (POST /admin/drain); the admin API is off
+    /// without it.
+    #[arg(long, env = "CASCADE_ADMIN_SECRET")]
+    pub admin_secret: Option<Secret>,
 }
 
 /// The TOML file's shape.
@@ -271,6 +279,8 @@ struct FileConfig {
     upcall_budget_total: Option<u32>,
     signal_url: Option<String>,
     signal_store: Option<String>,
+    drain_deadline: Option<u64>,
+    admin_secret: Option<Secret>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -308,6 +318,10 @@ pub struct ServeConfig {
     pub signal_url: Option<String>,
     /// ...or in this process, with its store.
     pub signal_store: Option<StoreLocation>,
+    /// Longest a drain waits for live sessions to end.
+    pub drain_deadline: Duration,
+    /// Bearer secret of `POST /admin/drain`; none: the admin API is off.
+    pub admin_secret: Option<Secret>,
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -519,6 +533,12 @@ impl ServeArgs {
             },
             signal_url,
             signal_store: signal_store.map(|s| StoreLocation::parse(&s)),
+            drain_deadline: Duration::from_secs(
+                self.drain_deadline
+                    .or(file.drain_deadline)
+                    .unwrap_or(crate::drain::DEFAULT_DRAIN_DEADLINE),
+            ),
+            admin_secret: self.admin_secret.or(file.admin_secret),
         })
     }
 }

@@ -7,15 +7,21 @@
 //! `cascade_command::command::Command`s.
 
 pub mod api;
+pub mod check_config;
+pub mod cluster_ca;
 pub mod cluster_tls;
 pub mod config;
 pub mod demo;
+pub mod drain;
 pub mod error;
 pub mod etag;
 pub mod kernel;
 pub mod limits;
 pub mod listener;
+pub mod logging;
 pub mod metrics;
+pub mod probe;
+pub mod readiness;
 pub mod server;
 
 /// Seconds since the Unix epoch: the shell's one reading of the wall clock for tokens

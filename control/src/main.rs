@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 use cascade::config::{Secret, ServeArgs};
+use cascade::logging::LogFormat;
 use cascade::unix_now;
 use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 
@@ -13,6 +14,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version, about = "Decentralized WebRTC media server")]
 struct Cli {
+    /// Log lines as text (coloured only on a terminal) or as JSON objects.
+    #[arg(
+        long,
+        global = true,
+        env = "CASCADE_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +31,16 @@ struct Cli {
 enum Command {
     /// Run a media server (zero configuration: HTTP on 127.0.0.1:8080, media on 127.0.0.1:8443/udp).
     Serve(Box<ServeArgs>),
+    /// Check a server's configuration (as `serve` resolves it: flags, environment,
+    /// --config file): TLS files, cluster CA, ports, secrets, members. Exits 1 on
+    /// any error.
+    CheckConfig(Box<ServeArgs>),
+    /// Ask this server's own /healthz (configured like `serve`); exit 0 when healthy,
+    /// 1 otherwise (also while draining). For container health checks.
+    Probe(Box<cascade::probe::ProbeArgs>),
+    /// Cluster trust: create a cluster CA, issue a server's certificate and credentials.
+    #[command(subcommand)]
+    Cluster(cascade::cluster_ca::ClusterCommand),
     /// Mint an access token (JWT, HS256) and print it.
     Token {
         /// Token secret (`SECRET` or `KID:SECRET`; the key id goes in the JWT header).
@@ -51,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_logging("info");
+            cascade::logging::init(cli.log_format, "info");
             let config = args.resolve()?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -59,6 +79,28 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(cascade::server::serve(config))
         }
+        Command::CheckConfig(args) => {
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(cascade::check_config::run(*args));
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Probe(args) => {
+            let url = cascade::probe::health_url(*args)?;
+            let ok = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(cascade::probe::run(&url));
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Cluster(command) => cascade::cluster_ca::run(command),
         Command::Token {
             secret,
             room,
@@ -81,7 +123,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dns(args) => {
-            init_logging(cascade_dns::DEFAULT_LOG_FILTER);
+            cascade::logging::init(cli.log_format, cascade_dns::DEFAULT_LOG_FILTER);
             run_service(
                 cascade_dns::start(args.into()),
                 |r| {
@@ -94,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             )
         }
         Command::Signal(args) => {
-            init_logging(cascade_signal::DEFAULT_LOG_FILTER);
+            cascade::logging::init(cli.log_format, cascade_signal::DEFAULT_LOG_FILTER);
             run_service(
                 cascade_signal::start(args.into()),
                 |r| {
@@ -111,17 +153,6 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(cascade_signal::cli::run(args)),
     }
-}
-
-/// Logs to standard error, filtered by `RUST_LOG` or else by `default_filter`.
-fn init_logging(default_filter: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .init();
 }
 
 /// Runs a service (`cascade dns`, `cascade signal`) on a two-thread runtime: starts

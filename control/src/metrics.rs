@@ -31,6 +31,8 @@ pub struct Metrics {
     self_member: IntGauge,
     /// Open HTTP connections.
     pub http_connections: IntGauge,
+    /// 1 while the server drains (SIGTERM or `POST /admin/drain`), else 0.
+    pub draining: IntGauge,
     /// Refusals for load: connections closed on accept and requests answered 503/429,
     /// by reason.
     pub refused: IntCounterVec,
@@ -46,7 +48,7 @@ impl std::fmt::Debug for Metrics {
 
 /// Labels of `cascade_refused_total`: connections over the total or per-address cap,
 /// and the stable codes of 503/429 answers.
-pub const REFUSAL_REASONS: [&str; 8] = [
+pub const REFUSAL_REASONS: [&str; 9] = [
     "connections",
     "connections_per_address",
     "server_full",
@@ -55,6 +57,7 @@ pub const REFUSAL_REASONS: [&str; 8] = [
     "too_many_event_streams",
     "too_many_event_streams_from_address",
     "capacity_exhausted",
+    "draining",
 ];
 
 /// Values sampled from the SFU core at scrape time.
@@ -162,6 +165,10 @@ impl Metrics {
                 "1 when this server is among the placement members it resolved, else 0",
             )?,
             http_connections: gauge("cascade_http_connections", "Open HTTP connections")?,
+            draining: gauge(
+                "cascade_draining",
+                "1 while the server drains: no new sessions, live ones go on",
+            )?,
             refused: {
                 let c = IntCounterVec::new(
                     Opts::new(

@@ -70,6 +70,8 @@ pub struct AppState {
     pub http_limits: HttpLimits,
     /// Open event streams (`.../events`), in total and per client address.
     pub event_streams: OpenCap,
+    /// Graceful drain (SIGTERM, `POST /admin/drain`).
+    pub drain: crate::drain::Drain,
 }
 
 /// Held while this server opens the relay of one remote publication; see
@@ -187,6 +189,10 @@ impl AppState {
 
     /// Whether this server is at any of its capacity limits (its own load only).
     pub fn is_full(&self) -> bool {
+        if self.drain.is_draining() {
+            // A draining server takes no new room: they spill to the next member.
+            return true;
+        }
         let c = self.capacity;
         if c == Capacity::default() {
             return false;
@@ -419,6 +425,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             config.http_limits.max_event_streams,
             config.http_limits.max_event_streams_per_ip,
         ),
+        drain: crate::drain::Drain::new(config.drain_deadline, config.admin_secret.as_ref()),
     });
     if let Some(m) = &state.membership {
         m.identify(&public_url);
@@ -513,6 +520,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     } else {
         None
     };
+    let stop_signals = crate::drain::StopSignals::install();
     announce(
         http,
         tls.is_some(),
@@ -520,6 +528,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         &public_url,
         dev_token.as_deref(),
     );
+    crate::readiness::notify_ready();
 
     let (signal, in_process_signal) =
         crate::demo::start_signal(&config, &secrets, generated_secret).await?;
@@ -543,7 +552,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             open: state.metrics.http_connections.clone(),
             refused: state.metrics.refused.clone(),
         },
-        shutdown_signal(),
+        crate::drain::until_stopped(state.clone(), stop_signals),
     )
     .await;
     tracing::info!("shutting down");
@@ -553,22 +562,4 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     state.dataplane.shutdown();
     let _ = media_thread.join();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }

@@ -68,6 +68,17 @@ impl Backend {
                 .map_err(DataplaneError::IoUringUnavailable),
             BackendChoice::Auto => match uring::probe() {
                 Ok(()) => Ok(Backend::IoUring),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // EPERM from io_uring_setup: a seccomp profile (container
+                    // runtimes' defaults) or the kernel.io_uring_disabled sysctl.
+                    tracing::warn!(
+                        reason = %e,
+                        "io_uring blocked (EPERM: seccomp profile or kernel.io_uring_disabled): \
+                         using recvmmsg/sendmmsg; allow io_uring_setup/enter/register \
+                         (deploy/seccomp.json) for the io_uring data plane"
+                    );
+                    Ok(Backend::Userspace)
+                }
                 Err(e) => {
                     tracing::info!(reason = %e, "io_uring not available: using recvmmsg/sendmmsg");
                     Ok(Backend::Userspace)

@@ -146,7 +146,7 @@ impl ServerProcess {
     /// Runs `cascade serve` through `cmd` (the binary itself, or a wrapper such as
     /// `ip netns exec NS <binary>`), adding the defaults `extra_args` leaves out, and
     /// waits for its `cascade listening:` line. `place` names where it runs, for errors.
-    pub(crate) fn launch<S: AsRef<str>>(
+    pub fn launch<S: AsRef<str>>(
         mut cmd: Command,
         extra_args: &[S],
         place: &str,
@@ -311,18 +311,39 @@ impl ServerProcess {
         }
     }
 
+    /// Sends `sig` (e.g. `libc::SIGTERM`, which starts a drain) to the server.
+    pub fn send_signal(&self, sig: libc::c_int) {
+        signal(&self.child, sig);
+    }
+
+    /// Waits at most `timeout` for the server to exit on its own; its exit status,
+    /// or `None` when it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.join_stderr();
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the server process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Sends SIGTERM and waits for the exit (killing the server after
-    /// [`SHUTDOWN_TIMEOUT`]); returns its exit status.
+    /// Sends SIGINT (stop at once; SIGTERM would drain) and waits for the exit
+    /// (killing the server after [`SHUTDOWN_TIMEOUT`]); returns its exit status.
     pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
             return Ok(status);
         }
-        signal(&self.child, libc::SIGTERM);
+        signal(&self.child, libc::SIGINT);
         let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -332,9 +353,7 @@ impl ServerProcess {
         }
         let _ = self.child.kill();
         let status = self.child.wait()?;
-        bail!(
-            "cascade serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIGTERM; killed ({status})"
-        )
+        bail!("cascade serve did not exit within {SHUTDOWN_TIMEOUT:?} of SIGINT; killed ({status})")
     }
 }
 

@@ -107,7 +107,7 @@ async fn announces_itself_and_serves_health_metrics_and_demo_page() -> anyhow::R
     let status = server.stop()?;
     assert!(
         status.success(),
-        "cascade serve exited with {status} on SIGTERM"
+        "cascade serve exited with {status} on SIGINT"
     );
     Ok(())
 }

@@ -2,8 +2,9 @@
 //!
 //! `cargo xtask test` is what CI runs (through `.ci/run`): it installs the system
 //! packages the test suites need (as root), installs the browser driver's npm
-//! packages, checks formatting, runs clippy, builds the server, runs the workspace's
-//! tests, then the end-to-end suites once per data-plane backend asked for.
+//! packages, checks formatting, runs clippy, builds the server, checks `deploy/`
+//! (see `deploy.rs`), runs the workspace's tests, then the end-to-end suites once
+//! per data-plane backend asked for.
 //!
 //! A test whose real component is missing here prints a skip marker line (see
 //! `tests/src/skip.rs`, the one reader of `CI`); `cargo xtask test` fails on it, as on a
@@ -16,6 +17,7 @@
 //! `cargo xtask fuzz [--secs N] [TARGET...]` runs the fuzz targets for real (nightly);
 //! see `fuzz.rs`.
 
+mod deploy;
 mod fuzz;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../tests/src/skip.rs"]
@@ -84,6 +86,9 @@ struct TestArgs {
     /// Skip the end-to-end suites (package cascade-tests).
     #[arg(long)]
     no_e2e: bool,
+    /// Skip the checks of deploy/ (manifests, unit, alert rules, dashboard).
+    #[arg(long)]
+    no_deploy: bool,
     /// Let tests skip when what they need is missing here (root, a tool, a kernel
     /// feature) and system packages stay missing, instead of failing. No effect in CI.
     #[arg(long)]
@@ -332,6 +337,14 @@ fn test(args: &TestArgs) -> ExitCode {
     });
     let bin = target_dir().join("debug").join("cascade");
 
+    if args.no_deploy {
+        steps.skip("deploy/ checks", "--no-deploy");
+    } else {
+        steps.run("deploy/ checks", || {
+            deploy::check(&root, &target_dir(), &bin)
+        });
+    }
+
     if args.no_unit {
         steps.skip("cargo test (workspace)", "--no-unit");
     } else if !built {
@@ -465,6 +478,10 @@ const SYSTEM_COMMANDS: &[(&str, &str)] = &[
     // The cluster engine of `cascade signal` (tests/tests/signal_cluster.rs).
     ("/usr/bin/redis-server", "redis-server"),
     ("node", "nodejs"),
+    // deploy/ checks: alert rules, the systemd unit, the PyPI tools' virtualenv.
+    ("promtool", "prometheus"),
+    ("systemd-analyze", "systemd"),
+    ("python3", "python3-venv"),
     ("npm", "npm"),
 ];
 

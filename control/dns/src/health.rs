@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use tokio::task::JoinSet;
 
 use super::DnsState;
@@ -49,9 +51,21 @@ impl Health {
     }
 }
 
-/// Builds the probing client: no proxy (probes go straight to the servers).
-pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// Builds the probing client: no proxy (probes go straight to the servers);
+/// `https` health URLs must present a certificate that chains to one of the CA
+/// files `ca` (PEM; e.g. the cluster CA of `cascade cluster init`).
+pub fn client(timeout: Duration, ca: &[std::path::PathBuf]) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    for path in ca {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("reading the health CA {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("parsing the health CA {}", path.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -101,15 +115,7 @@ pub async fn probe_round(state: &DnsState, client: &reqwest::Client) {
 
 /// Probes every `interval`, and at once whenever the zone changes, until the state
 /// is dropped.
-pub async fn prober(state: std::sync::Weak<DnsState>, interval: Duration) {
-    let timeout = PROBE_TIMEOUT.min(interval);
-    let client = match client(timeout) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("cannot build the health-probe client: {e:#}");
-            return;
-        }
-    };
+pub async fn prober(state: std::sync::Weak<DnsState>, interval: Duration, client: reqwest::Client) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; the caller has just probed.

@@ -145,6 +145,14 @@ pub struct DnsArgs {
     /// Interval of the health probes, e.g. `500ms`, `2s`, `1m`.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub probe_interval: Duration,
+    /// CA (PEM) that `https` health URLs' certificates must chain to, e.g. the
+    /// cluster CA; repeatable. Without it only plain `http` health URLs work.
+    #[arg(
+        long = "health-ca",
+        env = "CASCADE_DNS_HEALTH_CA",
+        value_delimiter = ','
+    )]
+    pub health_ca: Vec<PathBuf>,
 }
 
 /// Parses `300ms`, `2s`, `1.5s`, `1m` or a plain number of seconds.
@@ -176,6 +184,8 @@ pub struct DnsConfig {
     pub listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub probe_interval: Duration,
+    /// CA files of `https` health URLs.
+    pub health_ca: Vec<PathBuf>,
 }
 
 impl From<DnsArgs> for DnsConfig {
@@ -185,6 +195,7 @@ impl From<DnsArgs> for DnsConfig {
             listen: a.listen,
             http_listen: a.http_listen,
             probe_interval: a.probe_interval,
+            health_ca: a.health_ca,
         }
     }
 }
@@ -344,7 +355,10 @@ pub async fn start(config: DnsConfig) -> anyhow::Result<RunningDns> {
     let http_addr = http.local_addr()?;
 
     // First probes before answering, so that no answer names a server known down.
-    let probe_client = health::client(health::PROBE_TIMEOUT.min(config.probe_interval))?;
+    let probe_client = health::client(
+        health::PROBE_TIMEOUT.min(config.probe_interval),
+        &config.health_ca,
+    )?;
     health::probe_round(&state, &probe_client).await;
 
     let mut server = hickory_server::Server::new(server::Handler {
@@ -357,6 +371,7 @@ pub async fn start(config: DnsConfig) -> anyhow::Result<RunningDns> {
     tasks.push(tokio::spawn(health::prober(
         Arc::downgrade(&state),
         config.probe_interval,
+        probe_client,
     )));
     tasks.push(tokio::spawn(watch_zone(
         Arc::downgrade(&state),

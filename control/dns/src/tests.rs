@@ -128,6 +128,7 @@ async fn start_dns(zone: &TempZone, probe: Duration) -> RunningDns {
         listen: "127.0.0.1:0".parse().unwrap(),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         probe_interval: probe,
+        health_ca: Vec::new(),
     })
     .await
     .unwrap()

@@ -148,8 +148,8 @@ impl Zone {
             );
             if let Some(url) = &entry.health_url {
                 ensure!(
-                    url.starts_with("http://"),
-                    "server {name:?}: health_url must be an http:// URL, not {url:?}"
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "server {name:?}: health_url must be an http:// or https:// URL (https: see --health-ca), not {url:?}"
                 );
                 reqwest::Url::parse(url)
                     .with_context(|| format!("server {name:?}: bad health_url {url:?}"))?;
@@ -372,8 +372,8 @@ eu.us = 90
                 "duplicate server",
             ),
             (
-                "zone = \"x.test\"\n[[server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nregion = \"eu\"\nhealth_url = \"https://10.0.0.1/\"",
-                "https probe",
+                "zone = \"x.test\"\n[[server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nregion = \"eu\"\nhealth_url = \"ftp://10.0.0.1/\"",
+                "ftp probe",
             ),
             (
                 "zone = \"x.test\"\n[regions]\n\"10.0.0.0/33\" = \"eu\"",
