@@ -2,7 +2,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FakeMeeting, FakeResizeObserver, FakeStream } from "./fakes.js";
 import { defineCallKit } from "../src/index.js";
-import { type CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "../src/meeting-element.js";
+import type { CascadeMeetingElement } from "../src/meeting-element.js";
+import { PREFER_SIZE_DEBOUNCE_MS } from "../src/size.js";
 
 defineCallKit();
 
@@ -72,8 +73,7 @@ describe("<cascade-meeting>", () => {
     FakeResizeObserver.resize(a, 320, 180);
     expect(meeting.preferred).toEqual([]);
     vi.advanceTimersByTime(PREFER_SIZE_DEBOUNCE_MS);
-    const dpr = globalThis.devicePixelRatio || 1;
-    expect(meeting.preferred).toEqual([{ resource: R("a"), width: 320 * dpr, height: 180 * dpr }]);
+    expect(meeting.preferred).toEqual([{ resource: R("a"), width: 320, height: 180 }]);
     FakeResizeObserver.resize(a, 320, 180);
     vi.advanceTimersByTime(PREFER_SIZE_DEBOUNCE_MS);
     expect(meeting.preferred).toHaveLength(1);
