@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Bundle sizes of each package: esbuild bundle + minify of its entry, with its lower
-// layers bundled in ("bundled") and alone with them external ("alone"); minified and
-// gzip (node:zlib) bytes, one line per package.
+// Bundle sizes of each package: esbuild bundle + minify of its entry together with
+// every lower layer ("bundled": all of their exports, what an app of that layer ships)
+// and alone with the lower layers external ("alone"); minified and gzip (node:zlib)
+// bytes, one line per package.
 import { build } from "esbuild";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
@@ -13,8 +14,12 @@ const entry = (p) => `${root}packages/${p}/src/index.ts`;
 const alias = Object.fromEntries(LAYERS.map((p) => [`@cascade/${p}`, entry(p)]));
 
 async function size(pkg, external) {
+  // Bundled: the package and every layer below it, whole (what an app of this layer ships).
+  const stack = LAYERS.slice(0, LAYERS.indexOf(pkg) + 1).filter((p) => existsSync(entry(p)));
   const out = await build({
-    entryPoints: [entry(pkg)],
+    ...(external
+      ? { entryPoints: [entry(pkg)] }
+      : { stdin: { contents: stack.map((p) => `export * from "@cascade/${p}";`).join("\n"), resolveDir: root, loader: "js" } }),
     bundle: true,
     minify: true,
     format: "esm",
@@ -28,11 +33,12 @@ async function size(pkg, external) {
   return { min: code.length, gzip: gzipSync(code, { level: 9 }).length };
 }
 
-const kb = (n) => `${(n / 1024).toFixed(1)} KiB`.padStart(9);
+const b = (n) => `${n} B`.padStart(9);
+console.log("bundled: the package with every lower layer, all exports; alone: lower layers external");
 console.log(`${"package".padEnd(18)} ${"bundled min".padStart(11)} ${"gzip".padStart(9)}   ${"alone min".padStart(9)} ${"gzip".padStart(9)}`);
 for (const pkg of LAYERS) {
   if (!existsSync(entry(pkg))) continue;
   const all = await size(pkg, false);
   const alone = await size(pkg, true);
-  console.log(`${`@cascade/${pkg}`.padEnd(18)} ${kb(all.min).padStart(11)} ${kb(all.gzip)}   ${kb(alone.min)} ${kb(alone.gzip)}`);
+  console.log(`${`@cascade/${pkg}`.padEnd(18)} ${b(all.min).padStart(11)} ${b(all.gzip)}   ${b(alone.min)} ${b(alone.gzip)}`);
 }

@@ -245,7 +245,12 @@ export class FakeWebSocket {
   }
 }
 
-/** Lets pending promise callbacks run. */
+const realSetTimeout = globalThis.setTimeout;
+
+/** Lets pending promise callbacks and zero-delay timers run (real timers: taken
+ *  before a test fakes them). */
 export async function flush(rounds = 10): Promise<void> {
+  for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
+  await new Promise<void>((r) => realSetTimeout(r, 2));
   for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
 }

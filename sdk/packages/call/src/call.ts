@@ -155,10 +155,18 @@ export class Call extends EventTarget {
 
   #watch(r: Publication | Subscription): void {
     r.addEventListener("state", () => this.#mediaState());
+    if (r === this.#publication) {
+      r.addEventListener("republished", () => {
+        // Our server lost the publication and it was made again: the other side follows.
+        if (this.#state !== "ended" && this.#acceptedDevice !== undefined) {
+          void this.#send({ user: this.peer }, "moved", { resource: r.resource }).catch(() => undefined);
+        }
+      });
+    }
     if (r === this.#subscription) {
       r.addEventListener("ended", () => {
-        // Every source of the subscription is gone: the other side left.
-        if (this.#state !== "ended" && this.#acceptedDevice !== undefined) void this.#end("remote_hangup");
+        // Every source of the subscription is gone: the other side left (unless it moved).
+        if (this.#state !== "ended" && this.#acceptedDevice !== undefined && r === this.#subscription) void this.#end("remote_hangup");
       });
     }
   }
@@ -189,6 +197,20 @@ export class Call extends EventTarget {
     if (first) onTrack(new CustomEvent("track", { detail: { stream: first } }));
     this.#watch(sub);
     this.#mediaState();
+  }
+
+  /** The other side re-published under `resource`: subscribe to it instead. */
+  async #follow(resource: string): Promise<void> {
+    const old = this.#subscription;
+    if (old?.resource === resource) return;
+    this.#subscription = undefined;
+    if (this.#state === "active") this.#setState("reconnecting");
+    await old?.stop().catch(() => undefined);
+    try {
+      await this.#subscribe(resource);
+    } catch {
+      if (!this.#isEnded()) await this.#hangup("failed");
+    }
   }
 
   /** Outgoing: publishes, sends the invite, rings until answered or timed out. @internal */
@@ -244,7 +266,7 @@ export class Call extends EventTarget {
         // The callee's other devices stop ringing (or drop their late accept).
         void this.#send({ user: this.peer }, "cancel", { accepted_device: m.device }).catch(() => undefined);
         this.#subscribe(m.resource).catch(() => {
-          if (this.#state !== "ended") void this.hangup("failed");
+          if (this.#state !== "ended") void this.#hangup("failed");
         });
         break;
       case "decline":
@@ -255,6 +277,9 @@ export class Call extends EventTarget {
         break;
       case "hangup":
         if (m.device === this.#acceptedDevice) void this.#end("remote_hangup");
+        break;
+      case "moved":
+        if (m.device === this.#acceptedDevice && m.resource) void this.#follow(m.resource);
         break;
       default:
         break;
@@ -278,6 +303,9 @@ export class Call extends EventTarget {
         break;
       case "hangup":
         void this.#end(this.#acceptedDevice === undefined ? "cancelled" : "remote_hangup");
+        break;
+      case "moved":
+        if (this.#acceptedDevice !== undefined && m.resource) void this.#follow(m.resource);
         break;
       default:
         break;
@@ -306,7 +334,7 @@ export class Call extends EventTarget {
       void this.#send({ user: this.#ctx.signal.user }, "answered").catch(() => undefined);
       this.#mediaState();
     } catch (e) {
-      if (!this.#isEnded()) await this.hangup("failed");
+      if (!this.#isEnded()) await this.#hangup("failed");
       throw e;
     }
   }
@@ -324,7 +352,11 @@ export class Call extends EventTarget {
   }
 
   /** Cancels an outgoing call while it rings, else hangs up; deletes every resource of the call. */
-  async hangup(reason: "hangup" | "failed" = "hangup"): Promise<void> {
+  hangup(): Promise<void> {
+    return this.#hangup("hangup");
+  }
+
+  async #hangup(reason: "hangup" | "failed"): Promise<void> {
     if (this.#state === "ended") return this.#ending;
     if (this.direction === "outgoing" && this.#acceptedDevice === undefined) {
       return this.#end(reason === "failed" ? "failed" : "cancelled", this.#send({ user: this.peer }, "cancel", { reason: "cancelled" }));

@@ -73,6 +73,11 @@ export class Meeting extends EventTarget {
     try {
       const events = this.#client.roomEvents();
       this.#events = events;
+      let opened = 0;
+      events.addEventListener("open", () => {
+        // After a reconnection of the stream, what changed meanwhile comes from the list.
+        if (opened++ > 0) void this.#resync().catch(() => undefined);
+      });
       events.addEventListener("publication_added", (ev) => this.#added((ev as CustomEvent<{ resource: string; user: string }>).detail));
       events.addEventListener("publication_removed", (ev) => this.#removed((ev as CustomEvent<{ resource: string }>).detail.resource));
       events.addEventListener("active_speaker", (ev) => {
@@ -86,6 +91,14 @@ export class Meeting extends EventTarget {
     }
     for (const p of await this.#client.publications()) this.#added(p);
     if (this.#signal?.join) await this.#signal.join(this.#client.room).catch(() => undefined);
+  }
+
+  /** Brings the participants in line with the room's publications. */
+  async #resync(): Promise<void> {
+    const pubs = await this.#client.publications();
+    const now = new Set(pubs.map((p) => p.resource));
+    for (const resource of [...this.#participants.keys()]) if (!now.has(resource)) this.#removed(resource);
+    for (const p of pubs) this.#added(p);
   }
 
   #added(p: { resource: string; user: string }): void {

@@ -6,9 +6,9 @@
  */
 
 /** The message types. */
-export type CallMessageType = "invite" | "ringing" | "accept" | "decline" | "cancel" | "busy" | "answered" | "hangup";
+export type CallMessageType = "invite" | "ringing" | "accept" | "decline" | "cancel" | "busy" | "answered" | "hangup" | "moved";
 
-const TYPES: readonly CallMessageType[] = ["invite", "ringing", "accept", "decline", "cancel", "busy", "answered", "hangup"];
+const TYPES: readonly CallMessageType[] = ["invite", "ringing", "accept", "decline", "cancel", "busy", "answered", "hangup", "moved"];
 
 /** What a call carries. */
 export interface CallMedia {
@@ -25,7 +25,8 @@ export interface CallMessage {
   call: string;
   /** The sending device. */
   device: string;
-  /** invite: the caller's publication; accept: the callee's. */
+  /** invite: the caller's publication; accept: the callee's; moved: the sender's new one
+   *  (re-published after its server lost the old one). */
   resource?: string;
   /** invite: the caller's media server base URL. */
   server?: string;
@@ -66,6 +67,6 @@ export function parseCallMessage(body: unknown): CallMessage | undefined {
     m.media = { audio: media.audio !== false, video: media.video !== false };
   }
   if (m.type === "invite" && (!m.resource || !m.room)) return undefined;
-  if (m.type === "accept" && !m.resource) return undefined;
+  if ((m.type === "accept" || m.type === "moved") && !m.resource) return undefined;
   return m;
 }

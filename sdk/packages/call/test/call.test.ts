@@ -225,6 +225,32 @@ describe("a 1:1 call", () => {
     expect(media.live.size).toBe(0);
   });
 
+  it("when the caller's server lost its publication, it re-publishes and the callee follows", async () => {
+    const { media, bus, bobs, call } = await ringing();
+    const incoming = bobs[0]!.incoming[0]!;
+    await incoming.accept();
+    await flush();
+    connectMedia(call);
+    connectMedia(incoming);
+    const before = call.publication!.resource;
+    const oldSub = incoming.subscription!.resource;
+    // The server lost it (restarted): the ICE restart's PATCH gets a 404.
+    media.live.delete(before);
+    await call.publication!.recover();
+    await flush();
+    const after = call.publication!.resource;
+    expect(after).not.toBe(before);
+    expect(bus.sent("moved").map((m) => m.body.resource)).toEqual([after]);
+    expect(media.live.has(oldSub)).toBe(false);
+    expect(media.live.get(incoming.subscription!.resource)?.resources).toEqual([after]);
+    expect(incoming.state).toBe("reconnecting");
+    connectMedia(incoming);
+    expect(incoming.state).toBe("active");
+    await call.hangup();
+    await flush();
+    expect(media.live.size).toBe(0);
+  });
+
   it("shares the screen instead of the camera and back", async () => {
     const { bobs, call } = await ringing();
     await bobs[0]!.incoming[0]!.accept();

@@ -43,7 +43,8 @@ function server(initial: { resource: string; user: string }[]) {
 
 describe("a meeting", () => {
   it("subscribes once per remote publication, follows the room, highlights the speaker, and leaves cleanly", async () => {
-    const { f, client, live } = server([{ resource: res("bob"), user: "bob" }]);
+    const listed = [{ resource: res("bob"), user: "bob" }];
+    const { f, client, live } = server(listed);
     const meeting = await Meeting.join({ client, getMedia: async () => camera() });
     const events: string[] = [];
     for (const name of ["participant_joined", "participant_left", "track", "active_speaker"]) {
@@ -75,6 +76,15 @@ describe("a meeting", () => {
     expect(meeting.participants.has(res("bob"))).toBe(false);
     expect(live.has(bobSub ?? "")).toBe(false);
     expect(events).toEqual(["participant_joined:carol", "track:carol", "active_speaker:carol", "participant_left:bob"]);
+
+    // The event stream reconnects: what changed meanwhile comes from the list
+    // (carol left and dave came while it was down).
+    es.dispatchEvent(new Event("open"));
+    listed.splice(0, listed.length, { resource: res("dave"), user: "dave" });
+    es.dispatchEvent(new Event("open"));
+    await flush();
+    expect([...meeting.participants.keys()]).toEqual([res("dave")]);
+    expect(events.slice(-2)).toEqual(["participant_left:carol", "participant_joined:dave"]);
 
     const local = meeting.localStream.getTracks();
     await meeting.leave();

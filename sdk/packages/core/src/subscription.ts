@@ -45,7 +45,9 @@ export interface TrackCounts {
 /**
  * Remote publications received from a media server.
  *
- * Events: `track` (`CustomEvent<{track, stream, resource?}>`), `state`, `ended`.
+ * Events: `track` (`CustomEvent<{track, stream, resource?}>`; tracks that arrive
+ * while the subscription is being made are announced just after it resolves),
+ * `state`, `ended`.
  */
 export class Subscription extends Resource {
   /** One per remote stream (msid), in arrival order. */
@@ -54,6 +56,9 @@ export class Subscription extends Resource {
   readonly #counts: TrackCounts;
   readonly #resources: string[];
   #lastSize = "";
+  /** Track events that came before {@link Client.subscribe} resolved (they fire while
+   *  the answer is applied): dispatched again a task later, when listeners are on. */
+  #early: TrackDetail[] | undefined = [];
 
   private constructor(ctx: ResourceContext, url: string, counts: TrackCounts, resources: string[]) {
     super(ctx);
@@ -66,6 +71,11 @@ export class Subscription extends Resource {
   static async create(ctx: ResourceContext, url: string, counts: TrackCounts, resources: string[]): Promise<Subscription> {
     const s = new Subscription(ctx, url, counts, resources);
     await s.#subscribe();
+    setTimeout(() => {
+      const early = s.#early ?? [];
+      s.#early = undefined;
+      for (const detail of early) s.dispatchEvent(new CustomEvent<TrackDetail>("track", { detail }));
+    }, 0);
     return s;
   }
 
@@ -94,7 +104,8 @@ export class Subscription extends Resource {
     }
     const resource = this.#resourceOf(stream.id);
     const detail: TrackDetail = resource === undefined ? { track: ev.track, stream: known } : { track: ev.track, stream: known, resource };
-    this.dispatchEvent(new CustomEvent<TrackDetail>("track", { detail }));
+    if (this.#early) this.#early.push(detail);
+    else this.dispatchEvent(new CustomEvent<TrackDetail>("track", { detail }));
   }
 
   /** The server names each stream after the publication's id (the URL's last segment). */

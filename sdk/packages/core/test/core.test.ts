@@ -240,6 +240,40 @@ describe("ICE restart", () => {
     expect(f.find("PATCH")).toHaveLength(1);
   });
 
+  it("restarts everything on an online event and a connection change, until closed", async () => {
+    const win = new EventTarget();
+    const connection = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    const saved = { add: g.addEventListener, remove: g.removeEventListener, nav: Object.getOwnPropertyDescriptor(globalThis, "navigator") };
+    g.addEventListener = win.addEventListener.bind(win);
+    g.removeEventListener = win.removeEventListener.bind(win);
+    Object.defineProperty(globalThis, "navigator", { value: { connection }, configurable: true });
+    try {
+      const f = new FakeFetch();
+      f.on("POST", PUBLISH, () => created(`/rtc/v1/resources/pub${++n}`));
+      f.on("DELETE", `${S}/rtc/v1/resources/`, () => new Response(null, { status: 200 }));
+      restartRoute(f);
+      const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: FakePC as unknown as typeof RTCPeerConnection });
+      await client.publish(camera());
+      await client.subscribe({ resources: [`${S}/rtc/v1/resources/x`] }).catch(() => undefined);
+      win.dispatchEvent(new Event("online"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(1);
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+      await client.close();
+      win.dispatchEvent(new Event("online"));
+      connection.dispatchEvent(new Event("change"));
+      await flush();
+      expect(f.find("PATCH")).toHaveLength(2);
+    } finally {
+      g.addEventListener = saved.add;
+      g.removeEventListener = saved.remove;
+      if (saved.nav) Object.defineProperty(globalThis, "navigator", saved.nav);
+    }
+  });
+
   it("re-publishes when the server no longer knows the resource", async () => {
     const { f, client } = setup();
     f.on("PATCH", `${S}/rtc/v1/resources/`, () => json(404, { code: "unknown_resource", message: "gone" }));
@@ -270,11 +304,32 @@ describe("subscribe", () => {
     ]);
     const tracks: { stream: { id: string }; resource?: string }[] = [];
     s.addEventListener("track", (e) => tracks.push((e as CustomEvent).detail));
+    await flush();
     pcOf(s).addRemoteTrack("audio", "xyz");
     pcOf(s).addRemoteTrack("video", "xyz");
     expect(s.streams).toHaveLength(1);
     expect(s.streams[0]?.getTracks()).toHaveLength(2);
     expect(tracks.map((t) => t.resource)).toEqual([remote, remote]);
+  });
+
+  it("announces tracks that arrive while the answer is applied to listeners added after subscribe resolves", async () => {
+    const f = new FakeFetch();
+    f.on("POST", SUBSCRIBE, () => created("/rtc/v1/resources/s1"));
+    class EarlyPC extends FakePC {
+      override async setRemoteDescription(d: RTCSessionDescriptionInit) {
+        await super.setRemoteDescription(d);
+        this.addRemoteTrack("audio", "pubA");
+      }
+    }
+    const client = new Client({ server: S, room: "demo", token: "t", fetch: f.fetch, RTCPeerConnection: EarlyPC as unknown as typeof RTCPeerConnection, watchNetwork: false });
+    const s = await client.subscribe({ resources: [`${S}/rtc/v1/resources/pubA`] });
+    const kinds: string[] = [];
+    s.addEventListener("track", (e) => kinds.push((e as CustomEvent).detail.track.kind));
+    expect(s.streams.map((x) => x.id)).toEqual(["pubA"]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(kinds).toEqual(["audio"]);
+    pcOf(s).addRemoteTrack("video", "pubA");
+    expect(kinds).toEqual(["audio", "video"]);
   });
 
   it("counts the room's tracks when subscribing to the whole room", async () => {
