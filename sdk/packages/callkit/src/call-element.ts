@@ -390,8 +390,12 @@ export class CascadeCallElement extends HTMLElement {
     if (screen !== this.#screen) {
       this.#screen = screen;
       els.announce.textContent = this.#announcement(call, screen);
-      if (this.isConnected) {
-        if (screen === "incoming") els.accept.focus();
+      // An incoming call takes the focus (Enter answers, Escape declines); otherwise focus
+      // moves with the screen only when it was on a control of ours that just got hidden.
+      const focused = this.shadowRoot?.activeElement ?? null;
+      if (this.isConnected && (screen === "incoming" || (focused instanceof HTMLElement && !isShown(focused)))) {
+        const target = { idle: els.dialerInput, incoming: els.accept, call: els.hangup, ended: els.done }[screen];
+        if (isShown(target)) target.focus();
       }
     }
   }
@@ -504,4 +508,10 @@ function describeError(err: unknown): string {
     if (err instanceof Error && err.message) return err.message;
   }
   return "Could not place the call";
+}
+
+/** Whether neither the element nor an ancestor in the shadow tree is `hidden`. */
+function isShown(el: HTMLElement): boolean {
+  for (let e: HTMLElement | null = el; e; e = e.parentElement) if (e.hidden) return false;
+  return true;
 }

@@ -129,6 +129,15 @@ describe("<cascade-call>", () => {
     expect(el.screen).toBe("idle");
   });
 
+  it("moves the focus with the screen: accept on an incoming call, then hang-up, then Done", () => {
+    const call = agent.ring("bob");
+    expect(el.shadowRoot?.activeElement).toBe(byId(el, "accept"));
+    call.setState("connecting");
+    expect(el.shadowRoot?.activeElement).toBe(byId(el, "hangup"));
+    call.setState("ended", { endReason: "hangup" });
+    expect(el.shadowRoot?.activeElement?.textContent).toBe("Done");
+  });
+
   it("mute buttons toggle the call's tracks and say so", () => {
     const call = agent.ring("bob");
     call.setState("active", { startedAt: Date.now() });
