@@ -145,6 +145,12 @@ export class FakePC extends EventTarget {
     this.remoteDescription = d;
   }
   restartIce(): void {}
+  getConfiguration(): RTCConfiguration {
+    return this.config;
+  }
+  setConfiguration(c: RTCConfiguration): void {
+    (this as { config: RTCConfiguration }).config = c;
+  }
   async getStats(): Promise<Map<string, unknown>> {
     return new Map(this.stats.map((s, i) => [String(s.id ?? i), s]));
   }

@@ -44,6 +44,7 @@ export class Client {
   readonly #ES: typeof EventSource | undefined;
   readonly #resources = new Set<Resource>();
   readonly #unwatch: (() => void)[] = [];
+  readonly #healing = new Set<Resource>();
   #closed = false;
 
   constructor(opts: ClientOptions) {
@@ -61,10 +62,35 @@ export class Client {
         return new PC(opts.rtcConfig ?? {});
       },
       EventSource: this.#ES,
-      onTrouble: (r) => void r.recover().catch(() => undefined),
+      onTrouble: (r) => void this.#heal(r),
       onEnded: (r) => this.#resources.delete(r),
     };
     if (opts.watchNetwork !== false) this.#watchNetwork();
+  }
+
+  /**
+   * Recovers a resource whose connection is in trouble: ICE restart (or re-publish),
+   * retried with growing delays (1 s to 30 s) while the server cannot be reached or
+   * is busy, until it works, the resource ends or the client closes.
+   */
+  async #heal(r: Resource): Promise<void> {
+    if (this.#healing.has(r)) return;
+    this.#healing.add(r);
+    try {
+      for (let attempt = 0; !this.#closed && r.state !== "ended"; attempt++) {
+        try {
+          await r.recover();
+          return;
+        } catch (e) {
+          const retry = !(e instanceof CascadeError) || e.status === 0 || e.status === 408 || e.status === 429 || e.status >= 500;
+          if (!retry) return;
+          const wait = e instanceof CascadeError && e.retryAfter !== undefined ? e.retryAfter * 1000 : Math.min(30_000, 1000 * 2 ** attempt);
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
+    } finally {
+      this.#healing.delete(r);
+    }
   }
 
   #roomUrl(): string {

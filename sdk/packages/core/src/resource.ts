@@ -7,6 +7,7 @@
  */
 import { CascadeError } from "./errors.js";
 import { absoluteLocation, type Http } from "./http.js";
+import { iceServersFromLink } from "./link.js";
 import { applyRestartFragment, offerFragment } from "./sdp.js";
 import { summarizeStats, type StatsSummary } from "./stats.js";
 
@@ -70,7 +71,12 @@ export async function negotiate(http: Http, pc: RTCPeerConnection, url: string):
   const resource = absoluteLocation(resp, url);
   const etag = resp.headers.get("ETag") ?? undefined;
   const answer = await resp.text();
+  const announced = iceServersFromLink(resp.headers.get("Link"));
   try {
+    // The server's STUN/TURN servers, unless the application configured its own.
+    if (announced.length > 0 && !(pc.getConfiguration().iceServers ?? []).length) {
+      pc.setConfiguration({ ...pc.getConfiguration(), iceServers: announced });
+    }
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
   } catch (e) {
     await http.request(resource, { method: "DELETE" }).catch(() => undefined);

@@ -95,6 +95,23 @@ describe("publish", () => {
     expect(p.state).toBe("connecting");
   });
 
+  it("takes the ICE servers the answer announces in Link headers (RFC 9725 §4.6)", async () => {
+    const { f, client } = setup();
+    f.on("POST", PUBLISH, () => {
+      const r = created("/rtc/v1/resources/l1");
+      r.headers.set(
+        "Link",
+        '<stun:stun.example.net>; rel="ice-server", <turn:turn.example.net?transport=udp>; rel="ice-server"; username="user, 1"; credential="p;w"; credential-type="password", <https://example.net/doc>; rel="help"',
+      );
+      return r;
+    });
+    const p = await client.publish(camera());
+    expect(pcOf(p).config.iceServers).toEqual([
+      { urls: "stun:stun.example.net" },
+      { urls: "turn:turn.example.net?transport=udp", username: "user, 1", credential: "p;w" },
+    ]);
+  });
+
   it("fails without a Location and closes the connection", async () => {
     const { f, client } = setup();
     f.on("POST", PUBLISH, () => new Response(ANSWER, { status: 201 }));
@@ -229,6 +246,36 @@ describe("ICE restart", () => {
     await vi.advanceTimersByTimeAsync(5000);
     expect(f.find("PATCH")).toHaveLength(0);
     expect(p.state).toBe("live");
+  });
+
+  it("retries a restart the server could not take, with growing delays, until it works", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { f, client } = setup();
+    let calls = 0;
+    f.on("PATCH", `${S}/rtc/v1/resources/`, () => {
+      calls++;
+      if (calls === 1) throw new TypeError("network down");
+      if (calls === 2) return json(503, { code: "server_full", message: "busy" }, { "Retry-After": "5" });
+      return new Response("a=ice-ufrag:srv2\r\na=ice-pwd:srvpwd2\r\n", { status: 200, headers: { ETag: '"ice-3"' } });
+    });
+    const p = await client.publish(camera());
+    pcOf(p).setIce("failed");
+    await flush();
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(calls).toBe(1);
+    await vi.advanceTimersByTimeAsync(2);
+    await flush();
+    expect(calls).toBe(2);
+    // Retry-After: 5 s.
+    await vi.advanceTimersByTimeAsync(4900);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(200);
+    await flush();
+    expect(calls).toBe(3);
+    expect(p.etag).toBe('"ice-3"');
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(calls).toBe(3);
   });
 
   it("restarts at once when ICE fails", async () => {

@@ -30,6 +30,8 @@ export interface CascadeSignalOptions {
   pingMs?: number;
   /** How long acknowledgements are gathered before one `ack` goes (default 250 ms). */
   ackDelayMs?: number;
+  /** The server's `--max-message-bytes` (default 65536): larger sends are refused here. */
+  maxMessageBytes?: number;
 }
 
 /** The connection's state, in `state` events. */
@@ -87,6 +89,10 @@ function tokenSubject(token: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function byteLength(frame: unknown): number {
+  return new TextEncoder().encode(JSON.stringify(frame)).length;
 }
 
 function randomId(): string {
@@ -362,6 +368,16 @@ export class CascadeSignal extends EventTarget implements SignalChannel {
       this.#firstWelcome = undefined;
       return;
     }
+    if (code === 1009) {
+      // The server closed for a frame over its size: the largest pending send, which
+      // would close the next connection too, is dropped.
+      let largest: PendingSend | undefined;
+      for (const p of this.#sends.values()) if (!largest || byteLength(p.frame) > byteLength(largest.frame)) largest = p;
+      if (largest) {
+        this.#sends.delete(largest.frame.id);
+        largest.reject(new SignalError("too_large", "the server refused the message for its size"));
+      }
+    }
     const reconnecting = !this.#closed;
     this.dispatchEvent(new CustomEvent<CloseDetail>("close", { detail: { code, reason, reconnecting } }));
     if (!reconnecting) {
@@ -380,6 +396,10 @@ export class CascadeSignal extends EventTarget implements SignalChannel {
     if (this.#closed) return Promise.reject(new SignalError("closed", "the signal channel is closed"));
     const id = `${this.#idPrefix}-${++this.#counter}`;
     const frame = { type: "send" as const, id, to, body };
+    const max = this.#opts.maxMessageBytes ?? 65_536;
+    if (byteLength(frame) > max) {
+      return Promise.reject(new SignalError("too_large", `the message is over ${max} bytes`));
+    }
     return new Promise<void>((resolve, reject) => {
       this.#sends.set(id, { frame, resolve, reject });
       this.#write(frame);

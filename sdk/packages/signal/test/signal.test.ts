@@ -146,6 +146,21 @@ describe("CascadeSignal", () => {
     await a;
   });
 
+  it("refuses a send over the size limit, and drops the largest pending send after a 1009 close", async () => {
+    const { s, ws } = await connect({ maxMessageBytes: 200 });
+    await expect(s.send({ user: "bob" }, "x".repeat(300))).rejects.toMatchObject({ code: "too_large" });
+    expect(ws.framesOf("send")).toEqual([]);
+    const small = s.send({ user: "bob" }, "small");
+    const big = s.send({ user: "bob" }, "y".repeat(120));
+    ws.drop(1009, "message too big");
+    await expect(big).rejects.toMatchObject({ code: "too_large" });
+    const ws2 = await reconnect();
+    const again = ws2.framesOf("send");
+    expect(again.map((f) => f.body)).toEqual(["small"]);
+    ws2.push({ type: "accepted", id: again[0]?.id, duplicate: false });
+    await small;
+  });
+
   it("reconnects with growing delays", async () => {
     const { s, ws } = await connect();
     const closes: unknown[] = [];
