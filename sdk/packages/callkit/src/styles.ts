@@ -1,7 +1,8 @@
 // The Call Kit's style sheets (shadow DOM). Everything a page may want to change goes
 // through the custom properties --cascade-accent, --cascade-bg, --cascade-fg,
 // --cascade-radius and --cascade-font (plus --cascade-danger, --cascade-success,
-// --cascade-warning), or through the `part`s named in the markup. Dark by default.
+// --cascade-warning), or through the `part`s named in the markup. Dark by default;
+// `theme="light"` or `theme="auto"` (follows prefers-color-scheme) on the element.
 
 /** Theme, buttons, avatars and the bits both components share. */
 export const baseCss = `
@@ -30,6 +31,16 @@ export const baseCss = `
   font-size: 16px;
   line-height: 1.4;
   -webkit-tap-highlight-color: transparent;
+}
+:host([theme="light"]) {
+  --_bg: var(--cascade-bg, #f5f6fa);
+  --_fg: var(--cascade-fg, #141821);
+}
+@media (prefers-color-scheme: light) {
+  :host([theme="auto"]) {
+    --_bg: var(--cascade-bg, #f5f6fa);
+    --_fg: var(--cascade-fg, #141821);
+  }
 }
 :host([hidden]) { display: none; }
 *, *::before, *::after { box-sizing: border-box; }
