@@ -18,7 +18,7 @@ const repo = path.dirname(sdkDir);
 const require = createRequire(path.join(repo, "tests", "browser", "package.json"));
 const { chromium } = require("playwright-core");
 
-const SCREENS = ["idle", "incoming", "outgoing", "call", "reconnecting", "ended", "meeting", "meeting4", "meeting6", "idle-light", "meeting4-light"];
+const SCREENS = ["idle", "incoming", "outgoing", "call", "reconnecting", "ended", "meeting", "meeting4", "meeting6", "meeting1", "idle-light", "meeting4-light"];
 const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 } };
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
@@ -51,7 +51,7 @@ try {
       const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
       page.on("pageerror", (e) => console.error(`${screen}: ${e.message}`));
       const [name, theme] = screen.split("-");
-      const base_ = name.startsWith("meeting") ? `screen=meeting&people=${Number(name.slice(7)) - 1 || 3}` : `screen=${name}`;
+      const base_ = name.startsWith("meeting") ? `screen=meeting&people=${name === "meeting" ? 3 : Number(name.slice(7)) - 1}` : `screen=${name}`;
       const query = theme ? `${base_}&theme=${theme}` : base_;
       await page.goto(`${base}/preview.html?${query}`);
       // Wait until the preview set its call up and every visible video shows a frame.

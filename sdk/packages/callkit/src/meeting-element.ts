@@ -23,6 +23,7 @@ const template = `
     <span class="count" data-ref="countWrap">${icons.users}<span data-ref="count">1</span></span>
   </header>
   <div class="grid" part="grid" role="list" aria-label="Participants" data-ref="grid"></div>
+  <p class="alone" part="alone" data-ref="alone" role="status">Waiting for others to join…</p>
   <nav class="controls" part="controls" aria-label="Meeting controls">
     <div class="bar">
       <button class="ctl" type="button" data-testid="mute-audio" data-ref="muteAudio" part="button mute-audio"
@@ -42,7 +43,7 @@ const template = `
   </section>
 </div>`;
 
-const REFS = ["room", "countWrap", "count", "grid", "muteAudio", "muteVideo", "leave", "left", "leftRoom"] as const;
+const REFS = ["room", "countWrap", "count", "grid", "alone", "muteAudio", "muteVideo", "leave", "left", "leftRoom"] as const;
 type Ref = (typeof REFS)[number];
 
 interface Tile {
@@ -285,6 +286,7 @@ export class CascadeMeetingElement extends HTMLElement {
     els.room.textContent = room || "Meeting";
     els.leftRoom.textContent = room ? `Room ${room}` : "";
     const people = this.#tiles.size;
+    els.alone.hidden = !this.#meeting || people > 1;
     els.count.textContent = String(people);
     els.countWrap.setAttribute("aria-label", `${people} ${people === 1 ? "person" : "people"} in the meeting`);
     const localUser = this.#localUser();

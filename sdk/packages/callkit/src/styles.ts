@@ -293,6 +293,7 @@ export const meetingCss = `
 .tile.audio-off .name .mic { display: inline-flex; }
 .tile.speaking { box-shadow: 0 0 28px color-mix(in srgb, var(--_accent) 50%, transparent); }
 .tile.speaking .name { background: var(--_accent); }
+.alone { margin: 0; padding: 0 16px 4px; text-align: center; color: var(--_soft); font-size: 14px; }
 .left-screen {
   position: absolute; inset: 0; z-index: 5;
   display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 14px;

@@ -52,6 +52,12 @@ describe("<cascade-meeting>", () => {
     expect(tile(el, R("c")).classList.contains("no-video")).toBe(true);
     meeting.part(R("a"));
     expect(tiles(el).map((t) => t.dataset.user)).toEqual(["me", "bob", "carol"]);
+    const alone = el.shadowRoot?.querySelector<HTMLElement>('[part="alone"]');
+    expect(alone?.hidden).toBe(true);
+    meeting.part(R("b"));
+    meeting.part(R("c"));
+    expect(tiles(el)).toHaveLength(1);
+    expect(alone?.hidden).toBe(false);
   });
 
   it("highlights the active speaker's tile only", () => {
