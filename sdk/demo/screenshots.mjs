@@ -19,7 +19,7 @@ const require = createRequire(path.join(repo, "tests", "browser", "package.json"
 const { chromium } = require("playwright-core");
 
 const SCREENS = ["idle", "incoming", "outgoing", "call", "reconnecting", "ended", "meeting", "meeting4", "meeting6", "meeting1", "idle-light", "meeting4-light"];
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 } };
+const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 }, landscape: { width: 844, height: 390 } };
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
   "--disable-gpu", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
