@@ -74,6 +74,7 @@ async function main(): Promise<void> {
   el.setAttribute("dialer", "");
   el.setAttribute("user", "alice");
   if (theme) el.setAttribute("theme", theme);
+  if (new URLSearchParams(location.search).has("ring")) el.setAttribute("ring-sound", "");
   document.body.append(el);
   el.agent = agent.asAgent();
   if (screen === "idle") return;
