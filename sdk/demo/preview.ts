@@ -1,6 +1,7 @@
 // A page that shows the Call Kit's screens with fake calls and meetings (no server), for
 // looking at the components and taking screenshots: preview.html?screen=NAME with NAME
-// one of idle, incoming, outgoing, call, reconnecting, ended, meeting.
+// one of idle, incoming, outgoing, call, reconnecting, ended, meeting (people=N remote
+// participants), and theme=light|auto to try the other themes.
 
 import { defineCallKit } from "@cascade/callkit";
 import { FakeAgent, FakeCall, FakeMeeting } from "../packages/callkit/test/fakes.js";
@@ -48,6 +49,7 @@ async function camera(): Promise<MediaStream> {
 }
 
 const screen = new URLSearchParams(location.search).get("screen") ?? "call";
+const theme = new URLSearchParams(location.search).get("theme");
 
 async function main(): Promise<void> {
   if (screen === "meeting") {
@@ -61,6 +63,7 @@ async function main(): Promise<void> {
     const el = document.createElement("cascade-meeting");
     el.setAttribute("user", "alice");
     el.setAttribute("room", "Weekly sync");
+    if (theme) el.setAttribute("theme", theme);
     document.body.append(el);
     el.meeting = meeting.asMeeting();
     meeting.speak("r1");
@@ -70,6 +73,8 @@ async function main(): Promise<void> {
   const el = document.createElement("cascade-call");
   el.setAttribute("dialer", "");
   el.setAttribute("user", "alice");
+  if (theme) el.setAttribute("theme", theme);
+  if (new URLSearchParams(location.search).has("ring")) el.setAttribute("ring-sound", "");
   document.body.append(el);
   el.agent = agent.asAgent();
   if (screen === "idle") return;

@@ -18,8 +18,8 @@ const repo = path.dirname(sdkDir);
 const require = createRequire(path.join(repo, "tests", "browser", "package.json"));
 const { chromium } = require("playwright-core");
 
-const SCREENS = ["idle", "incoming", "outgoing", "call", "reconnecting", "ended", "meeting", "meeting4", "meeting6"];
-const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 } };
+const SCREENS = ["idle", "incoming", "outgoing", "call", "reconnecting", "ended", "meeting", "meeting4", "meeting6", "meeting1", "idle-light", "meeting4-light"];
+const VIEWPORTS = { desktop: { width: 1280, height: 800 }, phone: { width: 390, height: 844 }, landscape: { width: 844, height: 390 } };
 const CHROMIUM_ARGS = [
   "--headless", "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
   "--disable-gpu", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
@@ -50,7 +50,9 @@ try {
     for (const [vpName, viewport] of Object.entries(VIEWPORTS)) {
       const page = await browser.newPage({ viewport, deviceScaleFactor: 1 });
       page.on("pageerror", (e) => console.error(`${screen}: ${e.message}`));
-      const query = screen.startsWith("meeting") ? `screen=meeting&people=${Number(screen.slice(7)) - 1 || 3}` : `screen=${screen}`;
+      const [name, theme] = screen.split("-");
+      const base_ = name.startsWith("meeting") ? `screen=meeting&people=${name === "meeting" ? 3 : Number(name.slice(7)) - 1}` : `screen=${name}`;
+      const query = theme ? `${base_}&theme=${theme}` : base_;
       await page.goto(`${base}/preview.html?${query}`);
       // Wait until the preview set its call up and every visible video shows a frame.
       await page.waitForFunction(() => {

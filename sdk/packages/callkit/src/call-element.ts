@@ -10,6 +10,7 @@ import { Ringer } from "./ring.js";
 import { baseCss, callCss } from "./styles.js";
 import { hasVideo, playVideo, setStream } from "./media.js";
 import { setPressed } from "./dom.js";
+import { SizeReporter } from "./size.js";
 
 /** The screen `<cascade-call>` shows; also its root's `data-screen`. */
 export type CallScreen = "idle" | "incoming" | "call" | "ended";
@@ -148,6 +149,12 @@ export class CascadeCallElement extends HTMLElement {
   #screen: CallScreen | undefined;
   #dialing = false;
   readonly #ringer = new Ringer();
+  #remoteObserver: ResizeObserver | undefined;
+  /** The remote video's size, as layer preferences of the call's subscription. */
+  readonly #remoteSize = new SizeReporter(
+    (width, height) => this.#call?.subscription?.preferSize(width, height) ?? Promise.resolve(),
+    (error) => this.#fail(error),
+  );
 
   constructor() {
     super();
@@ -215,10 +222,19 @@ export class CascadeCallElement extends HTMLElement {
   }
 
   connectedCallback(): void {
+    const RO = globalThis.ResizeObserver;
+    if (typeof RO === "function") {
+      this.#remoteObserver ??= new RO((entries) => {
+        for (const entry of entries) this.#remoteSize.resized(entry.contentRect);
+      });
+      this.#remoteObserver.observe(this.#els.remote);
+    }
     this.#render();
   }
 
   disconnectedCallback(): void {
+    this.#remoteObserver?.disconnect();
+    this.#remoteSize.cancel();
     this.#stopTicker();
     this.#ringer.stop();
   }
@@ -240,6 +256,7 @@ export class CascadeCallElement extends HTMLElement {
     this.#unbindRemote?.();
     this.#unbindRemote = undefined;
     this.#call = call;
+    this.#remoteSize.reset();
     this.#muted = { audio: false, video: false };
     this.#sharing = false;
     if (call) {
@@ -373,8 +390,12 @@ export class CascadeCallElement extends HTMLElement {
     if (screen !== this.#screen) {
       this.#screen = screen;
       els.announce.textContent = this.#announcement(call, screen);
-      if (this.isConnected) {
-        if (screen === "incoming") els.accept.focus();
+      // An incoming call takes the focus (Enter answers, Escape declines); otherwise focus
+      // moves with the screen only when it was on a control of ours that just got hidden.
+      const focused = this.shadowRoot?.activeElement ?? null;
+      if (this.isConnected && (screen === "incoming" || (focused instanceof HTMLElement && !isShown(focused)))) {
+        const target = { idle: els.dialerInput, incoming: els.accept, call: els.hangup, ended: els.done }[screen];
+        if (isShown(target)) target.focus();
       }
     }
   }
@@ -404,6 +425,9 @@ export class CascadeCallElement extends HTMLElement {
           stream.removeEventListener("removetrack", update);
         };
       }
+      // A new remote stream comes with a new subscription: ask for the size the video has.
+      this.#remoteSize.reset();
+      this.#remoteSize.resized(remote.getBoundingClientRect());
       setStream(remote, stream, () => {
         // Autoplay with sound was refused: play muted and offer a button to unmute.
         remote.muted = true;
@@ -484,4 +508,10 @@ function describeError(err: unknown): string {
     if (err instanceof Error && err.message) return err.message;
   }
   return "Could not place the call";
+}
+
+/** Whether neither the element nor an ancestor in the shadow tree is `hidden`. */
+function isShown(el: HTMLElement): boolean {
+  for (let e: HTMLElement | null = el; e; e = e.parentElement) if (e.hidden) return false;
+  return true;
 }

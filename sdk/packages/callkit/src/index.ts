@@ -15,7 +15,8 @@ import { CascadeCallElement } from "./call-element.js";
 import { CascadeMeetingElement } from "./meeting-element.js";
 
 export { CascadeCallElement, type CallChangeDetail, type CallScreen } from "./call-element.js";
-export { CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "./meeting-element.js";
+export { CascadeMeetingElement } from "./meeting-element.js";
+export { PREFER_SIZE_DEBOUNCE_MS } from "./size.js";
 
 /** Registers `<cascade-call>` and `<cascade-meeting>` (once; later calls do nothing). */
 export function defineCallKit(registry: CustomElementRegistry = customElements): void {

@@ -10,10 +10,8 @@ import { icons } from "./icons.js";
 import { bestGrid } from "./layout.js";
 import { hasVideo, setStream } from "./media.js";
 import { setPressed } from "./dom.js";
+import { SizeReporter } from "./size.js";
 import { baseCss, meetingCss } from "./styles.js";
-
-/** How long a tile's size must hold still before the new size is sent to the server. */
-export const PREFER_SIZE_DEBOUNCE_MS = 250;
 
 const LOCAL = "local";
 
@@ -25,6 +23,7 @@ const template = `
     <span class="count" data-ref="countWrap">${icons.users}<span data-ref="count">1</span></span>
   </header>
   <div class="grid" part="grid" role="list" aria-label="Participants" data-ref="grid"></div>
+  <p class="alone" part="alone" data-ref="alone" role="status">Waiting for others to join…</p>
   <nav class="controls" part="controls" aria-label="Meeting controls">
     <div class="bar">
       <button class="ctl" type="button" data-testid="mute-audio" data-ref="muteAudio" part="button mute-audio"
@@ -44,7 +43,7 @@ const template = `
   </section>
 </div>`;
 
-const REFS = ["room", "countWrap", "count", "grid", "muteAudio", "muteVideo", "leave", "left", "leftRoom"] as const;
+const REFS = ["room", "countWrap", "count", "grid", "alone", "muteAudio", "muteVideo", "leave", "left", "leftRoom"] as const;
 type Ref = (typeof REFS)[number];
 
 interface Tile {
@@ -55,8 +54,7 @@ interface Tile {
   resource: string;
   stream: MediaStream | undefined;
   unbindStream: (() => void) | undefined;
-  sent: string | undefined;
-  pending: ReturnType<typeof setTimeout> | undefined;
+  readonly size: SizeReporter;
 }
 
 type ParticipantDetail = { user: string; resource: string; stream?: MediaStream };
@@ -130,10 +128,7 @@ export class CascadeMeetingElement extends HTMLElement {
   disconnectedCallback(): void {
     this.#gridObserver?.disconnect();
     this.#tileObserver?.disconnect();
-    for (const tile of this.#tiles.values()) {
-      if (tile.pending !== undefined) clearTimeout(tile.pending);
-      tile.pending = undefined;
-    }
+    for (const tile of this.#tiles.values()) tile.size.cancel();
   }
 
   attributeChangedCallback(): void {
@@ -212,7 +207,11 @@ export class CascadeMeetingElement extends HTMLElement {
       const label = document.createElement("span");
       name.append(mic, label);
       el.append(video, avatar, name);
-      tile = { key, el, video, user: p.user, resource: p.resource, stream: undefined, unbindStream: undefined, sent: undefined, pending: undefined };
+      const size = new SizeReporter(
+        (width, height) => this.#meeting?.preferSize(this.#tiles.get(key)?.resource ?? key, width, height) ?? Promise.resolve(),
+        (error) => this.dispatchEvent(new CustomEvent("cascade-error", { detail: { error } })),
+      );
+      tile = { key, el, video, user: p.user, resource: p.resource, stream: undefined, unbindStream: undefined, size };
       this.#tiles.set(key, tile);
       if (key === LOCAL) this.#els.grid.prepend(el);
       else {
@@ -234,6 +233,11 @@ export class CascadeMeetingElement extends HTMLElement {
       };
       tile.stream = stream;
       setStream(tile.video, stream);
+      // The subscription exists now: ask again for the size the tile already has.
+      if (key !== LOCAL) {
+        tile.size.reset();
+        tile.size.resized(tile.el.getBoundingClientRect());
+      }
     }
   }
 
@@ -242,7 +246,7 @@ export class CascadeMeetingElement extends HTMLElement {
     if (!tile) return;
     this.#tiles.delete(key);
     tile.unbindStream?.();
-    if (tile.pending !== undefined) clearTimeout(tile.pending);
+    tile.size.cancel();
     this.#tileObserver?.unobserve(tile.el);
     setStream(tile.video, undefined);
     tile.el.remove();
@@ -250,22 +254,7 @@ export class CascadeMeetingElement extends HTMLElement {
 
   #tileResized(el: HTMLElement, rect: { width: number; height: number }): void {
     const tile = [...this.#tiles.values()].find((t) => t.el === el);
-    const meeting = this.#meeting;
-    if (!tile || tile.key === LOCAL || !meeting || rect.width <= 0 || rect.height <= 0) return;
-    const ratio = globalThis.devicePixelRatio || 1;
-    const width = Math.round(rect.width * ratio);
-    const height = Math.round(rect.height * ratio);
-    if (tile.pending !== undefined) clearTimeout(tile.pending);
-    tile.pending = setTimeout(() => {
-      tile.pending = undefined;
-      const key = `${width}x${height}`;
-      if (key === tile.sent || this.#tiles.get(tile.key) !== tile) return;
-      tile.sent = key;
-      meeting.preferSize(tile.resource, width, height).catch((error: unknown) => {
-        tile.sent = undefined;
-        this.dispatchEvent(new CustomEvent("cascade-error", { detail: { error } }));
-      });
-    }, PREFER_SIZE_DEBOUNCE_MS);
+    if (tile && tile.key !== LOCAL) tile.size.resized(rect);
   }
 
   #toggleMute(kind: "audio" | "video"): void {
@@ -297,6 +286,7 @@ export class CascadeMeetingElement extends HTMLElement {
     els.room.textContent = room || "Meeting";
     els.leftRoom.textContent = room ? `Room ${room}` : "";
     const people = this.#tiles.size;
+    els.alone.hidden = !this.#meeting || people > 1;
     els.count.textContent = String(people);
     els.countWrap.setAttribute("aria-label", `${people} ${people === 1 ? "person" : "people"} in the meeting`);
     const localUser = this.#localUser();

@@ -1,7 +1,8 @@
 // The Call Kit's style sheets (shadow DOM). Everything a page may want to change goes
 // through the custom properties --cascade-accent, --cascade-bg, --cascade-fg,
 // --cascade-radius and --cascade-font (plus --cascade-danger, --cascade-success,
-// --cascade-warning), or through the `part`s named in the markup. Dark by default.
+// --cascade-warning), or through the `part`s named in the markup. Dark by default;
+// `theme="light"` or `theme="auto"` (follows prefers-color-scheme) on the element.
 
 /** Theme, buttons, avatars and the bits both components share. */
 export const baseCss = `
@@ -21,7 +22,7 @@ export const baseCss = `
   position: relative;
   box-sizing: border-box;
   height: 100%;
-  min-height: 420px;
+  min-height: 320px;
   overflow: hidden;
   border-radius: var(--_radius);
   background: var(--_bg);
@@ -30,6 +31,16 @@ export const baseCss = `
   font-size: 16px;
   line-height: 1.4;
   -webkit-tap-highlight-color: transparent;
+}
+:host([theme="light"]) {
+  --_bg: var(--cascade-bg, #f5f6fa);
+  --_fg: var(--cascade-fg, #141821);
+}
+@media (prefers-color-scheme: light) {
+  :host([theme="auto"]) {
+    --_bg: var(--cascade-bg, #f5f6fa);
+    --_fg: var(--cascade-fg, #141821);
+  }
 }
 :host([hidden]) { display: none; }
 *, *::before, *::after { box-sizing: border-box; }
@@ -155,6 +166,13 @@ export const callCss = `
 .incoming .avatar { animation: nudge 1.2s ease-in-out infinite; }
 @keyframes nudge { 0%, 100% { transform: rotate(0); } 10% { transform: rotate(-5deg); } 20% { transform: rotate(5deg); } 30% { transform: rotate(0); } }
 .answer { display: flex; gap: clamp(48px, 18cqi, 96px); margin-top: 28px; }
+@media (max-height: 480px) {
+  .center { gap: 8px; padding: 16px; }
+  .pulse { width: 128px; height: 128px; }
+  .pulse .wave { inset: 24px; }
+  .avatar { width: 80px; height: 80px; font-size: 30px; }
+  .answer { margin-top: 8px; }
+}
 .labeled { display: flex; flex-direction: column; align-items: center; gap: 10px; font-size: 14px; color: var(--_soft); }
 /* The accept button glows; it does not move (a moving target is hard to tap, and to click in tests). */
 .incoming .ctl.success { animation: glow 1.6s ease-out infinite; }
@@ -185,6 +203,7 @@ export const callCss = `
   transition: all .3s ease;
 }
 @container (max-width: 560px) { .local-wrap { aspect-ratio: 3 / 4; width: clamp(92px, 28cqi, 140px); } }
+@media (max-height: 480px) { .local-wrap { top: 16px; width: clamp(96px, 17cqi, 150px); } }
 .local-wrap .local { width: 100%; height: 100%; object-fit: cover; transform: scaleX(-1); }
 .local-wrap.screen-share .local { transform: none; object-fit: contain; }
 .local-wrap .cam-off { position: absolute; inset: 0; display: grid; place-items: center; color: var(--_soft); }
@@ -282,6 +301,7 @@ export const meetingCss = `
 .tile.audio-off .name .mic { display: inline-flex; }
 .tile.speaking { box-shadow: 0 0 28px color-mix(in srgb, var(--_accent) 50%, transparent); }
 .tile.speaking .name { background: var(--_accent); }
+.alone { margin: 0; padding: 0 16px 4px; text-align: center; color: var(--_soft); font-size: 14px; }
 .left-screen {
   position: absolute; inset: 0; z-index: 5;
   display: flex; flex-direction: column; align-items: center; justify-content: center; gap: 14px;

@@ -1,6 +1,7 @@
 // @vitest-environment happy-dom
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { FakeAgent, FakeCall, FakeStream } from "./fakes.js";
+import { FakeAgent, FakeCall, FakeResizeObserver, FakeStream } from "./fakes.js";
+import { PREFER_SIZE_DEBOUNCE_MS } from "../src/size.js";
 import type { CascadeCallElement } from "../src/call-element.js";
 import { defineCallKit } from "../src/index.js";
 
@@ -128,6 +129,15 @@ describe("<cascade-call>", () => {
     expect(el.screen).toBe("idle");
   });
 
+  it("moves the focus with the screen: accept on an incoming call, then hang-up, then Done", () => {
+    const call = agent.ring("bob");
+    expect(el.shadowRoot?.activeElement).toBe(byId(el, "accept"));
+    call.setState("connecting");
+    expect(el.shadowRoot?.activeElement).toBe(byId(el, "hangup"));
+    call.setState("ended", { endReason: "hangup" });
+    expect(el.shadowRoot?.activeElement?.textContent).toBe("Done");
+  });
+
   it("mute buttons toggle the call's tracks and say so", () => {
     const call = agent.ring("bob");
     call.setState("active", { startedAt: Date.now() });
@@ -163,5 +173,28 @@ describe("<cascade-call>", () => {
     expect(el.screen).toBe("idle");
     const second = agent.ring("eve");
     expect(el.call).toBe(second);
+  });
+
+  it("asks the call's subscription for the layer that fits the remote video", () => {
+    const realRO = globalThis.ResizeObserver;
+    globalThis.ResizeObserver = FakeResizeObserver as unknown as typeof ResizeObserver;
+    FakeResizeObserver.instances = [];
+    vi.useFakeTimers();
+    try {
+      const sized = document.createElement("cascade-call");
+      document.body.append(sized);
+      const call = new FakeCall("bob", "incoming");
+      sized.call = call.asCall();
+      call.setState("active", { startedAt: Date.now() });
+      call.setRemote(new FakeStream());
+      const video = byId(sized, "remote-video");
+      FakeResizeObserver.resize(video, 1280, 720);
+      FakeResizeObserver.resize(video, 640, 360);
+      vi.advanceTimersByTime(PREFER_SIZE_DEBOUNCE_MS);
+      expect(call.subscription?.preferred).toEqual([[640, 360]]);
+      sized.remove();
+    } finally {
+      globalThis.ResizeObserver = realRO;
+    }
   });
 });

@@ -42,6 +42,8 @@ export class FakeCall extends EventTarget {
   startedAt: number | undefined;
   localStream: MediaStream | undefined;
   remoteStream: MediaStream | undefined;
+  /** A stand-in subscription that records preferSize(width, height). */
+  subscription: { preferred: [number, number][]; preferSize(w: number, h: number): Promise<void> } | undefined;
   /** Every method the component called, in order, e.g. "accept", "setMuted:audio:true". */
   readonly log: string[] = [];
 
@@ -79,6 +81,13 @@ export class FakeCall extends EventTarget {
   }
 
   setRemote(stream: FakeStream): void {
+    const preferred: [number, number][] = [];
+    this.subscription = {
+      preferred,
+      async preferSize(w: number, h: number) {
+        preferred.push([w, h]);
+      },
+    };
     this.remoteStream = stream.asStream();
     this.dispatchEvent(new CustomEvent("remotestream", { detail: { stream: this.remoteStream } }));
   }

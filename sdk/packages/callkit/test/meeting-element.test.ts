@@ -2,7 +2,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FakeMeeting, FakeResizeObserver, FakeStream } from "./fakes.js";
 import { defineCallKit } from "../src/index.js";
-import { type CascadeMeetingElement, PREFER_SIZE_DEBOUNCE_MS } from "../src/meeting-element.js";
+import type { CascadeMeetingElement } from "../src/meeting-element.js";
+import { PREFER_SIZE_DEBOUNCE_MS } from "../src/size.js";
 
 defineCallKit();
 
@@ -51,6 +52,12 @@ describe("<cascade-meeting>", () => {
     expect(tile(el, R("c")).classList.contains("no-video")).toBe(true);
     meeting.part(R("a"));
     expect(tiles(el).map((t) => t.dataset.user)).toEqual(["me", "bob", "carol"]);
+    const alone = el.shadowRoot?.querySelector<HTMLElement>('[part="alone"]');
+    expect(alone?.hidden).toBe(true);
+    meeting.part(R("b"));
+    meeting.part(R("c"));
+    expect(tiles(el)).toHaveLength(1);
+    expect(alone?.hidden).toBe(false);
   });
 
   it("highlights the active speaker's tile only", () => {
@@ -72,8 +79,7 @@ describe("<cascade-meeting>", () => {
     FakeResizeObserver.resize(a, 320, 180);
     expect(meeting.preferred).toEqual([]);
     vi.advanceTimersByTime(PREFER_SIZE_DEBOUNCE_MS);
-    const dpr = globalThis.devicePixelRatio || 1;
-    expect(meeting.preferred).toEqual([{ resource: R("a"), width: 320 * dpr, height: 180 * dpr }]);
+    expect(meeting.preferred).toEqual([{ resource: R("a"), width: 320, height: 180 }]);
     FakeResizeObserver.resize(a, 320, 180);
     vi.advanceTimersByTime(PREFER_SIZE_DEBOUNCE_MS);
     expect(meeting.preferred).toHaveLength(1);
