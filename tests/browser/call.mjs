@@ -12,9 +12,10 @@
 //                           stdin line "unblocked" (the test cuts the callee's media
 //                           link meanwhile): the callee shows the reconnecting banner,
 //                           and after the link is back, the banner goes and frames flow.
-//   --scenario meeting      four pages (named by their users) join one room; three
-//                           mute their microphone, the first sends a tone; the three
-//                           highlight the first; all leave.
+//   --scenario meeting      pages named by their users: all but the last join one
+//                           room; all but the first mute, the first sends a tone; the
+//                           others highlight it; the last page joins then and highlights
+//                           it too (it was elected before); all leave.
 //
 // --pages is a JSON object {name: url} of the pages to open (each in its own browser
 // context); the test builds the URLs (server, room, tokens, signal). Screenshots go
@@ -413,7 +414,10 @@ const scenarios = {
   },
 
   async meeting() {
-    const names = Object.keys(config.pages);
+    // The last page joins once the speaker is elected.
+    const all = Object.keys(config.pages);
+    const late = all[all.length - 1];
+    const names = all.slice(0, -1);
     const pages = {};
     for (const n of names) pages[n] = await open(n);
     for (const n of names) {
@@ -451,8 +455,8 @@ const scenarios = {
     );
     // Page names are the users' names.
     const speakerUser = speaker;
-    for (const n of quiet) {
-      const user = await until(`${n}: highlights the speaker`, async () => {
+    const highlighted = (n) =>
+      until(`${n}: highlights the speaker`, async () => {
         const u = await pages[n]
           .locator('[data-testid="tile"][data-speaking="true"]')
           .first()
@@ -460,10 +464,13 @@ const scenarios = {
           .catch(() => null);
         return u === speakerUser ? u : null;
       });
-      result.pages[n] = { highlighted: user };
-    }
-    for (const n of names) result.pages[n] = { ...(result.pages[n] ?? {}), ...(await inbound(pages[n])) };
+    for (const n of quiet) result.pages[n] = { highlighted: await highlighted(n) };
     await screenshot(pages[quiet[0]], "meeting-4.png");
+    pages[late] = await open(late);
+    await pages[late].evaluate(() => window.cascadeDemo.meeting.setMuted("audio", true));
+    result.pages[late] = { highlighted: await highlighted(late) };
+    names.push(late);
+    for (const n of names) result.pages[n] = { ...(result.pages[n] ?? {}), ...(await inbound(pages[n])) };
     for (const n of names) {
       await step(`${n}: leave`, () => testid(pages[n], "leave").click());
     }

@@ -406,7 +406,8 @@ async fn a_callee_link_cut_for_five_seconds_shows_reconnecting_and_recovers() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_four_page_meeting_highlights_the_one_who_speaks() -> anyhow::Result<()> {
+async fn a_four_page_meeting_highlights_the_one_who_speaks_also_to_who_joins_later()
+-> anyhow::Result<()> {
     if !prerequisites() {
         return Ok(());
     }
@@ -414,12 +415,13 @@ async fn a_four_page_meeting_highlights_the_one_who_speaks() -> anyhow::Result<(
     let rig = Rig::start("meeting")?;
     let room = random_room("meeting");
     let mut pages = BTreeMap::new();
-    // The first (alphabetically) speaks; the other three mute.
-    for user in ["ann", "ben", "cat", "dan"] {
+    // The first (alphabetically) speaks; the others mute; the last joins once the
+    // speaker was elected.
+    for user in ["ann", "ben", "cat", "dan", "eve"] {
         pages.insert(user, rig.page(0, "meeting", user, &room)?);
     }
     let report = run_scenario(&rig, "meeting", &pages, |_| Ok(None)).await?;
-    for user in ["ben", "cat", "dan"] {
+    for user in ["ben", "cat", "dan", "eve"] {
         assert_eq!(report["pages"][user]["highlighted"], "ann", "{report}");
     }
     rig.wait_all("cascade_sessions", 0.0)

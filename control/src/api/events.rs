@@ -65,6 +65,14 @@ pub(super) async fn room_events(
     }
     let permit = event_stream_permit(&state, peer)?;
     let rx = state.subscribe_room_events();
+    // A client that joins after the room elected its speaker learns it first thing
+    // (read after subscribing, so no change falls in between).
+    let current = state.with_sfu(|sfu| sfu.active_speaker(&room)).map(|e| {
+        Event::default()
+            .event(e.kind.name())
+            .json_data(&e)
+            .unwrap_or_else(|_| Event::default().event(e.kind.name()))
+    });
     // The permit lives in the stream's state: the place frees when the stream ends.
     let events = stream::unfold((rx, permit), move |(mut rx, permit)| {
         let room = room.clone();
@@ -83,8 +91,10 @@ pub(super) async fn room_events(
                 }
             }
         }
-    })
-    .map(Ok::<_, std::convert::Infallible>);
+    });
+    let events = stream::iter(current)
+        .chain(events)
+        .map(Ok::<_, std::convert::Infallible>);
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -89,6 +89,22 @@ impl Sfu {
                 && p.tracks.iter().any(|t| t.layers.iter().any(|l| l.ssrc.is_none())))
     }
 
+    /// The room's current active speaker, as the event that announced it: what a
+    /// client joining after the election needs to highlight it.
+    pub fn active_speaker(&self, room: &str) -> Option<RoomEvent> {
+        let dominant = self.speakers.get(room)?.dominant()?;
+        let Some(Resource::Publication(p)) = self.resources.get(dominant) else {
+            return None;
+        };
+        Some(RoomEvent {
+            room: room.to_owned(),
+            kind: RoomEventKind::ActiveSpeaker {
+                resource: self.resource_url(dominant),
+                user: p.user.clone(),
+            },
+        })
+    }
+
     /// An observation of the data plane.
     pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
         match event {
