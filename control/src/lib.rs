@@ -1,7 +1,7 @@
 //! The `cascade` media server's shell: it turns HTTP requests and datagrams into
 //! inputs of the sans-IO core ([`cascade_core`]) and the core's outputs into I/O:
 //! the HTTP API ([`api`]), the server loop and its state ([`server`]), the HTTP
-//! listener and its limits ([`listener`], [`limits`]), configuration,
+//! listener and its limits ([`listener`], [`limits`]), HTTP/3 ([`http3`]), configuration,
 //! metrics, the cluster's TLS trust and the eBPF shell ([`kernel`]). The core decides;
 //! the shell carries out, and changes the data plane only with the core's
 //! `cascade_command::command::Command`s.
@@ -11,6 +11,7 @@ pub mod cluster_tls;
 pub mod config;
 pub mod error;
 pub mod etag;
+pub mod http3;
 pub mod kernel;
 pub mod limits;
 pub mod listener;

@@ -34,6 +34,8 @@ pub struct Metrics {
     /// Refusals for load: connections closed on accept and requests answered 503/429,
     /// by reason.
     pub refused: IntCounterVec,
+    /// QUIC clients sent a Retry to prove their address.
+    pub http3_retries: IntCounter,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -176,6 +178,10 @@ impl Metrics {
                 }
                 c
             },
+            http3_retries: counter(
+                "cascade_http3_retries_total",
+                "QUIC clients sent a Retry to prove their address before their handshake",
+            )?,
             registry,
             last: Mutex::new(LocalStats::default()),
         })

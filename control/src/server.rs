@@ -518,18 +518,60 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
 
     let router = crate::api::router(state.clone());
+    let tls = tls.map(Arc::new);
+    let quic = match (&config.http3, &tls) {
+        (Some(_), Some(tls)) => {
+            let endpoint = crate::http3::endpoint(http, tls, &config.http_limits)?;
+            println!("http3 listening: udp://{}", endpoint.local_addr()?);
+            Some(endpoint)
+        }
+        _ => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let counters = ListenerCounters {
+        open: state.metrics.http_connections.clone(),
+        refused: state.metrics.refused.clone(),
+    };
+    let http3 = quic.map(|endpoint| {
+        let options = config.http3.unwrap_or_default();
+        tokio::spawn(crate::http3::serve(
+            endpoint,
+            router.clone(),
+            config.http_limits,
+            options,
+            crate::http3::Http3Counters {
+                listener: counters.clone(),
+                retries: state.metrics.http3_retries.clone(),
+            },
+            stopped(),
+        ))
+    });
+    let tcp_router = match http3 {
+        Some(_) => crate::http3::advertise(router, http.port()),
+        None => router,
+    };
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
     crate::listener::serve(
         listener,
-        tls.map(Arc::new),
-        router,
+        tls,
+        tcp_router,
         config.http_limits,
-        ListenerCounters {
-            open: state.metrics.http_connections.clone(),
-            refused: state.metrics.refused.clone(),
-        },
-        shutdown_signal(),
+        counters,
+        stopped(),
     )
     .await;
+    if let Some(h3) = http3 {
+        let _ = h3.await;
+    }
     tracing::info!("shutting down");
     state.dataplane.shutdown();
     let _ = media_thread.join();

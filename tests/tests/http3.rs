@@ -1,0 +1,316 @@
+//! The HTTP API over HTTP/3 against a real `cascade serve` with a TLS certificate: a
+//! quinn + h3 client that trusts only the test CA publishes and subscribes (201,
+//! SDP answer, Location, media flowing), gets the same JSON errors as over TCP,
+//! follows an event stream and deletes its resources; the TCP side advertises
+//! HTTP/3 with `Alt-Svc`; per-address caps see the QUIC client's address; every
+//! client is sent through Retry when the server asks for address validation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use cascade_peer::{ClientPeer, PeerRole};
+use cascade_tests::h3client::{H3Client, next_chunk};
+use cascade_tests::media::{UdpPeer, complete_connect, rtp_packet};
+use cascade_tests::tls::{CertDir, TestCa, tls_args};
+use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
+
+/// A server with a certificate for 127.0.0.1 issued by a fresh CA, and that CA.
+fn tls_server(extra: &[&str]) -> Option<(ServerProcess, CertDir, std::path::PathBuf)> {
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return None;
+    }
+    let dir = CertDir::new("h3").unwrap();
+    let ca = TestCa::new(&dir, "ca").unwrap();
+    let cert = ca.issue(&dir, "m1", "127.0.0.1".parse().unwrap()).unwrap();
+    let mut args = tls_args(&cert);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let server = ServerProcess::start(&args).expect("server starts");
+    let ca_pem = ca.pem.clone();
+    Some((server, dir, ca_pem))
+}
+
+fn http_addr(server: &ServerProcess) -> SocketAddr {
+    let host = server.http_base.strip_prefix("https://").expect("https");
+    host.parse().expect("http_base is ip:port")
+}
+
+/// The path of a resource URL (`Location` holds the server's public URL).
+fn path_of(server: &ServerProcess, url: &str) -> String {
+    url.strip_prefix(&server.http_base)
+        .unwrap_or(url)
+        .to_owned()
+}
+
+/// POSTs `peer`'s offer over HTTP/3 and runs ICE and DTLS with the answer.
+async fn connect_h3(
+    client: &mut H3Client,
+    path: &str,
+    token: &str,
+    role: PeerRole,
+) -> anyhow::Result<UdpPeer> {
+    let mut peer = ClientPeer::new(role, &[])?;
+    let auth = format!("Bearer {token}");
+    let resp = client
+        .request(
+            "POST",
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/sdp"),
+            ],
+            Some(peer.offer().into_bytes()),
+        )
+        .await?;
+    anyhow::ensure!(
+        resp.status == 201,
+        "{path}: {} {}",
+        resp.status,
+        resp.text()
+    );
+    assert_eq!(resp.header("content-type"), Some("application/sdp"));
+    let location = resp
+        .header("location")
+        .expect("201 with Location")
+        .to_owned();
+    let answer = resp.text();
+    assert!(answer.starts_with("v=0"), "not an SDP answer: {answer}");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    complete_connect(&mut peer, socket, path, answer, location)
+}
+
+#[tokio::test]
+async fn publish_and_subscribe_over_http3() {
+    let Some((server, _dir, ca)) = tls_server(&[]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+
+    // TCP responses advertise HTTP/3 on the same port.
+    let resp = http_client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers().get("alt-svc").and_then(|v| v.to_str().ok()),
+        Some(format!("h3=\":{}\"; ma=86400", addr.port()).as_str())
+    );
+
+    let mut client = H3Client::connect(addr, &ca).await.expect("QUIC handshake");
+    let health = client.request("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+
+    // The same JSON errors as over TCP.
+    let room = random_room("h3");
+    let publish = format!("/rtc/v1/rooms/{room}/publish");
+    let offer = ClientPeer::new(
+        PeerRole::Publisher {
+            audio_ssrc: 1,
+            video_ssrc: 2,
+        },
+        &[],
+    )
+    .unwrap()
+    .offer();
+    let sdp = [("content-type", "application/sdp")];
+    let over_h3 = client
+        .request("POST", &publish, &sdp, Some(offer.clone().into_bytes()))
+        .await
+        .unwrap();
+    let over_tcp = http_client()
+        .post(server.url(&publish))
+        .header("content-type", "application/sdp")
+        .body(offer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_h3.status, 401);
+    assert_eq!(over_tcp.status(), 401);
+    let tcp_json: serde_json::Value = over_tcp.json().await.unwrap();
+    assert_eq!(over_h3.json().unwrap(), tcp_json);
+    assert_eq!(tcp_json["code"], "token_missing");
+
+    let missing = "/rtc/v1/resources/no-such-resource";
+    let over_h3 = client.request("GET", missing, &[], None).await.unwrap();
+    let over_tcp = http_client().get(server.url(missing)).send().await.unwrap();
+    assert_eq!((over_h3.status, over_tcp.status().as_u16()), (404, 404));
+    let tcp_json: serde_json::Value = over_tcp.json().await.unwrap();
+    assert_eq!(over_h3.json().unwrap(), tcp_json);
+    assert_eq!(tcp_json["code"], "unknown_resource");
+
+    // Publish and subscribe; media flows from one to the other.
+    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
+    let mut publisher = connect_h3(
+        &mut client,
+        &publish,
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x1111,
+            video_ssrc: 0x2222,
+        },
+    )
+    .await
+    .expect("publish over HTTP/3");
+    let subscriber = connect_h3(
+        &mut client,
+        &format!("/rtc/v1/rooms/{room}/subscribe"),
+        &token,
+        PeerRole::Subscriber,
+    )
+    .await
+    .expect("subscribe over HTTP/3");
+
+    // An event stream over HTTP/3 delivers the resource's current state at once.
+    let publisher_path = path_of(&server, &publisher.resource);
+    let auth = format!("Bearer {token}");
+    let (resp, mut events) = client
+        .open(
+            "GET",
+            &format!("{publisher_path}/events"),
+            &[("authorization", &auth)],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let first = tokio::time::timeout(Duration::from_secs(5), next_chunk(&mut events))
+        .await
+        .expect("an event within 5 s")
+        .unwrap();
+    assert!(first.contains("event: state"), "{first}");
+
+    subscriber
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    for seq in 0..200u16 {
+        publisher
+            .send_rtp(&rtp_packet(0x2222, seq, u32::from(seq) * 3000, 96, 400))
+            .unwrap();
+        if subscriber.socket.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        if got >= 5 {
+            break;
+        }
+    }
+    assert!(got >= 5, "the subscriber received {got} packets");
+
+    for peer in [&publisher, &subscriber] {
+        let path = path_of(&server, &peer.resource);
+        let resp = client
+            .request("DELETE", &path, &[("authorization", &auth)], None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status, 200, "DELETE {path}: {}", resp.text());
+    }
+    client.close().await;
+}
+
+#[tokio::test]
+async fn per_address_caps_see_the_quic_client() {
+    let Some((server, _dir, ca)) = tls_server(&["--max-sessions-per-ip", "1"]) else {
+        return;
+    };
+    let mut client = H3Client::connect(http_addr(&server), &ca).await.unwrap();
+    let room = random_room("h3cap");
+    let token = server.token(&room, "u", &["publish"]).unwrap();
+    let auth = format!("Bearer {token}");
+    let mut codes = Vec::new();
+    for ssrc in [10u32, 20] {
+        let offer = ClientPeer::new(
+            PeerRole::Publisher {
+                audio_ssrc: ssrc,
+                video_ssrc: ssrc + 1,
+            },
+            &[],
+        )
+        .unwrap()
+        .offer();
+        let resp = client
+            .request(
+                "POST",
+                &format!("/rtc/v1/rooms/{room}/publish"),
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/sdp"),
+                ],
+                Some(offer.into_bytes()),
+            )
+            .await
+            .unwrap();
+        let code = if resp.status == 201 {
+            String::new()
+        } else {
+            resp.json().unwrap()["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        };
+        codes.push((resp.status, code));
+    }
+    assert_eq!(
+        codes,
+        vec![
+            (201, String::new()),
+            (429, "too_many_sessions_from_address".to_owned())
+        ]
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn address_validation_sends_new_clients_through_retry() {
+    let Some((server, _dir, ca)) = tls_server(&["--http3-retry-above", "0"]) else {
+        return;
+    };
+    let mut client = H3Client::connect(http_addr(&server), &ca).await.unwrap();
+    let resp = client.request("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!(resp.status, 200);
+    client.close().await;
+    // At least one: a client may send its first packet again before the Retry arrives.
+    let retries = metric(&server.http_base, "cascade_http3_retries_total").await;
+    assert!(retries.is_some_and(|n| n >= 1.0), "retries: {retries:?}");
+
+    // Below the threshold (the default), nobody is sent through Retry.
+    let Some((server, _dir, ca)) = tls_server(&[]) else {
+        return;
+    };
+    let mut client = H3Client::connect(http_addr(&server), &ca).await.unwrap();
+    let resp = client.request("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!(resp.status, 200);
+    client.close().await;
+    let retries = metric(&server.http_base, "cascade_http3_retries_total").await;
+    assert_eq!(retries, Some(0.0));
+}
+
+#[tokio::test]
+async fn http3_off_serves_and_advertises_nothing_on_udp() {
+    let Some((server, _dir, ca)) = tls_server(&["--http3", "off"]) else {
+        return;
+    };
+    let resp = http_client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("alt-svc").is_none());
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(3),
+        H3Client::connect(http_addr(&server), &ca),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "an HTTP/3 connection succeeded with --http3 off"
+    );
+}
