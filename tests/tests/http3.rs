@@ -4,6 +4,8 @@
 //! follows an event stream and deletes its resources; the TCP side advertises
 //! HTTP/3 with `Alt-Svc`; per-address caps see the QUIC client's address; every
 //! client is sent through Retry when the server asks for address validation.
+//! Headless Chromium, forced to QUIC for the server's origin and trusting its key by
+//! SPKI pin, loads the demo page, publishes and subscribes over HTTP/3 only.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,10 +14,25 @@ use cascade_peer::{ClientPeer, PeerRole};
 use cascade_tests::h3client::{H3Client, next_chunk};
 use cascade_tests::media::{UdpPeer, complete_connect, rtp_packet};
 use cascade_tests::tls::{CertDir, TestCa, tls_args};
-use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
+use cascade_tests::{
+    ServerProcess, browser_dir, browser_node_modules_available, cascade_bin, chromium_available,
+    chromium_path, command_available, http_client, metric, random_room, require,
+};
 
 /// A server with a certificate for 127.0.0.1 issued by a fresh CA, and that CA.
 fn tls_server(extra: &[&str]) -> Option<(ServerProcess, CertDir, std::path::PathBuf)> {
+    tls_server_with_cert(extra).map(|(server, dir, ca, _)| (server, dir, ca))
+}
+
+/// [`tls_server`], also giving the server's certificate (PEM).
+fn tls_server_with_cert(
+    extra: &[&str],
+) -> Option<(
+    ServerProcess,
+    CertDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+)> {
     if !require(cascade_bin().is_file(), "the cascade binary") {
         return None;
     }
@@ -26,7 +43,7 @@ fn tls_server(extra: &[&str]) -> Option<(ServerProcess, CertDir, std::path::Path
     args.extend(extra.iter().map(|s| s.to_string()));
     let server = ServerProcess::start(&args).expect("server starts");
     let ca_pem = ca.pem.clone();
-    Some((server, dir, ca_pem))
+    Some((server, dir, ca_pem, cert.cert))
 }
 
 fn http_addr(server: &ServerProcess) -> SocketAddr {
@@ -313,4 +330,90 @@ async fn http3_off_serves_and_advertises_nothing_on_udp() {
         !matches!(attempt, Ok(Ok(_))),
         "an HTTP/3 connection succeeded with --http3 off"
     );
+}
+
+/// Subscriber goal in Chromium: more than this many video frames decoded.
+const MIN_FRAMES: u64 = 30;
+/// Hard limit for the whole browser script.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_forced_to_quic_publishes_and_subscribes_over_http3() {
+    let tools = require(
+        chromium_available(),
+        &format!("Chromium at {}", chromium_path().display()),
+    ) && require(command_available("node"), "node (Node.js)")
+        && require(
+            browser_node_modules_available(),
+            "tests/browser/node_modules (run `npm ci` in tests/browser)",
+        );
+    if !tools {
+        return;
+    }
+    let Some((server, _dir, _ca, cert)) = tls_server_with_cert(&[]) else {
+        return;
+    };
+    let origin = http_addr(&server).to_string();
+    let spki = cascade_tests::tls::spki_sha256_base64(&cert).unwrap();
+    let room = random_room("h3browser");
+    let pub_token = server
+        .token(&room, "alice", &["publish", "subscribe"])
+        .unwrap();
+    let sub_token = server.token(&room, "bob", &["subscribe"]).unwrap();
+    let child = tokio::process::Command::new("node")
+        .arg(browser_dir().join("pubsub.mjs"))
+        .current_dir(browser_dir())
+        .env("CASCADE_BASE_URL", &server.http_base)
+        .env("CASCADE_ROOM", &room)
+        .env("CASCADE_PUB_TOKEN", &pub_token)
+        .env("CASCADE_SUB_TOKEN", &sub_token)
+        .env("CASCADE_MIN_FRAMES", MIN_FRAMES.to_string())
+        .env(
+            "CASCADE_HARD_TIMEOUT_MS",
+            SCRIPT_TIMEOUT.as_millis().to_string(),
+        )
+        .env("CASCADE_QUIC_ORIGIN", &origin)
+        .env("CASCADE_SPKI_HASH", &spki)
+        .env("CHROMIUM_PATH", chromium_path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let out = tokio::time::timeout(
+        SCRIPT_TIMEOUT + Duration::from_secs(15),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("the browser script finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON report\nstdout:\n{stdout}\nstderr:\n{stderr}"));
+    let context = format!(
+        "report: {}\nstderr:\n{stderr}",
+        serde_json::to_string_pretty(&report).unwrap_or_default()
+    );
+    assert_eq!(report["errors"], serde_json::json!([]), "{context}");
+    let frames = report
+        .pointer("/final_stats/video/framesDecoded")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    assert!(frames > MIN_FRAMES, "{frames} frames decoded\n{context}");
+    for page in ["publisher", "subscriber"] {
+        let protocols = &report["protocols"][page];
+        assert_eq!(protocols["navigation"], "h3", "{page}\n{context}");
+        let fetches = protocols["fetches"].as_array().cloned().unwrap_or_default();
+        // publish or subscribe, then DELETE: at least two fetches, all over HTTP/3.
+        assert!(fetches.len() >= 2, "{page}: {fetches:?}\n{context}");
+        for f in &fetches {
+            assert_eq!(f["protocol"], "h3", "{page}: {f}\n{context}");
+        }
+    }
 }
