@@ -107,6 +107,7 @@ pub mod http;
 pub mod membership;
 pub mod rank;
 pub mod server;
+pub mod svcb;
 pub mod zone;
 
 use std::net::SocketAddr;
