@@ -43,7 +43,8 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The listener serves both (hyper's auto builder); HTTP/3 sets its own `h3`.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -124,7 +125,8 @@ impl ClusterTrust {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The listener serves both (hyper's auto builder); HTTP/3 sets its own `h3`.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }
 }

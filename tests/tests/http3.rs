@@ -232,6 +232,28 @@ async fn publish_and_subscribe_over_http3() {
     client.close().await;
 }
 
+/// The TCP side offers HTTP/2 by ALPN (as the HTTPS records say) and HTTP/1.1.
+#[tokio::test]
+async fn the_tcp_side_negotiates_h2_and_http11() {
+    let Some((server, _dir, ca)) = tls_server(&[]) else {
+        return;
+    };
+    for (offered, expected) in [
+        (&[b"h2".as_slice(), b"http/1.1"][..], b"h2".as_slice()),
+        (&[b"http/1.1".as_slice()][..], b"http/1.1".as_slice()),
+    ] {
+        let tls = cascade_tests::h3client::client_tls(&ca, offered).unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(tls), name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(http_addr(&server)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        assert_eq!(conn.alpn_protocol(), Some(expected));
+    }
+}
+
 #[tokio::test]
 async fn per_address_caps_see_the_quic_client() {
     let Some((server, _dir, ca)) = tls_server(&["--max-sessions-per-ip", "1"]) else {
