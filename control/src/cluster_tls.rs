@@ -125,8 +125,14 @@ impl ClusterTrust {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        // The listener serves both (hyper's auto builder); HTTP/3 sets its own `h3`.
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The TLS configuration of HTTP/3 calls to other servers: the same trust, ALPN `h3`.
+    pub fn quic_client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        config.alpn_protocols = vec![b"h3".to_vec()];
         Ok(config)
     }
 }

@@ -140,7 +140,13 @@ impl Metrics {
                     &["kind"],
                 )?;
                 registry.register(Box::new(c.clone()))?;
-                for k in ["relay_open", "relay_close", "room", "proxy"] {
+                for k in [
+                    "relay_open",
+                    "relay_open_h3",
+                    "relay_close",
+                    "room",
+                    "proxy",
+                ] {
                     c.with_label_values(&[k]);
                 }
                 c

@@ -5,7 +5,9 @@
 //! HTTP/3 with `Alt-Svc`; per-address caps see the QUIC client's address; every
 //! client is sent through Retry when the server asks for address validation.
 //! Headless Chromium, forced to QUIC for the server's origin and trusting its key by
-//! SPKI pin, loads the demo page, publishes and subscribes over HTTP/3 only.
+//! SPKI pin, loads the demo page, publishes and subscribes over HTTP/3 only. An
+//! edge opens its first relay from an origin over TCP, learns the origin's
+//! `Alt-Svc`, and opens the next one over HTTP/3.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -438,4 +440,94 @@ async fn chromium_forced_to_quic_publishes_and_subscribes_over_http3() {
             assert_eq!(f["protocol"], "h3", "{page}: {f}\n{context}");
         }
     }
+}
+
+/// Origin M1 and edge M2 with certificates from one CA; M2 trusts the CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_opens_prefer_http3_once_the_origin_advertised_it() {
+    use cascade_tests::media::connect;
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    let dir = CertDir::new("h3relay").unwrap();
+    let ca = TestCa::new(&dir, "ca").unwrap();
+    let ip = "127.0.0.1".parse().unwrap();
+    let cluster = [
+        "--token-secret",
+        "h3-users",
+        "--cluster-secret",
+        "h3-cluster",
+    ];
+    let start = |name: &str, extra: &[String]| {
+        let mut args = tls_args(&ca.issue(&dir, name, ip).unwrap());
+        args.extend(cluster.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().cloned());
+        ServerProcess::start(&args).expect("server starts")
+    };
+    let m1 = start("m1", &[]);
+    let m2 = start(
+        "m2",
+        &["--cluster-ca".into(), ca.pem.to_string_lossy().into_owned()],
+    );
+    let room = random_room("h3relay");
+    let token = m1.token(&room, "alice", &["publish", "subscribe"]).unwrap();
+    let mut publishers = Vec::new();
+    for ssrc in [0x10u32, 0x20] {
+        let publisher = connect(
+            &m1,
+            &format!("/rtc/v1/rooms/{room}/publish"),
+            &token,
+            PeerRole::Publisher {
+                audio_ssrc: ssrc,
+                video_ssrc: ssrc + 1,
+            },
+        )
+        .await
+        .expect("publisher connects");
+        publishers.push(publisher);
+    }
+    let over_h3 = "cascade_cluster_requests_total{kind=\"relay_open_h3\"}";
+    let mut subscribers = Vec::new();
+    for (i, publisher) in publishers.iter().enumerate() {
+        let subscriber = connect(
+            &m2,
+            &format!(
+                "/rtc/v1/rooms/{room}/subscribe?resource={}",
+                publisher.resource
+            ),
+            &token,
+            PeerRole::Subscriber,
+        )
+        .await
+        .expect("subscriber connects through the edge");
+        subscribers.push(subscriber);
+        // The first open learns Alt-Svc over TCP; the second goes over HTTP/3.
+        assert_eq!(
+            metric(&m2.http_base, over_h3).await,
+            Some(i as f64),
+            "relay opens over HTTP/3 after open {}",
+            i + 1
+        );
+    }
+    assert_eq!(metric(&m1.http_base, "cascade_relays").await, Some(2.0));
+    // Media flows through the relay opened over HTTP/3.
+    let (publisher, subscriber) = (&mut publishers[1], &subscribers[1]);
+    subscriber
+        .socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut got = 0;
+    let mut buf = [0u8; 2048];
+    for seq in 0..300u16 {
+        publisher
+            .send_rtp(&rtp_packet(0x21, seq, u32::from(seq) * 3000, 96, 400))
+            .unwrap();
+        if subscriber.socket.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+        if got >= 5 {
+            break;
+        }
+    }
+    assert!(got >= 5, "the subscriber received {got} packets");
 }
