@@ -333,6 +333,42 @@ async fn address_validation_sends_new_clients_through_retry() {
     assert_eq!(retries, Some(0.0));
 }
 
+/// No 0-RTT: a client holding a session ticket from an earlier connection is not
+/// offered early data (a replayed publish could otherwise create a session).
+#[tokio::test]
+async fn the_server_accepts_no_early_data() {
+    let Some((server, _dir, ca)) = tls_server(&[]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+    let mut tls = cascade_tests::h3client::client_tls(&ca, &[b"h3"]).unwrap();
+    tls.enable_early_data = true;
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic_tls)));
+    // A first connection, with a request on it, so the session ticket has arrived.
+    let first = endpoint.connect(addr, "127.0.0.1").unwrap().await.unwrap();
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(first.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let req = http::Request::get(format!("https://{addr}/healthz"))
+        .body(())
+        .unwrap();
+    let mut stream = send.send_request(req).await.unwrap();
+    stream.finish().await.unwrap();
+    assert_eq!(stream.recv_response().await.unwrap().status(), 200);
+    first.close(0u32.into(), b"done");
+    // The second connection resumes, but 0-RTT is refused before anything is sent.
+    let second = endpoint.connect(addr, "127.0.0.1").unwrap();
+    assert!(
+        second.into_0rtt().is_err(),
+        "the server offered 0-RTT to a resuming client"
+    );
+}
+
 #[tokio::test]
 async fn http3_off_serves_and_advertises_nothing_on_udp() {
     let Some((server, _dir, ca)) = tls_server(&["--http3", "off"]) else {
