@@ -42,6 +42,9 @@ const MAX_HEADER_SECTION: u64 = 16 * 1024;
 const MAX_UNI_STREAMS: u32 = 8;
 /// HTTP/3's "no error" code (RFC 9114, section 8.1), used to close idle connections.
 const H3_NO_ERROR: u32 = 0x100;
+/// When stopping, how long a connection must have had no request in progress to be
+/// closed before the grace period ends.
+const STOP_SETTLE: Duration = Duration::from_millis(50);
 
 /// Settings of the HTTP/3 side beyond the shared [`HttpLimits`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,10 +282,22 @@ async fn serve_connection(
             _ = stop.wait_for(|stop| *stop) => break,
         }
     }
-    // Stopping: no new requests (GOAWAY), those in progress get the grace period.
+    // Stopping: no new requests (GOAWAY); those in progress get the grace period,
+    // then the connection closes (a client keeping an idle connection open does not
+    // hold the server up).
     let _ = h3.shutdown(0).await;
-    let drain = async { while let Ok(Some(_)) = h3.accept().await {} };
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drain).await;
+    let drained = async {
+        let accept = async {
+            while let Ok(Some(_)) = h3.accept().await {}
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = activity.idle_for(STOP_SETTLE) => {}
+            () = accept => {}
+        }
+    };
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, drained).await;
+    quic.close(quinn::VarInt::from_u32(H3_NO_ERROR), b"server stopping");
 }
 
 type QuicStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;

@@ -369,6 +369,24 @@ async fn the_server_accepts_no_early_data() {
     );
 }
 
+/// SIGTERM with an idle HTTP/3 connection open: the server closes it and exits
+/// within the harness's shutdown timeout, as with idle TCP connections.
+#[tokio::test]
+async fn an_idle_http3_connection_does_not_hold_up_a_stop() {
+    let Some((mut server, _dir, ca)) = tls_server(&[]) else {
+        return;
+    };
+    let mut client = H3Client::connect(http_addr(&server), &ca).await.unwrap();
+    let resp = client.request("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let status = tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap()
+        .expect("the server exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    client.close().await;
+}
+
 #[tokio::test]
 async fn http3_off_serves_and_advertises_nothing_on_udp() {
     let Some((server, _dir, ca)) = tls_server(&["--http3", "off"]) else {
