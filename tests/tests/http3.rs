@@ -149,6 +149,14 @@ async fn publish_and_subscribe_over_http3() {
     assert_eq!(over_h3.json().unwrap(), tcp_json);
     assert_eq!(tcp_json["code"], "token_missing");
 
+    // The router's body cap applies over HTTP/3 too.
+    let big = client
+        .request("POST", &publish, &sdp, Some(vec![b'a'; 100_000]))
+        .await
+        .unwrap();
+    assert_eq!(big.status, 413, "{}", big.text());
+    assert_eq!(big.json().unwrap()["code"], "bad_body");
+
     let missing = "/rtc/v1/resources/no-such-resource";
     let over_h3 = client.request("GET", missing, &[], None).await.unwrap();
     let over_tcp = http_client().get(server.url(missing)).send().await.unwrap();
