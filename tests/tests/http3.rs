@@ -395,6 +395,48 @@ async fn an_idle_http3_connection_does_not_hold_up_a_stop() {
     client.close().await;
 }
 
+/// A connection with no request in progress for `--http-idle-timeout` is closed by
+/// the server (HTTP/3's no-error code), even while the client keeps QUIC alive.
+#[tokio::test]
+async fn idle_http3_connections_are_closed() {
+    let Some((server, _dir, ca)) = tls_server(&["--http-idle-timeout", "2"]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+    let tls = cascade_tests::h3client::client_tls(&ca, &[b"h3"]).unwrap();
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    // Pings keep QUIC's own idle timer from ever firing.
+    transport.keep_alive_interval(Some(Duration::from_millis(500)));
+    let mut config = quinn::ClientConfig::new(std::sync::Arc::new(quic_tls));
+    config.transport_config(std::sync::Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let quic = endpoint.connect(addr, "127.0.0.1").unwrap().await.unwrap();
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(quic.clone()))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let req = http::Request::get(format!("https://{addr}/healthz"))
+        .body(())
+        .unwrap();
+    let mut stream = send.send_request(req).await.unwrap();
+    stream.finish().await.unwrap();
+    assert_eq!(stream.recv_response().await.unwrap().status(), 200);
+    drop(stream);
+    let closed = tokio::time::timeout(Duration::from_secs(15), quic.closed())
+        .await
+        .expect("the server closes the idle connection within 15 s");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(close.error_code, quinn::VarInt::from_u32(0x100));
+        }
+        other => panic!("closed otherwise: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn http3_off_serves_and_advertises_nothing_on_udp() {
     let Some((server, _dir, ca)) = tls_server(&["--http3", "off"]) else {
