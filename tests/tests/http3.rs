@@ -3,7 +3,9 @@
 //! SDP answer, Location, media flowing), gets the same JSON errors as over TCP,
 //! follows an event stream and deletes its resources; the TCP side advertises
 //! HTTP/3 with `Alt-Svc`; per-address caps see the QUIC client's address; every
-//! client is sent through Retry when the server asks for address validation.
+//! client is sent through Retry when the server asks for address validation; no
+//! 0-RTT is offered; idle connections are closed and do not hold up a stop; the TCP
+//! side negotiates HTTP/2 and HTTP/1.1 by ALPN.
 //! Headless Chromium, forced to QUIC for the server's origin and trusting its key by
 //! SPKI pin, loads the demo page, publishes and subscribes over HTTP/3 only. An
 //! edge opens its first relay from an origin over TCP, learns the origin's
