@@ -27,6 +27,7 @@ mod relay;
 mod report;
 mod scenario;
 mod server;
+mod setup;
 mod signal;
 mod signal_load;
 mod soak;
@@ -64,6 +65,10 @@ enum Scenario {
     /// `cascade signal`: connections held, durable messages/s and delivery latency,
     /// embedded store vs Redis (run only when named).
     Signal,
+    /// Time to the publish answer and to first media, HTTP/1.1+TLS vs HTTP/2+TLS vs
+    /// HTTP/3, cold and warm, at 50 and 150 ms round trips (needs root; run only
+    /// when named).
+    Setup,
     /// Publish/subscribe churn for `--minutes`, reporting the server's RSS, open fds
     /// and sessions over time (run only when named).
     Soak,
@@ -204,6 +209,25 @@ fn main() -> anyhow::Result<()> {
     } else {
         cli.scenarios.clone()
     };
+    if scenarios.contains(&Scenario::Setup) {
+        let cfg = setup::Config {
+            server_bin: server_bin.clone(),
+            runs: if cli.quick { 10 } else { 50 },
+            rtts: vec![Duration::from_millis(50), Duration::from_millis(150)],
+        };
+        let mut report = setup::run(&cfg)?;
+        report.created_unix = unix_now();
+        let stem = format!("setup-{}{}", report.created_unix, quick_suffix(cli.quick));
+        let path = report::write_json(&cli.out, &stem, "setup-latest", &report)?;
+        println!("{}results: {}", setup::table(&report), path.display());
+        for e in &report.errors {
+            println!("error: {e}");
+        }
+        scenarios.retain(|s| *s != Scenario::Setup);
+        if scenarios.is_empty() {
+            return Ok(());
+        }
+    }
     if scenarios.contains(&Scenario::Signal) {
         let cfg = signal_load::Config::new(server_bin.clone(), cli.quick);
         let (table, path) = signal_load::run(&cfg, &cli.out)?;

@@ -43,7 +43,8 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not match")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The listener serves both (hyper's auto builder); HTTP/3 sets its own `h3`.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -125,6 +126,13 @@ impl ClusterTrust {
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The TLS configuration of HTTP/3 calls to other servers: the same trust, ALPN `h3`.
+    pub fn quic_client_config(&self) -> anyhow::Result<ClientConfig> {
+        let mut config = self.client_config()?;
+        config.alpn_protocols = vec![b"h3".to_vec()];
         Ok(config)
     }
 }

@@ -53,6 +53,14 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// A feature switched on or off on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
 /// Data-plane I/O backend, as chosen on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -126,6 +134,14 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "CASCADE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// HTTP/3 (QUIC) on the UDP port of the HTTPS port, with the same certificate
+    /// [default: on with --tls-cert, which it needs].
+    #[arg(long, env = "CASCADE_HTTP3", value_enum)]
+    pub http3: Option<OnOff>,
+    /// QUIC handshakes in progress above which a new client must first prove its
+    /// address with a Retry round trip; 0: always [default: 64].
+    #[arg(long, env = "CASCADE_HTTP3_RETRY_ABOVE")]
+    pub http3_retry_above: Option<usize>,
     /// Cluster CA (PEM) that other servers' certificates must chain to; repeatable.
     #[arg(long = "cluster-ca", env = "CASCADE_CLUSTER_CA", value_delimiter = ',')]
     pub cluster_ca: Vec<PathBuf>,
@@ -251,6 +267,8 @@ struct FileConfig {
     cluster_insecure_http: bool,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    http3: Option<OnOff>,
+    http3_retry_above: Option<usize>,
     #[serde(default)]
     cluster_ca: Vec<PathBuf>,
     #[serde(default)]
@@ -300,6 +318,8 @@ pub struct ServeConfig {
     pub cluster_insecure_http: bool,
     /// Certificate chain and key of the HTTPS listener.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// HTTP/3 beside the HTTPS listener (`None`: off).
+    pub http3: Option<crate::http3::Http3Options>,
     pub cluster_ca: Vec<PathBuf>,
     pub cluster_pins: Vec<String>,
     /// Where the data centre's members come from; `None`: placement off.
@@ -383,6 +403,26 @@ impl ServeArgs {
                 "signal_url (a signal service elsewhere) and signal_store (one in this process) exclude each other",
             ));
         }
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError::Incomplete("tls_cert and tls_key go together")),
+        };
+        let http3 = match (self.http3.or(file.http3), tls.is_some()) {
+            (Some(OnOff::On), false) => {
+                return Err(ConfigError::Incomplete("http3 needs tls_cert and tls_key"));
+            }
+            (Some(OnOff::Off), _) | (None, false) => None,
+            (Some(OnOff::On) | None, true) => Some(crate::http3::Http3Options {
+                retry_above: self
+                    .http3_retry_above
+                    .or(file.http3_retry_above)
+                    .unwrap_or(crate::http3::Http3Options::default().retry_above),
+            }),
+        };
         Ok(ServeConfig {
             http_listen: self
                 .http_listen
@@ -405,14 +445,8 @@ impl ServeArgs {
             media_interface: self.media_interface.or(file.media_interface),
             cluster_secret: self.cluster_secret.or(file.cluster_secret),
             cluster_insecure_http: self.cluster_insecure_http || file.cluster_insecure_http,
-            tls: match (
-                self.tls_cert.or(file.tls_cert),
-                self.tls_key.or(file.tls_key),
-            ) {
-                (Some(c), Some(k)) => Some((c, k)),
-                (None, None) => None,
-                _ => return Err(ConfigError::Incomplete("tls_cert and tls_key go together")),
-            },
+            tls,
+            http3,
             cluster_ca: if self.cluster_ca.is_empty() {
                 file.cluster_ca
             } else {
@@ -627,6 +661,33 @@ mod tests {
         assert_eq!(c.session_caps.per_ip, Some(2));
         assert_eq!(c.token_max_lifetime, 600);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn http3_follows_tls_unless_switched() {
+        let tls = |http3| ServeArgs {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            http3,
+            ..Default::default()
+        };
+        assert_eq!(ServeArgs::default().resolve().unwrap().http3, None);
+        let on = tls(None).resolve().unwrap().http3;
+        assert_eq!(on, Some(crate::http3::Http3Options::default()));
+        assert_eq!(tls(Some(OnOff::Off)).resolve().unwrap().http3, None);
+        let without_tls = ServeArgs {
+            http3: Some(OnOff::On),
+            ..Default::default()
+        };
+        assert!(matches!(
+            without_tls.resolve(),
+            Err(ConfigError::Incomplete(_))
+        ));
+        let retry = ServeArgs {
+            http3_retry_above: Some(0),
+            ..tls(Some(OnOff::On))
+        };
+        assert_eq!(retry.resolve().unwrap().http3.unwrap().retry_above, 0);
     }
 }
 /// How a request that belongs to another member is handed over.

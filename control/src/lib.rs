@@ -1,20 +1,23 @@
 //! The `cascade` media server's shell: it turns HTTP requests and datagrams into
 //! inputs of the sans-IO core ([`cascade_core`]) and the core's outputs into I/O:
-//! the HTTP API ([`api`]), the demo pages and in-process signalling ([`demo`]), the server loop and its state ([`server`]), the HTTP
-//! listener and its limits ([`listener`], [`limits`]), configuration,
-//! metrics, the cluster's TLS trust and the eBPF shell ([`kernel`]). The core decides;
+//! the HTTP API ([`api`]), the demo pages and in-process signalling ([`demo`]), the
+//! server loop and its state ([`server`]), the HTTP listener and its limits
+//! ([`listener`], [`limits`]), HTTP/3 ([`http3`]), configuration, metrics, the
+//! cluster's TLS trust and HTTP/3 calls ([`cluster_h3`]) and the eBPF shell ([`kernel`]). The core decides;
 //! the shell carries out, and changes the data plane only with the core's
 //! `cascade_command::command::Command`s.
 
 pub mod api;
 pub mod check_config;
 pub mod cluster_ca;
+pub mod cluster_h3;
 pub mod cluster_tls;
 pub mod config;
 pub mod demo;
 pub mod drain;
 pub mod error;
 pub mod etag;
+pub mod http3;
 pub mod kernel;
 pub mod limits;
 pub mod listener;

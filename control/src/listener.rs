@@ -36,11 +36,11 @@ use crate::limits::{HttpLimits, OpenCap, OpenPermit, Refusal};
 use cascade_core::error::{ApiError, ErrorKind};
 
 /// How long open connections get to finish when the server stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (e.g. out of file descriptors), so it does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
-/// Concurrent requests on one HTTP/2 connection.
-const H2_MAX_STREAMS: u32 = 64;
+/// Concurrent requests on one HTTP/2 connection (and on one HTTP/3 connection).
+pub(crate) const H2_MAX_STREAMS: u32 = 64;
 
 /// What the listener reports: open connections, and those refused at accept.
 #[derive(Debug, Clone)]
@@ -192,14 +192,14 @@ impl Drop for Connection {
 
 /// Requests in progress on one connection and when the last one ended.
 #[derive(Debug)]
-struct Activity {
+pub(crate) struct Activity {
     in_progress: AtomicUsize,
     since: Mutex<Instant>,
 }
 
 /// One request in progress; dropping it ends it.
 #[derive(Debug)]
-struct InProgress(Arc<Activity>);
+pub(crate) struct InProgress(Arc<Activity>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {
@@ -209,14 +209,14 @@ impl Drop for InProgress {
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             in_progress: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
         }
     }
 
-    fn begin(self: &Arc<Self>) -> InProgress {
+    pub(crate) fn begin(self: &Arc<Self>) -> InProgress {
         self.in_progress.fetch_add(1, Ordering::AcqRel);
         self.touch();
         InProgress(self.clone())
@@ -227,7 +227,7 @@ impl Activity {
     }
 
     /// Resolves once no request has been in progress for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    pub(crate) async fn idle_for(&self, idle: Duration) {
         loop {
             let since = *self.since.lock().unwrap_or_else(|p| p.into_inner());
             tokio::time::sleep_until(since + idle).await;

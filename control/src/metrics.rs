@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Refusals for load: connections closed on accept and requests answered 503/429,
     /// by reason.
     pub refused: IntCounterVec,
+    /// QUIC clients sent a Retry to prove their address.
+    pub http3_retries: IntCounter,
     /// Data-plane totals at the previous scrape (counters only move by the delta).
     last: Mutex<LocalStats>,
 }
@@ -141,7 +143,13 @@ impl Metrics {
                     &["kind"],
                 )?;
                 registry.register(Box::new(c.clone()))?;
-                for k in ["relay_open", "relay_close", "room", "proxy"] {
+                for k in [
+                    "relay_open",
+                    "relay_open_h3",
+                    "relay_close",
+                    "room",
+                    "proxy",
+                ] {
                     c.with_label_values(&[k]);
                 }
                 c
@@ -183,6 +191,10 @@ impl Metrics {
                 }
                 c
             },
+            http3_retries: counter(
+                "cascade_http3_retries_total",
+                "QUIC clients sent a Retry to prove their address before their handshake",
+            )?,
             registry,
             last: Mutex::new(LocalStats::default()),
         })

@@ -49,6 +49,8 @@ pub struct AppState {
     pub relay_addr: SocketAddr,
     /// Client for calls to other servers (relays, proxied requests).
     pub(crate) http: reqwest::Client,
+    /// HTTP/3 for relay calls to origins that advertised it.
+    cluster_h3: Option<crate::cluster_h3::ClusterH3>,
     runtime: tokio::runtime::Handle,
     pub(crate) metrics: Metrics,
     /// The data centre's members, when placement is on.
@@ -251,24 +253,46 @@ impl AppState {
             )
         };
         self.count_cluster("relay_open");
-        let resp = self
-            .http
-            .post(format!("{url}/relay"))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "relay_addr": self.relay_addr }))
-            .send()
-            .await
-            .map_err(|e| unreachable(error_chain(&e)))?;
-        match resp.status().as_u16() {
-            201 => resp
-                .json::<RelayAnswer>()
-                .await
-                .map_err(|e| unreachable(e.to_string())),
-            404 => Err(ApiError::unknown_resource(url)),
-            s => {
-                let body = resp.text().await.unwrap_or_default();
-                Err(unreachable(format!("origin answered {s}: {body}")))
+        let relay_url = format!("{url}/relay");
+        let request = serde_json::json!({ "relay_addr": self.relay_addr });
+        let over_h3 = match &self.cluster_h3 {
+            Some(h3) => h3.post_json(&relay_url, &token, &request).await,
+            None => None,
+        };
+        let (status, body) = match over_h3 {
+            Some(Ok(answer)) => {
+                self.count_cluster("relay_open_h3");
+                (answer.status, answer.body)
             }
+            failed_or_none => {
+                if let Some(Err(e)) = failed_or_none {
+                    tracing::debug!(%url, error = %e, "relay open over HTTP/3 failed: trying TCP");
+                }
+                let resp = self
+                    .http
+                    .post(&relay_url)
+                    .bearer_auth(&token)
+                    .json(&request)
+                    .send()
+                    .await
+                    .map_err(|e| unreachable(error_chain(&e)))?;
+                if let Some(h3) = &self.cluster_h3 {
+                    h3.learn(resp.url(), resp.headers(), Instant::now());
+                }
+                let status = resp.status().as_u16();
+                let body = resp.bytes().await.unwrap_or_default();
+                (status, body)
+            }
+        };
+        match status {
+            201 => {
+                serde_json::from_slice::<RelayAnswer>(&body).map_err(|e| unreachable(e.to_string()))
+            }
+            404 => Err(ApiError::unknown_resource(url)),
+            s => Err(unreachable(format!(
+                "origin answered {s}: {}",
+                String::from_utf8_lossy(&body)
+            ))),
         }
     }
 
@@ -365,6 +389,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .as_ref()
         .map(|(cert, key)| crate::cluster_tls::server_config(cert, key))
         .transpose()?;
+    // Bound before the server announces itself, so a client that reads the
+    // announcement finds HTTP/3 up too.
+    let quic = match (&config.http3, &tls) {
+        (Some(_), Some(tls)) => {
+            let endpoint = crate::http3::endpoint(http, tls, &config.http_limits)?;
+            println!("http3 listening: udp://{}", endpoint.local_addr()?);
+            Some(endpoint)
+        }
+        _ => None,
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config
         .public_url
@@ -407,6 +441,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         server_name: public_url.clone(),
         relay_addr: candidate,
         http: trust.client()?,
+        cluster_h3: match trust
+            .quic_client_config()
+            .and_then(crate::cluster_h3::ClusterH3::new)
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "relay calls go over TCP only");
+                None
+            }
+        },
         runtime: tokio::runtime::Handle::current(),
         metrics: Metrics::new()?,
         events: tokio::sync::broadcast::channel(1024).0,
@@ -543,18 +587,55 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(signal_router) = signal_router {
         router = router.nest("/signal", signal_router);
     }
+    let tls = tls.map(Arc::new);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let counters = ListenerCounters {
+        open: state.metrics.http_connections.clone(),
+        refused: state.metrics.refused.clone(),
+    };
+    let http3 = quic.map(|endpoint| {
+        let options = config.http3.unwrap_or_default();
+        tokio::spawn(crate::http3::serve(
+            endpoint,
+            router.clone(),
+            config.http_limits,
+            options,
+            crate::http3::Http3Counters {
+                listener: counters.clone(),
+                retries: state.metrics.http3_retries.clone(),
+            },
+            stopped(),
+        ))
+    });
+    let tcp_router = match http3 {
+        Some(_) => crate::http3::advertise(router, http.port()),
+        None => router,
+    };
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            crate::drain::until_stopped(state, stop_signals).await;
+            let _ = stop_tx.send(true);
+        });
+    }
     crate::listener::serve(
         listener,
-        tls.map(Arc::new),
-        router,
+        tls,
+        tcp_router,
         config.http_limits,
-        ListenerCounters {
-            open: state.metrics.http_connections.clone(),
-            refused: state.metrics.refused.clone(),
-        },
-        crate::drain::until_stopped(state.clone(), stop_signals),
+        counters,
+        stopped(),
     )
     .await;
+    if let Some(h3) = http3 {
+        let _ = h3.await;
+    }
     tracing::info!("shutting down");
     if let Some(s) = in_process_signal {
         s.shutdown().await;

@@ -15,6 +15,10 @@
 //                                            were decoded and audio packets arrived (30; 0 = never)
 //   --timeout-ms N      CASCADE_HARD_TIMEOUT_MS  hard limit for the whole run (60000)
 //   --chromium PATH     CHROMIUM_PATH        browser executable (/usr/bin/chromium)
+//   --quic-origin H:P   CASCADE_QUIC_ORIGIN  force HTTP/3 (QUIC) for this origin instead of
+//                                            disabling QUIC (--origin-to-force-quic-on)
+//   --spki-hash B64     CASCADE_SPKI_HASH    base64 SHA-256 of the server certificate's public
+//                                            key, trusted without a CA (with --quic-origin)
 //   --selftest                               only check that the browser starts and that
 //                                            WebRTC works with the fake devices, using a
 //                                            page this script serves itself on loopback
@@ -39,6 +43,8 @@ const { values: flags } = parseArgs({
     "min-frames": { type: "string" },
     "timeout-ms": { type: "string" },
     chromium: { type: "string" },
+    "quic-origin": { type: "string" },
+    "spki-hash": { type: "string" },
     selftest: { type: "boolean", default: false },
   },
   strict: true,
@@ -58,6 +64,8 @@ const config = {
   minFrames: Number(setting("min-frames", "CASCADE_MIN_FRAMES", "30")),
   timeoutMs: Number(setting("timeout-ms", "CASCADE_HARD_TIMEOUT_MS", "60000")),
   chromium: setting("chromium", "CHROMIUM_PATH", "/usr/bin/chromium"),
+  quicOrigin: setting("quic-origin", "CASCADE_QUIC_ORIGIN", ""),
+  spkiHash: setting("spki-hash", "CASCADE_SPKI_HASH", ""),
   selftest: flags.selftest,
 };
 config.subToken = setting("sub-token", "CASCADE_SUB_TOKEN", config.pubToken);
@@ -81,6 +89,15 @@ const CHROMIUM_ARGS = [
   "--autoplay-policy=no-user-gesture-required",
 ];
 
+/** Without a QUIC origin QUIC is off; with one, Chromium speaks only HTTP/3 to it. */
+function chromiumArgs() {
+  if (!config.quicOrigin) return CHROMIUM_ARGS;
+  const args = CHROMIUM_ARGS.filter((a) => a !== "--disable-quic");
+  args.push("--enable-quic", `--origin-to-force-quic-on=${config.quicOrigin}`);
+  if (config.spkiHash) args.push(`--ignore-certificate-errors-spki-list=${config.spkiHash}`);
+  return args;
+}
+
 const result = {
   mode: config.selftest ? "selftest" : "pubsub",
   ok: false,
@@ -93,6 +110,7 @@ const result = {
   time_to_first_frame_ms: null,
   goal_reached_ms: null,
   stop: { subscriber: null, publisher: null },
+  protocols: { publisher: null, subscriber: null },
   errors: [],
   console_errors: [],
   elapsed_ms: 0,
@@ -159,7 +177,7 @@ async function launch() {
   browserContext = await chromium.launchPersistentContext(userDataDir, {
     executablePath: config.chromium,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: chromiumArgs(),
     timeout: STEP_TIMEOUT_MS,
   });
   return browserContext;
@@ -255,6 +273,15 @@ async function runPubSub() {
         for (const r of result.stop[name]) {
           if (!r.ok) result.errors.push(`${name}: DELETE ${r.url}: ${r.error}`);
         }
+        result.protocols[name] = await step(`${name}: protocols`, () =>
+          page.evaluate(() => ({
+            navigation: performance.getEntriesByType("navigation")[0]?.nextHopProtocol ?? null,
+            fetches: performance
+              .getEntriesByType("resource")
+              .filter((e) => e.initiatorType === "fetch")
+              .map((e) => ({ url: e.name, protocol: e.nextHopProtocol })),
+          })),
+        );
       } catch (e) {
         result.errors.push(e.message);
       }

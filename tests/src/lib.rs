@@ -4,6 +4,7 @@
 
 pub mod cascade;
 pub mod dc;
+pub mod h3client;
 pub mod linkemu;
 pub mod media;
 pub mod netns;

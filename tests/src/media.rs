@@ -149,6 +149,19 @@ async fn connect_peer_late<F: FnOnce(&str)>(
         (late.created)(&resource);
         tokio::time::sleep(late.hold).await;
     }
+    let udp = complete_connect(&mut peer, socket, path, answer, resource)?;
+    Ok((udp, peer))
+}
+
+/// Runs ICE and DTLS for `peer`, whose offer the server answered with `answer` and
+/// `resource` (over any HTTP version), over `socket` until keys exist (10 s at most).
+pub fn complete_connect(
+    peer: &mut ClientPeer,
+    socket: UdpSocket,
+    path: &str,
+    answer: String,
+    resource: String,
+) -> anyhow::Result<UdpPeer> {
     let now = Instant::now();
     peer.accept_answer(&answer, now)?;
     socket.set_read_timeout(Some(Duration::from_millis(5)))?;
@@ -177,7 +190,7 @@ async fn connect_peer_late<F: FnOnce(&str)>(
         resource,
         answer,
     };
-    Ok((udp, peer))
+    Ok(udp)
 }
 
 /// A connected peer that lives as a browser does: a thread of its own sends ICE

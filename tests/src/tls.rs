@@ -141,6 +141,15 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The base64 SHA-256 of the public key (SPKI) in the PEM certificate `cert`, as
+/// Chromium's `--ignore-certificate-errors-spki-list` takes it.
+pub fn spki_sha256_base64(cert: &Path) -> anyhow::Result<String> {
+    let cert = X509::from_pem(&std::fs::read(cert)?)?;
+    let spki = cert.public_key()?.public_key_to_der()?;
+    let digest = openssl::hash::hash(MessageDigest::sha256(), &spki)?;
+    Ok(openssl::base64::encode_block(&digest))
+}
+
 /// `--tls-cert C --tls-key K` for `cert`.
 pub fn tls_args(cert: &ServerCert) -> Vec<String> {
     vec![

@@ -1,6 +1,7 @@
 //! `cascade dns` as a real process, queried with a real `dig`: client-subnet ranking,
-//! health probes taking a server out and back, HTTPDNS agreeing with DNS, and a
-//! server appended to the zone file showing up in SRV without a restart.
+//! health probes taking a server out and back, HTTPDNS agreeing with DNS, HTTPS
+//! records (RFC 9460) offering HTTP/3, and a server appended to the zone file
+//! showing up in SRV without a restart.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -300,6 +301,60 @@ async fn dig_gets_the_nearest_servers_and_httpdns_agrees() -> anyhow::Result<()>
     assert_eq!(
         dns.dig_short(&["m3.media.example.test", "A"]).await?,
         strings(&["10.2.0.1"])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn https_records_offer_http3_on_each_server_in_ranking_order() -> anyhow::Result<()> {
+    if !tools_present() {
+        return Ok(());
+    }
+    let health = HealthEndpoint::start()?;
+    let zone = ZoneFile::new(&zone_text(&health.url))?;
+    let dns = Dns::start(&zone)?;
+
+    // At the zone name: one ServiceMode record per ranked server, best first, in the
+    // order of the A answer for the same client.
+    for subnet in ["10.1.2.0/24", "10.2.0.0/24"] {
+        let ecs = format!("+subnet={subnet}");
+        let https = dns.dig_short(&[ZONE_NAME, "HTTPS", &ecs]).await?;
+        let ranked = dns.ranked(subnet).await?;
+        let expected: Vec<String> = ranked
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| {
+                let name = match ip.as_str() {
+                    "10.1.0.1" => "m1",
+                    "10.1.0.2" => "m2",
+                    "10.2.0.1" => "m3",
+                    _ => "m4",
+                };
+                format!(
+                    "{} {name}.{ZONE_NAME}. alpn=\"h3,h2\" port=443 ipv4hint={ip}",
+                    i + 1
+                )
+            })
+            .collect();
+        assert_eq!(https, expected, "client {subnet}");
+    }
+    // The targets' addresses come along, so no second query is needed.
+    let full = dns
+        .dig(&[ZONE_NAME, "HTTPS", "+subnet=10.1.2.0/24"])
+        .await?;
+    let additional = full
+        .split("ADDITIONAL SECTION")
+        .nth(1)
+        .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    assert!(
+        additional.contains("m1.media.example.test. 5 IN A 10.1.0.1"),
+        "{full}"
+    );
+    // At a server's own name: target `.` (the name itself).
+    assert_eq!(
+        dns.dig_short(&["m3.media.example.test", "HTTPS"]).await?,
+        strings(&["1 . alpn=\"h3,h2\" port=443 ipv4hint=10.2.0.1"])
     );
     Ok(())
 }

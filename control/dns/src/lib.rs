@@ -72,6 +72,9 @@
 //!   servers of a data centre read their membership from it (`placement::Membership`)
 //!   and place rooms by rendezvous hashing over it.
 //! - **`A`/`AAAA` for `<name>.<zone>`**: that server's address, healthy or not.
+//! - **`HTTPS` (RFC 9460)** for the zone name (one record per ranked server, target
+//!   `<name>.<zone>`) and for `<name>.<zone>` (target `.`): `alpn="h3,h2"`, the port
+//!   and an address hint ([`svcb`]).
 //! - `SOA` (and `NS` when `nameservers` is set) at the zone name; NXDOMAIN with the SOA
 //!   for other names in the zone, REFUSED for names outside it.
 //!
@@ -107,6 +110,7 @@ pub mod http;
 pub mod membership;
 pub mod rank;
 pub mod server;
+pub mod svcb;
 pub mod zone;
 
 use std::net::SocketAddr;

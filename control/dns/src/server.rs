@@ -1,5 +1,6 @@
 //! The authoritative DNS side of `cascade dns`: a hickory-server request handler
-//! that answers from the current zone, ranking and health.
+//! that answers from the current zone, ranking and health (A/AAAA, SRV, HTTPS
+//! records from [`super::svcb`], SOA/NS).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use super::DnsState;
 use super::health::Health;
 use super::rank::{Client, Family, rank, srv_members};
+use super::svcb;
 use super::zone::Zone;
 
 /// UDP payload size announced in answers (the DNS flag day 2020 value).
@@ -118,6 +120,14 @@ pub fn answer(
                 a.answers
                     .push(address_record(&zone.origin, ttl, r.server.address));
             }
+        } else if qtype == RecordType::HTTPS {
+            let ranking = rank(zone, health, client, Family::Any);
+            a.scope_prefix = ranking.scope_prefix;
+            a.answers = svcb::zone_records(zone, ranking.servers.iter().map(|r| r.server));
+            for r in ranking.servers.iter().take(zone.answers) {
+                a.additionals
+                    .push(address_record(&r.server.host, ttl, r.server.address));
+            }
         } else if qtype == RecordType::SOA || qtype == RecordType::ANY {
             a.answers.push(soa(zone));
         } else if qtype == RecordType::NS {
@@ -154,6 +164,13 @@ pub fn answer(
     }
 
     if let Some(server) = zone.server_by_host(&qname) {
+        if qtype == RecordType::HTTPS {
+            let mut a = Answer::new(ResponseCode::NoError);
+            a.answers.push(svcb::server_record(zone, server));
+            a.additionals
+                .push(address_record(&qname, ttl, server.address));
+            return a;
+        }
         let matches = match qtype {
             RecordType::A => server.address.is_ipv4(),
             RecordType::AAAA => server.address.is_ipv6(),
