@@ -6,6 +6,7 @@
 
 pub(crate) mod api;
 pub(crate) mod peer;
+pub(crate) mod versus;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
