@@ -109,13 +109,16 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
+/// A room (or user) name: 1-128 characters of A-Z a-z 0-9 - _ .
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 fn check_room(room: &str) -> Result<(), ApiError> {
-    let ok = !room.is_empty()
-        && room.len() <= 128
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
+    if valid_name(room) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

@@ -15,14 +15,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::token::{Claims, Grant, TokenSecret, mint};
 
+use crate::api::valid_name;
 use crate::config::ServeConfig;
+use crate::error::HttpError;
 use crate::unix_now;
 use cascade_signal::store::StoreLocation;
 use cascade_signal::{SignalConfig, SignalService};
@@ -92,14 +95,6 @@ fn asset(body: &'static [u8], content_type: &'static str) -> Response {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
-    )
-        .into_response()
-}
-
-fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({ "code": code, "message": message })),
     )
         .into_response()
 }
@@ -207,34 +202,30 @@ struct TokenQuery {
     room: Option<String>,
 }
 
-/// A user or room name: 1-128 characters of A-Z a-z 0-9 - _ .
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// `GET /dev/token?user=U&room=R`: `{"token": JWT}` with the publish and subscribe
 /// grants for an hour, signed with the development secret. 404 `dev_only` on a server
 /// with an operator's secret.
-async fn token(State(state): State<Arc<DemoState>>, Query(q): Query<TokenQuery>) -> Response {
+async fn token(
+    State(state): State<Arc<DemoState>>,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, HttpError> {
     let Some(secret) = &state.dev_secret else {
-        return json_error(
-            StatusCode::NOT_FOUND,
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
             "dev_only",
             "development tokens are minted only by a server running on a generated secret",
-        );
+        )
+        .into());
     };
     let (Some(user), Some(room)) = (q.user, q.room) else {
-        return json_error(StatusCode::BAD_REQUEST, "bad_request", "give user and room");
+        return Err(ApiError::bad_request("bad_request", "give user and room").into());
     };
     if !valid_name(&user) || !valid_name(&room) {
-        return json_error(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "bad_request",
             "user and room are 1-128 characters of A-Z a-z 0-9 - _ .",
-        );
+        )
+        .into());
     }
     let now = unix_now();
     let claims = Claims {
@@ -244,14 +235,8 @@ async fn token(State(state): State<Arc<DemoState>>, Query(q): Query<TokenQuery>)
         exp: now + DEV_TOKEN_TTL,
         iat: now,
     };
-    match mint(secret, &claims) {
-        Ok(token) => axum::Json(serde_json::json!({ "token": token })).into_response(),
-        Err(e) => json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            &e.to_string(),
-        ),
-    }
+    let token = mint(secret, &claims).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(axum::Json(serde_json::json!({ "token": token })).into_response())
 }
 
 #[cfg(test)]
