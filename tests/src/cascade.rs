@@ -33,6 +33,27 @@ pub struct Cluster {
     pub secret: String,
 }
 
+/// The arguments of a server that cascades with others over plain HTTP:
+/// `--token-secret secret --cluster-secret cluster_secret --cluster-insecure-http`,
+/// and the `CASCADE_DATAPLANE` backend when set.
+pub fn cluster_args(secret: &str, cluster_secret: &str) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--token-secret",
+        secret,
+        "--cluster-secret",
+        cluster_secret,
+        "--cluster-insecure-http",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
+        && !d.is_empty()
+    {
+        args.extend(["--dataplane".into(), d]);
+    }
+    args
+}
+
 impl Cluster {
     /// `n` servers (`cascade serve` with `--cluster-secret cluster_secret
     /// --cluster-insecure-http`, the `CASCADE_DATAPLANE` backend when set, and
@@ -70,19 +91,10 @@ impl Cluster {
                 &listen,
                 "--public-ip",
                 &ip,
-                "--token-secret",
-                secret,
-                "--cluster-secret",
-                cluster_secret,
-                "--cluster-insecure-http",
             ]
             .map(String::from)
             .to_vec();
-            if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
-                && !d.is_empty()
-            {
-                args.extend(["--dataplane".into(), d]);
-            }
+            args.extend(cluster_args(secret, cluster_secret));
             args.extend(extra_args.iter().map(|a| a.to_string()));
             let server = cluster.hosts[i]
                 .spawn_server(&args)

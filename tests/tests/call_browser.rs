@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context;
+use cascade_tests::cascade::cluster_args;
 use cascade_tests::netns::Netns;
 use cascade_tests::service::ServiceProcess;
 use cascade_tests::signal::parse_listening;
@@ -73,20 +74,7 @@ impl Rig {
         for dev in ["cv0", "cv1"] {
             ns.ip(["link", "set", dev, "up"])?;
         }
-        let mut args: Vec<String> = [
-            "--token-secret",
-            SECRET,
-            "--cluster-secret",
-            CLUSTER,
-            "--cluster-insecure-http",
-        ]
-        .map(String::from)
-        .to_vec();
-        if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
-            && !d.is_empty()
-        {
-            args.extend(["--dataplane".into(), d]);
-        }
+        let args = cluster_args(SECRET, CLUSTER);
         let servers = (0..2)
             .map(|_| ns.spawn_server(&args))
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use cascade_dataplane::rtcp::{self, RtcpKind};
 use cascade_peer::PeerRole;
+use cascade_tests::cascade::cluster_args;
 use cascade_tests::media::{UdpPeer, connect, connect_late, rtp_packet};
 use cascade_tests::{ServerProcess, cascade_bin, http_client, metric, random_room, require};
 use serde_json::Value;
@@ -19,20 +20,7 @@ fn servers(n: usize) -> Option<Vec<ServerProcess>> {
     if !require(cascade_bin().is_file(), "the cascade binary") {
         return None;
     }
-    let mut args: Vec<String> = [
-        "--token-secret",
-        SECRET,
-        "--cluster-secret",
-        CLUSTER,
-        "--cluster-insecure-http",
-    ]
-    .map(String::from)
-    .to_vec();
-    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
-        && !d.is_empty()
-    {
-        args.extend(["--dataplane".into(), d]);
-    }
+    let args = cluster_args(SECRET, CLUSTER);
     Some(
         (0..n)
             .map(|_| ServerProcess::start(&args).expect("server starts"))
