@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use cascade_core::token::{Claims, TokenSecret, mint};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -336,4 +336,44 @@ impl Streamer {
             .context("the sender did not stop")??;
         Ok(self.sent.load(Ordering::Relaxed))
     }
+}
+
+/// Reads alice's answers to a [`Streamer`]'s sends until her connection ends (or
+/// [`WAIT`] passes): each must be a first `accepted`, in send order. Once
+/// `kill_after` are accepted, calls `kill` (which kills the server under her) once.
+/// Answers already on their way still count. Returns the ids accepted and what
+/// `kill` returned, `None` when the connection ended before the kill.
+pub async fn accepted_until_killed<T>(
+    stream: &mut SplitStream<Ws>,
+    kill_after: usize,
+    mut kill: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Vec<String>, Option<T>)> {
+    let mut accepted: Vec<String> = Vec::new();
+    let mut killed = None;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(frame) = next_frame(stream, left).await? else {
+            break;
+        };
+        ensure!(
+            frame["type"] == "accepted",
+            "alice got an unexpected frame: {frame}"
+        );
+        ensure!(
+            frame["duplicate"] == false,
+            "a first send answered duplicate: {frame}"
+        );
+        let id = frame["id"].as_str().context("accepted without an id")?;
+        ensure!(
+            index_of(id) == accepted.len(),
+            "accepted {id} out of send order (expected m{})",
+            accepted.len()
+        );
+        accepted.push(id.to_owned());
+        if killed.is_none() && accepted.len() >= kill_after {
+            killed = Some(kill()?);
+        }
+    }
+    Ok((accepted, killed))
 }

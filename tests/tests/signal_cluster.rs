@@ -18,7 +18,8 @@ use cascade_signal::store::{
 };
 use cascade_tests::redis::RedisServer;
 use cascade_tests::signal::{
-    Inbox, SignalProcess, Streamer, WAIT, Ws, connect, dm, index_of, next_frame, token,
+    Inbox, SignalProcess, Streamer, WAIT, Ws, accepted_until_killed, connect, dm, index_of,
+    next_frame, token,
 };
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -192,29 +193,14 @@ async fn run() -> anyhow::Result<()> {
     let (alice, _) = connect(node_a.addr, &alice_token, "alice", None).await?;
     let (sink, mut stream) = alice.split();
     let sender = Streamer::start(sink, MAX_SENDS, BATCH);
-    let mut accepted: Vec<String> = Vec::new();
-    let mut killed = false;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Some(frame) = next_frame(&mut stream, left).await? else {
-            break;
-        };
-        ensure!(
-            frame["type"] == "accepted" && frame["duplicate"] == false,
-            "alice got an unexpected frame: {frame}"
-        );
-        let id = frame["id"].as_str().context("accepted without an id")?;
-        ensure!(index_of(id) == accepted.len(), "accepted {id} out of order");
-        accepted.push(id.to_owned());
-        if !killed && accepted.len() >= KILL_AFTER_ACCEPTED {
-            node_a.kill9()?;
-            sender.stop();
-            killed = true;
-        }
-    }
+    let (accepted, killed) = accepted_until_killed(&mut stream, KILL_AFTER_ACCEPTED, || {
+        node_a.kill9()?;
+        sender.stop();
+        Ok(())
+    })
+    .await?;
     ensure!(
-        killed,
+        killed.is_some(),
         "alice's connection ended after {} accepted, before the kill",
         accepted.len()
     );

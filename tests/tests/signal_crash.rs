@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use cascade_tests::signal::{
-    Inbox, SignalProcess, Streamer, WAIT, connect, dm, index_of, next_frame, token,
+    Inbox, SignalProcess, Streamer, WAIT, accepted_until_killed, connect, dm, index_of, next_frame,
+    token,
 };
 use cascade_tests::{cascade_bin, require};
 use futures_util::{SinkExt, StreamExt};
@@ -73,37 +74,13 @@ async fn run() -> anyhow::Result<()> {
     let (alice, _) = connect(server.addr, &alice_token, "alice", None).await?;
     let (sink, mut stream) = alice.split();
     let sender = Streamer::start(sink, MAX_SENDS, BATCH);
-    let mut accepted: Vec<String> = Vec::new();
-    let mut killed_with = None;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Some(frame) = next_frame(&mut stream, left).await? else {
-            break;
-        };
-        match frame["type"].as_str() {
-            Some("accepted") => {
-                ensure!(
-                    frame["duplicate"] == false,
-                    "a first send answered duplicate: {frame}"
-                );
-                let id = frame["id"].as_str().context("accepted without an id")?;
-                ensure!(
-                    index_of(id) == accepted.len(),
-                    "accepted {id} out of send order (expected m{})",
-                    accepted.len()
-                );
-                accepted.push(id.to_owned());
-            }
-            _ => bail!("alice got an unexpected frame: {frame}"),
-        }
-        if killed_with.is_none() && accepted.len() >= KILL_AFTER_ACCEPTED {
-            let sent_then = sender.sent();
-            let status = server.kill9()?;
-            sender.stop();
-            killed_with = Some((sent_then, accepted.len(), status));
-        }
-    }
+    let (accepted, killed_with) = accepted_until_killed(&mut stream, KILL_AFTER_ACCEPTED, || {
+        let sent_then = sender.sent();
+        let status = server.kill9()?;
+        sender.stop();
+        Ok((sent_then, KILL_AFTER_ACCEPTED, status))
+    })
+    .await?;
     // Answers already on their way before the kill still count: the server sent them.
     let Some((sent_at_kill, accepted_at_kill, status)) = killed_with else {
         bail!(
