@@ -84,16 +84,12 @@ pub(crate) struct EngineResult {
 /// A child process killed on drop.
 struct Proc {
     child: Child,
-    dir: Option<PathBuf>,
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -144,42 +140,6 @@ fn temp_dir(what: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn start_redis() -> anyhow::Result<(Proc, String)> {
-    let bin = Path::new("/usr/bin/redis-server");
-    ensure!(
-        bin.is_file(),
-        "{} is missing (apt-get install redis-server)",
-        bin.display()
-    );
-    let dir = temp_dir("redis")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut cmd = Command::new(bin);
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ])
-        .args(["--maxclients", "20000"])
-        .arg("--dir")
-        .arg(&dir);
-    let (child, ()) = spawn(cmd, |l| {
-        l.contains("Ready to accept connections").then_some(())
-    })?;
-    Ok((
-        Proc {
-            child,
-            dir: Some(dir),
-        },
-        format!("redis://127.0.0.1:{port}"),
-    ))
-}
-
 fn start_signal(bin: &Path, store: &str, secret: &str) -> anyhow::Result<(Proc, String)> {
     let mut cmd = Command::new(bin);
     cmd.arg("signal")
@@ -194,7 +154,7 @@ fn start_signal(bin: &Path, store: &str, secret: &str) -> anyhow::Result<(Proc, 
                 .map(str::to_owned)
         })
     })?;
-    Ok((Proc { child, dir: None }, addr))
+    Ok((Proc { child }, addr))
 }
 
 fn token(secret: &TokenSecret, user: &str) -> anyhow::Result<String> {
@@ -459,14 +419,14 @@ pub(crate) fn run(cfg: &Config, out: &Path) -> anyhow::Result<(String, PathBuf)>
         results.push(r.context("embedded engine")?);
     }
     {
-        let (redis, url) = start_redis()?;
-        let (server, addr) = start_signal(&cfg.server_bin, &url, &secret_text)?;
+        let redis = cascade_tests::redis::RedisServer::start_with(&["--maxclients", "20000"])?;
+        let (server, addr) = start_signal(&cfg.server_bin, &redis.url, &secret_text)?;
         let r = rt.block_on(measure(
             cfg,
             "redis (1 node)",
             &addr,
             server.child.id(),
-            Some(redis.child.id()),
+            Some(redis.pid()),
             &secret,
         ));
         drop(server);

@@ -26,6 +26,12 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits until it accepts connections.
     pub fn start() -> anyhow::Result<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// [`start`](Self::start), with more `redis-server` arguments (`--maxclients
+    /// 20000`, say).
+    pub fn start_with(extra_args: &[&str]) -> anyhow::Result<RedisServer> {
         ensure!(
             std::path::Path::new(REDIS_SERVER).is_file(),
             "{REDIS_SERVER} is missing: `cargo xtask test` installs Debian's redis-server"
@@ -51,6 +57,7 @@ impl RedisServer {
                 "always",
             ])
             .args(["--daemonize", "no", "--protected-mode", "yes"])
+            .args(extra_args)
             .arg("--dir")
             .arg(&dir);
         let (service, ()) = ServiceProcess::start(cmd, "redis-server", |line| {
@@ -62,6 +69,13 @@ impl RedisServer {
             dir,
             url: format!("redis://127.0.0.1:{port}"),
         })
+    }
+}
+
+impl RedisServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.service.child.id()
     }
 }
 
