@@ -78,6 +78,17 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Self { name };
         ns.ip(["link", "set", "lo", "up"])?;
+        // No IPv6: its link-local addresses finish duplicate address detection a
+        // second or two after a link comes up, and Chromium takes that address change
+        // for a network change and aborts its requests in flight.
+        ns.exec(
+            "sh",
+            [
+                "-c",
+                "for c in all default; do f=/proc/sys/net/ipv6/conf/$c/disable_ipv6; \
+                 [ ! -e $f ] || echo 1 > $f; done",
+            ],
+        )?;
         Ok(ns)
     }
 

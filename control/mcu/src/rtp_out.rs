@@ -1,0 +1,1 @@
+//! RTP streams of mixed output.
