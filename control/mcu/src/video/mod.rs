@@ -11,6 +11,9 @@ pub mod layout;
 pub mod vp8_rtp;
 pub mod vpx;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 use thiserror::Error;
