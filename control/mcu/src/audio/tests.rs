@@ -184,6 +184,47 @@ fn three_tones_mix_and_the_minus_one_output_lacks_its_own() {
 }
 
 #[test]
+fn a_lost_packet_is_recovered_from_the_next_packets_fec() {
+    let mut mixer = AudioMixer::new(64_000).expect("mixer");
+    let mut a = ToneSender::new(440.0, 8000.0);
+    a.encoder
+        .set_bitrate(opus::Bitrate::Bits(24_000))
+        .expect("bitrate");
+    a.encoder.set_inband_fec(true).expect("fec");
+    a.encoder.set_packet_loss_perc(20).expect("loss");
+    mixer.add_input(1);
+    let all = mixer.output(&[]).expect("output");
+    let mut per_output = BTreeMap::from([(all, Vec::new())]);
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    for k in 0..50u32 {
+        let now = t0 + FRAME * k;
+        // The tone jumps to 880 Hz in packet 30, which is lost: concealment alone would
+        // carry 440 Hz on, the FEC in packet 31 carries 880 Hz.
+        if k == 30 {
+            a.freq = 880.0;
+        }
+        let p = a.next();
+        if k != 30 {
+            mixer.push_rtp(now, 1, p.0, p.1, &p.2);
+        }
+        mixer.tick(now + Duration::from_millis(5), &mut out);
+        collect(&mut out, &mut per_output);
+    }
+    assert_eq!(mixer.stats().lost_packets, 1);
+    let pcm = decode_all(&per_output[&all]);
+    // Packet 30 plays at tick 32; its second half, clear of the codecs' delays.
+    let recovered = &pcm[32 * FRAME_SAMPLES + FRAME_SAMPLES / 2..33 * FRAME_SAMPLES];
+    let (p880, p440) = (power(recovered, 880.0), power(recovered, 440.0));
+    // Measured: +7 dB with the FEC, -20 dB with concealment alone.
+    assert!(
+        db(p880 / p440) > 3.0,
+        "880 Hz {:.1} dB above 440 Hz",
+        db(p880 / p440)
+    );
+}
+
+#[test]
 fn three_full_scale_inputs_are_limited_not_wrapped() {
     let mut mixer = AudioMixer::new(128_000).expect("mixer");
     let mut senders: Vec<ToneSender> = (0..3).map(|_| ToneSender::new(440.0, 32_767.0)).collect();
