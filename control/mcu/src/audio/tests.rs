@@ -352,6 +352,52 @@ fn reordered_packets_play_in_order_and_late_lost_and_stopped_inputs_are_handled(
 }
 
 #[test]
+fn the_delay_comes_back_down_after_a_spike() {
+    let mut mixer = AudioMixer::new(64_000).expect("mixer");
+    let mut a = ToneSender::new(440.0, 8000.0);
+    mixer.add_input(1);
+    mixer.output(&[]).expect("output");
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    let mut held = Vec::new();
+    let mut latencies = Vec::new();
+    for k in 0..150u32 {
+        let now = t0 + FRAME * k;
+        let p = a.next();
+        // Packets 20 to 25 are held back by the network and arrive with packet 26.
+        if (20..26).contains(&k) {
+            held.push(p);
+        } else {
+            for h in held.drain(..) {
+                mixer.push_rtp(now, 1, h.0, h.1, &h.2);
+            }
+            mixer.push_rtp(now, 1, p.0, p.1, &p.2);
+        }
+        mixer.tick(now + Duration::from_millis(5), &mut out);
+        out.clear();
+        latencies.clear();
+        mixer.drain_latencies(&mut latencies);
+        if k == 40 {
+            assert!(
+                latencies.iter().all(|l| *l > Duration::from_millis(120)),
+                "{latencies:?}"
+            );
+        }
+    }
+    let stats = mixer.stats();
+    assert_eq!(
+        (stats.late_packets, stats.lost_packets),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert!(stats.frames_dropped >= 3, "{stats:?}");
+    assert!(
+        latencies.iter().all(|l| *l <= Duration::from_millis(65)),
+        "{latencies:?}"
+    );
+}
+
+#[test]
 fn an_input_that_stops_is_silent_not_repeated() {
     let mut mixer = AudioMixer::new(64_000).expect("mixer");
     let mut a = ToneSender::new(500.0, 10_000.0);
