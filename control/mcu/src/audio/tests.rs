@@ -18,9 +18,20 @@ struct ToneSender {
     sample: u64,
     seq: u16,
     ts: u32,
+    stereo: bool,
 }
 
 impl ToneSender {
+    /// A sender whose encoder codes two channels (the same tone on both), as a browser
+    /// with `stereo=1` does.
+    fn stereo(freq: f64, amplitude: f64) -> Self {
+        let mut s = Self::new(freq, amplitude);
+        s.encoder = opus::Encoder::new(48_000, opus::Channels::Stereo, opus::Application::Audio)
+            .expect("encoder");
+        s.stereo = true;
+        s
+    }
+
     fn new(freq: f64, amplitude: f64) -> Self {
         let mut rng = rand::rng();
         let mut encoder = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
@@ -35,6 +46,7 @@ impl ToneSender {
             sample: 0,
             seq: rng.random(),
             ts: rng.random(),
+            stereo: false,
         }
     }
 
@@ -49,6 +61,11 @@ impl ToneSender {
             })
             .collect();
         self.sample += FRAME_SAMPLES as u64;
+        let pcm = if self.stereo {
+            pcm.iter().flat_map(|&x| [x, x]).collect()
+        } else {
+            pcm
+        };
         let payload = self.encoder.encode_vec(&pcm, 4000).expect("encode");
         let packet = (self.seq, self.ts, payload);
         self.seq = self.seq.wrapping_add(1);
@@ -107,7 +124,7 @@ fn three_tones_mix_and_the_minus_one_output_lacks_its_own() {
     let mut senders = [
         (1, ToneSender::new(440.0, 6000.0)),
         (2, ToneSender::new(660.0, 6000.0)),
-        (3, ToneSender::new(880.0, 6000.0)),
+        (3, ToneSender::stereo(880.0, 6000.0)),
     ];
     for (id, _) in &senders {
         mixer.add_input(*id);
