@@ -19,6 +19,7 @@ mod cascade_hop;
 mod cleanup;
 mod janus;
 mod load;
+mod mcu;
 mod media;
 mod netio;
 mod netns;
@@ -72,6 +73,10 @@ enum Scenario {
     /// Publish/subscribe churn for `--minutes`, reporting the server's RSS, open fds
     /// and sessions over time (run only when named).
     Soak,
+    /// The MCU: mixer CPU per participant, composer CPU per 640x360 grid, the mix's
+    /// added latency, and the server's CPU with and without an MCU subscriber (run
+    /// only when named).
+    Mcu,
 }
 
 /// `--ebpf` of the servers of `cascade-hop`.
@@ -161,6 +166,13 @@ struct Cli {
     /// Minutes of the `soak` scenario.
     #[arg(long, default_value_t = 60.0)]
     minutes: f64,
+    /// Mixer sizes (inputs) of the `mcu` scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [4, 10, 25])]
+    mcu_inputs: Vec<usize>,
+    /// Seconds of each server phase of `mcu` (without, then with an MCU subscriber;
+    /// 0 skips the server part; default 15, 5 with --quick).
+    #[arg(long)]
+    mcu_server_secs: Option<f64>,
     /// No progress bar (e.g. when the output is a log).
     #[arg(long)]
     no_progress: bool,
@@ -233,6 +245,29 @@ fn main() -> anyhow::Result<()> {
         let (table, path) = signal_load::run(&cfg, &cli.out)?;
         println!("{table}results: {}", path.display());
         scenarios.retain(|s| *s != Scenario::Signal);
+        if scenarios.is_empty() {
+            return Ok(());
+        }
+    }
+    if scenarios.contains(&Scenario::Mcu) {
+        let quick = cli.quick;
+        let cfg = mcu::Config {
+            server_bin: server_bin.clone(),
+            workers: cli.workers,
+            sizes: cli.mcu_inputs.clone(),
+            audio_secs: if quick { 5.0 } else { 20.0 },
+            video_secs: if quick { 5.0 } else { 20.0 },
+            input_fps: 30,
+            latency_secs: if quick { 5.0 } else { 15.0 },
+            jitter: (Duration::ZERO, Duration::from_millis(30)),
+            server_secs: cli
+                .mcu_server_secs
+                .unwrap_or(if quick { 5.0 } else { 15.0 }),
+            quick,
+        };
+        let (table, path) = mcu::run(&cfg, &cli.out)?;
+        println!("{table}results: {}", path.display());
+        scenarios.retain(|s| *s != Scenario::Mcu);
         if scenarios.is_empty() {
             return Ok(());
         }

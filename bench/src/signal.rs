@@ -128,6 +128,18 @@ impl Signaller {
         self.connect(url, token, PeerRole::Subscriber).await
     }
 
+    /// `POST /rtc/v1/rooms/{room}/subscribe?{query}` (e.g. `mode=mcu`), audio and
+    /// video.
+    pub(crate) async fn subscribe_with(
+        &self,
+        room: &str,
+        token: &str,
+        query: &str,
+    ) -> anyhow::Result<Connected> {
+        let url = format!("{}/rtc/v1/rooms/{room}/subscribe?{query}", self.base);
+        self.connect(url, token, PeerRole::Subscriber).await
+    }
+
     /// `DELETE {resource}`.
     pub(crate) async fn delete(&self, resource: &str, token: &str) -> anyhow::Result<()> {
         let resp = self.http.delete(resource).bearer_auth(token).send().await?;
