@@ -327,6 +327,12 @@ pub(crate) fn table(r: &McuReport) -> String {
             "added by the MCU subscriber: {:+.4} cores in total, {:+.4} in the data-plane workers",
             sv.added_cores, sv.added_dataplane_cores
         );
+        if let Some(m) = sv.phases.get(1).and_then(|p| p.mcu_metric_cores) {
+            let _ = writeln!(
+                s,
+                "the server's own cascade_mcu_cpu_seconds_total over the MCU phase: {m:.4} cores"
+            );
+        }
         for n in &sv.notes {
             let _ = writeln!(s, "note: {n}");
         }

@@ -240,7 +240,18 @@ fn measure(
     name: &str,
     secs: f64,
 ) -> anyhow::Result<Phase> {
-    let metrics = || rt.block_on(sig.metrics()).ok();
+    // Once more on failure: the server closes an HTTP connection idle for the
+    // length of a phase, and the first request on it fails.
+    let metrics = || match rt
+        .block_on(sig.metrics())
+        .or_else(|_| rt.block_on(sig.metrics()))
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("mcu: GET /metrics: {e:#}");
+            None
+        }
+    };
     let rx = || {
         (
             counts.sfu.load(Ordering::Relaxed),
