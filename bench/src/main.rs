@@ -11,7 +11,9 @@
 //! cascading between servers in network namespaces: `cascade` (an origin's fan-out
 //! to relay peers with its eBPF fast path on and off) and `cascade-hop` (latency and
 //! edge CPU per hop of M1 → M2 → M3); each writes its own JSON. `signal` measures
-//! `cascade signal` (connections held, messages/s, latency) on both its engines.
+//! `cascade signal` (connections held, messages/s, latency) on both its engines, and
+//! `mcu` the MCU (mixer and composer CPU, the mix's latency, a server's CPU with and
+//! without an MCU subscriber).
 
 mod affinity;
 mod cascade_fanout;
@@ -265,8 +267,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or(if quick { 5.0 } else { 15.0 }),
             quick,
         };
-        let (table, path) = mcu::run(&cfg, &cli.out)?;
+        let (table, path, failed) = mcu::run(&cfg, &cli.out)?;
         println!("{table}results: {}", path.display());
+        if failed > 0 {
+            anyhow::bail!("mcu: {failed} part(s) failed");
+        }
         scenarios.retain(|s| *s != Scenario::Mcu);
         if scenarios.is_empty() {
             return Ok(());

@@ -116,8 +116,8 @@ fn method(cfg: &Config) -> Vec<String> {
 }
 
 /// Runs every part (a failing part is reported, the others still run); returns the
-/// table and the JSON path.
-pub(crate) fn run(cfg: &Config, out: &Path) -> anyhow::Result<(String, PathBuf)> {
+/// table, the JSON path and how many parts failed.
+pub(crate) fn run(cfg: &Config, out: &Path) -> anyhow::Result<(String, PathBuf, usize)> {
     let mut failures = Vec::new();
     let mut mix_cpu = Vec::new();
     let max_n = cfg
@@ -199,7 +199,7 @@ pub(crate) fn run(cfg: &Config, out: &Path) -> anyhow::Result<(String, PathBuf)>
     };
     let stem = format!("mcu-{created}{}", if cfg.quick { "-quick" } else { "" });
     let path = crate::report::write_json(out, &stem, "mcu-latest", &report)?;
-    Ok((table(&report), path))
+    Ok((table(&report), path, report.failures.len()))
 }
 
 /// "ok" or "OVER" against a target; "no media" when the codec path produced
