@@ -415,6 +415,7 @@ async fn subscribe(
         Placed::Here(owner) => owner,
     };
     let offer = sdp_body(&headers, Ok(body), "application/sdp")?;
+    let mode = subscribe_mode(query.as_deref().unwrap_or_default())?;
     let mut urls: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "resource")
         .map(|(_, v)| v.into_owned())
@@ -458,7 +459,27 @@ async fn subscribe(
         }
     }
     let (url, answer, etag) = state.with_sfu(|sfu| {
-        let c = sfu.subscribe_for(Instant::now(), &room, &client, &ids, &offer)?;
+        let c = match mode {
+            SubscribeMode::Sfu => {
+                sfu.subscribe_for(Instant::now(), &room, &client, &ids, &offer)?
+            }
+            SubscribeMode::Mcu(opts) => {
+                let c = state.mcu.subscribe(
+                    sfu,
+                    Instant::now(),
+                    &room,
+                    &client,
+                    &claims.sub,
+                    &ids,
+                    opts,
+                    &offer,
+                )?;
+                cascade_core::sfu::Created {
+                    resource: c.resource,
+                    answer: c.answer,
+                }
+            }
+        };
         Ok::<_, ApiError>((
             sfu.resource_url(&c.resource),
             c.answer,
@@ -466,6 +487,30 @@ async fn subscribe(
         ))
     })?;
     Ok(created(url, answer, etag))
+}
+
+/// How a subscriber receives a room: each publication's tracks (SFU), or one mixed
+/// audio and one composed video track (MCU, with its composition's options).
+enum SubscribeMode {
+    Sfu,
+    Mcu(crate::mcu::McuOptions),
+}
+
+/// The `mode` query parameter (`sfu`, the default, or `mcu`).
+fn subscribe_mode(query: &str) -> Result<SubscribeMode, ApiError> {
+    let mode = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "mode")
+        .map(|(_, v)| v.into_owned());
+    match mode.as_deref() {
+        None | Some("sfu") => Ok(SubscribeMode::Sfu),
+        Some("mcu") => Ok(SubscribeMode::Mcu(crate::mcu::McuOptions::from_query(
+            query,
+        )?)),
+        Some(other) => Err(ApiError::bad_request(
+            "bad_mode",
+            format!("mode={other}: expected sfu or mcu"),
+        )),
+    }
 }
 
 /// The local id of a publication named by `url`: ours, or another server's, which is

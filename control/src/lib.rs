@@ -22,6 +22,7 @@ pub mod kernel;
 pub mod limits;
 pub mod listener;
 pub mod logging;
+pub mod mcu;
 pub mod metrics;
 pub mod probe;
 pub mod readiness;

@@ -201,6 +201,11 @@ impl Metrics {
     }
 
     /// Shows `cascade_placement_self_member` (placement is on).
+    /// The registry, for metrics kept elsewhere (the MCU's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn track_self_member(&self) {
         // Registering twice is the only possible error: then it is shown already.
         let _ = self.registry.register(Box::new(self.self_member.clone()));

@@ -53,6 +53,8 @@ pub struct AppState {
     cluster_h3: Option<crate::cluster_h3::ClusterH3>,
     runtime: tokio::runtime::Handle,
     pub(crate) metrics: Metrics,
+    /// MCU subscriptions: mixers and composers.
+    pub(crate) mcu: crate::mcu::Mcu,
     /// The data centre's members, when placement is on.
     pub membership: Option<Arc<Membership>>,
     pub handover: Handover,
@@ -427,6 +429,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         per_source: config.session_caps.per_ip,
     });
     let (reopen, mut reopen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let metrics = Metrics::new()?;
+    // The MCU's threads feed the data plane over this host's own addresses: the
+    // media socket's, or loopback when it binds every address.
+    let mcu_media = if media.ip().is_unspecified() {
+        let lo: std::net::IpAddr = if media.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(lo, media.port())
+    } else {
+        media
+    };
+    let mcu = crate::mcu::Mcu::new(mcu_media, metrics.registry())?;
     let state = Arc::new(AppState {
         sfu: Mutex::new(sfu),
         dataplane,
@@ -452,7 +468,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         },
         runtime: tokio::runtime::Handle::current(),
-        metrics: Metrics::new()?,
+        metrics,
+        mcu,
         events: tokio::sync::broadcast::channel(1024).0,
         room_events: tokio::sync::broadcast::channel(1024).0,
         reopen,
@@ -497,6 +514,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
+
+    // Keeps the MCU's rooms in line with the SFU.
+    let mcu_state = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::mcu::REFRESH_EVERY);
+        loop {
+            tick.tick().await;
+            let Some(state) = mcu_state.upgrade() else {
+                return;
+            };
+            state.with_sfu(|sfu| state.mcu.refresh(sfu, Instant::now()));
+        }
+    });
 
     // Re-opens relays of lost origins, each in its own task (a slow origin delays
     // no other).

@@ -869,3 +869,86 @@ fn simulcast_layers_estimates_preferences_and_speaker() {
         |e| matches!(&e.kind, RoomEventKind::PublicationRemoved { user, .. } if user == "alice")
     ));
 }
+
+/// A local source (an MCU's mix) is installed at once with the keys it was given,
+/// stays out of the room's listing and events, is routed to a subscription that names
+/// it once the subscriber connects, and leaves the data plane when removed.
+#[test]
+fn a_local_source_is_routed_to_the_subscription_that_names_it() {
+    use cascade_core::sdp::Codec;
+    use cascade_core::sfu::LocalTrack;
+
+    let mut now = start();
+    let mut sfu = sfu(now);
+    let producer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let codec = |pt: u8, name: &str, clock_rate: u32, channels: Option<u16>| Codec {
+        payload_type: pt,
+        name: name.into(),
+        clock_rate,
+        channels,
+        fmtp: None,
+        rtcp_fb: Vec::new(),
+    };
+    let src = sfu.add_local_source(
+        now,
+        "room",
+        producer,
+        &[
+            LocalTrack {
+                kind: MediaKind::Audio,
+                codec: codec(111, "opus", 48_000, Some(2)),
+                ssrc: 0x5000,
+            },
+            LocalTrack {
+                kind: MediaKind::Video,
+                codec: codec(96, "VP8", 90_000, None),
+                ssrc: 0x6000,
+            },
+        ],
+    );
+    let (cmds, rooms) = drain(&mut sfu);
+    assert!(cmds.iter().any(|c| matches!(c,
+        Command::InstallSession { id, peer, rx, tx, .. }
+            if *id == src.session && *peer == producer && *rx == src.rx && *tx == src.tx)));
+    assert!(cmds.iter().any(|c| matches!(c,
+        Command::PeerValidated { id, peer } if *id == src.session && *peer == producer)));
+    assert!(rooms.is_empty(), "no room event for a local source");
+    assert!(sfu.room_info("room").publications.is_empty());
+    assert!(sfu.room_publications("room").is_empty());
+
+    let sub_addr: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+    let mut subscriber = ClientPeer::new(PeerRole::Subscriber, &[]).unwrap();
+    let sub = sfu
+        .subscribe(
+            now,
+            "room",
+            std::slice::from_ref(&src.resource),
+            &subscriber.offer(),
+        )
+        .unwrap();
+    subscriber.accept_answer(&sub.answer, now).unwrap();
+    let cmds = connect(&mut sfu, &mut subscriber, sub_addr, &mut now);
+    let routed: Vec<(u32, MediaKind)> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::Route(r) if r.publisher == src.session => {
+                Some((r.publisher_ssrc.into(), r.kind))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        routed,
+        [(0x5000, MediaKind::Audio), (0x6000, MediaKind::Video)]
+    );
+    assert_eq!(sfu.subscription_estimate(&sub.resource), Some(None));
+
+    sfu.remove_local_source(&src.resource);
+    let (cmds, _) = drain(&mut sfu);
+    assert!(cmds.contains(&Command::RemoveSession { id: src.session }));
+    assert!(cmds.contains(&Command::PeerRevoked {
+        id: src.session,
+        peer: producer
+    }));
+    assert!(sfu.publication_tracks(&src.resource).is_none());
+}

@@ -11,8 +11,11 @@
 //! sequence and timestamp domains, sender reports).
 
 pub mod audio;
+pub mod error;
 pub mod rtp_out;
 pub mod video;
+
+pub use error::McuError;
 
 /// Names one input of a mixer or composer (a publisher's stream); chosen by the caller.
 pub type InputId = u64;

@@ -80,6 +80,8 @@ pub(super) struct CascadeFanout {
     kernel: bool,
     sessions: HashMap<SessionId, SessionFacts>,
     publishers: HashMap<SessionId, PublisherFanout>,
+    /// Peers on this host (an MCU's inputs): copies to them are the workers'.
+    local_peers: HashSet<SocketAddr>,
 }
 
 impl CascadeFanout {
@@ -89,6 +91,12 @@ impl CascadeFanout {
             kernel,
             ..Self::default()
         }
+    }
+
+    /// `peer` is a socket of this host: the kernel never carries copies to it (they
+    /// would leave by the interface), the workers do.
+    pub(super) fn add_local_peer(&mut self, peer: SocketAddr) {
+        self.local_peers.insert(peer);
     }
 
     /// The cascade peers of `publisher` are now `peers` (empty: none).
@@ -236,11 +244,17 @@ impl CascadeFanout {
         };
         let facts = self.sessions.get(&publisher);
         let wanted = match facts.and_then(|s| s.source) {
-            Some(source) if self.kernel && !f.peers.is_empty() => Some(KernelPlan {
-                source,
-                peers: f.peers.clone(),
-                originals_up: facts.is_some_and(|s| s.every_packet || !s.routes.is_empty()),
-            }),
+            Some(source)
+                if self.kernel
+                    && !f.peers.is_empty()
+                    && !f.peers.iter().any(|p| self.local_peers.contains(p)) =>
+            {
+                Some(KernelPlan {
+                    source,
+                    peers: f.peers.clone(),
+                    originals_up: facts.is_some_and(|s| s.every_packet || !s.routes.is_empty()),
+                })
+            }
             _ => None,
         };
         let Some(plan) = wanted else {
@@ -468,6 +482,23 @@ mod tests {
         // Nothing changed: nothing to say.
         f.set_peers(PUB, vec![addr(9)], &mut out);
         assert!(drain(&mut out).is_empty());
+    }
+
+    #[test]
+    fn copies_to_a_local_peer_stay_with_the_workers() {
+        let (mut f, _, sent) = carried(&[addr(9)]);
+        let mut out = VecDeque::new();
+        f.add_local_peer(addr(7));
+        f.set_peers(PUB, vec![addr(7), addr(9)], &mut out);
+        // The kernel stops cloning; the workers copy to both.
+        assert_eq!(
+            drain(&mut out),
+            [clear(PUB, addr(1)), workers(&[addr(7), addr(9)])]
+        );
+        assert!(sent.contains(&kernel(&[addr(9)], false)));
+        // Without the local peer the kernel is asked again.
+        f.set_peers(PUB, vec![addr(9)], &mut out);
+        assert_eq!(drain(&mut out)[0], kernel(&[addr(9)], false));
     }
 
     #[test]

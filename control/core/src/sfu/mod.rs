@@ -18,7 +18,8 @@
 //! its own file, adding methods to [`Sfu`] in an `impl` block of its own:
 //! `negotiate` (WHIP/WHEP offers and answers, trickle), `resource` (publications,
 //! subscriptions, their state, `DELETE`, room info), `routes` (forwarding routes),
-//! `layers` (simulcast layers, probes, preferences, active speaker), `origin` (this
+//! `layers` (simulcast layers, probes, preferences, active speaker), `local_source`
+//! (streams this server produces, such as an MCU's mix), `origin` (this
 //! server relaying its publications to edges), `edge` (publications relayed here from
 //! origins), `relay_link` (what both ends of a relay link share), `dto` (the public
 //! data types) and `admission` (caps on sessions, per server, token subject and source
@@ -29,6 +30,7 @@ mod dto;
 mod edge;
 mod fanout;
 mod layers;
+mod local_source;
 mod negotiate;
 mod origin;
 mod peer_link;
@@ -36,7 +38,7 @@ mod relay_link;
 mod resource;
 mod routes;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -62,6 +64,7 @@ pub use edge::{
 };
 pub use fanout::{KERNEL_RETRY, KernelOutcome};
 pub use layers::{LAYERS_SHOW_WITHIN, SimulcastLayer};
+pub use local_source::{LocalSource, LocalTrack};
 pub use origin::RELAY_EDGE_TIMEOUT;
 pub use relay_link::relay_probe;
 pub use resource::{PublishedTrack, ResourceId};
@@ -138,6 +141,8 @@ pub struct Sfu {
     limits: SessionLimits,
     /// Who asked for each session (for the per-client caps).
     clients: HashMap<SessionId, Client>,
+    /// Sessions of local sources (`local_source`).
+    local_sources: HashSet<SessionId>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -184,6 +189,7 @@ impl Sfu {
             out: VecDeque::new(),
             limits: SessionLimits::default(),
             clients: HashMap::new(),
+            local_sources: HashSet::new(),
         }
     }
 

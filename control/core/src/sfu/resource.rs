@@ -171,6 +171,7 @@ impl Sfu {
         }
         self.session_ext.remove(&session);
         self.session_resource.remove(&session);
+        self.local_sources.remove(&session);
         if let Some(mut s) = self.sessions.remove(&session) {
             s.shutdown();
             self.drain_session_transmits(&mut s);

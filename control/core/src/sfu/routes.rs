@@ -19,6 +19,7 @@ impl Sfu {
         let connected = |sfu: &Sfu, s: SessionId| {
             sfu.sessions.get(&s).is_some_and(|x| x.is_connected())
                 || sfu.origins.values().any(|o| o.session == s)
+                || sfu.is_local_source(s)
         };
         let mut commands = Vec::new();
         for sub in self.resources.values() {
