@@ -307,6 +307,32 @@ impl Mcu {
         })
     }
 
+    /// A new local source in `room` with one track of `kind`, fed from a new socket:
+    /// what the room thread needs to send it, its resource id and a fresh handle.
+    fn new_output(
+        &self,
+        sfu: &mut Sfu,
+        now: Instant,
+        room: &str,
+        kind: MediaKind,
+    ) -> Result<(Output, String, u64), ApiError> {
+        let socket = self.socket()?;
+        let peer = local_addr(&socket)?;
+        let ssrc = rand::rng().random::<u32>() | 1;
+        let codec = match kind {
+            MediaKind::Audio => opus_codec(),
+            MediaKind::Video => vp8_codec(),
+        };
+        let src = sfu.add_local_source(now, room, peer, &[LocalTrack { kind, codec, ssrc }]);
+        let out = Output {
+            socket,
+            ssrc,
+            rx: src.rx,
+            tx: src.tx,
+        };
+        Ok((out, src.resource, self.handle()))
+    }
+
     /// The local source of the mix without `excluded`, created on first use.
     fn audio_output(
         &self,
@@ -320,39 +346,19 @@ impl Mcu {
             s.refs += 1;
             return Ok(s.resource.clone());
         }
-        let socket = self.socket()?;
-        let peer = local_addr(&socket)?;
-        let ssrc = rand::rng().random::<u32>() | 1;
-        let src = sfu.add_local_source(
-            now,
-            room,
-            peer,
-            &[LocalTrack {
-                kind: MediaKind::Audio,
-                codec: opus_codec(),
-                ssrc,
-            }],
-        );
-        let handle = self.handle();
+        let (out, resource, handle) = self.new_output(sfu, now, room, MediaKind::Audio)?;
         let _ = r.cmds.send(Cmd::AddAudio {
             handle,
             excluded: excluded.to_vec(),
-            out: Output {
-                socket,
-                ssrc,
-                rx: src.rx,
-                tx: src.tx,
-            },
+            out,
         });
-        r.audio.insert(
-            excluded.to_vec(),
-            Shared {
-                handle,
-                resource: src.resource.clone(),
-                refs: 1,
-            },
-        );
-        Ok(src.resource)
+        let shared = Shared {
+            handle,
+            resource: resource.clone(),
+            refs: 1,
+        };
+        r.audio.insert(excluded.to_vec(), shared);
+        Ok(resource)
     }
 
     /// The local source of the composition `opts`, created on first use.
@@ -368,48 +374,29 @@ impl Mcu {
             s.refs += 1;
             return Ok(s.resource.clone());
         }
-        let socket = self.socket()?;
-        let peer = local_addr(&socket)?;
-        let ssrc = rand::rng().random::<u32>() | 1;
-        let src = sfu.add_local_source(
-            now,
-            room,
-            peer,
-            &[LocalTrack {
-                kind: MediaKind::Video,
-                codec: vp8_codec(),
-                ssrc,
-            }],
-        );
-        let handle = self.handle();
+        let (out, resource, handle) = self.new_output(sfu, now, room, MediaKind::Video)?;
+        let config = ComposerConfig {
+            layout: opts.layout,
+            width: opts.width,
+            height: opts.height,
+            fps: opts.fps,
+            bitrate_bps: VIDEO_START_BPS,
+        };
         let _ = r.cmds.send(Cmd::AddVideo {
             handle,
-            config: ComposerConfig {
-                layout: opts.layout,
-                width: opts.width,
-                height: opts.height,
-                fps: opts.fps,
-                bitrate_bps: VIDEO_START_BPS,
-            },
-            out: Output {
-                socket,
-                ssrc,
-                rx: src.rx,
-                tx: src.tx,
-            },
+            config,
+            out,
         });
         if let Some(s) = r.speaker {
             let _ = r.cmds.send(Cmd::SetSpeaker(Some(s)));
         }
-        r.video.insert(
-            opts,
-            Shared {
-                handle,
-                resource: src.resource.clone(),
-                refs: 1,
-            },
-        );
-        Ok(src.resource)
+        let shared = Shared {
+            handle,
+            resource: resource.clone(),
+            refs: 1,
+        };
+        r.video.insert(opts, shared);
+        Ok(resource)
     }
 
     /// Brings every room thread in line with the SFU (see the module documentation)
