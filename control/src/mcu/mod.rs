@@ -36,7 +36,7 @@ use cascade_mcu::video::{ComposerConfig, Layout};
 use rand::Rng;
 
 use room::{Cmd, OPUS_PT, Output, RoomThread, VP8_PT};
-use stats::{McuMetrics, RoomStats, Totals};
+use stats::{McuMetrics, RoomStats};
 
 /// How often the manager brings the room threads in line with the SFU.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -152,7 +152,6 @@ pub struct Mcu {
     media: SocketAddr,
     rooms: Mutex<HashMap<String, RoomMcu>>,
     metrics: McuMetrics,
-    totals: Mutex<Totals>,
     next_handle: Mutex<u64>,
 }
 
@@ -178,7 +177,6 @@ impl Mcu {
             media,
             rooms: Mutex::new(HashMap::new()),
             metrics: McuMetrics::new(registry)?,
-            totals: Mutex::new(Totals::default()),
             next_handle: Mutex::new(1),
         })
     }
@@ -410,18 +408,25 @@ impl Mcu {
                 ended.push(name.clone());
             }
         }
-        for name in ended {
-            if let Some(r) = rooms.remove(&name) {
-                stop_room(&name, r, sfu);
-            }
-        }
-        let mut guards: Vec<_> = rooms
+        let stopped: Vec<RoomMcu> = ended
+            .iter()
+            .filter_map(|name| {
+                let r = rooms.remove(name)?;
+                stop_room(name, &r, sfu);
+                Some(r)
+            })
+            .collect();
+        let mut live: Vec<_> = rooms
             .values()
             .map(|r| r.stats.lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
-        let mut stats: Vec<&mut RoomStats> = guards.iter_mut().map(|g| &mut **g).collect();
-        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        *totals = self.metrics.update(&mut stats, *totals);
+        let mut gone: Vec<_> = stopped
+            .iter()
+            .map(|r| r.stats.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let mut live: Vec<&mut RoomStats> = live.iter_mut().map(|g| &mut **g).collect();
+        let mut gone: Vec<&mut RoomStats> = gone.iter_mut().map(|g| &mut **g).collect();
+        self.metrics.update(&mut live, &mut gone);
     }
 }
 
@@ -658,7 +663,7 @@ fn refresh_room(room: &str, r: &mut RoomMcu, sfu: &mut Sfu, now: Instant) {
 
 /// Stops a room without subscribers: its thread ends when its channel closes; its
 /// relays and local sources go.
-fn stop_room(room: &str, r: RoomMcu, sfu: &mut Sfu) {
+fn stop_room(room: &str, r: &RoomMcu, sfu: &mut Sfu) {
     for i in r.inputs.values() {
         let _ = sfu.close_relay(&i.relay_id);
     }
