@@ -59,6 +59,12 @@ impl Limiter {
             // Release: an eighth of the way back towards unity per 20 ms frame.
             (self.gain + (UNITY - self.gain) / 8 + 1).min(wanted)
         };
+        if self.gain == UNITY && target == UNITY {
+            for (o, &x) in out.iter_mut().zip(mix) {
+                *o = soft_clip(i64::from(x));
+            }
+            return;
+        }
         let n = mix.len().max(1) as i64;
         for (i, (o, &x)) in out.iter_mut().zip(mix).enumerate() {
             let g = self.gain + (target - self.gain) * (i as i64 + 1) / n;

@@ -37,13 +37,20 @@ const FADE_FRAMES: u32 = 4;
 /// point, so that a sender that comes back starts afresh (200 ms).
 const IDLE_FRAMES: u32 = 10;
 /// Buffered audio beyond which one packet is decoded and dropped per frame, to bring
-/// the delay back down after a burst or a sender clock faster than ours (160 ms).
-const MAX_BUFFERED_SAMPLES: usize = 160 * 48;
+/// the delay back down after a burst, a delay spike or a sender clock faster than ours
+/// (120 ms: the 40 ms target plus 80 ms of slack for jitter).
+const MAX_BUFFERED_SAMPLES: usize = 120 * 48;
+/// Ticks over which an input's least buffered audio is watched (1 s).
+const SHED_WINDOW: u32 = 50;
+/// The jitter buffer's target delay in samples.
+const TARGET_DELAY_SAMPLES: usize = jitter::TARGET_DELAY.as_millis() as usize * 48;
 
 /// Counters of a mixer since its creation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AudioStats {
+    /// Inputs now.
     pub inputs: usize,
+    /// Outputs now (each shared by the listeners with one exclusion set).
     pub outputs: usize,
     /// Input packets decoded (including those recovered from FEC).
     pub frames_decoded: u64,
@@ -60,7 +67,8 @@ pub struct AudioStats {
     pub frames_dropped: u64,
     /// Output frames the encoder failed on (none were sent for them).
     pub encode_errors: u64,
-    /// Time spent in `push_rtp` and `tick`.
+    /// Time spent in `push_rtp` and `tick` (wall-clock time measured around them:
+    /// the CPU time of the mixer's thread when it is not preempted).
     pub cpu: Duration,
 }
 
@@ -80,6 +88,11 @@ struct Input {
     starved: u32,
     /// Duration of the last packet, in samples: the size of a concealed packet.
     packet_samples: usize,
+    /// Least audio buffered (samples) at any tick of the current window.
+    min_buffered: usize,
+    window_ticks: u32,
+    /// Packets still to shed to bring the delay back to the target.
+    to_shed: usize,
 }
 
 struct Output {
@@ -150,6 +163,9 @@ impl AudioMixer {
                 heard: false,
                 starved: 0,
                 packet_samples: FRAME_SAMPLES,
+                min_buffered: usize::MAX,
+                window_ticks: 0,
+                to_shed: 0,
             },
         );
     }
@@ -160,7 +176,9 @@ impl AudioMixer {
     }
 
     /// An Opus RTP packet's payload from `input` (arrival `now`, its RTP seq and
-    /// timestamp). Packets of unknown inputs are ignored.
+    /// timestamp). Packets of unknown inputs are ignored. Playout follows the sequence
+    /// numbers; the timestamp is not used yet (a sender's pause without packets plays
+    /// as concealment fading to silence, then starts afresh).
     pub fn push_rtp(
         &mut self,
         now: Instant,
@@ -256,6 +274,7 @@ impl AudioMixer {
         self.stats.cpu += started.elapsed();
     }
 
+    /// The mixer's counters.
     pub fn stats(&self) -> AudioStats {
         AudioStats {
             inputs: self.inputs.len(),
@@ -271,6 +290,12 @@ impl AudioMixer {
     }
 }
 
+// The media shell moves each mixer into its own thread.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<AudioMixer>();
+};
+
 /// Fills `inp.frame` with the input's next 20 ms (decoded, concealed, fading or
 /// silent) and sets `inp.active`.
 fn next_frame(
@@ -285,8 +310,23 @@ fn next_frame(
             break;
         }
     }
-    // A buffer grown past its bound (a burst, a fast sender clock) sheds one packet.
-    if inp.jitter.len() * inp.packet_samples > MAX_BUFFERED_SAMPLES {
+    // The delay comes back down after a spike: a buffer that never held less than the
+    // target plus one packet over a window sheds the excess, one packet per tick; one
+    // grown past its bound sheds at once.
+    let buffered = inp.jitter.len() * inp.packet_samples;
+    inp.min_buffered = inp.min_buffered.min(buffered);
+    inp.window_ticks += 1;
+    if inp.window_ticks == SHED_WINDOW {
+        let target = TARGET_DELAY_SAMPLES + inp.packet_samples;
+        inp.to_shed = inp
+            .min_buffered
+            .saturating_sub(target)
+            .div_ceil(inp.packet_samples);
+        inp.min_buffered = usize::MAX;
+        inp.window_ticks = 0;
+    }
+    if inp.jitter.len() > 0 && (buffered > MAX_BUFFERED_SAMPLES || inp.to_shed > 0) {
+        inp.to_shed = inp.to_shed.saturating_sub(1);
         let kept = inp.pending.len();
         if pull_packet(inp, now, scratch, stats, latencies, false) {
             stats.frames_dropped += 1;
@@ -302,7 +342,7 @@ fn next_frame(
         return;
     }
     // Nothing (or not enough) to play: conceal and fade out, then silence.
-    inp.starved += 1;
+    inp.starved = inp.starved.saturating_add(1);
     if inp.starved > IDLE_FRAMES && inp.jitter.is_playing() {
         inp.jitter.go_idle();
     }

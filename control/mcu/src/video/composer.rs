@@ -54,6 +54,12 @@ pub struct Composer {
     cpu: Duration,
 }
 
+// The server runs each composer on a thread of its own.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Composer>();
+};
+
 impl std::fmt::Debug for Composer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Composer")

@@ -445,3 +445,35 @@ const GREY_NOISE: Yuv = Yuv {
     u: 128,
     v: 128,
 };
+
+#[test]
+fn garbage_frames_reach_the_decoder_without_harm() {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(15);
+    let mut room = Room::new(Layout::Grid, &[RED, GREEN]);
+    room.step(true);
+    let before = room.composer.stats();
+    // Whole one-packet "frames" (start bit and marker set), half of them dressed as
+    // keyframes (P bit clear, start code, a plausible size) so libvpx parses them.
+    for k in 0..2000u32 {
+        let mut payload = vec![0x10];
+        let len = rng.random_range(1..300);
+        payload.extend((0..len).map(|_| rng.random::<u8>()));
+        if k % 2 == 0 && payload.len() >= 11 {
+            payload[1..11]
+                .copy_from_slice(&[0x50, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00]);
+        }
+        let seq = 30_000u16.wrapping_add(k as u16);
+        room.composer
+            .push_rtp(room.now, 10, seq, 500_000 + 3000 * k, true, &payload);
+    }
+    let after = room.composer.stats();
+    assert!(
+        after.lost_frames > before.lost_frames,
+        "garbage counted as lost"
+    );
+    // The composer still produces decodable frames and the other input is intact.
+    room.step(true);
+    assert_near(room.subscriber.at(480, 180), GREEN);
+    assert!(room.composer.tick(room.now, &mut Vec::new()));
+}

@@ -15,6 +15,9 @@ pub const MAX_FRAME_BYTES: usize = 2 << 20;
 const OPEN_FRAMES: usize = 4;
 /// Packets one open frame may hold.
 const MAX_FRAME_PACKETS: usize = 2048;
+/// Consecutive late packets after which the input is taken to have restarted its
+/// timestamps (a jump back): the depacketizer forgets the last frame it handed out.
+const LATE_RUN_RESET: u32 = 64;
 
 /// Why a VP8 RTP payload could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
@@ -189,6 +192,7 @@ pub struct Vp8Depacketizer {
     /// Timestamp and last sequence number of the last frame handed out.
     last_out: Option<(u32, u16)>,
     gap: bool,
+    late_run: u32,
     stats: DepacketizerStats,
 }
 
@@ -231,8 +235,15 @@ impl Vp8Depacketizer {
             && !ts_after(timestamp, last_ts)
         {
             self.stats.late_packets += 1;
+            self.late_run += 1;
+            if self.late_run >= LATE_RUN_RESET {
+                self.last_out = None;
+                self.gap = true;
+                self.late_run = 0;
+            }
             return Ok(None);
         }
+        self.late_run = 0;
         let index = match self.open.iter().position(|f| f.timestamp == timestamp) {
             Some(i) => i,
             None => {
@@ -441,6 +452,22 @@ mod tests {
         let mut d = Vp8Depacketizer::new();
         assert!(!d.push(1, 100, true, &p[0]).unwrap().unwrap().after_gap);
         assert!(d.push(3, 300, true, &p[0]).unwrap().unwrap().after_gap);
+    }
+
+    #[test]
+    fn a_timestamp_jump_back_resynchronises_after_a_run_of_late_packets() {
+        let p = packets(&fake_keyframe(300), 1);
+        let mut d = Vp8Depacketizer::new();
+        assert!(d.push(1, 1_000_000, true, &p[0]).unwrap().is_some());
+        let mut first_out = None;
+        for k in 0..100u16 {
+            if let Some(f) = d.push(2 + k, 3000 * u32::from(k), true, &p[0]).unwrap() {
+                first_out = Some((u32::from(k), f.after_gap));
+                break;
+            }
+        }
+        assert_eq!(first_out, Some((LATE_RUN_RESET, true)));
+        assert_eq!(d.stats().late_packets, u64::from(LATE_RUN_RESET));
     }
 
     #[test]

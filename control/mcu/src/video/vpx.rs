@@ -385,6 +385,15 @@ impl Decoder {
     }
 }
 
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        // SAFETY: the context was initialised in `new` and is destroyed once, here.
+        unsafe {
+            sys::vpx_codec_destroy(&mut *self.ctx);
+        }
+    }
+}
+
 /// Copies a decoded 8-bit I420 picture into `picture`.
 ///
 /// # Safety
