@@ -3,10 +3,9 @@
 //! green, blue); an MCU subscriber page (`?mode=mcu`) hears all three tones in its one
 //! audio track (WebAudio spectrum) and sees each colour in its grid cell of its one
 //! video track (frames drawn on a canvas); a publisher that also subscribes in MCU mode
-//! hears the other two tones but not its own; a publisher leaving (green, whose 660 Hz
-//! is no harmonic of the others) takes its cell and its tone away within 2 s. The same
-//! through a cascade: publishers on M1, the MCU subscriber on M2 naming their
-//! publications with `resource=`.
+//! hears the other two tones but not its own; a publisher leaving takes its cell and its
+//! tone away within 2 s. The same through a cascade: publishers on M1, the MCU
+//! subscriber on M2 naming their publications with `resource=`.
 //!
 //! The servers run in one namespace (on 10.73.0.1), the browser in another, joined by
 //! a veth pair. Conditions are polled with deadlines; the figures (tone levels above the
@@ -30,7 +29,11 @@ use serde_json::{Value, json};
 const SECRET: &str = "mcu-browser-secret";
 const CLUSTER: &str = "mcu-browser-cluster";
 
-/// One tone and one colour per publisher, in publish order.
+/// One tone and one colour per publisher, in publish order. The tone that must be
+/// absent (a publisher's own in its own mix, a leaver's) is green's 660 Hz, the one that
+/// is no low-order product of the other two: 880 Hz is 440 Hz's second harmonic and
+/// 440 Hz is 2·660 − 880 Hz, and a mix of two of the tones carries such products up to
+/// about 12 dB above its floor.
 const PUBLISHERS: [(&str, f64, [u8; 3]); 3] = [
     ("red", 440.0, [255, 0, 0]),
     ("green", 660.0, [0, 255, 0]),
@@ -536,40 +539,43 @@ fn mcu_subscriber_hears_every_tone_and_sees_every_colour() -> anyhow::Result<()>
     let mut topo = Topology::start(1)?;
     let room = random_room("mcu");
     topo.publish_all(&room, 0, &["viewer"])?;
-    // The viewer (a fourth user) and red (a publisher) subscribe in MCU mode.
+    let [red, green, blue] = PUBLISHERS;
+    // The viewer (a fourth user) and green (a publisher) subscribe in MCU mode.
     let viewer = topo.subscribe("viewer", "viewer", &room, 0, "mode=mcu")?;
-    let own = topo.subscribe("red", "red", &room, 0, "mode=mcu")?;
-    eprintln!("viewer subscription: {viewer}\nred's subscription: {own}");
+    let own = topo.subscribe(green.0, green.0, &room, 0, "mode=mcu")?;
+    eprintln!("viewer subscription: {viewer}\ngreen's subscription: {own}");
 
     check_mix_and_grid(&mut topo, "viewer", 0, "")?;
 
-    // Scenario 2: red hears green and blue, not itself.
+    // Scenario 2: green hears red and blue, not itself.
     let freqs: Vec<f64> = PUBLISHERS.iter().map(|p| p.1).collect();
-    let (a, took) = poll_until(&mut topo.driver, "red", &freqs, &[], MEDIA_DEADLINE, |a| {
-        a.absent(440.0) && a.present(660.0) && a.present(880.0)
-    })?;
-    println!("red's own MCU subscription: tones {}", a.levels_text());
+    let (a, took) = poll_until(
+        &mut topo.driver,
+        green.0,
+        &freqs,
+        &[],
+        MEDIA_DEADLINE,
+        |a| a.absent(green.1) && a.present(red.1) && a.present(blue.1),
+    )?;
+    println!("green's own MCU subscription: tones {}", a.levels_text());
     anyhow::ensure!(
         took.is_some(),
-        "red's MCU subscription should carry 660 and 880 Hz (>= {PRESENT_DB} dB) but not its own \
-         440 Hz (< {ABSENT_DB} dB) within {MEDIA_DEADLINE:?}: {}",
+        "green's MCU subscription should carry 440 and 880 Hz (>= {PRESENT_DB} dB) but not its own \
+         660 Hz (< {ABSENT_DB} dB) within {MEDIA_DEADLINE:?}: {}",
         a.levels_text()
     );
     println!(
-        "red's own MCU subscription over the next second, median (min) above the floor: {}",
-        settled_levels(&mut topo.driver, "red", &freqs)?
+        "green's own MCU subscription over the next second, median (min) above the floor: {}",
+        settled_levels(&mut topo.driver, green.0, &freqs)?
     );
 
     // Scenario 3: green leaves; the grid becomes 2x1 (red, blue) and 660 Hz goes.
-    // Green, not blue: 880 Hz is the second harmonic of 440 Hz, and the mix of red
-    // and green alone carries it at about 12 dB above the floor (see the report).
     let points = {
         let mut p = cell_centres(2, 1);
         // Where green could be: the old and the new cells' centres, and more.
         p.extend(cell_centres(4, 4));
         p
     };
-    let [red, green, blue] = PUBLISHERS;
     let left = |a: &Analysis| {
         a.absent(green.1)
             && a.present(red.1)
