@@ -249,15 +249,41 @@ async fn the_mix_has_every_tone_and_a_publisher_hears_all_but_its_own() -> anyho
         return Ok(());
     }
     let server = server()?;
+    tones(&server, &server).await
+}
+
+/// The same with the publishers on M1 and the MCU subscribers on M2, which relays the
+/// publications they name from M1 and mixes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_relayed_from_another_server_mix_like_local_ones() -> anyhow::Result<()> {
+    if !binary_present() {
+        return Ok(());
+    }
+    let args = cascade_tests::cascade::cluster_args("mcu-secret", "mcu-cluster");
+    let m1 = ServerProcess::start(&args)?;
+    let m2 = ServerProcess::start(&args)?;
+    tones(&m1, &m2).await?;
+    assert_eq!(
+        cascade_tests::metric(&m2.http_base, "cascade_mcu_inputs{kind=\"audio\"}").await,
+        Some(3.0)
+    );
+    Ok(())
+}
+
+/// Three publishers on `origin` send 440, 660 and 880 Hz; two MCU subscribers on
+/// `edge` (a listener who publishes nothing, and ann, who publishes 440 Hz) hear all
+/// three, and all but 440 Hz.
+async fn tones(origin: &ServerProcess, edge: &ServerProcess) -> anyhow::Result<()> {
     let room = random_room("mcutones");
     let stop = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
+    let mut resources = Vec::new();
     let tones = [("ann", 440.0), ("bob", 660.0), ("cyd", 880.0)];
     for (i, (user, hz)) in tones.into_iter().enumerate() {
-        let token = server.token(&room, user, &["publish"])?;
+        let token = origin.token(&room, user, &["publish"])?;
         let ssrc = 0x1000 * (i as u32 + 1);
         let peer = connect(
-            &server,
+            origin,
             &format!("/rtc/v1/rooms/{room}/publish"),
             &token,
             PeerRole::Publisher {
@@ -266,15 +292,21 @@ async fn the_mix_has_every_tone_and_a_publisher_hears_all_but_its_own() -> anyho
             },
         )
         .await?;
+        resources.push(peer.resource.clone());
         senders.push(send_tone(peer, ssrc, hz, stop.clone()));
     }
-    let path = format!("/rtc/v1/rooms/{room}/subscribe?mode=mcu");
-    // A listener who publishes nothing, and ann, who publishes 440 Hz.
-    let token = server.token(&room, "dee", &["subscribe"])?;
-    let mut listener = connect(&server, &path, &token, PeerRole::Subscriber).await?;
-    let token = server.token(&room, "ann", &["subscribe"])?;
-    let mut ann = connect(&server, &path, &token, PeerRole::Subscriber).await?;
-    metric_becomes(&server, "cascade_mcu_outputs{kind=\"audio\"}", 2.0).await?;
+    let mut path = format!("/rtc/v1/rooms/{room}/subscribe?mode=mcu");
+    if !std::ptr::eq(origin, edge) {
+        for r in &resources {
+            path.push_str("&resource=");
+            path.extend(form_urlencoded::byte_serialize(r.as_bytes()));
+        }
+    }
+    let token = edge.token(&room, "dee", &["subscribe"])?;
+    let mut listener = connect(edge, &path, &token, PeerRole::Subscriber).await?;
+    let token = edge.token(&room, "ann", &["subscribe"])?;
+    let mut ann = connect(edge, &path, &token, PeerRole::Subscriber).await?;
+    metric_becomes(edge, "cascade_mcu_outputs{kind=\"audio\"}", 2.0).await?;
 
     let pt = opus_pt(&listener.answer)?;
     let all = tokio::task::block_in_place(|| receive_mix(&mut listener, pt, 2.0))?;

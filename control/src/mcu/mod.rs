@@ -36,7 +36,7 @@ use cascade_mcu::video::{ComposerConfig, Layout};
 use rand::Rng;
 
 use room::{Cmd, OPUS_PT, Output, RoomThread, VP8_PT};
-use stats::{McuMetrics, RoomStats, Totals};
+use stats::{McuMetrics, RoomStats};
 
 /// How often the manager brings the room threads in line with the SFU.
 pub const REFRESH_EVERY: Duration = Duration::from_millis(250);
@@ -152,7 +152,6 @@ pub struct Mcu {
     media: SocketAddr,
     rooms: Mutex<HashMap<String, RoomMcu>>,
     metrics: McuMetrics,
-    totals: Mutex<Totals>,
     next_handle: Mutex<u64>,
 }
 
@@ -178,7 +177,6 @@ impl Mcu {
             media,
             rooms: Mutex::new(HashMap::new()),
             metrics: McuMetrics::new(registry)?,
-            totals: Mutex::new(Totals::default()),
             next_handle: Mutex::new(1),
         })
     }
@@ -307,6 +305,32 @@ impl Mcu {
         })
     }
 
+    /// A new local source in `room` with one track of `kind`, fed from a new socket:
+    /// what the room thread needs to send it, its resource id and a fresh handle.
+    fn new_output(
+        &self,
+        sfu: &mut Sfu,
+        now: Instant,
+        room: &str,
+        kind: MediaKind,
+    ) -> Result<(Output, String, u64), ApiError> {
+        let socket = self.socket()?;
+        let peer = local_addr(&socket)?;
+        let ssrc = rand::rng().random::<u32>() | 1;
+        let codec = match kind {
+            MediaKind::Audio => opus_codec(),
+            MediaKind::Video => vp8_codec(),
+        };
+        let src = sfu.add_local_source(now, room, peer, &[LocalTrack { kind, codec, ssrc }]);
+        let out = Output {
+            socket,
+            ssrc,
+            rx: src.rx,
+            tx: src.tx,
+        };
+        Ok((out, src.resource, self.handle()))
+    }
+
     /// The local source of the mix without `excluded`, created on first use.
     fn audio_output(
         &self,
@@ -320,39 +344,19 @@ impl Mcu {
             s.refs += 1;
             return Ok(s.resource.clone());
         }
-        let socket = self.socket()?;
-        let peer = local_addr(&socket)?;
-        let ssrc = rand::rng().random::<u32>() | 1;
-        let src = sfu.add_local_source(
-            now,
-            room,
-            peer,
-            &[LocalTrack {
-                kind: MediaKind::Audio,
-                codec: opus_codec(),
-                ssrc,
-            }],
-        );
-        let handle = self.handle();
+        let (out, resource, handle) = self.new_output(sfu, now, room, MediaKind::Audio)?;
         let _ = r.cmds.send(Cmd::AddAudio {
             handle,
             excluded: excluded.to_vec(),
-            out: Output {
-                socket,
-                ssrc,
-                rx: src.rx,
-                tx: src.tx,
-            },
+            out,
         });
-        r.audio.insert(
-            excluded.to_vec(),
-            Shared {
-                handle,
-                resource: src.resource.clone(),
-                refs: 1,
-            },
-        );
-        Ok(src.resource)
+        let shared = Shared {
+            handle,
+            resource: resource.clone(),
+            refs: 1,
+        };
+        r.audio.insert(excluded.to_vec(), shared);
+        Ok(resource)
     }
 
     /// The local source of the composition `opts`, created on first use.
@@ -368,48 +372,29 @@ impl Mcu {
             s.refs += 1;
             return Ok(s.resource.clone());
         }
-        let socket = self.socket()?;
-        let peer = local_addr(&socket)?;
-        let ssrc = rand::rng().random::<u32>() | 1;
-        let src = sfu.add_local_source(
-            now,
-            room,
-            peer,
-            &[LocalTrack {
-                kind: MediaKind::Video,
-                codec: vp8_codec(),
-                ssrc,
-            }],
-        );
-        let handle = self.handle();
+        let (out, resource, handle) = self.new_output(sfu, now, room, MediaKind::Video)?;
+        let config = ComposerConfig {
+            layout: opts.layout,
+            width: opts.width,
+            height: opts.height,
+            fps: opts.fps,
+            bitrate_bps: VIDEO_START_BPS,
+        };
         let _ = r.cmds.send(Cmd::AddVideo {
             handle,
-            config: ComposerConfig {
-                layout: opts.layout,
-                width: opts.width,
-                height: opts.height,
-                fps: opts.fps,
-                bitrate_bps: VIDEO_START_BPS,
-            },
-            out: Output {
-                socket,
-                ssrc,
-                rx: src.rx,
-                tx: src.tx,
-            },
+            config,
+            out,
         });
         if let Some(s) = r.speaker {
             let _ = r.cmds.send(Cmd::SetSpeaker(Some(s)));
         }
-        r.video.insert(
-            opts,
-            Shared {
-                handle,
-                resource: src.resource.clone(),
-                refs: 1,
-            },
-        );
-        Ok(src.resource)
+        let shared = Shared {
+            handle,
+            resource: resource.clone(),
+            refs: 1,
+        };
+        r.video.insert(opts, shared);
+        Ok(resource)
     }
 
     /// Brings every room thread in line with the SFU (see the module documentation)
@@ -423,18 +408,25 @@ impl Mcu {
                 ended.push(name.clone());
             }
         }
-        for name in ended {
-            if let Some(r) = rooms.remove(&name) {
-                stop_room(&name, r, sfu);
-            }
-        }
-        let mut guards: Vec<_> = rooms
+        let stopped: Vec<RoomMcu> = ended
+            .iter()
+            .filter_map(|name| {
+                let r = rooms.remove(name)?;
+                stop_room(name, &r, sfu);
+                Some(r)
+            })
+            .collect();
+        let mut live: Vec<_> = rooms
             .values()
             .map(|r| r.stats.lock().unwrap_or_else(|p| p.into_inner()))
             .collect();
-        let mut stats: Vec<&mut RoomStats> = guards.iter_mut().map(|g| &mut **g).collect();
-        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        *totals = self.metrics.update(&mut stats, *totals);
+        let mut gone: Vec<_> = stopped
+            .iter()
+            .map(|r| r.stats.lock().unwrap_or_else(|p| p.into_inner()))
+            .collect();
+        let mut live: Vec<&mut RoomStats> = live.iter_mut().map(|g| &mut **g).collect();
+        let mut gone: Vec<&mut RoomStats> = gone.iter_mut().map(|g| &mut **g).collect();
+        self.metrics.update(&mut live, &mut gone);
     }
 }
 
@@ -671,7 +663,7 @@ fn refresh_room(room: &str, r: &mut RoomMcu, sfu: &mut Sfu, now: Instant) {
 
 /// Stops a room without subscribers: its thread ends when its channel closes; its
 /// relays and local sources go.
-fn stop_room(room: &str, r: RoomMcu, sfu: &mut Sfu) {
+fn stop_room(room: &str, r: &RoomMcu, sfu: &mut Sfu) {
     for i in r.inputs.values() {
         let _ = sfu.close_relay(&i.relay_id);
     }

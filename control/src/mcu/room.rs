@@ -444,7 +444,7 @@ impl RoomThread {
         if let Some(due) = self.next_audio
             && now >= due
         {
-            self.mix_audio(now);
+            self.mix_audio(now, due);
             // Catch up after a stall rather than burst.
             let next = due + FRAME;
             self.next_audio = Some(if next + FRAME * 5 < now {
@@ -462,7 +462,9 @@ impl RoomThread {
         }
     }
 
-    fn mix_audio(&mut self, now: Instant) {
+    /// Mixes the frame due at `due` (its capture instant: frames are due every
+    /// [`FRAME`] exactly, so their timestamps step by one frame).
+    fn mix_audio(&mut self, now: Instant, due: Instant) {
         let Some(m) = self.mixer.as_mut() else {
             return;
         };
@@ -475,7 +477,7 @@ impl RoomThread {
                     send_rtp(
                         &mut o.sender,
                         self.media,
-                        now,
+                        due,
                         true,
                         &payload,
                         &mut self.wire,

@@ -21,6 +21,8 @@ pub(crate) struct RoomStats {
     pub(crate) cpu: Duration,
     /// Added latencies of the mix not yet observed by the histogram.
     pub(crate) latencies: Vec<Duration>,
+    /// What the counters already hold of this room.
+    pub(crate) counted: Totals,
 }
 
 /// The MCU's metrics, registered with the server's registry.
@@ -36,10 +38,11 @@ pub(crate) struct McuMetrics {
     latency: Histogram,
 }
 
-/// Totals summed over the rooms, to turn into counter increments.
+/// A room's totals since it started, to turn into counter increments.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub(crate) struct Totals {
-    cpu_us: u64,
+    audio_cpu_us: u64,
+    video_cpu_us: u64,
     audio_late: u64,
     audio_lost: u64,
     video_late: u64,
@@ -126,30 +129,21 @@ impl McuMetrics {
         })
     }
 
-    /// Sets the gauges from every room's figures and moves the counters by what
-    /// changed since `last` (returned anew). A room that ended takes its totals
-    /// with it: counters never go back.
-    pub(crate) fn update(&self, rooms: &mut [&mut RoomStats], last: Totals) -> Totals {
-        let mut t = Totals::default();
+    /// Sets the gauges from the figures of the rooms that run (`live`) and moves the
+    /// counters by what every room (`live` and those that just ended) did since the
+    /// last update.
+    pub(crate) fn update(&self, live: &mut [&mut RoomStats], ended: &mut [&mut RoomStats]) {
         let (mut mixers, mut composers, mut audio_in, mut video_in, mut audio_out) =
             (0, 0, 0, 0, 0);
-        for r in rooms.iter_mut() {
-            if let Some(a) = &r.audio {
+        for r in live.iter() {
+            if r.audio.is_some() {
                 mixers += 1;
                 audio_in += r.inputs;
                 audio_out += r.audio_outputs;
-                t.audio_late += a.late_packets;
-                t.audio_lost += a.lost_packets;
             }
             for v in &r.video {
                 composers += 1;
                 video_in += v.inputs;
-                t.video_late += v.late_packets;
-                t.video_lost += v.lost_frames;
-            }
-            t.cpu_us += u64::try_from(r.cpu.as_micros()).unwrap_or(u64::MAX);
-            for l in r.latencies.drain(..) {
-                self.latency.observe(l.as_secs_f64());
             }
         }
         self.mixers.set(mixers);
@@ -164,27 +158,55 @@ impl McuMetrics {
             .with_label_values(&["audio"])
             .set(audio_out as i64);
         self.outputs.with_label_values(&["video"]).set(composers);
-        let up = |c: &IntCounterVec, kind: &str, now: u64, before: u64| {
-            c.with_label_values(&[kind])
-                .inc_by(now.saturating_sub(before));
-        };
-        // One thread per room does both: its CPU time counts as the room's audio
-        // when it mixes only, else as video (the larger share by far).
-        let kind = if composers > 0 { "video" } else { "audio" };
-        self.cpu
-            .with_label_values(&[kind])
-            .inc_by(t.cpu_us.saturating_sub(last.cpu_us) as f64 / 1e6);
-        up(&self.late, "audio", t.audio_late, last.audio_late);
-        up(&self.late, "video", t.video_late, last.video_late);
-        up(&self.lost, "audio", t.audio_lost, last.audio_lost);
-        up(&self.lost, "video", t.video_lost, last.video_lost);
-        // Totals of rooms that end drop out of the sum: keep the larger.
-        Totals {
-            cpu_us: t.cpu_us.max(last.cpu_us),
-            audio_late: t.audio_late.max(last.audio_late),
-            audio_lost: t.audio_lost.max(last.audio_lost),
-            video_late: t.video_late.max(last.video_late),
-            video_lost: t.video_lost.max(last.video_lost),
+        for r in live
+            .iter_mut()
+            .map(|r| &mut **r)
+            .chain(ended.iter_mut().map(|r| &mut **r))
+        {
+            let t = Totals::of(r);
+            let before = std::mem::replace(&mut r.counted, t);
+            let up = |c: &IntCounterVec, kind: &str, now: u64, before: u64| {
+                c.with_label_values(&[kind])
+                    .inc_by(now.saturating_sub(before));
+            };
+            let secs = |now: u64, before: u64| now.saturating_sub(before) as f64 / 1e6;
+            self.cpu
+                .with_label_values(&["audio"])
+                .inc_by(secs(t.audio_cpu_us, before.audio_cpu_us));
+            self.cpu
+                .with_label_values(&["video"])
+                .inc_by(secs(t.video_cpu_us, before.video_cpu_us));
+            up(&self.late, "audio", t.audio_late, before.audio_late);
+            up(&self.late, "video", t.video_late, before.video_late);
+            up(&self.lost, "audio", t.audio_lost, before.audio_lost);
+            up(&self.lost, "video", t.video_lost, before.video_lost);
+            for l in r.latencies.drain(..) {
+                self.latency.observe(l.as_secs_f64());
+            }
         }
+    }
+}
+
+impl Totals {
+    /// A room's totals. Its thread's CPU time is split by what the composers
+    /// measured in their calls (video); the rest is the mixer's and the I/O (audio).
+    fn of(r: &RoomStats) -> Self {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let cpu = us(r.cpu);
+        let video_cpu = r.video.iter().map(|v| us(v.cpu)).sum::<u64>().min(cpu);
+        let mut t = Self {
+            audio_cpu_us: cpu - video_cpu,
+            video_cpu_us: video_cpu,
+            ..Self::default()
+        };
+        if let Some(a) = &r.audio {
+            t.audio_late = a.late_packets;
+            t.audio_lost = a.lost_packets;
+        }
+        for v in &r.video {
+            t.video_late += v.late_packets;
+            t.video_lost += v.lost_frames;
+        }
+        t
     }
 }

@@ -137,6 +137,10 @@ pub struct RelayAnswer {
     pub relay: String,
     /// The room of the publication (the edge serves it only to that room's tokens).
     pub room: String,
+    /// The user who published it (an MCU leaves a listener's own voice out of its
+    /// mix); empty from servers that do not say.
+    #[serde(default)]
+    pub user: String,
     /// Keys the edge protects its RTCP to the origin with (keyframe requests, NACKs).
     pub feedback_srtp: RelayKeys,
     /// The origin's media address: relayed packets come from it.

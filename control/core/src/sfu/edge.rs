@@ -175,7 +175,7 @@ impl Sfu {
             id.clone(),
             Resource::Publication(Publication {
                 room: answer.room,
-                user: String::new(),
+                user: answer.user,
                 session,
                 tracks,
                 keys: Some(keys),

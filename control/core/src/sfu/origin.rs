@@ -84,6 +84,7 @@ impl Sfu {
         p.relays.push(relay_id.clone());
         let session = p.session;
         let room = p.room.clone();
+        let user = p.user.clone();
         let tracks = p
             .tracks
             .iter()
@@ -153,6 +154,7 @@ impl Sfu {
             relay: format!("{}/rtc/v1/relays/{relay_id}", self.public_url),
             origin_media: self.candidate,
             room,
+            user,
             feedback_srtp: RelayKeys::from(&feedback),
             srtp: RelayKeys::from(&keys),
             tracks,

@@ -130,8 +130,12 @@ export class Client {
     const audio = opts.audio !== false;
     const video = opts.video !== false;
     const resources = opts.resources ?? [];
+    const mcu = opts.mode === "mcu";
     let counts: TrackCounts;
-    if (resources.length > 0) {
+    if (mcu) {
+      // One mixed audio and one composed video track, however many publications.
+      counts = { audio: audio ? 1 : 0, video: video ? 1 : 0 };
+    } else if (resources.length > 0) {
       counts = { audio: audio ? resources.length : 0, video: video ? resources.length : 0 };
     } else {
       counts = { audio: 0, video: 0 };
@@ -144,7 +148,14 @@ export class Client {
     }
     const q = new URLSearchParams();
     for (const r of resources) q.append("resource", r);
-    if (opts.mode === "mcu") q.set("mode", "mcu");
+    if (mcu) {
+      q.set("mode", "mcu");
+      const c = opts.composition ?? {};
+      if (c.layout) q.set("layout", c.layout);
+      if (c.width) q.set("width", String(c.width));
+      if (c.height) q.set("height", String(c.height));
+      if (c.fps) q.set("fps", String(c.fps));
+    }
     const qs = q.toString();
     const s = await Subscription.create(this.#ctx, `${this.#roomUrl()}/subscribe${qs ? `?${qs}` : ""}`, counts, resources);
     return this.#keep(s);

@@ -12,6 +12,6 @@ export { Client, type ClientOptions, type PublicationInfo } from "./client.js";
 export type { ResourceState, StateDetail } from "./resource.js";
 export { Resource } from "./resource.js";
 export { Publication, SIMULCAST_ENCODINGS, type PublishOptions, type RepublishedDetail } from "./publication.js";
-export { Subscription, type SubscribeOptions, type LayerPreferences, type TrackDetail } from "./subscription.js";
+export { Subscription, type SubscribeOptions, type Composition, type LayerPreferences, type TrackDetail } from "./subscription.js";
 export { RoomEvents, type RoomEventDetail } from "./room.js";
 export type { StatsSummary } from "./stats.js";

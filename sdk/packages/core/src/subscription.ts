@@ -9,12 +9,26 @@ import { negotiate, Resource, type ResourceContext } from "./resource.js";
 export interface SubscribeOptions {
   /** Resource URLs of publications (they may name other servers: the server cascades). Default: the whole room. */
   resources?: string[];
-  /** Default `sfu`. (`mcu` asks the server for one mixed stream.) */
+  /**
+   * Default `sfu`: one track per publication. `mcu`: one mixed audio track (without
+   * the user's own voice when it publishes too) and one composed video track.
+   */
   mode?: "sfu" | "mcu";
+  /** The composition an MCU subscription asks for (server defaults: a 640x360 grid at 15 fps). */
+  composition?: Composition;
   /** Receive audio (default true). */
   audio?: boolean;
   /** Receive video (default true). */
   video?: boolean;
+}
+
+/** The composed video of an MCU subscription. */
+export interface Composition {
+  /** `grid` (publish order, row-major) or `speaker` (the active speaker large). */
+  layout?: "grid" | "speaker";
+  width?: number;
+  height?: number;
+  fps?: number;
 }
 
 /** A subscriber's video preferences (PATCH JSON). */

@@ -395,6 +395,22 @@ describe("subscribe", () => {
     expect(pcOf(s).transceivers.map((t) => t.kind)).toEqual(["video", "video"]);
   });
 
+  it("asks an MCU subscription for one audio and one video track and its composition", async () => {
+    const { f, client } = setup();
+    const s = await client.subscribe({
+      mode: "mcu",
+      resources: [`${S}/rtc/v1/resources/a`, `${S}/rtc/v1/resources/b`],
+      composition: { layout: "speaker", width: 320, height: 180 },
+    });
+    const url = new URL(f.find("POST", SUBSCRIBE)[0]?.url ?? "");
+    expect(url.searchParams.get("mode")).toBe("mcu");
+    expect(url.searchParams.get("layout")).toBe("speaker");
+    expect(url.searchParams.get("width")).toBe("320");
+    expect(url.searchParams.get("height")).toBe("180");
+    expect(url.searchParams.getAll("resource")).toHaveLength(2);
+    expect(pcOf(s).transceivers.map((t) => t.kind)).toEqual(["audio", "video"]);
+  });
+
   it("sets preferences as JSON and asks for a size once", async () => {
     const { f, client } = setup();
     f.on("PATCH", `${S}/rtc/v1/resources/`, () => new Response(null, { status: 204 }));
