@@ -20,6 +20,18 @@ fn binary_present() -> bool {
     require(cascade_bin().is_file(), "the cascade binary")
 }
 
+/// The log `read` gives once it holds `line` (5 s at most): a process's stderr is
+/// read on a thread of the harness, so a line may come after what the test waited for.
+fn log_with(read: impl Fn() -> String, line: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut log = read();
+    while !log.contains(line) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        log = read();
+    }
+    log
+}
+
 #[test]
 fn logs_to_a_pipe_have_no_colour_codes() {
     if !binary_present() {
@@ -28,7 +40,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     let mut server = ServerProcess::start(&["--log-format", "text"]).unwrap();
     server.stop().unwrap();
     let _ = server.wait_exit(Duration::from_secs(5)).unwrap();
-    let log = server.stderr_tail();
+    let log = log_with(|| server.stderr_tail(), "data plane started");
     assert!(log.contains("data plane started"), "{log}");
     assert!(!log.contains('\x1b'), "ESC in a piped log:\n{log:?}");
 
@@ -46,7 +58,7 @@ fn logs_to_a_pipe_have_no_colour_codes() {
         "",
     )
     .unwrap();
-    let log = dns.stderr_tail();
+    let log = log_with(|| dns.stderr_tail(), "zone loaded");
     assert!(log.contains("zone loaded"), "{log}");
     assert!(!log.contains('\x1b'), "ESC in a piped log:\n{log:?}");
 }
