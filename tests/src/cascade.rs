@@ -46,11 +46,7 @@ pub fn cluster_args(secret: &str, cluster_secret: &str) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec();
-    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
-        && !d.is_empty()
-    {
-        args.extend(["--dataplane".into(), d]);
-    }
+    args.extend(crate::dataplane_args());
     args
 }
 

@@ -113,6 +113,92 @@ pub fn browser_node_modules_available() -> bool {
         .is_file()
 }
 
+/// Chromium, Node.js and `npm ci` run in `tests/browser`: what a script of
+/// `tests/browser` needs (each missing one fails under CI).
+pub fn browser_tools() -> bool {
+    require(
+        chromium_available(),
+        &format!("Chromium at {}", chromium_path().display()),
+    ) && require(command_available("node"), "node (Node.js)")
+        && require(
+            browser_node_modules_available(),
+            "tests/browser/node_modules (run `npm ci` in tests/browser)",
+        )
+}
+
+/// What every headless-Chromium test of a server needs: [`browser_tools`] and the
+/// `cascade` binary.
+pub fn browser_prerequisites() -> bool {
+    browser_tools() && binary_present()
+}
+
+/// The `cascade` binary the tests run is there (it fails under CI when it is not).
+pub fn binary_present() -> bool {
+    require(
+        cascade_bin().is_file(),
+        &format!(
+            "the cascade binary at {} (run `cargo build -p cascade` or set CASCADE_BIN)",
+            cascade_bin().display()
+        ),
+    )
+}
+
+/// `--dataplane <backend>` when `CASCADE_DATAPLANE` names one (`cargo xtask test` runs
+/// the suites once per backend), else nothing.
+pub fn dataplane_args() -> Vec<String> {
+    match std::env::var("CASCADE_DATAPLANE") {
+        Ok(d) if !d.is_empty() => vec!["--dataplane".into(), d],
+        _ => Vec::new(),
+    }
+}
+
+/// A Node.js script of `tests/browser` that drives Chromium and writes one JSON
+/// object a line on its stdout.
+#[derive(Debug)]
+pub struct BrowserDriver {
+    pub child: Child,
+    /// Its stdin, for drivers that take commands.
+    pub stdin: Option<std::process::ChildStdin>,
+    /// Its stdout's JSON lines (other lines go to stderr, prefixed with the script).
+    pub lines: mpsc::Receiver<serde_json::Value>,
+}
+
+impl BrowserDriver {
+    /// Runs `tests/browser/<script> args...` with `node` (the program of `node`, which
+    /// may run it in a network namespace), Chromium's path in `CHROMIUM_PATH`.
+    pub fn spawn(mut node: Command, script: &str, args: &[&str]) -> anyhow::Result<Self> {
+        node.arg(browser_dir().join(script))
+            .args(args)
+            .current_dir(browser_dir())
+            .env("CHROMIUM_PATH", chromium_path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = node.spawn().context("starting node")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        let name = script.to_owned();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => eprintln!("{name}: {line}"),
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            stdin,
+            lines,
+        })
+    }
+}
+
 /// Lines a child process wrote, shared with the threads that drain its pipes.
 #[derive(Debug, Default)]
 struct Output {

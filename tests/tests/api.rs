@@ -5,25 +5,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cascade_tests::{ServerProcess, cascade_bin, http_client, metric_in, random_room, require};
+use cascade_tests::{ServerProcess, cascade_bin, http_client, metric_in, random_room};
 use serde_json::Value;
 
-fn binary_present() -> bool {
-    require(
-        cascade_bin().is_file(),
-        &format!(
-            "the cascade binary at {} (run `cargo build -p cascade` or set CASCADE_BIN)",
-            cascade_bin().display()
-        ),
-    )
-}
-
 fn server() -> anyhow::Result<ServerProcess> {
-    let args: Vec<String> = match std::env::var("CASCADE_DATAPLANE") {
-        Ok(d) if !d.is_empty() => vec!["--dataplane".into(), d],
-        _ => Vec::new(),
-    };
-    ServerProcess::start(&args)
+    ServerProcess::start(&cascade_tests::dataplane_args())
 }
 
 /// Checks a JSON error body `{"code": .., "message": ..}` and returns its code.
@@ -43,7 +29,7 @@ async fn json_error(resp: reqwest::Response) -> anyhow::Result<String> {
 
 #[tokio::test]
 async fn announces_itself_and_serves_health_metrics_and_demo_page() -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let mut server = server()?;
@@ -114,7 +100,7 @@ async fn announces_itself_and_serves_health_metrics_and_demo_page() -> anyhow::R
 
 #[tokio::test]
 async fn room_listing_errors_and_cors() -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let server = server()?;
@@ -250,7 +236,7 @@ fn stdout_until(args: &[&str], until: &str, limit: Duration) -> Vec<String> {
 
 #[test]
 fn a_dev_token_only_for_a_generated_secret() {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return;
     }
     // No secret given: a dev secret is generated, and a token for it printed.
@@ -289,7 +275,7 @@ fn a_dev_token_only_for_a_generated_secret() {
 
 #[tokio::test]
 async fn no_token_or_resource_id_in_the_output_of_a_configured_server() -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let mut server = server()?;

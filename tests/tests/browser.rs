@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cascade_tests::{
-    ServerProcess, browser_dir, browser_node_modules_available, chromium_available, chromium_path,
-    command_available, random_room, require, wait_for_metric,
+    ServerProcess, browser_dir, browser_prerequisites, browser_tools, chromium_path, random_room,
+    wait_for_metric,
 };
 use serde_json::Value;
 
@@ -18,35 +18,6 @@ const MIN_FRAMES: u64 = 30;
 const MEDIA_DEADLINE: Duration = Duration::from_secs(15);
 /// Hard limit for the whole browser script.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn dataplane_args() -> Vec<String> {
-    match std::env::var("CASCADE_DATAPLANE") {
-        Ok(d) if !d.is_empty() => vec!["--dataplane".into(), d],
-        _ => Vec::new(),
-    }
-}
-
-fn browser_tools() -> bool {
-    require(
-        chromium_available(),
-        &format!("Chromium at {}", chromium_path().display()),
-    ) && require(command_available("node"), "node (Node.js)")
-        && require(
-            browser_node_modules_available(),
-            "tests/browser/node_modules (run `npm ci` in tests/browser)",
-        )
-}
-
-fn browser_prerequisites() -> bool {
-    browser_tools()
-        && require(
-            cascade_tests::cascade_bin().is_file(),
-            &format!(
-                "the cascade binary at {} (run `cargo build -p cascade` or set CASCADE_BIN)",
-                cascade_tests::cascade_bin().display()
-            ),
-        )
-}
 
 fn u64_at(v: &Value, path: &str) -> u64 {
     v.pointer(path).and_then(Value::as_u64).unwrap_or(0)
@@ -90,7 +61,7 @@ async fn browser_publish_subscribe() -> anyhow::Result<()> {
     if !browser_prerequisites() {
         return Ok(());
     }
-    let server = ServerProcess::start(&dataplane_args())?;
+    let server = ServerProcess::start(&cascade_tests::dataplane_args())?;
     publish_subscribe_in_chromium(&server).await
 }
 
@@ -109,7 +80,7 @@ async fn browser_publish_subscribe_under_slowloris() -> anyhow::Result<()> {
     if !browser_prerequisites() {
         return Ok(());
     }
-    let server = ServerProcess::start(&dataplane_args())?;
+    let server = ServerProcess::start(&cascade_tests::dataplane_args())?;
     let addr = server
         .http_base
         .trim_start_matches("http://")

@@ -18,8 +18,8 @@ use cascade_tests::netns::Netns;
 use cascade_tests::service::ServiceProcess;
 use cascade_tests::signal::parse_listening;
 use cascade_tests::{
-    ServerProcess, browser_dir, browser_node_modules_available, cascade_bin, chromium_available,
-    chromium_path, command_available, http_client, mint_token, random_room, require,
+    ServerProcess, browser_dir, cascade_bin, chromium_path, command_available, http_client,
+    mint_token, random_room, require,
 };
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -35,16 +35,7 @@ const OUTAGE: Duration = Duration::from_secs(5);
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn prerequisites() -> bool {
-    require(
-        chromium_available(),
-        &format!("Chromium at {}", chromium_path().display()),
-    ) && require(command_available("node"), "node (Node.js)")
-        && require(
-            browser_node_modules_available(),
-            "tests/browser/node_modules (run `npm ci` in tests/browser)",
-        )
-        && require(cascade_bin().is_file(), "the cascade binary")
-        && cascade_tests::netns::require()
+    cascade_tests::browser_prerequisites() && cascade_tests::netns::require()
 }
 
 /// Two media servers that cascade, and a `cascade signal`, in a namespace.

@@ -10,24 +10,10 @@ use std::time::{Duration, Instant};
 
 use cascade_peer::PeerRole;
 use cascade_tests::media::{UdpPeer, connect};
-use cascade_tests::{ServerProcess, cascade_bin, http_client, random_room, require};
-
-fn binary_present() -> bool {
-    require(
-        cascade_bin().is_file(),
-        &format!(
-            "the cascade binary at {} (run `cargo build -p cascade` or set CASCADE_BIN)",
-            cascade_bin().display()
-        ),
-    )
-}
+use cascade_tests::{ServerProcess, http_client, random_room};
 
 fn server() -> anyhow::Result<ServerProcess> {
-    let args: Vec<String> = match std::env::var("CASCADE_DATAPLANE") {
-        Ok(d) if !d.is_empty() => vec!["--dataplane".into(), d],
-        _ => Vec::new(),
-    };
-    ServerProcess::start(&args)
+    ServerProcess::start(&cascade_tests::dataplane_args())
 }
 
 /// Waits up to 5 s for metric `name` of `server` to read `want`.
@@ -64,7 +50,7 @@ fn sections(answer: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn an_mcu_subscribe_gets_one_audio_and_one_video_track_and_errors_are_json()
 -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let server = server()?;
@@ -245,7 +231,7 @@ fn opus_pt(answer: &str) -> anyhow::Result<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mix_has_every_tone_and_a_publisher_hears_all_but_its_own() -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let server = server()?;
@@ -256,7 +242,7 @@ async fn the_mix_has_every_tone_and_a_publisher_hears_all_but_its_own() -> anyho
 /// publications they name from M1 and mixes them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publications_relayed_from_another_server_mix_like_local_ones() -> anyhow::Result<()> {
-    if !binary_present() {
+    if !cascade_tests::binary_present() {
         return Ok(());
     }
     let args = cascade_tests::cascade::cluster_args("mcu-secret", "mcu-cluster");

@@ -12,18 +12,15 @@
 //! spectrum's floor, sampled colours, the leave time) are printed for the record.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Stdio};
+use std::io::Write;
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use cascade_tests::cascade::cluster_args;
 use cascade_tests::netns::{self, Netns};
-use cascade_tests::{
-    ServerProcess, browser_dir, browser_node_modules_available, chromium_available, chromium_path,
-    command_available, mint_token, random_room, require,
-};
+use cascade_tests::{ServerProcess, mint_token, random_room};
 use serde_json::{Value, json};
 
 const SECRET: &str = "mcu-browser-secret";
@@ -60,21 +57,6 @@ const LEAVE_LIMIT: Duration = Duration::from_secs(2);
 /// One Chromium at a time: each test runs several pages encoding and decoding video.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn browser_tools() -> bool {
-    require(
-        chromium_available(),
-        &format!("Chromium at {}", chromium_path().display()),
-    ) && require(command_available("node"), "node (Node.js)")
-        && require(
-            browser_node_modules_available(),
-            "tests/browser/node_modules (run `npm ci` in tests/browser)",
-        )
-        && require(
-            cascade_tests::cascade_bin().is_file(),
-            "the cascade binary (run `cargo build -p cascade`)",
-        )
-}
-
 /// The `mcu.mjs` process: commands go to its stdin, replies come back by id.
 struct Driver {
     child: Child,
@@ -87,30 +69,12 @@ struct Driver {
 
 impl Driver {
     fn start(ns: &Netns) -> anyhow::Result<Self> {
-        let mut cmd = ns.command("node");
-        cmd.arg(browser_dir().join("mcu.mjs"))
-            .args(["--timeout-ms", "150000"])
-            .current_dir(browser_dir())
-            .env("CHROMIUM_PATH", chromium_path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().context("starting node")?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => eprintln!("mcu.mjs: {line}"),
-                }
-            }
-        });
+        let d = cascade_tests::BrowserDriver::spawn(
+            ns.command("node"),
+            "mcu.mjs",
+            &["--timeout-ms", "150000"],
+        )?;
+        let (child, stdin, lines) = (d.child, d.stdin, d.lines);
         let driver = Self {
             child,
             stdin,
@@ -532,7 +496,7 @@ fn check_mix_and_grid(
 /// out of its own MCU subscription, a publisher leaving within 2 s.
 #[test]
 fn mcu_subscriber_hears_every_tone_and_sees_every_colour() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() {
+    if !cascade_tests::browser_prerequisites() || !netns::require() {
         return Ok(());
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -637,7 +601,7 @@ fn mcu_subscriber_hears_every_tone_and_sees_every_colour() -> anyhow::Result<()>
 /// publications with `resource=`.
 #[test]
 fn mcu_subscriber_mixes_publications_relayed_through_a_cascade() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() {
+    if !cascade_tests::browser_prerequisites() || !netns::require() {
         return Ok(());
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,43 +8,14 @@
 //! browser in three namespaces (`tbf` and nftables loss on the server's side of the
 //! subscriber's link). The server runs its default number of data-plane workers.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use cascade_tests::netns::{self, Netns};
-use cascade_tests::{
-    ServerProcess, browser_dir, browser_node_modules_available, chromium_available, chromium_path,
-    command_available, random_room, require,
-};
+use cascade_tests::{ServerProcess, command_available, random_room, require};
 use serde_json::Value;
-
-fn browser_tools() -> bool {
-    require(
-        chromium_available(),
-        &format!("Chromium at {}", chromium_path().display()),
-    ) && require(command_available("node"), "node (Node.js)")
-        && require(
-            browser_node_modules_available(),
-            "tests/browser/node_modules (run `npm ci` in tests/browser)",
-        )
-        && require(
-            cascade_tests::cascade_bin().is_file(),
-            "the cascade binary (run `cargo build -p cascade`)",
-        )
-}
-
-fn dataplane_args() -> Vec<String> {
-    let mut args = Vec::new();
-    if let Ok(d) = std::env::var("CASCADE_DATAPLANE")
-        && !d.is_empty()
-    {
-        args.extend(["--dataplane".to_owned(), d]);
-    }
-    args
-}
 
 /// One `quality.mjs` process; its JSON lines arrive on `lines`.
 struct Role {
@@ -54,34 +25,12 @@ struct Role {
 }
 
 impl Role {
-    fn start(mut cmd: Command, args: &[&str]) -> anyhow::Result<Self> {
-        cmd.arg(browser_dir().join("quality.mjs"))
-            .args(args)
-            .current_dir(browser_dir())
-            .env("CHROMIUM_PATH", chromium_path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().context("starting node")?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => eprintln!("quality.mjs: {line}"),
-                }
-            }
-        });
+    fn start(cmd: Command, args: &[&str]) -> anyhow::Result<Self> {
+        let d = cascade_tests::BrowserDriver::spawn(cmd, "quality.mjs", args)?;
         Ok(Self {
-            child,
-            stdin,
-            lines,
+            child: d.child,
+            stdin: d.stdin,
+            lines: d.lines,
         })
     }
 
@@ -173,7 +122,7 @@ impl Topology {
             "--media-listen".to_owned(),
             "10.71.0.1:0".to_owned(),
         ];
-        args.extend(dataplane_args());
+        args.extend(cascade_tests::dataplane_args());
         if cascade {
             args.extend(CASCADE_ARGS.map(str::to_owned));
         }
@@ -267,7 +216,10 @@ fn u64_at(v: &Value, path: &str) -> u64 {
 /// is lifted it climbs back to the high layer within 15 s.
 #[test]
 fn simulcast_layer_follows_subscriber_bandwidth() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+    if !cascade_tests::browser_prerequisites()
+        || !netns::require()
+        || !require(command_available("tc"), "tc")
+    {
         return Ok(());
     }
     simulcast_follows_bandwidth(Topology::new()?, "")
@@ -277,7 +229,10 @@ fn simulcast_layer_follows_subscriber_bandwidth() -> anyhow::Result<()> {
 /// that relays all layers and chooses among them for its subscriber.
 #[test]
 fn simulcast_layer_follows_bandwidth_through_a_cascade() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+    if !cascade_tests::browser_prerequisites()
+        || !netns::require()
+        || !require(command_available("tc"), "tc")
+    {
         return Ok(());
     }
     simulcast_follows_bandwidth(Topology::cascade()?, " (through a cascade)")
@@ -352,7 +307,10 @@ fn simulcast_follows_bandwidth(topo: Topology, what: &str) -> anyhow::Result<()>
 /// frames the publisher sent over 30 s.
 #[test]
 fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() || !require(command_available("nft"), "nft") {
+    if !cascade_tests::browser_prerequisites()
+        || !netns::require()
+        || !require(command_available("nft"), "nft")
+    {
         return Ok(());
     }
     decodes_under_loss(false)
@@ -363,7 +321,10 @@ fn subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
 /// step down), so it decodes at least 95 % of the frames of the layer it receives.
 #[test]
 fn simulcast_subscriber_decodes_under_five_percent_loss() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() || !require(command_available("nft"), "nft") {
+    if !cascade_tests::browser_prerequisites()
+        || !netns::require()
+        || !require(command_available("nft"), "nft")
+    {
         return Ok(());
     }
     decodes_under_loss(true)
@@ -474,7 +435,10 @@ fn decodes_under_loss(simulcast: bool) -> anyhow::Result<()> {
 /// (paused) while its audio keeps flowing; once the link is back, video resumes.
 #[test]
 fn video_pauses_when_the_path_collapses_and_audio_flows() -> anyhow::Result<()> {
-    if !browser_tools() || !netns::require() || !require(command_available("tc"), "tc") {
+    if !cascade_tests::browser_prerequisites()
+        || !netns::require()
+        || !require(command_available("tc"), "tc")
+    {
         return Ok(());
     }
     let topo = Topology::new()?;
@@ -554,10 +518,10 @@ fn video_pauses_when_the_path_collapses_and_audio_flows() -> anyhow::Result<()> 
 /// names the one with the tone, then the other when the tone moves.
 #[test]
 fn active_speaker_follows_the_page_that_speaks() -> anyhow::Result<()> {
-    if !browser_tools() {
+    if !cascade_tests::browser_prerequisites() {
         return Ok(());
     }
-    let server = ServerProcess::start(&dataplane_args())?;
+    let server = ServerProcess::start(&cascade_tests::dataplane_args())?;
     let room = random_room("speaker");
     let token = server.token(&room, "speaker", &["publish", "subscribe"])?;
     let base = server.url("");
@@ -619,7 +583,7 @@ async fn room_events_and_preferences_over_http() -> anyhow::Result<()> {
     ) {
         return Ok(());
     }
-    let server = ServerProcess::start(&dataplane_args())?;
+    let server = ServerProcess::start(&cascade_tests::dataplane_args())?;
     let room = random_room("events");
     let token = server.token(&room, "alice", &["publish", "subscribe"])?;
     let other = server.token("elsewhere", "bob", &["subscribe"])?;
