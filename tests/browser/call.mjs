@@ -26,6 +26,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
+import { CHROMIUM_BASE_ARGS, FAKE_DEVICES } from "./chromium.mjs";
 
 const started = Date.now();
 const elapsed = () => Date.now() - started;
@@ -152,17 +153,8 @@ async function launch() {
     executablePath: config.chromium,
     headless: true,
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
-      "--disable-background-networking",
-      "--no-first-run",
-      "--disable-gpu",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--autoplay-policy=no-user-gesture-required",
+      ...CHROMIUM_BASE_ARGS,
+      FAKE_DEVICES,
       `--unsafely-treat-insecure-origin-as-secure=${origins.join(",")}`,
     ],
     timeout: STEP_TIMEOUT_MS,

@@ -25,6 +25,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { CHROMIUM_BASE_ARGS, FAKE_DEVICES } from "./chromium.mjs";
 
 const started = Date.now();
 const elapsed = () => Date.now() - started;
@@ -147,17 +148,8 @@ async function launch() {
     executablePath: config.chromium,
     headless: true,
     args: [
-      "--headless",
-      "--no-sandbox",
-      "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
-      "--disable-background-networking",
-      "--no-first-run",
-      "--disable-gpu",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--autoplay-policy=no-user-gesture-required",
+      ...CHROMIUM_BASE_ARGS,
+      FAKE_DEVICES,
       // The servers listen on namespace addresses over plain HTTP; the camera
       // needs a secure context.
       `--unsafely-treat-insecure-origin-as-secure=${new URL(config.base).origin}`,

@@ -35,6 +35,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
+import { CHROMIUM_BASE_ARGS } from "./chromium.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -46,16 +47,7 @@ const { values: flags } = parseArgs({
 const out = (o) => process.stdout.write(JSON.stringify({ at: Date.now(), ...o }) + "\n");
 
 const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--use-fake-ui-for-media-stream",
-  "--disable-background-networking",
-  "--no-first-run",
-  "--disable-gpu",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-  "--autoplay-policy=no-user-gesture-required",
+  ...CHROMIUM_BASE_ARGS,
   // Several pages render at once; none of them may be throttled as a background tab.
   "--disable-background-timer-throttling",
   "--disable-renderer-backgrounding",

@@ -29,6 +29,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { CHROMIUM_BASE_ARGS, FAKE_DEVICES } from "./chromium.mjs";
 
 const started = Date.now();
 const elapsed = () => Date.now() - started;
@@ -75,18 +76,9 @@ const STEP_TIMEOUT_MS = 15000;
 const POLL_INTERVAL_MS = 500;
 
 const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--disable-background-networking",
-  "--no-first-run",
-  "--disable-gpu",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
+  ...CHROMIUM_BASE_ARGS,
+  FAKE_DEVICES,
   "--allow-loopback-in-peer-connection",
-  "--autoplay-policy=no-user-gesture-required",
 ];
 
 /** Without a QUIC origin QUIC is off; with one, Chromium speaks only HTTP/3 to it. */

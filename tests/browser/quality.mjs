@@ -26,6 +26,7 @@ import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { CHROMIUM_BASE_ARGS, FAKE_DEVICES } from "./chromium.mjs";
 
 const { values: flags } = parseArgs({
   options: {
@@ -47,17 +48,8 @@ const out = (o) => process.stdout.write(JSON.stringify({ at: Date.now(), ...o })
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--use-fake-device-for-media-stream",
-  "--use-fake-ui-for-media-stream",
-  "--disable-background-networking",
-  "--no-first-run",
-  "--disable-gpu",
-  "--disable-component-update",
-  "--disable-sync",
-  "--disable-quic",
-  "--autoplay-policy=no-user-gesture-required",
+  ...CHROMIUM_BASE_ARGS,
+  FAKE_DEVICES,
   // Three simulcast layers at 960x540 (libwebrtc would otherwise cap the count by size).
   "--force-fieldtrials=WebRTC-LegacySimulcastLayerLimit/Disabled/",
 ];
