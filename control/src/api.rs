@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::cluster_h3::Call;
 use crate::config::Handover;
 use crate::error::HttpError;
 use crate::server::AppState;
@@ -278,31 +279,33 @@ async fn place(
             Ok(Placed::There(resp))
         }
         Handover::Proxy => {
-            state.count_cluster("proxy");
             let url = format!("{}{path}?{}", member.url, query(false));
-            let mut req = state.http.post(&url).bearer_auth(&token).body(body.clone());
-            if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-                req = req.header(header::CONTENT_TYPE, ct.clone());
-            }
-            let upstream = req.send().await.map_err(|e| {
+            let call = Call {
+                method: Method::POST,
+                url: &url,
+                token: &token,
+                content_type: headers.get(header::CONTENT_TYPE).cloned(),
+                body: Some(body.clone()),
+            };
+            let upstream = state.cluster.send("proxy", call).await.map_err(|e| {
                 ApiError::new(
                     ErrorKind::BadGateway,
                     "member_unreachable",
                     format!("proxy to {}: {e}", member.url),
                 )
             })?;
-            let mut resp = Response::builder().status(upstream.status().as_u16());
+            let mut resp = Response::builder().status(upstream.status);
             for name in [
                 header::CONTENT_TYPE,
                 header::LOCATION,
                 header::ETAG,
                 header::LINK,
             ] {
-                if let Some(v) = upstream.headers().get(&name) {
+                if let Some(v) = upstream.headers.get(&name) {
                     resp = resp.header(name, v.as_bytes());
                 }
             }
-            let body = upstream.bytes().await.unwrap_or_default();
+            let body = upstream.body;
             resp.body(axum::body::Body::from(body))
                 .map(Placed::There)
                 .map_err(|e| ApiError::internal(e.to_string()))
@@ -336,7 +339,6 @@ async fn owner_publications(
     room: &str,
     token: &str,
 ) -> Result<Vec<String>, ApiError> {
-    state.count_cluster("room");
     let unreachable = |e: String| {
         ApiError::new(
             ErrorKind::BadGateway,
@@ -344,17 +346,17 @@ async fn owner_publications(
             format!("room {room} on its owner {}: {e}", owner.url),
         )
     };
+    let url = format!("{}/rtc/v1/rooms/{room}", owner.url);
     let resp = state
-        .http
-        .get(format!("{}/rtc/v1/rooms/{room}", owner.url))
-        .bearer_auth(token)
-        .send()
+        .cluster
+        .send("room", Call::new(Method::GET, &url, token))
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(unreachable(format!("answered {}", resp.status())));
+        .map_err(unreachable)?;
+    if !(200..300).contains(&resp.status) {
+        return Err(unreachable(format!("answered {}", resp.status)));
     }
-    let info: serde_json::Value = resp.json().await.map_err(|e| unreachable(e.to_string()))?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&resp.body).map_err(|e| unreachable(e.to_string()))?;
     Ok(info["publications"]
         .as_array()
         .into_iter()

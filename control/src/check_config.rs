@@ -177,6 +177,11 @@ fn check_tls(c: &ServeConfig, r: &mut Report) {
             }
             Err(e) => r.error(format!("TLS: {e:#}")),
         }
+    } else if c.tls_dev {
+        r.warn(format!(
+            "no tls_cert/tls_key: HTTPS and HTTP/3 use a self-signed development certificate made at start ({} days), which no client trusts unless told to",
+            crate::dev_cert::DAYS
+        ));
     } else if c.cluster_secret.is_some() && !c.cluster_insecure_http {
         r.error("a cluster secret without tls_cert/tls_key: relay calls need HTTPS (or cluster_insecure_http for development)");
     }
@@ -293,7 +298,7 @@ async fn check_members(c: &ServeConfig, r: &mut Report) {
 
 fn check_self_listed(c: &ServeConfig, ids: Vec<String>, r: &mut Report) {
     // Without public_url the server's URL is its own listen address.
-    let scheme = if c.tls.is_some() { "https" } else { "http" };
+    let scheme = if c.https() { "https" } else { "http" };
     let own = format!("{scheme}://{}", c.http_listen);
     let Some(me) = authority(c.public_url.as_deref().unwrap_or(&own)) else {
         r.error("public_url is not a base URL like https://m1.example.com[:port]");

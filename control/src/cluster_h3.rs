@@ -1,4 +1,5 @@
-//! HTTP/3 for calls from this server to other servers (relay requests): it remembers
+//! Calls from this server to other servers (relay opens and closes, proxied
+//! requests, room listings), preferring HTTP/3: it remembers
 //! which origins advertised HTTP/3 (`Alt-Svc: h3=":PORT"` on their responses, for
 //! the advertised `ma`), keeps one QUIC connection per origin address open for
 //! later calls, and sends a call over it. It trusts exactly what the HTTPS calls
@@ -6,8 +7,8 @@
 //! forgets the origin's entry; the caller then goes over TCP (reqwest), which keeps
 //! its own pool of connections.
 //!
-//! Only same-host alternatives (`h3=":PORT"`) are used, and only for IPv4 origins
-//! (the client endpoint binds an IPv4 socket).
+//! Only same-host alternatives (`h3=":PORT"`) of origins named by an IP address are
+//! used (a DNS name would need a resolver here; those origins stay on TCP).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::{Buf, Bytes};
+use cascade_core::error::error_chain;
 
 /// How long a call over HTTP/3 may take, as the TCP client's timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,9 +90,97 @@ pub fn parse_alt_svc(value: &str) -> Result<AltSvc, AltSvcError> {
 
 /// An answer read in full.
 #[derive(Debug)]
-pub struct H3Answer {
+pub struct Answer {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
+}
+
+/// A call to another server: method, URL, bearer token, and a body with its type.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    pub method: http::Method,
+    pub url: &'a str,
+    pub token: &'a str,
+    pub content_type: Option<http::HeaderValue>,
+    pub body: Option<Bytes>,
+}
+
+impl<'a> Call<'a> {
+    /// A call without a body.
+    pub fn new(method: http::Method, url: &'a str, token: &'a str) -> Self {
+        Self {
+            method,
+            url,
+            token,
+            content_type: None,
+            body: None,
+        }
+    }
+
+    /// The call with a JSON body.
+    pub fn json(mut self, value: &serde_json::Value) -> Self {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        self.content_type = Some(http::HeaderValue::from_static("application/json"));
+        self.body = Some(Bytes::from(bytes));
+        self
+    }
+}
+
+/// Calls from this server to the others (relay opens and closes, proxied requests,
+/// room listings): over HTTP/3 when the origin advertised it, else over TCP with
+/// reqwest's pool of kept connections, learning `Alt-Svc` from the answer. Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct ClusterClient {
+    pub tcp: reqwest::Client,
+    pub h3: Option<Arc<ClusterH3>>,
+    /// `cascade_cluster_requests_total{kind}`: every call as `kind`, and those
+    /// answered over HTTP/3 also as `{kind}_h3`.
+    pub requests: prometheus::IntCounterVec,
+}
+
+impl ClusterClient {
+    /// Makes `call`, counted as `kind`; the error is a readable chain of causes.
+    pub async fn send(&self, kind: &str, call: Call<'_>) -> Result<Answer, String> {
+        self.requests.with_label_values(&[kind]).inc();
+        if let Some(h3) = &self.h3 {
+            match h3.send(&call).await {
+                Some(Ok(answer)) => {
+                    self.requests
+                        .with_label_values(&[&format!("{kind}_h3")])
+                        .inc();
+                    return Ok(answer);
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(url = call.url, error = %e, "call over HTTP/3 failed: trying TCP");
+                }
+                None => {}
+            }
+        }
+        let mut req = self
+            .tcp
+            .request(call.method.clone(), call.url)
+            .bearer_auth(call.token);
+        if let Some(content_type) = call.content_type {
+            req = req.header(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(body) = call.body {
+            req = req.body(body);
+        }
+        let resp = req.send().await.map_err(|e| error_chain(&e))?;
+        if let Some(h3) = &self.h3 {
+            h3.learn(resp.url(), resp.headers(), Instant::now());
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| error_chain(&e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
 }
 
 type SendRequest = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
@@ -115,7 +205,9 @@ impl ClusterH3 {
     pub fn new(tls: rustls::ClientConfig) -> anyhow::Result<Self> {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
             .context("the cluster TLS configuration cannot serve QUIC")?;
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0)))
+        // A dual-stack socket reaches IPv4 and IPv6 origins; without IPv6, IPv4 only.
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([0u16; 8], 0)))
+            .or_else(|_| quinn::Endpoint::client(SocketAddr::from(([0, 0, 0, 0], 0))))
             .context("binding the HTTP/3 client socket")?;
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
         Ok(Self {
@@ -137,14 +229,20 @@ impl ClusterH3 {
             return;
         };
         let origin = format!("{host}:{port}");
+        // An IPv6 host is written in brackets.
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
         let mut advertised = self.advertised.lock().unwrap_or_else(|p| p.into_inner());
         match parse_alt_svc(value) {
-            Ok(AltSvc::H3 { port, max_age }) => match host.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => {
+            Ok(AltSvc::H3 { port, max_age }) => match ip {
+                Some(ip) => {
                     let until = now + Duration::from_secs(max_age);
                     advertised.insert(origin, (SocketAddr::from((ip, port)), until));
                 }
-                Err(_) => {
+                None => {
                     advertised.remove(&origin);
                 }
             },
@@ -169,21 +267,16 @@ impl ClusterH3 {
         }
     }
 
-    /// POSTs `body` (JSON) to `url` with a bearer token over HTTP/3, when its origin
-    /// advertised HTTP/3; `None` when it did not. A failure forgets the origin.
-    pub async fn post_json(
-        &self,
-        url: &str,
-        token: &str,
-        body: &serde_json::Value,
-    ) -> Option<anyhow::Result<H3Answer>> {
-        let parsed = reqwest::Url::parse(url).ok()?;
+    /// Makes `call` over HTTP/3 when its origin advertised HTTP/3; `None` when it
+    /// did not. A failure forgets the origin.
+    pub async fn send(&self, call: &Call<'_>) -> Option<anyhow::Result<Answer>> {
+        let parsed = reqwest::Url::parse(call.url).ok()?;
         if parsed.scheme() != "https" {
             return None;
         }
         let addr = self.address_of(&parsed, Instant::now())?;
-        let call = self.call(addr, &parsed, token, body);
-        let result = match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        let result = match tokio::time::timeout(CALL_TIMEOUT, self.call(addr, &parsed, call)).await
+        {
             Ok(r) => r,
             Err(_) => Err(anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}")),
         };
@@ -203,18 +296,23 @@ impl ClusterH3 {
         &self,
         addr: SocketAddr,
         url: &reqwest::Url,
-        token: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<H3Answer> {
+        call: &Call<'_>,
+    ) -> anyhow::Result<Answer> {
         let mut send = self.connection(addr, url).await?;
-        let req = http::Request::post(url.as_str())
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(())?;
-        let mut stream = send.send_request(req).await?;
-        stream
-            .send_data(Bytes::from(serde_json::to_vec(body)?))
-            .await?;
+        let mut req = http::Request::builder()
+            .method(call.method.clone())
+            .uri(url.as_str())
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", call.token),
+            );
+        if let Some(content_type) = &call.content_type {
+            req = req.header(http::header::CONTENT_TYPE, content_type.clone());
+        }
+        let mut stream = send.send_request(req.body(())?).await?;
+        if let Some(body) = &call.body {
+            stream.send_data(body.clone()).await?;
+        }
         stream.finish().await?;
         let resp = stream.recv_response().await?;
         let mut body = Vec::new();
@@ -222,8 +320,9 @@ impl ClusterH3 {
             let bytes = chunk.copy_to_bytes(chunk.remaining());
             body.extend_from_slice(&bytes);
         }
-        Ok(H3Answer {
+        Ok(Answer {
             status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
             body: Bytes::from(body),
         })
     }
@@ -252,6 +351,43 @@ impl ClusterH3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn client() -> ClusterH3 {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        ClusterH3::new(tls).unwrap()
+    }
+
+    #[tokio::test]
+    async fn origins_named_by_ipv4_or_ipv6_addresses_are_learned_and_names_are_not() {
+        let h3 = client();
+        let now = Instant::now();
+        let alt = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ALT_SVC, http::HeaderValue::from_static(v));
+            h
+        };
+        for (url, want) in [
+            ("https://192.0.2.1:8443/x", Some("192.0.2.1:9443")),
+            ("https://[2001:db8::1]:8443/x", Some("[2001:db8::1]:9443")),
+            ("https://m1.example:8443/x", None),
+        ] {
+            let url = reqwest::Url::parse(url).unwrap();
+            h3.learn(&url, &alt("h3=\":9443\"; ma=60"), now);
+            let got = h3.address_of(&url, now).map(|a| a.to_string());
+            assert_eq!(got.as_deref(), want, "{url}");
+            // Expired after `ma`; `clear` forgets at once.
+            assert_eq!(h3.address_of(&url, now + Duration::from_secs(61)), None);
+            h3.learn(&url, &alt("h3=\":9443\"; ma=60"), now);
+            h3.learn(&url, &alt("clear"), now);
+            assert_eq!(h3.address_of(&url, now), None);
+        }
+    }
 
     #[test]
     fn alt_svc_values() {

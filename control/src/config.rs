@@ -135,7 +135,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CASCADE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// HTTP/3 (QUIC) on the UDP port of the HTTPS port, with the same certificate
-    /// [default: on with --tls-cert, which it needs].
+    /// [default: on with --tls-cert]. `on` without --tls-cert serves HTTPS and
+    /// HTTP/3 with a self-signed development certificate made at start.
     #[arg(long, env = "CASCADE_HTTP3", value_enum)]
     pub http3: Option<OnOff>,
     /// QUIC handshakes in progress above which a new client must first prove its
@@ -318,6 +319,9 @@ pub struct ServeConfig {
     pub cluster_insecure_http: bool,
     /// Certificate chain and key of the HTTPS listener.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// No certificate given but HTTP/3 asked for: HTTPS and HTTP/3 with a
+    /// development certificate made at start ([`crate::dev_cert`]).
+    pub tls_dev: bool,
     /// HTTP/3 beside the HTTPS listener (`None`: off).
     pub http3: Option<crate::http3::Http3Options>,
     pub cluster_ca: Vec<PathBuf>,
@@ -342,6 +346,14 @@ pub struct ServeConfig {
     pub drain_deadline: Duration,
     /// Bearer secret of `POST /admin/drain`; none: the admin API is off.
     pub admin_secret: Option<Secret>,
+}
+
+impl ServeConfig {
+    /// Whether the HTTP listener speaks TLS (a configured or a development
+    /// certificate).
+    pub fn https(&self) -> bool {
+        self.tls.is_some() || self.tls_dev
+    }
 }
 
 /// This server's own limits; at any of them new sessions go to the next member.
@@ -383,7 +395,10 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
-        let own_scheme = if self.tls_cert.is_some() || file.tls_cert.is_some() {
+        let tls_dev = self.http3.or(file.http3) == Some(OnOff::On)
+            && self.tls_cert.is_none()
+            && file.tls_cert.is_none();
+        let own_scheme = if self.tls_cert.is_some() || file.tls_cert.is_some() || tls_dev {
             MemberScheme::Https
         } else {
             MemberScheme::Http
@@ -411,12 +426,9 @@ impl ServeArgs {
             (None, None) => None,
             _ => return Err(ConfigError::Incomplete("tls_cert and tls_key go together")),
         };
-        let http3 = match (self.http3.or(file.http3), tls.is_some()) {
-            (Some(OnOff::On), false) => {
-                return Err(ConfigError::Incomplete("http3 needs tls_cert and tls_key"));
-            }
+        let http3 = match (self.http3.or(file.http3), tls.is_some() || tls_dev) {
             (Some(OnOff::Off), _) | (None, false) => None,
-            (Some(OnOff::On) | None, true) => Some(crate::http3::Http3Options {
+            (Some(OnOff::On) | None, _) => Some(crate::http3::Http3Options {
                 retry_above: self
                     .http3_retry_above
                     .or(file.http3_retry_above)
@@ -446,6 +458,7 @@ impl ServeArgs {
             cluster_secret: self.cluster_secret.or(file.cluster_secret),
             cluster_insecure_http: self.cluster_insecure_http || file.cluster_insecure_http,
             tls,
+            tls_dev,
             http3,
             cluster_ca: if self.cluster_ca.is_empty() {
                 file.cluster_ca
@@ -679,10 +692,13 @@ mod tests {
             http3: Some(OnOff::On),
             ..Default::default()
         };
-        assert!(matches!(
-            without_tls.resolve(),
-            Err(ConfigError::Incomplete(_))
-        ));
+        // HTTP/3 asked for without a certificate: a development certificate.
+        let dev = without_tls.resolve().unwrap();
+        assert!(dev.tls_dev && dev.tls.is_none() && dev.https());
+        assert_eq!(dev.http3, Some(crate::http3::Http3Options::default()));
+        let plain = ServeArgs::default().resolve().unwrap();
+        assert!(!plain.tls_dev && !plain.https());
+        assert!(!tls(None).resolve().unwrap().tls_dev);
         let retry = ServeArgs {
             http3_retry_above: Some(0),
             ..tls(Some(OnOff::On))

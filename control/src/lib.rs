@@ -2,8 +2,9 @@
 //! inputs of the sans-IO core ([`cascade_core`]) and the core's outputs into I/O:
 //! the HTTP API ([`api`]), the demo pages and in-process signalling ([`demo`]), the
 //! server loop and its state ([`server`]), the HTTP listener and its limits
-//! ([`listener`], [`limits`]), HTTP/3 ([`http3`]), configuration, metrics, the
-//! cluster's TLS trust and HTTP/3 calls ([`cluster_h3`]) and the eBPF shell ([`kernel`]). The core decides;
+//! ([`listener`], [`limits`]), HTTP/3 ([`http3`]) and the development certificate
+//! ([`dev_cert`]), configuration, metrics, the cluster's TLS trust and HTTP/3 calls
+//! ([`cluster_h3`]) and the eBPF shell ([`kernel`]). The core decides;
 //! the shell carries out, and changes the data plane only with the core's
 //! `cascade_command::command::Command`s.
 
@@ -14,6 +15,7 @@ pub mod cluster_h3;
 pub mod cluster_tls;
 pub mod config;
 pub mod demo;
+pub mod dev_cert;
 pub mod drain;
 pub mod error;
 pub mod etag;

@@ -147,8 +147,11 @@ impl Metrics {
                     "relay_open",
                     "relay_open_h3",
                     "relay_close",
+                    "relay_close_h3",
                     "room",
+                    "room_h3",
                     "proxy",
+                    "proxy_h3",
                 ] {
                     c.with_label_values(&[k]);
                 }

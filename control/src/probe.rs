@@ -34,11 +34,7 @@ pub fn health_url(args: ProbeArgs) -> anyhow::Result<String> {
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if config.https() { "https" } else { "http" };
     Ok(format!(
         "{scheme}://{}/healthz",
         SocketAddr::new(ip, listen.port())

@@ -15,6 +15,7 @@ use cascade_dataplane::worker::{BackendChoice, Dataplane, DataplaneConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::cluster_h3::Call;
 use crate::config::Handover;
 use crate::config::{Capacity, DataplaneArg, ServeConfig};
 use crate::kernel::KernelShell;
@@ -23,7 +24,7 @@ use crate::listener::ListenerCounters;
 use crate::metrics::{CoreGauges, Metrics};
 use crate::unix_now;
 use cascade_core::cert::DtlsCertificate;
-use cascade_core::error::{ApiError, ErrorKind, error_chain};
+use cascade_core::error::{ApiError, ErrorKind};
 use cascade_core::sfu::{RelayAnswer, ResourceEvent, RoomEvent, SessionLimits, Sfu, SfuOutput};
 use cascade_core::token::{Claims, Grant, TokenSecret, TokenVerifier, mint};
 use cascade_dns::membership::Membership;
@@ -47,10 +48,9 @@ pub struct AppState {
     pub server_name: String,
     /// The address edges give origins for relayed packets (our media candidate).
     pub relay_addr: SocketAddr,
-    /// Client for calls to other servers (relays, proxied requests).
-    pub(crate) http: reqwest::Client,
-    /// HTTP/3 for relay calls to origins that advertised it.
-    cluster_h3: Option<crate::cluster_h3::ClusterH3>,
+    /// Calls to other servers (relays, proxied requests, room listings), over
+    /// HTTP/3 to origins that advertised it.
+    pub(crate) cluster: crate::cluster_h3::ClusterClient,
     runtime: tokio::runtime::Handle,
     pub(crate) metrics: Metrics,
     /// MCU subscriptions: mixers and composers.
@@ -144,12 +144,14 @@ impl AppState {
                     let Some(token) = self.cluster_token() else {
                         continue;
                     };
-                    let http = self.http.clone();
-                    self.count_cluster("relay_close");
+                    let cluster = self.cluster.clone();
                     self.runtime.spawn(async move {
-                        match http.delete(&relay).bearer_auth(token).send().await {
-                            Ok(r) if r.status().is_success() || r.status() == 404 => {}
-                            Ok(r) => tracing::warn!(%relay, status = %r.status(), "closing relay refused"),
+                        let call = Call::new(http::Method::DELETE, &relay, &token);
+                        match cluster.send("relay_close", call).await {
+                            Ok(a) if (200..300).contains(&a.status) || a.status == 404 => {}
+                            Ok(a) => {
+                                tracing::warn!(%relay, status = a.status, "closing relay refused")
+                            }
                             Err(e) => tracing::warn!(%relay, error = %e, "closing relay failed"),
                         }
                     });
@@ -181,14 +183,6 @@ impl AppState {
             },
             held,
         )
-    }
-
-    /// Counts one call to another server.
-    pub fn count_cluster(&self, kind: &str) {
-        self.metrics
-            .cluster_requests
-            .with_label_values(&[kind])
-            .inc();
     }
 
     /// Whether this server is at any of its capacity limits (its own load only).
@@ -254,38 +248,17 @@ impl AppState {
                 format!("relay from {url}: {e}"),
             )
         };
-        self.count_cluster("relay_open");
         let relay_url = format!("{url}/relay");
         let request = serde_json::json!({ "relay_addr": self.relay_addr });
-        let over_h3 = match &self.cluster_h3 {
-            Some(h3) => h3.post_json(&relay_url, &token, &request).await,
-            None => None,
-        };
-        let (status, body) = match over_h3 {
-            Some(Ok(answer)) => {
-                self.count_cluster("relay_open_h3");
-                (answer.status, answer.body)
-            }
-            failed_or_none => {
-                if let Some(Err(e)) = failed_or_none {
-                    tracing::debug!(%url, error = %e, "relay open over HTTP/3 failed: trying TCP");
-                }
-                let resp = self
-                    .http
-                    .post(&relay_url)
-                    .bearer_auth(&token)
-                    .json(&request)
-                    .send()
-                    .await
-                    .map_err(|e| unreachable(error_chain(&e)))?;
-                if let Some(h3) = &self.cluster_h3 {
-                    h3.learn(resp.url(), resp.headers(), Instant::now());
-                }
-                let status = resp.status().as_u16();
-                let body = resp.bytes().await.unwrap_or_default();
-                (status, body)
-            }
-        };
+        let answer = self
+            .cluster
+            .send(
+                "relay_open",
+                Call::new(http::Method::POST, &relay_url, &token).json(&request),
+            )
+            .await
+            .map_err(unreachable)?;
+        let (status, body) = (answer.status, answer.body);
         match status {
             201 => {
                 serde_json::from_slice::<RelayAnswer>(&body).map_err(|e| unreachable(e.to_string()))
@@ -386,11 +359,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot bind HTTP {}", config.http_listen))?;
     let http = listener.local_addr()?;
-    let tls = config
-        .tls
-        .as_ref()
-        .map(|(cert, key)| crate::cluster_tls::server_config(cert, key))
-        .transpose()?;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(crate::cluster_tls::server_config(cert, key)?),
+        None if config.tls_dev => Some(crate::dev_cert::for_server(
+            http,
+            candidate_ip,
+            config.public_url.as_deref(),
+        )?),
+        None => None,
+    };
     // Bound before the server announces itself, so a client that reads the
     // announcement finds HTTP/3 up too.
     let quic = match (&config.http3, &tls) {
@@ -456,16 +433,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tls: tls.is_some(),
         server_name: public_url.clone(),
         relay_addr: candidate,
-        http: trust.client()?,
-        cluster_h3: match trust
-            .quic_client_config()
-            .and_then(crate::cluster_h3::ClusterH3::new)
-        {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "relay calls go over TCP only");
-                None
-            }
+        cluster: crate::cluster_h3::ClusterClient {
+            tcp: trust.client()?,
+            h3: match trust
+                .quic_client_config()
+                .and_then(crate::cluster_h3::ClusterH3::new)
+            {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "calls to other servers go over TCP only");
+                    None
+                }
+            },
+            requests: metrics.cluster_requests.clone(),
         },
         runtime: tokio::runtime::Handle::current(),
         metrics,

@@ -20,7 +20,7 @@ use cascade_tests::media::{UdpPeer, complete_connect, rtp_packet};
 use cascade_tests::tls::{CertDir, TestCa, tls_args};
 use cascade_tests::{
     ServerProcess, browser_dir, browser_node_modules_available, cascade_bin, chromium_available,
-    chromium_path, command_available, http_client, metric, random_room, require,
+    chromium_path, command_available, http_client, metric, random_room, require, wait_for_metric,
 };
 
 /// A server with a certificate for 127.0.0.1 issued by a fresh CA, and that CA.
@@ -241,6 +241,79 @@ async fn publish_and_subscribe_over_http3() {
             .unwrap();
         assert_eq!(resp.status, 200, "DELETE {path}: {}", resp.text());
     }
+    client.close().await;
+}
+
+/// `--http3 on` without a certificate: the server makes a development certificate,
+/// says where it wrote it and its SPKI hash, and serves HTTPS and HTTP/3 with it; a
+/// client that trusts that file alone publishes over HTTP/3.
+#[tokio::test]
+async fn http3_without_a_certificate_uses_a_development_one() {
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    let server = ServerProcess::start(&["--http3", "on"]).expect("server starts");
+    assert!(
+        server.http_base.starts_with("https://"),
+        "{}",
+        server.http_base
+    );
+    let lines = server.stdout_lines();
+    let after = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {lines:?}"))
+            .to_owned()
+    };
+    let cert = std::path::PathBuf::from(after("dev certificate: "));
+    let spki = after("dev certificate SPKI sha256: ");
+    assert_eq!(
+        cascade_tests::tls::spki_sha256_base64(&cert).unwrap(),
+        spki,
+        "the printed hash is the written certificate's"
+    );
+    let addr = http_addr(&server);
+
+    // HTTPS over TCP, trusting that certificate only, advertises HTTP/3.
+    let pem = std::fs::read(&cert).unwrap();
+    let tcp = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let resp = tcp.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers().get("alt-svc").and_then(|v| v.to_str().ok()),
+        Some(format!("h3=\":{}\"; ma=86400", addr.port()).as_str())
+    );
+
+    // HTTP/3 with the same trust: a publish is answered.
+    let mut client = H3Client::connect(addr, &cert)
+        .await
+        .expect("QUIC handshake");
+    let room = random_room("h3dev");
+    let token = server.token(&room, "u", &["publish"]).unwrap();
+    let publisher = connect_h3(
+        &mut client,
+        &format!("/rtc/v1/rooms/{room}/publish"),
+        &token,
+        PeerRole::Publisher {
+            audio_ssrc: 0x31,
+            video_ssrc: 0x32,
+        },
+    )
+    .await
+    .expect("publish over HTTP/3 with the development certificate");
+    assert!(
+        publisher.resource.starts_with("https://"),
+        "{}",
+        publisher.resource
+    );
     client.close().await;
 }
 
@@ -636,4 +709,120 @@ async fn relay_opens_prefer_http3_once_the_origin_advertised_it() {
         }
     }
     assert!(got >= 5, "the subscriber received {got} packets");
+
+    // The subscribers leave: after the relay grace, the edge closes both relays, and
+    // it closes them over HTTP/3 too.
+    for subscriber in &subscribers {
+        let resp = http_client()
+            .delete(&subscriber.resource)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let closed = wait_for_metric(
+        &m1.http_base,
+        "cascade_relays",
+        Duration::from_secs(20),
+        |v| v == 0.0,
+    )
+    .await;
+    assert_eq!(
+        closed,
+        Ok(0.0),
+        "the origin's relays after the edge closed them"
+    );
+    assert_eq!(
+        metric(
+            &m2.http_base,
+            "cascade_cluster_requests_total{kind=\"relay_close_h3\"}"
+        )
+        .await,
+        Some(2.0),
+        "relay closes over HTTP/3"
+    );
+}
+
+/// Two members on HTTPS handing rooms over by proxy: once the owner's answers have
+/// advertised HTTP/3, the proxied publishes go over it, and are answered as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_requests_prefer_http3_once_the_owner_advertised_it() {
+    use cascade_core::placement::{member_from_url, rank};
+    use cascade_tests::media::connect;
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    let dir = CertDir::new("h3proxy").unwrap();
+    let ca = TestCa::new(&dir, "ca").unwrap();
+    let ip = "127.0.0.1".parse().unwrap();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|p| format!("https://127.0.0.1:{p}"))
+        .collect();
+    let members: Vec<_> = urls.iter().map(|u| member_from_url(u).unwrap()).collect();
+    let servers: Vec<ServerProcess> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut args = tls_args(&ca.issue(&dir, &format!("m{i}"), ip).unwrap());
+            args.extend(
+                [
+                    "--http-listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--token-secret",
+                    "h3-proxy-users",
+                    "--members",
+                    &urls.join(","),
+                    "--handover",
+                    "proxy",
+                    "--cluster-ca",
+                    &ca.pem.to_string_lossy(),
+                ]
+                .map(str::to_owned),
+            );
+            ServerProcess::start(&args).expect("server starts")
+        })
+        .collect();
+    // Rooms owned by the second server, asked of the first.
+    let rooms: Vec<String> = std::iter::repeat_with(|| random_room("h3proxy"))
+        .filter(|room| *rank(room, &members)[0] == members[1])
+        .take(3)
+        .collect();
+    let proxied_h3 = "cascade_cluster_requests_total{kind=\"proxy_h3\"}";
+    for (i, room) in rooms.iter().enumerate() {
+        let token = servers[0].token(room, "u", &["publish"]).unwrap();
+        let publisher = connect(
+            &servers[0],
+            &format!("/rtc/v1/rooms/{room}/publish"),
+            &token,
+            PeerRole::Publisher {
+                audio_ssrc: 0x40 + i as u32,
+                video_ssrc: 0x50 + i as u32,
+            },
+        )
+        .await
+        .expect("a publish proxied to the owner connects");
+        assert!(
+            publisher.resource.starts_with(&urls[1]),
+            "{room} served by its owner: {}",
+            publisher.resource
+        );
+        // The first proxied call learns Alt-Svc over TCP; the next go over HTTP/3.
+        assert_eq!(
+            metric(&servers[0].http_base, proxied_h3).await,
+            Some(i as f64),
+            "proxied publishes over HTTP/3 after {}",
+            i + 1
+        );
+    }
 }
