@@ -10,6 +10,7 @@
 //!   still live.
 //! - `POST /admin/drain` needs the admin secret, and starts the same drain.
 //! - `cascade probe` (the image's health check) fails while the server drains.
+//! - A rolling restart of three servers, one after the other, drops no live call.
 
 use std::time::{Duration, Instant};
 
@@ -249,6 +250,141 @@ async fn a_draining_server_keeps_its_call_sends_new_sessions_on_and_exits_after_
         "{}",
         servers[0].stderr_tail()
     );
+}
+
+/// A call: a publisher and a subscriber of one room, both on `server`.
+struct Call {
+    room: String,
+    token: String,
+    server: usize,
+    publisher: LivePeer,
+    subscriber: LivePeer,
+}
+
+/// A room that `members[owner]` owns.
+fn room_owned_by(members: &[Member], owner: usize) -> String {
+    loop {
+        let r = random_room("rolling");
+        if *rank(&r, members)[0] == members[owner] {
+            break r;
+        }
+    }
+}
+
+/// Starts a call in `room` by asking `via`; the server that took it is read from the
+/// resource URLs (both on the same one).
+async fn call(bases: &[String], via: usize, room: String) -> Call {
+    let token = mint_token(SECRET, &room, "u", &["publish", "subscribe"], None).unwrap();
+    let publisher = live(&bases[via], &room, &token, PUBLISHER, Some(0x2222)).await;
+    let server = bases
+        .iter()
+        .position(|b| publisher.resource.starts_with(b.as_str()))
+        .unwrap_or_else(|| panic!("{} on no server", publisher.resource));
+    let subscriber = live(&bases[server], &room, &token, PeerRole::Subscriber, None).await;
+    Call {
+        room,
+        token,
+        server,
+        publisher,
+        subscriber,
+    }
+}
+
+/// Every call's subscriber receives at least 100 more packets.
+async fn all_flow(calls: &[Call], what: &str) {
+    let before: Vec<u64> = calls.iter().map(|c| c.subscriber.received()).collect();
+    for (c, b) in calls.iter().zip(before) {
+        until(
+            &format!("{what}: the call in {} flows", c.room),
+            async || (c.subscriber.received() > b + 100).then_some(()),
+        )
+        .await;
+    }
+}
+
+/// A rolling restart of a three-server data centre: each server in turn drains
+/// (SIGTERM), keeps its calls, sends new ones for its rooms to the others, exits when
+/// its calls end, and comes back to take its rooms again. No call anywhere stops
+/// receiving media at any step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_the_data_centre_drops_no_live_call() {
+    if !require(cascade_bin().is_file(), "the cascade binary") {
+        return;
+    }
+    let urls: Vec<String> = (0..3)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    let members: Vec<Member> = urls.iter().map(|u| member_from_url(u).unwrap()).collect();
+    let args = |u: &str| -> Vec<String> {
+        [
+            "--http-listen",
+            u.trim_start_matches("http://"),
+            "--cluster-secret",
+            CLUSTER,
+            "--cluster-insecure-http",
+            "--members",
+            &urls.join(","),
+            "--drain-deadline",
+            "120",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut servers: Vec<ServerProcess> = urls.iter().map(|u| start(&args(u))).collect();
+    let bases: Vec<String> = servers.iter().map(|s| s.http_base.clone()).collect();
+    assert_eq!(bases, urls);
+
+    // One call per server, in a room it owns, asked of another server.
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let c = call(&bases, (i + 1) % 3, room_owned_by(&members, i)).await;
+        assert_eq!(c.server, i, "a room lands on its owner");
+        calls.push(c);
+    }
+    all_flow(&calls, "before the restart").await;
+
+    for i in 0..3 {
+        servers[i].send_signal(libc::SIGTERM);
+        until("the server turns unhealthy", async || {
+            (health(&bases[i]).await.0 == 503).then_some(())
+        })
+        .await;
+        // A new call for one of its rooms lands elsewhere.
+        let spilled = call(&bases, (i + 1) % 3, room_owned_by(&members, i)).await;
+        assert_ne!(spilled.server, i, "a new call for a draining server's room");
+        calls.push(spilled);
+        all_flow(&calls, &format!("server {i} draining")).await;
+        assert!(servers[i].is_running(), "server {i} exited with calls left");
+
+        // Its calls end; it exits; it comes back and takes its rooms again.
+        let (ending, going_on): (Vec<Call>, Vec<Call>) =
+            calls.into_iter().partition(|c| c.server == i);
+        calls = going_on;
+        for c in ending {
+            let (p, s) = (c.publisher.resource.clone(), c.subscriber.resource.clone());
+            drop(c.subscriber);
+            drop(c.publisher);
+            delete(&s, &c.token).await;
+            delete(&p, &c.token).await;
+        }
+        let status = servers[i]
+            .wait_exit(WITHIN)
+            .unwrap()
+            .unwrap_or_else(|| panic!("server {i} exits once its calls ended"));
+        assert!(status.success(), "server {i} exited with {status}");
+        servers[i] = start(&args(&urls[i]));
+        let back = call(&bases, (i + 2) % 3, room_owned_by(&members, i)).await;
+        assert_eq!(back.server, i, "a restarted server takes its rooms again");
+        calls.push(back);
+        all_flow(&calls, &format!("server {i} restarted")).await;
+    }
+    // Every server has been restarted once and holds the call it took back.
+    for i in 0..3 {
+        assert!(
+            calls.iter().any(|c| c.server == i),
+            "no call on server {i} after the restart"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
