@@ -226,6 +226,11 @@ pub struct ServeArgs {
     /// per worker, after a burst of twice as many [default: 20].
     #[arg(long, env = "CASCADE_UPCALL_BUDGET_PER_SOURCE")]
     pub upcall_budget_per_source: Option<u32>,
+    /// STUN/DTLS datagrams per second all unvalidated sources of one address (IPv4,
+    /// or IPv6 /64) may send up to control, per worker, after a burst of twice as
+    /// many [default: 100].
+    #[arg(long, env = "CASCADE_UPCALL_BUDGET_PER_ADDRESS")]
+    pub upcall_budget_per_address: Option<u32>,
     /// STUN/DTLS datagrams per second all unvalidated sources together may send up to
     /// control, per worker, after a burst of as many [default: 2000].
     #[arg(long, env = "CASCADE_UPCALL_BUDGET_TOTAL")]
@@ -295,6 +300,7 @@ struct FileConfig {
     max_event_streams_per_ip: Option<usize>,
     max_subscribe_resources: Option<usize>,
     upcall_budget_per_source: Option<u32>,
+    upcall_budget_per_address: Option<u32>,
     upcall_budget_total: Option<u32>,
     signal_url: Option<String>,
     signal_store: Option<String>,
@@ -566,6 +572,11 @@ impl ServeArgs {
                     .or(file.upcall_budget_per_source)
                     .unwrap_or(d.per_source_rate)
                     .max(1);
+                let per_address = self
+                    .upcall_budget_per_address
+                    .or(file.upcall_budget_per_address)
+                    .unwrap_or(d.per_address_rate)
+                    .max(1);
                 let total = self
                     .upcall_budget_total
                     .or(file.upcall_budget_total)
@@ -574,6 +585,8 @@ impl ServeArgs {
                 UpcallBudgetConfig {
                     per_source_rate: per_source,
                     per_source_burst: per_source.saturating_mul(2),
+                    per_address_rate: per_address,
+                    per_address_burst: per_address.saturating_mul(2),
                     global_rate: total,
                     global_burst: total,
                 }

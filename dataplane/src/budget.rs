@@ -1,10 +1,12 @@
 //! The upcall budget: how many STUN and DTLS datagrams from sources no session has
 //! validated a worker hands up to control. Without the eBPF guard nothing else stands
 //! between a flood of STUN/DTLS-looking datagrams and control's one queue, so each
-//! worker keeps a token bucket per source (a fixed table indexed by a keyed hash of
-//! the source address; sources that collide share a bucket) and one for all unknown
-//! sources together. A datagram over either budget is dropped before it is copied
-//! for control.
+//! worker keeps token buckets at three levels: per source (`ip:port`), per address
+//! (the IP, or the /64 of an IPv6 address, so that one host cycling through its ports
+//! or its /64 gets no more than one address's share), and one for all unknown sources
+//! together. The first two are fixed tables indexed by a keyed hash (keys that
+//! collide share a bucket). A datagram over any budget is dropped before it is
+//! copied for control.
 //!
 //! It owns the buckets and their arithmetic, with time passed in. It must not know
 //! which sources are validated (the forwarding table asks only about the others),
@@ -27,6 +29,11 @@ pub struct UpcallBudgetConfig {
     pub per_source_rate: u32,
     /// ...after a first burst of this many.
     pub per_source_burst: u32,
+    /// Datagrams per second all sources of one address (IPv4, or IPv6 /64) may send
+    /// up...
+    pub per_address_rate: u32,
+    /// ...after a first burst of this many.
+    pub per_address_burst: u32,
     /// Datagrams per second all unknown sources together may send up...
     pub global_rate: u32,
     /// ...after a first burst of this many.
@@ -36,13 +43,16 @@ pub struct UpcallBudgetConfig {
 impl Default for UpcallBudgetConfig {
     /// A browser's ICE checks before its first success are a handful per candidate
     /// and its DTLS handshake comes from the validated address (not charged): 20 per
-    /// second and source after 40 leave it ample room. 2,000 per second for every
-    /// unknown source together, per worker, lets hundreds of sessions start each
-    /// second while a flood costs control next to nothing.
+    /// second and source after 40 leave it ample room. 100 per second and address
+    /// after 200 leave room for a few dozen browsers behind one NAT starting at once.
+    /// 2,000 per second for every unknown source together, per worker, lets hundreds
+    /// of sessions start each second while a flood costs control next to nothing.
     fn default() -> Self {
         Self {
             per_source_rate: 20,
             per_source_burst: 40,
+            per_address_rate: 100,
+            per_address_burst: 200,
             global_rate: 2000,
             global_burst: 2000,
         }
@@ -90,7 +100,21 @@ pub struct UpcallBudget {
     config: UpcallBudgetConfig,
     hasher: std::hash::RandomState,
     sources: Box<[Bucket; SOURCE_BUCKETS]>,
+    addresses: Box<[Bucket; SOURCE_BUCKETS]>,
     global: Bucket,
+}
+
+/// The address a source is charged to: its IPv4 address, or its IPv6 /64 (a host
+/// usually holds a whole /64). An IPv4-mapped IPv6 address is its IPv4 address.
+fn address_key(from: SocketAddr) -> u64 {
+    match from.ip() {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            // The top bit tells the two families apart.
+            None => (u128::from(v6) >> 64) as u64 | (1 << 63),
+        },
+    }
 }
 
 impl std::fmt::Debug for UpcallBudget {
@@ -115,6 +139,7 @@ impl UpcallBudget {
             config,
             hasher: std::hash::RandomState::new(),
             sources: Box::new([Bucket::full(config.per_source_burst); SOURCE_BUCKETS]),
+            addresses: Box::new([Bucket::full(config.per_address_burst); SOURCE_BUCKETS]),
             global: Bucket::full(config.global_burst),
         }
     }
@@ -125,8 +150,8 @@ impl UpcallBudget {
     }
 
     /// Whether a datagram from `from` may go up at `now_ms` (milliseconds on any
-    /// monotonic clock); takes a token from its source's bucket and from the global
-    /// one when it may, none when it may not.
+    /// monotonic clock); takes a token from its source's, its address's and the
+    /// global bucket when it may, none when it may not.
     pub fn admit(&mut self, from: SocketAddr, now_ms: u64) -> bool {
         let c = self.config;
         let i = (self.hasher.hash_one(from) as usize) & (SOURCE_BUCKETS - 1);
@@ -135,11 +160,20 @@ impl UpcallBudget {
         if !source.has_token() {
             return false;
         }
+        // A different key for the address table, so that a source's and its
+        // address's buckets are not tied to the same index.
+        let j = (self.hasher.hash_one((address_key(from), 1u8)) as usize) & (SOURCE_BUCKETS - 1);
+        let address = &mut self.addresses[j];
+        address.refill(now_ms, c.per_address_rate, c.per_address_burst);
+        if !address.has_token() {
+            return false;
+        }
         self.global.refill(now_ms, c.global_rate, c.global_burst);
         if !self.global.has_token() {
             return false;
         }
         source.take();
+        address.take();
         self.global.take();
         true
     }
@@ -157,6 +191,8 @@ mod tests {
         UpcallBudgetConfig {
             per_source_rate: 10,
             per_source_burst: 5,
+            per_address_rate: 1000,
+            per_address_burst: 1000,
             global_rate: 100,
             global_burst: 50,
         }
@@ -204,5 +240,55 @@ mod tests {
         // whose bucket happens to be the noisy one's is refused too: a few at most).
         let others = (100..200).filter(|&i| b.admit(addr(i), 0)).count();
         assert!((40..=45).contains(&others), "{others}");
+    }
+
+    #[test]
+    fn one_address_cycling_through_ports_gets_one_addresss_share() {
+        let mut b = UpcallBudget::new(UpcallBudgetConfig {
+            per_source_rate: 10,
+            per_source_burst: 5,
+            per_address_rate: 20,
+            per_address_burst: 30,
+            global_rate: 10_000,
+            global_burst: 10_000,
+        });
+        let port = |p: u16| SocketAddr::from(([198, 51, 100, 9], p));
+        // 2,000 ports, 2 datagrams each, over one second.
+        let mut admitted = 0;
+        for round in 0..2u64 {
+            for p in 0..2000 {
+                admitted += usize::from(b.admit(port(10_000 + p), round * 1000));
+            }
+        }
+        // The address's burst (30) plus 20 per second for the second it lasted.
+        assert!((30..=50).contains(&admitted), "{admitted}");
+        // Other addresses keep their share: each gets its source burst.
+        let other = (0..5)
+            .filter(|_| b.admit(SocketAddr::from(([198, 51, 100, 10], 5000)), 1000))
+            .count();
+        assert_eq!(other, 5);
+        // An IPv6 host cycling through its /64 is one address too.
+        let v6 = |i: u16| SocketAddr::from(([0x2001, 0xdb8, 0, 1, 0, 0, 0, i], 4000));
+        let admitted = (0..1000).filter(|&i| b.admit(v6(i), 2000)).count();
+        assert_eq!(admitted, 30);
+        // ... while the next /64 is another.
+        let next = SocketAddr::from(([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1], 4000));
+        assert!(b.admit(next, 2000));
+    }
+
+    #[test]
+    fn address_keys() {
+        let v4 = SocketAddr::from(([192, 0, 2, 1], 1));
+        let mapped: SocketAddr = "[::ffff:192.0.2.1]:2".parse().unwrap();
+        assert_eq!(address_key(v4), address_key(mapped));
+        let a: SocketAddr = "[2001:db8:0:1::5]:1".parse().unwrap();
+        let b: SocketAddr = "[2001:db8:0:1:ffff::9]:2".parse().unwrap();
+        let c: SocketAddr = "[2001:db8:0:2::5]:1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        assert_ne!(
+            address_key(v4),
+            address_key("[::c000:201]:1".parse().unwrap())
+        );
     }
 }

@@ -45,6 +45,8 @@ fn a_flood_from_unknown_sources_is_cut_to_the_budget_and_validated_peers_all_pas
     let config = UpcallBudgetConfig {
         per_source_rate: 20,
         per_source_burst: 40,
+        per_address_rate: 100,
+        per_address_burst: 200,
         global_rate: 2000,
         global_burst: 2000,
     };
@@ -182,4 +184,42 @@ fn a_flood_from_unknown_sources_is_cut_to_the_budget_and_validated_peers_all_pas
         })
         .count();
     assert_eq!(up, 1, "one token, then the budget");
+}
+
+#[test]
+fn one_host_flooding_from_many_ports_leaves_the_budget_to_new_peers_elsewhere() {
+    let config = UpcallBudgetConfig::default();
+    let mut table = ForwardingTable::new(0);
+    table.set_upcall_budget(config);
+    let mut sink = RecordingSink::with_capacity(8);
+    let start = Instant::now();
+    // One host sends from 8,000 ports, 5 datagrams each, over half a second: each
+    // port stays within its own source budget, so only a budget per address sees it.
+    let host = |port: u16| SocketAddr::from(([203, 0, 113, 7], port));
+    let (mut sent, mut up) = (0u32, 0u32);
+    for round in 0..5u32 {
+        let now = start + Duration::from_millis(u64::from(round) * 100);
+        for port in 20_000..28_000u16 {
+            sent += 1;
+            if table.handle_datagram(now, host(port), &mut stun(sent), &mut sink)
+                == Disposition::ToControl
+            {
+                up += 1;
+            }
+        }
+    }
+    // The address's burst and half a second of its rate.
+    let ceiling = config.per_address_burst + config.per_address_rate / 2 + 1;
+    eprintln!("one host, 8,000 ports: {up} of {sent} went up (ceiling {ceiling})");
+    assert!(up <= ceiling, "{up} > {ceiling}");
+    // A browser elsewhere starting its session now gets its checks through.
+    let now = start + Duration::from_millis(500);
+    let newcomer: SocketAddr = "198.51.100.20:50000".parse().unwrap();
+    for i in 0..10 {
+        assert_eq!(
+            table.handle_datagram(now, newcomer, &mut stun(1_000_000 + i), &mut sink),
+            Disposition::ToControl,
+            "the newcomer's check {i}"
+        );
+    }
 }
