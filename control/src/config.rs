@@ -207,6 +207,10 @@ pub struct ServeArgs {
     /// Seconds a connection with no request in progress stays open [default: 60].
     #[arg(long, env = "CASCADE_HTTP_IDLE_TIMEOUT")]
     pub http_idle_timeout: Option<u64>,
+    /// Seconds a response may stay blocked on a client that reads nothing before the
+    /// connection is closed [default: 30].
+    #[arg(long, env = "CASCADE_HTTP_WRITE_TIMEOUT")]
+    pub http_write_timeout: Option<u64>,
     /// Most open HTTP connections; beyond it new ones are closed at once [default: 4096].
     #[arg(long, env = "CASCADE_HTTP_MAX_CONNECTIONS")]
     pub http_max_connections: Option<usize>,
@@ -294,6 +298,7 @@ struct FileConfig {
     http_header_timeout: Option<u64>,
     http_body_timeout: Option<u64>,
     http_idle_timeout: Option<u64>,
+    http_write_timeout: Option<u64>,
     http_max_connections: Option<usize>,
     http_max_connections_per_ip: Option<usize>,
     max_event_streams: Option<usize>,
@@ -542,6 +547,11 @@ impl ServeArgs {
                         self.http_idle_timeout,
                         file.http_idle_timeout,
                         d.idle_timeout,
+                    ),
+                    write_timeout: secs(
+                        self.http_write_timeout,
+                        file.http_write_timeout,
+                        d.write_timeout,
                     ),
                     max_connections: self
                         .http_max_connections

@@ -26,6 +26,9 @@ pub struct HttpLimits {
     pub body_timeout: Duration,
     /// Time a connection may stay open with no request in progress.
     pub idle_timeout: Duration,
+    /// Time a write to the client may stay blocked (the client reads nothing, so its
+    /// window stays full) before the connection is closed.
+    pub write_timeout: Duration,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub max_event_streams: usize,
@@ -40,6 +43,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_connections_per_ip: 256,
             max_event_streams: 1024,

@@ -9,7 +9,10 @@
 //!   a TLS handshake;
 //! - the time to send a whole request body ([`read_body_within`]);
 //! - the time a connection stays open with no request in progress (a response
-//!   still streaming, such as an event stream, counts as in progress).
+//!   still streaming, such as an event stream, counts as in progress);
+//! - the time a write stays blocked on a client that reads nothing (its receive
+//!   window full): the connection is closed, so a response or event stream nobody
+//!   reads holds nothing for long (`tokio-io-timeout`; hyper has no write timeout).
 //!
 //! Every request carries the client's address as axum's `ConnectInfo`.
 
@@ -100,6 +103,10 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
+            // Under TLS too: a client that stops reading blocks the TLS writes.
+            let mut tcp = tokio_io_timeout::TimeoutStream::new(tcp);
+            tcp.set_write_timeout(Some(conn.limits.write_timeout));
+            let tcp = Box::pin(tcp);
             match acceptor {
                 Some(acceptor) => {
                     let handshake =

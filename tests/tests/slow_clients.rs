@@ -3,7 +3,8 @@
 //! keeps answering and a publisher and a subscriber connect over HTTP and exchange
 //! media; the server closes the slow connections (timeouts shortened by flags). Also
 //! the connection caps (total, per address), the body timeout's 408, the 413 for an
-//! oversized body, and the same listener serving HTTPS.
+//! oversized body, the write timeout for a client that reads nothing, and the same
+//! listener serving HTTPS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -360,6 +361,73 @@ async fn idle_connections_are_closed() {
         matches!(chunk, Ok(Some(_))),
         "the event stream was closed: {chunk:?}"
     );
+}
+
+/// A client that asks for a lot and reads nothing: once the server's writes have
+/// been blocked for the write timeout, it closes the connection, although a
+/// response is still in progress (which the idle timeout leaves alone).
+#[tokio::test]
+async fn a_client_that_reads_nothing_is_closed_after_the_write_timeout() {
+    let Some(server) = server(&["--http-write-timeout", "2", "--http-idle-timeout", "60"]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+    let open = "cascade_http_connections";
+    // A small receive window, and 200 pipelined requests for the call page's script
+    // (about 80 KB each): far more than the socket buffers hold.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let script = http_client()
+        .get(server.url("/call.js"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    assert!(script > 50_000, "/call.js is {script} bytes");
+    let requests = "GET /call.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+    s.write_all(requests.as_bytes()).await.unwrap();
+    let start = Instant::now();
+    // Besides the stalled one, only the connection that reads the metrics is open.
+    let closed =
+        cascade_tests::wait_for_metric(&server.http_base, open, CLOSE_WITHIN, |v| v <= 1.0).await;
+    assert_eq!(
+        closed,
+        Ok(1.0),
+        "the stalled connection stayed open {:?}",
+        start.elapsed()
+    );
+    eprintln!(
+        "a client reading nothing was closed after {:?}",
+        start.elapsed()
+    );
+    // Reading now gets what the buffers held, then the end: not all 200 responses.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let read_all = tokio::time::timeout(CLOSE_WITHIN, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(read_all.is_ok(), "the connection did not end");
+    assert!(
+        got < 200 * script,
+        "{got} bytes: every response was delivered"
+    );
+    // The server serves others as before.
+    let health = http_client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]
