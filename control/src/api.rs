@@ -36,6 +36,7 @@ const RELAY_READY_WAIT: Duration = Duration::from_secs(4);
 const DEMO_PAGE: &str = include_str!("../assets/demo.html");
 
 mod events;
+mod preauth;
 use events::{resource_events, room_events};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -93,6 +94,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             body_limits,
             crate::listener::read_body_within,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            preauth::credentials_first,
         ))
         .layer(cors)
         .with_state(state)

@@ -68,9 +68,10 @@ pub struct Http3Counters {
     pub retries: prometheus::IntCounter,
 }
 
-/// The QUIC endpoint on UDP `addr`, serving `tls`'s certificate with ALPN `h3`.
+/// The QUIC endpoint on the bound UDP `socket`, serving `tls`'s certificate with
+/// ALPN `h3`.
 pub fn endpoint(
-    addr: SocketAddr,
+    socket: std::net::UdpSocket,
     tls: &rustls::ServerConfig,
     limits: &HttpLimits,
 ) -> anyhow::Result<quinn::Endpoint> {
@@ -90,8 +91,14 @@ pub fn endpoint(
         ));
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(server, addr)
-        .with_context(|| format!("cannot bind HTTP/3 on UDP {addr}"))
+    let addr = socket.local_addr()?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .with_context(|| format!("cannot serve HTTP/3 on UDP {addr}"))
 }
 
 /// Middleware for the TCP side: tells clients that HTTP/3 is served on `port`.

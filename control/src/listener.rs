@@ -45,6 +45,34 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Concurrent requests on one HTTP/2 connection (and on one HTTP/3 connection).
 pub(crate) const H2_MAX_STREAMS: u32 = 64;
 
+/// Binds the HTTP listener on TCP `addr` and, when `udp_too` (HTTP/3), a UDP socket
+/// on the same port. With port 0 the kernel picks the TCP port, which may be taken
+/// on UDP: then another is picked, a few times over.
+pub async fn bind(
+    addr: SocketAddr,
+    udp_too: bool,
+) -> anyhow::Result<(TcpListener, Option<std::net::UdpSocket>)> {
+    use anyhow::Context as _;
+    const TRIES: usize = 32;
+    let mut tries = 0;
+    loop {
+        let tcp = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind HTTP {addr}"))?;
+        if !udp_too {
+            return Ok((tcp, None));
+        }
+        let local = tcp.local_addr()?;
+        match std::net::UdpSocket::bind(local) {
+            Ok(udp) => return Ok((tcp, Some(udp))),
+            Err(_) if addr.port() == 0 && tries < TRIES => tries += 1,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot bind HTTP/3 on UDP {local}"));
+            }
+        }
+    }
+}
+
 /// What the listener reports: open connections, and those refused at accept.
 #[derive(Debug, Clone)]
 pub struct ListenerCounters {

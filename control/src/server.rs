@@ -355,12 +355,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     );
     let candidate = SocketAddr::new(candidate_ip, media.port());
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot bind HTTP {}", config.http_listen))?;
-    let http = listener.local_addr()?;
-    let tls = match &config.tls {
+    let file_tls = match &config.tls {
         Some((cert, key)) => Some(crate::cluster_tls::server_config(cert, key)?),
+        None => None,
+    };
+    let wants_quic = config.http3.is_some() && (file_tls.is_some() || config.tls_dev);
+    // Both bound before the server announces itself, so a client that reads the
+    // announcement finds HTTP/3 up too.
+    let (listener, udp) = crate::listener::bind(config.http_listen, wants_quic).await?;
+    let http = listener.local_addr()?;
+    let tls = match file_tls {
+        Some(tls) => Some(tls),
         None if config.tls_dev => Some(crate::dev_cert::for_server(
             http,
             candidate_ip,
@@ -368,11 +373,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    // Bound before the server announces itself, so a client that reads the
-    // announcement finds HTTP/3 up too.
-    let quic = match (&config.http3, &tls) {
-        (Some(_), Some(tls)) => {
-            let endpoint = crate::http3::endpoint(http, tls, &config.http_limits)?;
+    let quic = match (udp, &tls) {
+        (Some(udp), Some(tls)) => {
+            let endpoint = crate::http3::endpoint(udp, tls, &config.http_limits)?;
             println!("http3 listening: udp://{}", endpoint.local_addr()?);
             Some(endpoint)
         }

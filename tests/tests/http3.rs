@@ -152,8 +152,14 @@ async fn publish_and_subscribe_over_http3() {
     assert_eq!(tcp_json["code"], "token_missing");
 
     // The router's body cap applies over HTTP/3 too.
+    let room_token = format!("Bearer {}", server.token(&room, "u", &["publish"]).unwrap());
     let big = client
-        .request("POST", &publish, &sdp, Some(vec![b'a'; 100_000]))
+        .request(
+            "POST",
+            &publish,
+            &[sdp[0], ("authorization", &room_token)],
+            Some(vec![b'a'; 100_000]),
+        )
         .await
         .unwrap();
     assert_eq!(big.status, 413, "{}", big.text());

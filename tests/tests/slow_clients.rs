@@ -3,8 +3,8 @@
 //! keeps answering and a publisher and a subscriber connect over HTTP and exchange
 //! media; the server closes the slow connections (timeouts shortened by flags). Also
 //! the connection caps (total, per address), the body timeout's 408, the 413 for an
-//! oversized body, the write timeout for a client that reads nothing, and the same
-//! listener serving HTTPS.
+//! oversized body, a missing token refused before the body, the write timeout for a
+//! client that reads nothing, and the same listener serving HTTPS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,10 +71,12 @@ async fn slowloris_neither_starves_the_server_nor_keeps_connections() {
         &open,
         CLOSE_WITHIN,
     );
-    // ...and 50 that declare a 60,000-byte body and send it one byte at a time.
+    // ...and 50 that declare a 60,000-byte body and send it one byte at a time, with
+    // a valid token (without one they are refused before their body).
     let room = random_room("slow");
+    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
     let body_head = format!(
-        "POST /rtc/v1/rooms/{room}/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 60000\r\n\r\n"
+        "POST /rtc/v1/rooms/{room}/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/sdp\r\nContent-Length: 60000\r\n\r\n"
     );
     slow.extend(slow_connections(
         50,
@@ -107,7 +109,6 @@ async fn slowloris_neither_starves_the_server_nor_keeps_connections() {
             answers
         }
     });
-    let token = server.token(&room, "u", &["publish", "subscribe"]).unwrap();
     let slow_still_open = open.load(Ordering::Relaxed);
     let mut publisher = connect(
         &server,
@@ -172,10 +173,11 @@ async fn body_timeout_answers_408_and_an_oversized_body_413() {
         return;
     };
     let addr = http_addr(&server);
+    let token = server.token("r", "u", &["publish"]).unwrap();
     // A body that is never finished: 408 JSON, then the server closes.
     let mut stream = connect_from("127.0.0.1", addr).await.unwrap();
     stream
-        .write_all(b"POST /rtc/v1/rooms/r/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\nContent-Length: 100\r\n\r\nv=0\r\n")
+        .write_all(format!("POST /rtc/v1/rooms/r/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/sdp\r\nContent-Length: 100\r\n\r\nv=0\r\n").as_bytes())
         .await
         .unwrap();
     let mut response = Vec::new();
@@ -187,9 +189,10 @@ async fn body_timeout_answers_408_and_an_oversized_body_413() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"code\":\"body_timeout\""), "{text}");
 
-    // Too large: 413 with the JSON error, whatever the token.
+    // Too large: 413 with the JSON error.
     let resp = http_client()
         .post(server.url("/rtc/v1/rooms/r/publish"))
+        .bearer_auth(&token)
         .header("content-type", "application/sdp")
         .body(vec![b'a'; 100_000])
         .send()
@@ -204,6 +207,69 @@ async fn body_timeout_answers_408_and_an_oversized_body_413() {
     );
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["code"], "bad_body", "{v}");
+}
+
+/// A request that needs a token is refused on its headers, before its body: a
+/// publish that declares a 60,000-byte body and sends none gets its 401 at once (not
+/// the body timeout's 408), and the connection is closed; with a valid token the
+/// server waits for the body as before.
+#[tokio::test]
+async fn a_request_without_a_valid_token_is_refused_before_its_body() {
+    let Some(server) = server(&["--http-body-timeout", "20"]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+    let room = random_room("preauth");
+    let valid = server.token(&room, "u", &["publish"]).unwrap();
+    let subscribe_only = server.token(&room, "u", &["subscribe"]).unwrap();
+    let head = |auth: &str| {
+        format!(
+            "POST /rtc/v1/rooms/{room}/publish HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/sdp\r\nContent-Length: 60000\r\n\r\n"
+        )
+    };
+    for (auth, status, code) in [
+        (String::new(), "401", "token_missing"),
+        (
+            "Authorization: Bearer not.a.token\r\n".to_owned(),
+            "401",
+            "token_malformed",
+        ),
+        (
+            format!("Authorization: Bearer {subscribe_only}\r\n"),
+            "403",
+            "token_missing_grant",
+        ),
+    ] {
+        let mut stream = connect_from("127.0.0.1", addr).await.unwrap();
+        stream.write_all(head(&auth).as_bytes()).await.unwrap();
+        let start = Instant::now();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+            .await
+            .expect("an answer and a close well before the body timeout")
+            .unwrap();
+        let text = String::from_utf8_lossy(&response);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+        assert!(text.contains(&format!("\"code\":\"{code}\"")), "{text}");
+        eprintln!("{code}: answered and closed after {:?}", start.elapsed());
+    }
+    // A valid token: the server waits for the body...
+    let mut stream = connect_from("127.0.0.1", addr).await.unwrap();
+    stream
+        .write_all(head(&format!("Authorization: Bearer {valid}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let early = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    assert!(early.is_err(), "an answer before the body: {early:?}");
+    // ...and reads it: 60,000 bytes that are no SDP.
+    stream.write_all(&vec![b'x'; 60_000]).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer once the body is in")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
 
 #[tokio::test]
@@ -455,6 +521,7 @@ async fn the_listener_serves_https_and_closes_stalled_handshakes() {
     assert_eq!(resp.status(), 200);
     let resp = http_client()
         .post(server.url("/rtc/v1/rooms/r/publish"))
+        .bearer_auth(server.token("r", "u", &["publish"]).unwrap())
         .header("content-type", "application/sdp")
         .body(vec![b'a'; 100_000])
         .send()
