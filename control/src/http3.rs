@@ -121,16 +121,17 @@ pub fn alt_svc(port: u16) -> String {
 }
 
 /// Serves `router` on `endpoint` until `shutdown` resolves, then lets open
-/// connections finish for a few seconds.
+/// connections finish for a few seconds. `cap` counts open connections in total and
+/// per address (shared with the TCP listener).
 pub async fn serve(
     endpoint: quinn::Endpoint,
     router: Router,
+    cap: OpenCap,
     limits: HttpLimits,
     options: Http3Options,
     counters: Http3Counters,
     shutdown: impl Future<Output = ()>,
 ) {
-    let cap = OpenCap::new(limits.max_connections, limits.max_connections_per_ip);
     let handshakes = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);

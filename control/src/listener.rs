@@ -81,16 +81,17 @@ pub struct ListenerCounters {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets open
-/// connections finish for a few seconds.
+/// connections finish for a few seconds. `cap` counts open connections in total and
+/// per address (shared with HTTP/3).
 pub async fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
+    cap: OpenCap,
     limits: HttpLimits,
     counters: ListenerCounters,
     shutdown: impl Future<Output = ()>,
 ) {
-    let cap = OpenCap::new(limits.max_connections, limits.max_connections_per_ip);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);

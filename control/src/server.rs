@@ -612,11 +612,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         open: state.metrics.http_connections.clone(),
         refused: state.metrics.refused.clone(),
     };
+    // One cap for both: a client's TCP and QUIC connections count together.
+    let connections = OpenCap::new(
+        config.http_limits.max_connections,
+        config.http_limits.max_connections_per_ip,
+    );
     let http3 = quic.map(|endpoint| {
         let options = config.http3.unwrap_or_default();
         tokio::spawn(crate::http3::serve(
             endpoint,
             router.clone(),
+            connections.clone(),
             config.http_limits,
             options,
             crate::http3::Http3Counters {
@@ -641,6 +647,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         listener,
         tls,
         tcp_router,
+        connections,
         config.http_limits,
         counters,
         stopped(),

@@ -345,6 +345,54 @@ async fn the_tcp_side_negotiates_h2_and_http11() {
     }
 }
 
+/// The connection caps count a client's TCP and QUIC connections together: with
+/// two TCP connections open from one address and a cap of two per address, a QUIC
+/// handshake from it is refused until one closes.
+#[tokio::test]
+async fn tcp_and_quic_connections_share_the_per_address_cap() {
+    let Some((server, _dir, ca)) = tls_server(&["--http-max-connections-per-ip", "2"]) else {
+        return;
+    };
+    let addr = http_addr(&server);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The server counts a connection once it has accepted it: give it the time to.
+    let mut refused = false;
+    for _ in 0..50 {
+        match tokio::time::timeout(Duration::from_secs(2), H3Client::connect(addr, &ca)).await {
+            Ok(Ok(client)) => {
+                client.close().await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Err(_)) | Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        refused,
+        "a QUIC connection beside two TCP ones from one address"
+    );
+    drop(held);
+    let mut client = None;
+    for _ in 0..50 {
+        if let Ok(Ok(c)) =
+            tokio::time::timeout(Duration::from_secs(2), H3Client::connect(addr, &ca)).await
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("QUIC connects once the TCP connections closed");
+    let health = client.request("GET", "/healthz", &[], None).await.unwrap();
+    assert_eq!(health.status, 200);
+    client.close().await;
+}
+
 #[tokio::test]
 async fn per_address_caps_see_the_quic_client() {
     let Some((server, _dir, ca)) = tls_server(&["--max-sessions-per-ip", "1"]) else {
