@@ -123,10 +123,10 @@ pub fn answer(
         } else if qtype == RecordType::HTTPS {
             let ranking = rank(zone, health, client, Family::Any);
             a.scope_prefix = ranking.scope_prefix;
-            a.answers = svcb::zone_records(zone, ranking.servers.iter().map(|r| r.server));
-            for r in ranking.servers.iter().take(zone.answers) {
-                a.additionals
-                    .push(address_record(&r.server.host, ttl, r.server.address));
+            let servers = svcb::with_records(zone, ranking.servers.iter().map(|r| r.server));
+            a.answers = svcb::zone_records(zone, &servers);
+            for s in servers {
+                a.additionals.push(address_record(&s.host, ttl, s.address));
             }
         } else if qtype == RecordType::SOA || qtype == RecordType::ANY {
             a.answers.push(soa(zone));
@@ -166,7 +166,7 @@ pub fn answer(
     if let Some(server) = zone.server_by_host(&qname) {
         if qtype == RecordType::HTTPS {
             let mut a = Answer::new(ResponseCode::NoError);
-            a.answers.push(svcb::server_record(zone, server));
+            a.answers.extend(svcb::server_record(zone, server));
             a.additionals
                 .push(address_record(&qname, ttl, server.address));
             return a;

@@ -16,7 +16,8 @@ use hickory_server::proto::rr::{Name, RData, Record};
 
 use super::zone::{Server, Zone};
 
-/// The protocols every media server offers on its HTTPS port, most preferred first.
+/// The protocols a media server offers on its HTTPS port by default, most preferred
+/// first (a zone's `alpn` per server changes them).
 pub const ALPN: [&str; 2] = ["h3", "h2"];
 
 /// The HTTPS record data for a server reached at `target` (`.`: the owner name).
@@ -25,7 +26,7 @@ fn https_rdata(priority: u16, target: Name, server: &Server) -> RData {
     let mut params = vec![
         (
             SvcParamKey::Alpn,
-            SvcParamValue::Alpn(Alpn(ALPN.iter().map(|p| (*p).to_owned()).collect())),
+            SvcParamValue::Alpn(Alpn(server.alpn.clone())),
         ),
         (SvcParamKey::Port, SvcParamValue::Port(server.port)),
     ];
@@ -42,11 +43,22 @@ fn https_rdata(priority: u16, target: Name, server: &Server) -> RData {
     RData::HTTPS(HTTPS(SVCB::new(priority, target, params)))
 }
 
-/// HTTPS records at the zone name for `ranked` servers, best first.
-pub fn zone_records<'z>(zone: &Zone, ranked: impl IntoIterator<Item = &'z Server>) -> Vec<Record> {
+/// The servers of `ranked` that have HTTPS records, at most the zone's `answers`.
+pub fn with_records<'z>(
+    zone: &Zone,
+    ranked: impl IntoIterator<Item = &'z Server>,
+) -> Vec<&'z Server> {
     ranked
         .into_iter()
+        .filter(|s| !s.alpn.is_empty())
         .take(zone.answers)
+        .collect()
+}
+
+/// HTTPS records at the zone name for `servers` ([`with_records`]), best first.
+pub fn zone_records(zone: &Zone, servers: &[&Server]) -> Vec<Record> {
+    servers
+        .iter()
         .zip(1u16..)
         .map(|(server, priority)| {
             Record::from_rdata(
@@ -58,13 +70,15 @@ pub fn zone_records<'z>(zone: &Zone, ranked: impl IntoIterator<Item = &'z Server
         .collect()
 }
 
-/// The HTTPS record at a server's own name.
-pub fn server_record(zone: &Zone, server: &Server) -> Record {
-    Record::from_rdata(
-        server.host.clone(),
-        zone.ttl,
-        https_rdata(1, Name::root(), server),
-    )
+/// The HTTPS record at a server's own name, unless its `alpn` is empty.
+pub fn server_record(zone: &Zone, server: &Server) -> Option<Record> {
+    (!server.alpn.is_empty()).then(|| {
+        Record::from_rdata(
+            server.host.clone(),
+            zone.ttl,
+            https_rdata(1, Name::root(), server),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -77,7 +91,7 @@ mod tests {
             "zone = \"media.example.test\"\n[[server]]\nname = \"m6\"\naddress = \"2001:db8::6\"\nregion = \"eu\"\nport = 8443\n",
         )
         .unwrap();
-        let record = server_record(&zone, &zone.servers[0]);
+        let record = server_record(&zone, &zone.servers[0]).unwrap();
         assert_eq!(record.name.to_string(), "m6.media.example.test.");
         let RData::HTTPS(HTTPS(svcb)) = &record.data else {
             panic!("not HTTPS: {record:?}");
@@ -90,5 +104,49 @@ mod tests {
             [SvcParamKey::Alpn, SvcParamKey::Port, SvcParamKey::Ipv6Hint]
         );
         assert_eq!(svcb.svc_params[1].1, SvcParamValue::Port(8443));
+    }
+
+    #[test]
+    fn a_servers_alpn_is_its_own_and_an_empty_one_has_no_record() {
+        let zone = Zone::parse(
+            "zone = \"media.example.test\"\nanswers = 3\n\
+             [[server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nregion = \"eu\"\n\
+             [[server]]\nname = \"b\"\naddress = \"10.0.0.2\"\nregion = \"eu\"\nalpn = [\"h2\"]\n\
+             [[server]]\nname = \"c\"\naddress = \"10.0.0.3\"\nregion = \"eu\"\nalpn = []\n",
+        )
+        .unwrap();
+        let alpn = |r: &Record| match &r.data {
+            RData::HTTPS(HTTPS(svcb)) => match &svcb.svc_params[0].1 {
+                SvcParamValue::Alpn(Alpn(ids)) => ids.join(","),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let [a, b, c] = [&zone.servers[0], &zone.servers[1], &zone.servers[2]];
+        assert_eq!(alpn(&server_record(&zone, a).unwrap()), "h3,h2");
+        assert_eq!(alpn(&server_record(&zone, b).unwrap()), "h2");
+        assert!(server_record(&zone, c).is_none());
+        // At the zone name, c is skipped and the priorities stay 1, 2.
+        let servers = with_records(&zone, [c, b, a]);
+        let records = zone_records(&zone, &servers);
+        let got: Vec<(u16, String)> = records
+            .iter()
+            .map(|r| match &r.data {
+                RData::HTTPS(HTTPS(svcb)) => (svcb.svc_priority, svcb.target_name.to_string()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "b.media.example.test.".to_owned()),
+                (2, "a.media.example.test.".to_owned())
+            ]
+        );
+        // A bad id is refused.
+        let bad = Zone::parse(
+            "zone = \"z.test\"\n[[server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nregion = \"eu\"\nalpn = [\"h3,h2\"]\n",
+        );
+        assert!(bad.is_err());
     }
 }

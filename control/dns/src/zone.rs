@@ -56,6 +56,9 @@ pub struct ServerEntry {
     pub port: Option<u16>,
     /// Probed with `GET` when given; a server without one is always healthy.
     pub health_url: Option<String>,
+    /// Protocols of its HTTPS records (`alpn`), most preferred first [default:
+    /// `["h3", "h2"]`]; `[]`: no HTTPS record (a server without TLS).
+    pub alpn: Option<Vec<String>>,
 }
 
 /// A media server of the zone.
@@ -69,6 +72,8 @@ pub struct Server {
     pub region: String,
     pub port: u16,
     pub health_url: Option<String>,
+    /// The `alpn` of its HTTPS records; empty: it has none.
+    pub alpn: Vec<String>,
 }
 
 impl Server {
@@ -154,6 +159,20 @@ impl Zone {
                 reqwest::Url::parse(url)
                     .with_context(|| format!("server {name:?}: bad health_url {url:?}"))?;
             }
+            let alpn = entry
+                .alpn
+                .unwrap_or_else(|| crate::svcb::ALPN.map(str::to_owned).to_vec());
+            for id in &alpn {
+                // RFC 9460 section 7.1.1: 1-255 octets; kept to printable ASCII
+                // without the list syntax's comma and backslash.
+                ensure!(
+                    (1..=255).contains(&id.len())
+                        && id
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'\\'),
+                    "server {name:?}: bad alpn id {id:?}"
+                );
+            }
             servers.push(Server {
                 name,
                 host,
@@ -161,6 +180,7 @@ impl Zone {
                 region: entry.region,
                 port: entry.port.unwrap_or(DEFAULT_PORT),
                 health_url: entry.health_url,
+                alpn,
             });
         }
         servers.sort_by(|a, b| a.name.cmp(&b.name));
