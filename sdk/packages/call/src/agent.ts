@@ -20,6 +20,9 @@ export interface CallAgentOptions {
   getDisplayMedia?: () => Promise<MediaStream>;
   /** How long a call rings (default 30000 ms); older invites are ignored. */
   ringTimeoutMs?: number;
+  /** How long an accepted call may take to connect its media before it ends as
+   *  `failed` (default 20000 ms). */
+  connectTimeoutMs?: number;
   /** This device's id (default random). */
   deviceId?: string;
 }
@@ -73,6 +76,7 @@ export class CallAgent extends EventTarget {
       signal: opts.signal,
       device: this.deviceId,
       ringTimeoutMs: opts.ringTimeoutMs ?? 30_000,
+      connectTimeoutMs: opts.connectTimeoutMs ?? 20_000,
       client: opts.client,
       getMedia: opts.getMedia ?? defaultGetMedia,
       getDisplayMedia: opts.getDisplayMedia ?? defaultGetDisplayMedia,

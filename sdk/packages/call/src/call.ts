@@ -33,6 +33,7 @@ export interface CallContext {
   signal: SignalChannel;
   device: string;
   ringTimeoutMs: number;
+  connectTimeoutMs: number;
   client(room: string): Client;
   getMedia(c: CallMedia): Promise<MediaStream>;
   getDisplayMedia(): Promise<MediaStream>;
@@ -77,6 +78,7 @@ export class Call extends EventTarget {
   /** Outgoing: the callee's device whose accept won; incoming: ours once accepted. */
   #acceptedDevice: string | undefined;
   #ringTimer: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
   #ending: Promise<void> | undefined;
   #camera: MediaStreamTrack | null = null;
   #screen: MediaStream | undefined;
@@ -123,6 +125,14 @@ export class Call extends EventTarget {
   #setState(state: CallState, reason?: EndReason | string): void {
     if (this.#state === state || this.#state === "ended") return;
     this.#state = state;
+    // Accepted but never connected (media blocked, a server gone): give up.
+    if (state === "connecting") {
+      this.#connectTimer = setTimeout(() => {
+        if (this.#state === "connecting") void this.#hangup("failed");
+      }, this.#ctx.connectTimeoutMs);
+    } else {
+      clearTimeout(this.#connectTimer);
+    }
     if (state === "active" && this.#startedAt === undefined) this.#startedAt = Date.now();
     const detail: CallStateDetail = reason === undefined ? { state } : { state, reason };
     this.dispatchEvent(new CustomEvent<CallStateDetail>("state", { detail }));

@@ -145,6 +145,35 @@ describe("a 1:1 call", () => {
     expect(media.live.size).toBe(0);
   });
 
+  it("connect timeout: an accepted call whose media never connects ends failed and deletes everything", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const { media, bobs, call } = await ringing();
+    const incoming = bobs[0]!.incoming[0]!;
+    await incoming.accept();
+    await flush();
+    expect([call.state, incoming.state]).toEqual(["connecting", "connecting"]);
+    await vi.advanceTimersByTimeAsync(19_000);
+    expect([call.state, incoming.state]).toEqual(["connecting", "connecting"]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    const reasons = [await endReason(call), await endReason(incoming)];
+    expect(reasons).toContain("failed");
+    for (const r of reasons) expect(["failed", "remote_hangup"]).toContain(r);
+    await flush();
+    expect(media.live.size).toBe(0);
+  });
+
+  it("a call that connects in time is not ended by the connect timeout", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+    const { bobs, call } = await ringing();
+    const incoming = bobs[0]!.incoming[0]!;
+    await incoming.accept();
+    await flush();
+    connectMedia(call);
+    connectMedia(incoming);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect([call.state, incoming.state]).toEqual(["active", "active"]);
+  });
+
   it("two devices: the first accept wins, the other device stops ringing", async () => {
     const { media, bus, bobs, call } = await ringing(2);
     const [b1, b2] = bobs;
