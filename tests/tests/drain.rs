@@ -97,34 +97,41 @@ fn start(args: &[String]) -> ServerProcess {
     ServerProcess::start(&all).expect("server starts")
 }
 
+/// `n` member URLs on free loopback ports, and their members.
+fn member_urls(n: usize) -> (Vec<String>, Vec<Member>) {
+    let urls: Vec<String> = (0..n)
+        .map(|_| format!("http://127.0.0.1:{}", free_port()))
+        .collect();
+    let members = urls.iter().map(|u| member_from_url(u).unwrap()).collect();
+    (urls, members)
+}
+
+/// The arguments of the member at `url` of a data centre of `urls`, cascading over
+/// plain HTTP, with a drain deadline longer than any test.
+fn member_args(url: &str, urls: &[String]) -> Vec<String> {
+    [
+        "--http-listen",
+        url.trim_start_matches("http://"),
+        "--cluster-secret",
+        CLUSTER,
+        "--cluster-insecure-http",
+        "--members",
+        &urls.join(","),
+        "--drain-deadline",
+        "120",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_server_keeps_its_call_sends_new_sessions_on_and_exits_after_the_last() {
     if !require(cascade_bin().is_file(), "the cascade binary") {
         return;
     }
-    let urls: Vec<String> = (0..2)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
-    let members: Vec<Member> = urls.iter().map(|u| member_from_url(u).unwrap()).collect();
-    let mut servers: Vec<ServerProcess> = urls
-        .iter()
-        .map(|u| {
-            start(
-                &[
-                    "--http-listen",
-                    u.trim_start_matches("http://"),
-                    "--cluster-secret",
-                    CLUSTER,
-                    "--cluster-insecure-http",
-                    "--members",
-                    &urls.join(","),
-                    "--drain-deadline",
-                    "120",
-                ]
-                .map(String::from),
-            )
-        })
-        .collect();
+    let (urls, members) = member_urls(2);
+    let mut servers: Vec<ServerProcess> =
+        urls.iter().map(|u| start(&member_args(u, &urls))).collect();
     // `cascade dns` probes both servers' health.
     let zone = ZoneFile::new(&format!(
         "zone = \"drain.test\"\n\
@@ -311,25 +318,8 @@ async fn a_rolling_restart_of_the_data_centre_drops_no_live_call() {
     if !require(cascade_bin().is_file(), "the cascade binary") {
         return;
     }
-    let urls: Vec<String> = (0..3)
-        .map(|_| format!("http://127.0.0.1:{}", free_port()))
-        .collect();
-    let members: Vec<Member> = urls.iter().map(|u| member_from_url(u).unwrap()).collect();
-    let args = |u: &str| -> Vec<String> {
-        [
-            "--http-listen",
-            u.trim_start_matches("http://"),
-            "--cluster-secret",
-            CLUSTER,
-            "--cluster-insecure-http",
-            "--members",
-            &urls.join(","),
-            "--drain-deadline",
-            "120",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let (urls, members) = member_urls(3);
+    let args = |u: &str| member_args(u, &urls);
     let mut servers: Vec<ServerProcess> = urls.iter().map(|u| start(&args(u))).collect();
     let bases: Vec<String> = servers.iter().map(|s| s.http_base.clone()).collect();
     assert_eq!(bases, urls);
