@@ -133,12 +133,14 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn new_key() -> anyhow::Result<PKey<Private>> {
+/// A new P-256 key (also the development certificate's, [`crate::dev_cert`]).
+pub(crate) fn new_key() -> anyhow::Result<PKey<Private>> {
     let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
     Ok(PKey::from_ec_key(EcKey::generate(&group)?)?)
 }
 
-fn serial() -> anyhow::Result<Asn1Integer> {
+/// A random certificate serial number.
+pub(crate) fn serial() -> anyhow::Result<Asn1Integer> {
     let mut bn = BigNum::new()?;
     bn.rand(127, MsbOption::MAYBE_ZERO, false)?;
     Ok(bn.to_asn1_integer()?)

@@ -11,11 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::PKey;
 use openssl::x509::extension::{
     BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
 };
@@ -60,22 +56,20 @@ pub fn generate(hosts: &[String]) -> anyhow::Result<DevCert> {
             names.push(host.to_owned());
         }
     }
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let key = crate::cluster_ca::new_key()?;
     let mut subject = X509NameBuilder::new()?;
     subject.append_entry_by_text("CN", "cascade development certificate")?;
     let subject = subject.build();
     let mut b = X509::builder()?;
     b.set_version(2)?;
-    let mut serial = BigNum::new()?;
-    serial.rand(63, MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
+    let serial = crate::cluster_ca::serial()?;
     b.set_serial_number(&serial)?;
     b.set_subject_name(&subject)?;
     b.set_issuer_name(&subject)?;
     b.set_pubkey(&key)?;
     // An hour back, for clients whose clock is a little behind.
-    let from = Asn1Time::from_unix(unix_now().saturating_sub(3600))?;
+    let now = i64::try_from(crate::unix_now()).unwrap_or(i64::MAX);
+    let from = Asn1Time::from_unix(now.saturating_sub(3600))?;
     b.set_not_before(&from)?;
     let until = Asn1Time::days_from_now(DAYS)?;
     b.set_not_after(&until)?;
@@ -150,12 +144,6 @@ pub fn for_server(
         cert.spki_sha256, cert.spki_sha256, http
     );
     crate::cluster_tls::server_config_from(vec![cert.cert], cert.key)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
