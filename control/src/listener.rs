@@ -73,6 +73,18 @@ pub async fn bind(
     }
 }
 
+/// Marks an answer given while the request's body is left unread: on HTTP/1 the
+/// connection cannot carry another request, so it closes (an HTTP/2 or HTTP/3 stream
+/// ends by itself).
+pub(crate) fn close_unread(resp: &mut Response, version: http::Version) {
+    if version <= http::Version::HTTP_11 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
 /// What the listener reports: open connections, and those refused at accept.
 #[derive(Debug, Clone)]
 pub struct ListenerCounters {
@@ -294,6 +306,7 @@ pub async fn read_body_within(
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
+    let version = parts.version;
     let limited = http_body_util::Limited::new(body, max);
     match tokio::time::timeout(timeout, limited.collect()).await {
         Ok(Ok(collected)) => {
@@ -318,11 +331,7 @@ pub async fn read_body_within(
                 format!("the request body took longer than {} s", timeout.as_secs()),
             ))
             .into_response();
-            // The rest of the body is never read: the connection cannot carry another request.
-            resp.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
+            close_unread(&mut resp, version);
             resp
         }
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, Version, header};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cascade_core::error::ApiError;
@@ -30,9 +30,8 @@ pub(super) async fn credentials_first(
         Ok(()) => next.run(req).await,
         Err(e) => {
             let mut resp = HttpError(e).into_response();
-            if req.version() <= Version::HTTP_11 && !req.body().is_end_stream() {
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            if !req.body().is_end_stream() {
+                crate::listener::close_unread(&mut resp, req.version());
             }
             resp
         }
