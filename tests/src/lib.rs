@@ -517,6 +517,15 @@ fn random_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A TCP port free on loopback now (bound, then released), for a server that must
+/// know its own URL before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
 /// A room name no other test uses: `prefix-<random hex>`.
 pub fn random_room(prefix: &str) -> String {
     use rand::Rng;

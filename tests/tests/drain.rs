@@ -19,7 +19,7 @@ use cascade_peer::PeerRole;
 use cascade_tests::dc::{DnsProcess, ZoneFile};
 use cascade_tests::media::LivePeer;
 use cascade_tests::{
-    ServerProcess, cascade_bin, http_client, metric, mint_token, random_room, require,
+    ServerProcess, cascade_bin, free_port, http_client, metric, mint_token, random_room, require,
 };
 
 const SECRET: &str = "drain-test-users";
@@ -31,14 +31,6 @@ const PUBLISHER: PeerRole = PeerRole::Publisher {
 };
 /// How long a condition may take to show before a test fails.
 const WITHIN: Duration = Duration::from_secs(15);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `check` every 50 ms until it returns `Some` or [`WITHIN`] passes.
 async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {

@@ -810,15 +810,7 @@ async fn proxied_requests_prefer_http3_once_the_owner_advertised_it() {
     let dir = CertDir::new("h3proxy").unwrap();
     let ca = TestCa::new(&dir, "ca").unwrap();
     let ip = "127.0.0.1".parse().unwrap();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports: Vec<u16> = (0..2).map(|_| cascade_tests::free_port()).collect();
     let urls: Vec<String> = ports
         .iter()
         .map(|p| format!("https://127.0.0.1:{p}"))

@@ -11,18 +11,11 @@ use cascade_core::placement::member_from_url;
 use cascade_core::placement::{Member, rank};
 use cascade_peer::PeerRole;
 use cascade_tests::media::{UdpPeer, connect_via, rtp_packet};
-use cascade_tests::{ServerProcess, cascade_bin, metric_in, metrics_text, random_room, require};
+use cascade_tests::{
+    ServerProcess, cascade_bin, free_port, metric_in, metrics_text, random_room, require,
+};
 
 const SECRET: &str = "placement-test-users";
-
-/// A free TCP port on loopback (bound then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Three members that know each other from `--members`, with `extra` arguments.
 fn cluster(extra: &[&str]) -> Option<(Vec<ServerProcess>, Vec<Member>)> {
