@@ -358,22 +358,38 @@ async fn tcp_and_quic_connections_share_the_per_address_cap() {
     for _ in 0..2 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
-    // The server counts a connection once it has accepted it: give it the time to.
-    let mut refused = false;
-    for _ in 0..50 {
-        match tokio::time::timeout(Duration::from_secs(2), H3Client::connect(addr, &ca)).await {
-            Ok(Ok(client)) => {
-                client.close().await;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(Err(_)) | Err(_) => {
-                refused = true;
-                break;
-            }
+    // The server counts a connection once it has accepted it: wait until it holds
+    // both, reading the count from another address (127.0.0.2, its own share), so
+    // that no connection from 127.0.0.1 competes with the two for the cap.
+    let observer = reqwest::Client::builder()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let open = match observer.get(server.url("/metrics")).send().await {
+            Ok(r) => cascade_tests::metric_in(
+                &r.text().await.unwrap_or_default(),
+                "cascade_http_connections",
+            ),
+            Err(_) => None,
+        };
+        // The two held ones and the observer's own.
+        if open.is_some_and(|n| n >= 3.0) {
+            break;
         }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never held both TCP connections: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let quic = tokio::time::timeout(Duration::from_secs(2), H3Client::connect(addr, &ca)).await;
     assert!(
-        refused,
+        !matches!(quic, Ok(Ok(_))),
         "a QUIC connection beside two TCP ones from one address"
     );
     drop(held);
